@@ -1,0 +1,111 @@
+"""Child processes: start pinned to CPUs, wait until they answer, always stop the whole group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HAVE_TASKSET = shutil.which("taskset") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cmd: list[str], cpus: str | None) -> list[str]:
+    """``cmd`` under ``taskset -c CPUS`` (children inherit the mask), when both are available."""
+    if cpus and HAVE_TASKSET:
+        return ["taskset", "-c", cpus, *cmd]
+    return cmd
+
+
+class Proc:
+    """One child process in its own process group, with its output in ``log``."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        log: Path,
+        *,
+        cpus: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.cmd = pinned(cmd, cpus)
+        self.cpus = cpus
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left of it."""
+        pgid = self.popen.pid  # start_new_session: the group id is the leader's pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+            try:
+                self.popen.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+            if not _group_alive(pgid):
+                return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_ready(proc: Proc, probe: urllib.request.Request, timeout: float = 30.0) -> None:
+    """Until ``probe`` answers 2xx; raises with the process's output if it dies or never does."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:200]!r}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} not ready after {timeout:.0f}s ({last}):\n{proc.tail()}")

@@ -1,0 +1,195 @@
+"""The Starlette app: a thin request-id layer, the dialect endpoints, plugin routes, lifespan.
+
+A request enters at :class:`RequestIdMiddleware`, is routed by Starlette, and — for the model
+endpoints — handled by :class:`lmrouter.proxy.ProxyEndpoint`, where the whole pipeline reads top
+to bottom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lmrouter import __version__, plugins
+from lmrouter.context import Principal
+from lmrouter.dialects import anthropic as anthropic_dialect
+from lmrouter.dialects import openai as openai_dialect
+from lmrouter.errors import RouterError, invalid_api_key, model_not_found
+from lmrouter.gateway import Gateway
+from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
+
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's ``x-request-id`` when it is sane), binds it to every
+    log line, and returns it in the ``x-request-id`` response header."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value if _SAFE_ID.match(value) else b""
+                break
+        if not request_id:
+            request_id = os.urandom(12).hex().encode()
+        rid = request_id.decode()
+        scope["lmrouter.request_id"] = rid
+        structlog.contextvars.bind_contextvars(request_id=rid)
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def dialect_of(request: Request) -> Any:
+    """Errors outside the model endpoints answer in the dialect the caller evidently speaks."""
+    if request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return anthropic_dialect
+    return openai_dialect
+
+
+async def require_principal(request: Request) -> Principal:
+    """For plugin and admin endpoints: the caller, or a 401 in their dialect."""
+    gateway: Gateway = request.app.state.gateway
+    headers = Headers.from_scope(request.scope)
+    key = api_key_from(headers)
+    if key is None:
+        raise invalid_api_key(
+            "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
+        )
+    principal = await plugins.first(
+        gateway.pm.hook.lmrouter_authenticate(gateway=gateway, api_key=key, headers=headers)
+    )
+    if principal is None:
+        raise invalid_api_key()
+    return principal
+
+
+async def router_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RouterError)
+    body = dialect_of(request).error_body(exc)
+    return Response(body, exc.status, headers=exc.headers, media_type="application/json")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = (
+        f"No route for {request.method} {request.url.path}."
+        if exc.status_code in (404, 405)
+        else str(exc.detail)
+    )
+    err = RouterError(exc.status_code, message, code=code)
+    return await router_error(request, err)
+
+
+# -- built-in endpoints -----------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+def _model_entry(gateway: Gateway, model_id: str, anthropic: bool) -> dict[str, Any]:
+    model = gateway.models[model_id]
+    owner = model.owned_by or model.routes[0].provider
+    if anthropic:
+        return {
+            "type": "model",
+            "id": model.id,
+            "display_name": model.id,
+            "created_at": "1970-01-01T00:00:00Z",
+        }
+    return {"id": model.id, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def list_models(request: Request) -> Response:
+    await require_principal(request)
+    gateway: Gateway = request.app.state.gateway
+    anthropic = "anthropic-version" in request.headers
+    data = [_model_entry(gateway, model_id, anthropic) for model_id in gateway.models]
+    if anthropic:
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> Response:
+    await require_principal(request)
+    gateway: Gateway = request.app.state.gateway
+    model_id = request.path_params["model_id"]
+    if model_id not in gateway.models:
+        raise model_not_found(model_id)
+    return JSONResponse(_model_entry(gateway, model_id, "anthropic-version" in request.headers))
+
+
+# -- assembly ---------------------------------------------------------------------------------
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    routes: list[BaseRoute] = [
+        Route("/health", health),
+        Route("/v1/models", list_models),
+        Route("/v1/models/{model_id:path}", get_model),
+        Route(
+            "/v1/chat/completions", ProxyEndpoint(gateway, openai_dialect.CHAT), methods=["POST"]
+        ),
+        Route(
+            "/v1/embeddings", ProxyEndpoint(gateway, openai_dialect.EMBEDDINGS), methods=["POST"]
+        ),
+    ]
+    for extra in gateway.pm.hook.lmrouter_routes(gateway=gateway):
+        routes.extend(extra or ())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={RouterError: router_error, HTTPException: http_error},
+    )
+    app.state.gateway = gateway
+    return RequestIdMiddleware(app)  # type: ignore[return-value]
+
+
+def serve_app() -> Any:
+    """The factory granian workers import: the config path comes from ``$LMROUTER_CONFIG``."""
+    from lmrouter import logs
+
+    gateway = Gateway.from_path(Path(os.environ["LMROUTER_CONFIG"]))
+    server = gateway.config.server
+    logs.configure(server.log_level, os.environ.get("LMROUTER_LOG_FORMAT", server.log_format))
+    return create_app(gateway)

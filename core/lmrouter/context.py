@@ -1,0 +1,72 @@
+"""Per-request state that hooks see: who calls, what they asked for, and how it ended."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from lmrouter.config import Model, Route
+    from lmrouter.errors import RouterError
+    from lmrouter.gateway import Gateway
+    from lmrouter.usage import Usage
+
+
+@dataclass(slots=True)
+class Principal:
+    """An authenticated caller. ``kind`` is ``operator``, ``user`` or ``byok``."""
+
+    id: str
+    kind: str = "user"
+    user_id: str | None = None
+    key_id: str | None = None
+    key_prefix: str | None = None
+    is_admin: bool = False
+    limits: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    model: str
+    status: int | None = None  # upstream HTTP status, None when no response came
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RequestContext:
+    gateway: Gateway
+    request_id: str
+    dialect: str  # "openai.chat", "openai.embeddings", …
+    headers: Any  # the request's headers (lower-case names)
+    body: bytes
+    doc: dict[str, Any]
+    model: Model
+    principal: Principal
+    stream: bool = False
+    max_output_tokens: int | None = None  # what the request allows, else the model's limit
+    prompt_chars: int = 0  # size of the prompt text, for estimates
+    billable: bool = True  # False when the caller pays the provider (BYOK)
+    started: float = field(default_factory=time.perf_counter)
+    attempts: list[Attempt] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
+
+
+Status = Literal["ok", "refused", "upstream_error", "client_disconnected", "error"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a request ended. ``usage`` is what the provider reported, or what the router estimated
+    from the bytes it relayed (``usage.estimated``) when the stream ended early."""
+
+    status: Status
+    http_status: int
+    usage: Usage | None = None
+    cost_pico: int = 0
+    route: Route | None = None
+    error: RouterError | None = None
+    first_byte_ms: float | None = None
+    total_ms: float = 0.0

@@ -1,0 +1,71 @@
+"""Typed errors. A RouterError carries what every dialect needs to render it (see ``dialects``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# status → (OpenAI error type, Anthropic error type); the code is chosen per error.
+ERROR_TYPES: Mapping[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("invalid_request_error", "authentication_error"),
+    402: ("insufficient_quota", "billing_error"),
+    403: ("permission_error", "permission_error"),
+    404: ("invalid_request_error", "not_found_error"),
+    405: ("invalid_request_error", "invalid_request_error"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_error"),
+    500: ("server_error", "api_error"),
+    502: ("upstream_error", "api_error"),
+    503: ("server_error", "overloaded_error"),
+    504: ("timeout_error", "timeout_error"),
+    529: ("server_error", "overloaded_error"),
+}
+
+
+class RouterError(Exception):
+    """An error for the caller: HTTP status, machine code, human message, offending field."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+
+    @property
+    def openai_type(self) -> str:
+        return ERROR_TYPES.get(self.status, ERROR_TYPES[500 if self.status >= 500 else 400])[0]
+
+    @property
+    def anthropic_type(self) -> str:
+        return ERROR_TYPES.get(self.status, ERROR_TYPES[500 if self.status >= 500 else 400])[1]
+
+    def __repr__(self) -> str:
+        return f"RouterError({self.status}, {self.code!r}, {self.message!r})"
+
+
+def invalid_request(message: str, param: str | None = None) -> RouterError:
+    return RouterError(400, message, code="invalid_request", param=param)
+
+
+def invalid_api_key(message: str = "Invalid API key.") -> RouterError:
+    return RouterError(401, message, code="invalid_api_key")
+
+
+def model_not_found(model: str) -> RouterError:
+    return RouterError(
+        404, f"The model `{model}` does not exist.", code="model_not_found", param="model"
+    )
+
+
+def body_too_large(limit: int) -> RouterError:
+    return RouterError(413, f"Request body exceeds {limit} bytes.", code="request_too_large")

@@ -1,0 +1,108 @@
+"""The plugin API: every hook LMRouter calls, one place.
+
+A plugin is any module or class registered under the ``lmrouter.plugins`` entry-point group
+that implements some of these hooks with ``@lmrouter.hookimpl``. First-party plugins use nothing
+else. A class is instantiated once per server, so it can keep state on ``self``.
+
+Hooks that run per request (``authenticate``, ``admit``, ``upstream_key``, ``request_end``) may
+be ``async def`` or return an awaitable; the core awaits what they return. Hooks marked *first
+result wins* are called in pluggy order (``tryfirst``/``trylast``, then last-registered first)
+and the first non-``None`` answer is used. To refuse a request, raise
+:class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each: keep them cheap.
+
+``API_VERSION`` changes its major number when a hook's signature or meaning changes
+incompatibly, its minor number when hooks are added.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Sequence
+
+    from starlette.routing import BaseRoute
+
+    from lmrouter.config import Route
+    from lmrouter.context import Outcome, Principal, RequestContext
+    from lmrouter.gateway import Gateway
+    from lmrouter.providers import Provider
+
+API_VERSION = "1.0"
+
+__all__ = ["API_VERSION", "hookimpl", "hookspec"]
+PROJECT = "lmrouter"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def lmrouter_config_section() -> tuple[str, type] | None:
+    """Claim a top-level config table: return ``(name, msgspec.Struct type)``; read it back
+    with ``gateway.config.section(name)``. Unknown keys in it are errors, like everywhere."""
+
+
+@hookspec
+def lmrouter_migrations() -> tuple[str, Sequence[str]] | None:
+    """Return ``(namespace, [sql, ...])``: this plugin's schema steps, applied once, in order."""
+
+
+@hookspec
+def lmrouter_startup(gateway: Gateway) -> Awaitable[None] | None:
+    """Server start, inside each worker's event loop: open pools, start batch writers."""
+
+
+@hookspec
+def lmrouter_shutdown(gateway: Gateway) -> Awaitable[None] | None:
+    """Server stop, after in-flight requests ended: flush batch writers, close pools."""
+
+
+@hookspec
+def lmrouter_routes(gateway: Gateway) -> Sequence[BaseRoute] | None:
+    """Extra Starlette routes (``/v1/credits``, dashboards, webhooks), added at app build."""
+
+
+@hookspec
+def lmrouter_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add CLI subcommands: ``subparsers.add_parser(name, parents=[subparsers.common])`` gives the
+    ``--config`` flag; ``set_defaults(func=f)`` with ``f(args) -> int | None``, which may call
+    ``lmrouter.cli.load_config(args)``. Raise ``ConfigError`` for a clear message and exit 1."""
+
+
+@hookspec
+def lmrouter_provider_types() -> dict[str, type[Provider]] | None:
+    """Provider adapter classes by the ``type`` name used in ``[providers.NAME]``."""
+
+
+@hookspec
+def lmrouter_authenticate(
+    gateway: Gateway, api_key: str, headers: Any
+) -> Principal | Awaitable[Principal | None] | None:
+    """*First result wins.* Who is calling with ``api_key``: a Principal, or None when the key
+    is not one of yours. Raise ``RouterError`` for a key of yours that is refused (revoked,
+    suspended)."""
+
+
+@hookspec
+def lmrouter_admit(ctx: RequestContext) -> Awaitable[None] | None:
+    """Before going upstream: raise ``RouterError`` to refuse (rate limit, credit hold). Keep
+    what you reserved on ``ctx.state``: ``lmrouter_request_end`` runs for every request that
+    reached admission, refused ones included (``outcome.status == "refused"``), so each plugin
+    undoes its own reservation."""
+
+
+@hookspec
+def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[str | None] | None:
+    """*First result wins.* Per attempt: a provider key to use instead of the provider's own
+    (BYOK). Set ``ctx.billable = False`` when the caller pays the provider directly."""
+
+
+@hookspec
+def lmrouter_request_end(ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
+    """Exactly once per request that reached admission, whatever happened (success, upstream
+    error, client disconnect, cancellation), with the final usage and cost. Keep it cheap:
+    enqueue database writes to a batch writer instead of awaiting them here."""

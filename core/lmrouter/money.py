@@ -1,0 +1,70 @@
+"""Exact money. Amounts are integers of pico-USD (1e-12 USD): a price of up to six decimals per
+1M tokens is a whole number of pico-USD per token, so a request's cost is an exact integer sum.
+Python integers don't overflow; 64-bit storage holds balances up to about 9.2 million USD."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from lmrouter.config import Price
+    from lmrouter.usage import Usage
+
+PICO_PER_USD = 10**12
+_PICO_PER_TOKEN_PER_USD_PER_M = 10**6  # USD per 1M tokens → pico-USD per token
+
+
+class Rates(NamedTuple):
+    """A route's price compiled to pico-USD per token (``request``: per call)."""
+
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+    request: int
+
+    @classmethod
+    def from_price(cls, price: Price) -> Rates:
+        def per_token(value: Decimal) -> int:
+            return int(value * _PICO_PER_TOKEN_PER_USD_PER_M)
+
+        return cls(
+            input=per_token(price.input),
+            output=per_token(price.output),
+            cache_read=per_token(price.input if price.cache_read is None else price.cache_read),
+            cache_write=per_token(price.input if price.cache_write is None else price.cache_write),
+            request=int(price.request * PICO_PER_USD),
+        )
+
+    def cost(self, usage: Usage) -> int:
+        """Exact cost in pico-USD. Cached and cache-write tokens are subsets of prompt tokens."""
+        uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+        return (
+            uncached * self.input
+            + usage.cached_tokens * self.cache_read
+            + usage.cache_write_tokens * self.cache_write
+            + usage.completion_tokens * self.output
+            + self.request
+        )
+
+
+def usd(pico: int) -> Decimal:
+    return Decimal(pico).scaleb(-12)
+
+
+def format_usd(pico: int, places: int = 12) -> str:
+    """``1500000`` → ``"0.0000015"``: plain decimal, no exponent, trailing zeros dropped."""
+    text = f"{usd(pico):.{places}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def parse_usd(text: str) -> int:
+    """``"1.25"`` → pico-USD; refuses anything finer than a pico-dollar instead of rounding."""
+    value = Decimal(text)
+    pico = value * PICO_PER_USD
+    if pico != pico.to_integral_value():
+        raise ValueError(f"{text} USD is finer than 1e-12")
+    return int(pico)

@@ -1,0 +1,189 @@
+"""The provider adapter base: one pooled HTTP client per provider, timeouts, error classification.
+
+A provider plugin subclasses :class:`Provider`, names its ``type``, lists the dialects it forwards
+untouched in ``native_dialects`` and builds requests in :meth:`Provider.prepare`. Everything about
+connections, timeouts and failures is here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import aiohttp
+import msgspec
+
+if TYPE_CHECKING:
+    from lmrouter.config import Route
+    from lmrouter.context import RequestContext
+
+
+class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Keys every ``[providers.NAME]`` table accepts; an adapter may subclass to add its own."""
+
+    type: str
+    base_url: str
+    api_key: str = ""
+    headers: dict[str, str] = {}  # sent with every upstream request
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 600.0  # until response headers; a whole answer when not streaming
+    idle_timeout: float = 300.0  # longest silence between two chunks of a stream
+    max_connections: int = 1024  # pooled keep-alive connections to this provider
+
+
+class UpstreamRequest(NamedTuple):
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class UpstreamFailure(Exception):
+    """An attempt that failed before anything reached the client. ``retryable`` failures send the
+    request on to the next route; others answer the client at once with ``status``."""
+
+    def __init__(self, message: str, *, status: int, retryable: bool, upstream_status: int | None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.upstream_status = upstream_status
+
+
+class _ErrorBody(msgspec.Struct):
+    error: Any = None
+    message: Any = None
+
+
+class Provider:
+    type: ClassVar[str]
+    Config: ClassVar[type[ProviderConfig]] = ProviderConfig
+    native_dialects: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        self.session: aiohttp.ClientSession | None = None
+        self._timeouts = {
+            stream: aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=config.connect_timeout,
+                # Streams: the idle limit between chunks. Otherwise the whole answer is one read.
+                sock_read=config.idle_timeout if stream else config.first_byte_timeout,
+            )
+            for stream in (False, True)
+        }
+
+    # -- what a plugin implements -------------------------------------------------------------
+
+    def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        """The upstream request for ``ctx`` (in one of ``native_dialects``) on ``route``."""
+        raise NotImplementedError
+
+    def error_message(self, status: int, body: bytes) -> str:
+        """The provider's own words from an error body; override for unusual shapes."""
+        try:
+            doc = msgspec.json.decode(body, type=_ErrorBody)
+            err = doc.error
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                return err["message"]
+            if isinstance(err, str):
+                return err
+            if isinstance(doc.message, str):
+                return doc.message
+        except msgspec.DecodeError:
+            pass
+        text = body[:300].decode("utf-8", "replace").strip()
+        return text or f"HTTP {status}"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections,
+            ttl_dns_cache=300,
+            keepalive_timeout=60,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeouts[False],
+            auto_decompress=True,
+            headers={"User-Agent": "lmrouter", **self.config.headers},
+        )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    # -- one attempt --------------------------------------------------------------------------
+
+    async def open(
+        self, request: UpstreamRequest, *, stream: bool, budget: float
+    ) -> aiohttp.ClientResponse:
+        """Send and wait for the response headers. Raises UpstreamFailure, never aiohttp errors."""
+        assert self.session is not None, "provider used before start()"
+        try:
+            async with asyncio.timeout(budget):
+                return await self.session.post(
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=self._timeouts[stream],
+                )
+        except TimeoutError:
+            raise self.timeout_failure("waiting for the response") from None
+        except aiohttp.ClientError as exc:
+            raise self.connection_failure(exc) from None
+
+    async def read_error(self, response: aiohttp.ClientResponse, key: str) -> UpstreamFailure:
+        """Turn an HTTP error response into a failure: 429, 5xx, 401/403/404 try the next route
+        (a rate limit, an outage or a misconfigured key or model of ours); 400/413/422 are the
+        caller's own mistake and are answered as such."""
+        status = response.status
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                body = await response.content.read(65536)
+        except (TimeoutError, aiohttp.ClientError):
+            body = b""
+        finally:
+            response.release()
+        message = redact(self.error_message(status, body), key, self.config.api_key)
+        if status in (400, 413, 422):
+            return UpstreamFailure(
+                message,
+                status=400 if status == 422 else status,
+                retryable=False,
+                upstream_status=status,
+            )
+        return UpstreamFailure(
+            f"{self.name} answered {status}: {message}",
+            status=502,
+            retryable=True,
+            upstream_status=status,
+        )
+
+    def timeout_failure(self, what: str) -> UpstreamFailure:
+        return UpstreamFailure(
+            f"{self.name} timed out {what}", status=504, retryable=True, upstream_status=None
+        )
+
+    def connection_failure(self, exc: BaseException) -> UpstreamFailure:
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            return self.timeout_failure("reading the response")
+        reason = type(exc).__name__
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+        elif isinstance(exc, aiohttp.ServerDisconnectedError):
+            reason = "closed the connection"
+        return UpstreamFailure(
+            f"{self.name}: {reason}", status=502, retryable=True, upstream_status=None
+        )
+
+
+def redact(text: str, *keys: str) -> str:
+    """Never echo a provider key, even when an upstream quotes it back."""
+    for key in keys:
+        if key and key in text:
+            text = text.replace(key, "***")
+    return text

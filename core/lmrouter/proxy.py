@@ -1,0 +1,400 @@
+"""The request pipeline, top to bottom: read → authenticate → parse → route → admit → forward
+(with fallback) → relay → ``request_end``. One ASGI endpoint per dialect; no Starlette Request or
+Response objects on this path, because every microsecond here is the router's overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+
+from lmrouter import plugins
+from lmrouter.context import Attempt, Outcome, RequestContext
+from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
+from lmrouter.providers import UpstreamFailure
+
+if TYPE_CHECKING:
+    from lmrouter.config import Route
+    from lmrouter.dialects import Dialect, StreamRelay
+    from lmrouter.gateway import Gateway
+    from lmrouter.providers import Provider
+
+log = structlog.get_logger("lmrouter.request")
+
+_JSON = b"application/json"
+
+
+class Headers(dict[str, str]):
+    """Request headers, lower-case names, last value wins: all the pipeline and hooks need."""
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any]) -> Headers:
+        return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+
+
+def api_key_from(headers: Headers) -> str | None:
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return headers.get("x-api-key") or None
+
+
+class ProxyEndpoint:
+    """The ASGI app behind one dialect's path (``/v1/chat/completions``, ``/v1/embeddings``…)."""
+
+    def __init__(self, gateway: Gateway, dialect: Dialect) -> None:
+        self.gateway = gateway
+        self.dialect = dialect
+        self.hook = gateway.pm.hook
+        self.max_body = int(gateway.config.server.max_body_mb * 1024 * 1024)
+        self.routing = gateway.config.core.routing
+        self.log_requests = gateway.config.server.log_requests
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        request_id: str = scope["lmrouter.request_id"]
+        headers = Headers.from_scope(scope)
+        dialect = self.dialect
+        ctx: RequestContext | None = None
+        outcome: Outcome | None = None
+        try:
+            body = await self._read_body(receive, headers)
+            api_key = api_key_from(headers)
+            if api_key is None:
+                raise invalid_api_key(
+                    "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
+                )
+            principal = await plugins.first(
+                self.hook.lmrouter_authenticate(
+                    gateway=self.gateway, api_key=api_key, headers=headers
+                )
+            )
+            if principal is None:
+                raise invalid_api_key()
+            parsed = dialect.parse(body)
+            model = self.gateway.models.get(parsed.model)
+            if model is None:
+                raise model_not_found(parsed.model)
+            limit = parsed.max_output_tokens or model.max_output_tokens
+            ctx = RequestContext(
+                gateway=self.gateway,
+                request_id=request_id,
+                dialect=dialect.name,
+                headers=headers,
+                body=body,
+                doc=parsed.doc,
+                model=model,
+                principal=principal,
+                stream=parsed.stream,
+                max_output_tokens=limit * parsed.n if limit else None,
+                prompt_chars=parsed.prompt_chars,
+            )
+            ctx.state["wants_usage"] = parsed.wants_usage
+        except RouterError as err:
+            await _send_error(send, dialect, err, request_id)
+            self._log(request_id, None, Outcome("refused", err.status, error=err))
+            return
+
+        try:
+            try:
+                await plugins.call(self.hook.lmrouter_admit(ctx=ctx))
+            except RouterError as err:
+                outcome = Outcome("refused", err.status, error=err)
+                await _send_error(send, dialect, err, request_id)
+                return
+            outcome = await self._forward(ctx, receive, send)
+        except asyncio.CancelledError:
+            outcome = outcome or Outcome("client_disconnected", 499)
+            raise
+        except Exception:
+            log.exception("request failed", request_id=request_id)
+            err = RouterError(500, "Internal error in the router.", code="internal_error")
+            outcome = Outcome("error", 500, error=err)
+            await _send_error(send, dialect, err, request_id, quiet=True)
+        finally:
+            if outcome is not None:
+                outcome.total_ms = (time.perf_counter() - ctx.started) * 1000
+                # Shielded: a cancelled request still settles exactly once.
+                await asyncio.shield(self._end(ctx, outcome))
+
+    async def _end(self, ctx: RequestContext, outcome: Outcome) -> None:
+        try:
+            await plugins.call(self.hook.lmrouter_request_end(ctx=ctx, outcome=outcome))
+        except Exception:
+            log.exception("lmrouter_request_end failed", request_id=ctx.request_id)
+        self._log(ctx.request_id, ctx, outcome)
+
+    def _log(self, request_id: str, ctx: RequestContext | None, outcome: Outcome) -> None:
+        if not self.log_requests:
+            return
+        usage = outcome.usage
+        log.info(
+            "request",
+            request_id=request_id,
+            dialect=self.dialect.name,
+            principal=ctx.principal.id if ctx else None,
+            model=ctx.model.id if ctx else None,
+            provider=outcome.route.provider if outcome.route else None,
+            status=outcome.http_status,
+            outcome=outcome.status,
+            error=outcome.error.code if outcome.error else None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            cost_pico=outcome.cost_pico,
+            attempts=len(ctx.attempts) if ctx else 0,
+            ttfb_ms=round(outcome.first_byte_ms, 2) if outcome.first_byte_ms else None,
+            total_ms=round(outcome.total_ms, 2),
+        )
+
+    async def _read_body(self, receive: Any, headers: Headers) -> bytes:
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            raise body_too_large(self.max_body)
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+        parts = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise body_too_large(self.max_body)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    # -- routes and fallback ------------------------------------------------------------------
+
+    async def _forward(self, ctx: RequestContext, receive: Any, send: Any) -> Outcome:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.routing.deadline
+        tried: dict[str, int] = {}
+        failure: UpstreamFailure | None = None
+        route: Route | None = None
+        for route in ctx.model.routes:
+            provider = self.gateway.providers[route.provider]
+            if provider.name in tried:  # the same provider again: give it a moment
+                pause = min(
+                    self.routing.backoff * 2 ** (tried[provider.name] - 1),
+                    self.routing.backoff_max,
+                    deadline - loop.time(),
+                )
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            tried[provider.name] = tried.get(provider.name, 0) + 1
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                failure = provider.timeout_failure("within the request deadline")
+                break
+            attempt = Attempt(provider.name, route.model)
+            ctx.attempts.append(attempt)
+            try:
+                outcome = await self._attempt(
+                    ctx, provider, route, remaining, attempt, receive, send
+                )
+            except UpstreamFailure as exc:
+                attempt.status, attempt.error = exc.upstream_status, exc.message
+                failure = exc
+                if not exc.retryable:
+                    break
+                continue
+            outcome.route = route
+            return outcome
+        assert failure is not None
+        if len(ctx.attempts) > 1 and failure.retryable:
+            message = f"All {len(ctx.attempts)} routes failed; last: {failure.message}"
+        else:
+            message = failure.message
+        err = RouterError(failure.status, message, code=_failure_code(failure))
+        await _send_error(send, self.dialect, err, ctx.request_id)
+        return Outcome("upstream_error", err.status, error=err, route=route)
+
+    async def _attempt(
+        self,
+        ctx: RequestContext,
+        provider: Provider,
+        route: Route,
+        remaining: float,
+        attempt: Attempt,
+        receive: Any,
+        send: Any,
+    ) -> Outcome:
+        key = await plugins.first(self.hook.lmrouter_upstream_key(ctx=ctx, route=route))
+        key = key or provider.config.api_key
+        if self.dialect.name not in provider.native_dialects:
+            raise UpstreamFailure(
+                f"provider {provider.name!r} cannot serve {self.dialect.name} requests",
+                status=400,
+                retryable=True,
+                upstream_status=None,
+            )
+        request = provider.prepare(ctx, route, key)
+        response = await provider.open(request, stream=ctx.stream, budget=remaining)
+        attempt.status = response.status
+        if response.status >= 400:
+            raise await provider.read_error(response, key)
+        if ctx.stream and self.dialect.stream_relay is not None:
+            return await self._relay(ctx, provider, route, response, receive, send)
+        try:
+            body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise provider.connection_failure(exc) from None
+        finally:
+            response.release()
+        first_byte_ms = (time.perf_counter() - ctx.started) * 1000
+        body, usage, cost = self.dialect.finish_json(body, route.rates)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", _JSON),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return Outcome(
+            "ok",
+            response.status,
+            usage=usage,
+            cost_pico=cost if ctx.billable else 0,
+            first_byte_ms=first_byte_ms,
+        )
+
+    async def _relay(
+        self,
+        ctx: RequestContext,
+        provider: Provider,
+        route: Route,
+        response: aiohttp.ClientResponse,
+        receive: Any,
+        send: Any,
+    ) -> Outcome:
+        """Stream to the client. Nothing is sent until the first upstream chunk arrives, so an
+        upstream that fails before its first byte still falls back to the next route."""
+        relay: StreamRelay = self.dialect.stream_relay(ctx.state["wants_usage"], route.rates)
+        content = response.content
+        try:
+            first = await content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            response.close()
+            raise provider.connection_failure(exc) from None
+        if not first:
+            response.close()
+            raise UpstreamFailure(
+                f"{provider.name}: empty stream",
+                status=502,
+                retryable=True,
+                upstream_status=response.status,
+            )
+        first_byte_ms = (time.perf_counter() - ctx.started) * 1000
+        disconnected = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, disconnected, response))
+        status = "ok"
+        error: RouterError | None = None
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", self.dialect.stream_content_type),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+            out = relay.feed(first)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            try:
+                while chunk := await content.readany():
+                    out = relay.feed(chunk)
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                out = relay.close()
+                if relay.complete:
+                    if not relay.done:
+                        out += b"data: [DONE]\n\n"  # normalise: the SDKs expect it
+                else:
+                    status = "upstream_error"
+                    error = RouterError(
+                        502, f"{provider.name} ended the stream early.", code="upstream_incomplete"
+                    )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if disconnected.is_set():
+                    raise _ClientGone from None
+                status = "upstream_error"
+                failure = provider.connection_failure(exc)
+                error = RouterError(failure.status, failure.message, code=_failure_code(failure))
+                out = relay.close()
+            if error is not None:
+                out += self.dialect.stream_error(error)
+            await send({"type": "http.response.body", "body": out, "more_body": False})
+        except (_ClientGone, OSError, RuntimeError):
+            # The client went away (granian raises on send; the watcher closes the upstream).
+            status = "client_disconnected"
+        finally:
+            watcher.cancel()
+            response.close()
+        if disconnected.is_set():
+            status = "client_disconnected"
+        usage = relay.usage or relay.estimated_usage(ctx.prompt_chars)
+        cost = route.rates.cost(usage) if ctx.billable else 0
+        http_status = {"ok": 200, "client_disconnected": 499}.get(status, 502)
+        return Outcome(
+            status,
+            http_status,
+            usage=usage,
+            cost_pico=cost,
+            error=error,
+            first_byte_ms=first_byte_ms,
+        )
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _watch_disconnect(
+    receive: Any, disconnected: asyncio.Event, response: aiohttp.ClientResponse
+) -> None:
+    """Close the upstream the moment the client leaves, so the provider stops generating."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            disconnected.set()
+            response.close()
+            return
+
+
+def _failure_code(failure: UpstreamFailure) -> str:
+    if failure.status == 504:
+        return "upstream_timeout"
+    if failure.status == 502:
+        return "upstream_error"
+    return "invalid_request"
+
+
+async def _send_error(
+    send: Any, dialect: Dialect, err: RouterError, request_id: str, *, quiet: bool = False
+) -> None:
+    body = dialect.error_body(err)
+    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    try:
+        await send({"type": "http.response.start", "status": err.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:
+        if not quiet:
+            raise

@@ -1,0 +1,1323 @@
+"""A fake OpenAI upstream that speaks the real wire format, for tests and benchmarks.
+
+Point the router (or any OpenAI client) at it instead of ``https://api.openai.com/v1``::
+
+    from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+
+    fake = FakeOpenAI(api_key="sk-test")
+    fake.script("gpt-x", Behavior(text="Hi there", chunk_delay=0.01))
+    with fake.run_in_thread() as base_url:  # "http://127.0.0.1:PORT/v1"
+        ...
+    assert fake.requests[0].json["model"] == "gpt-x"
+
+or, inside a running event loop, ``base_url = await fake.start()`` … ``await fake.stop()``.
+
+What it reproduces from the real API, because a router must be built for the real protocol and
+not for a fake's conveniences:
+
+* ``POST /v1/chat/completions``: OpenAI's request validation (``param``/``code`` in 400s,
+  including "``stream_options`` only with ``stream``"), the full ``chat.completion`` object
+  (``system_fingerprint``, ``service_tier``, ``refusal``, ``annotations``, ``logprobs``, usage
+  with both details objects), streams of ``data: {json}`` events without ``event:`` lines, the
+  first delta carrying ``role``/``content: ""``/``refusal: null``, tool calls that stream
+  ``{index, id, type, function: {name, arguments: ""}}`` then argument fragments, an empty last
+  delta with ``finish_reason``, ``n > 1`` choices interleaved, ``"usage": null`` on every chunk
+  plus a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set, the
+  ``obfuscation`` padding field on every chunk (omitted when
+  ``stream_options.include_obfuscation`` is false), ``max_completion_tokens``/``max_tokens``
+  truncation with ``finish_reason: "length"``, and ``data: [DONE]``.
+* Non-stream bodies are pretty-printed like the real API's (2-space indent; error bodies 4-space),
+  so nothing downstream may assume compact JSON.
+* ``POST /v1/embeddings`` (string, strings, token arrays; ``dimensions``; ``encoding_format``
+  ``float`` or ``base64`` little-endian float32, which the official SDK asks for by default),
+  ``GET /v1/models`` and ``GET /v1/models/{id}``.
+* OpenAI error bodies ``{"error": {"message", "type", "param", "code"}}`` for a bad key (401),
+  unknown paths (404), malformed JSON (400) and scripted failures, with ``retry-after``;
+  ``x-request-id``, ``openai-processing-ms`` and ``x-ratelimit-*`` headers on every answer.
+
+Failure scripting (:class:`Behavior`): delays before the headers and between chunks, a dropped
+connection after N content deltas, vendor variants (usage on the last choice chunk, no
+``[DONE]``, CRLF line ends). Streaming clients that go away are recorded in
+:attr:`FakeOpenAI.disconnects` so tests can assert that the router closed its upstream promptly.
+
+Standalone for benchmarks (``record`` off, nothing logged per request)::
+
+    python -m lmrouter.testing.fake_openai --port 9000 --workers 2 --chunk-delay 0.005
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["Behavior", "Disconnect", "FakeOpenAI", "Recorded", "main"]
+
+SYSTEM_FINGERPRINT = "fp_5c3e7a1f90"
+"""The constant ``system_fingerprint`` of every answer (real ones look like ``fp_`` + 10 hex)."""
+
+_MODEL_CREATED = 1_698_959_748
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_OBFUSCATION_POOL = (_ALNUM * 3)[7:]
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_ECHOED_TIERS = frozenset({"flex", "priority", "scale"})
+_NO_CONTENT_OK = frozenset({"assistant", "function"})
+_MAX_EMBEDDING_DIMS = 65_536
+_MAX_BODY = 64 * 1024 * 1024  # aiohttp's default (1 MiB) is far below what OpenAI accepts
+
+_STATIC_HEADERS: dict[str, str] = {
+    "openai-version": "2020-10-01",
+    "openai-organization": "user-fake0openai",
+    "openai-project": "proj_fake0openai",
+    "x-ratelimit-limit-requests": "30000",
+    "x-ratelimit-limit-tokens": "150000000",
+    "x-ratelimit-remaining-requests": "29999",
+    "x-ratelimit-remaining-tokens": "149999985",
+    "x-ratelimit-reset-requests": "2ms",
+    "x-ratelimit-reset-tokens": "0s",
+}
+_JSON_TYPE = "application/json"
+_SSE_TYPE = "text/event-stream; charset=utf-8"
+
+_PARSE_ERROR = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using"
+    " your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was"
+    " not valid JSON. If you have trouble figuring out how to fix this, please contact us through"
+    " our help center at help.openai.com.)"
+)
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header"
+    " using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with"
+    " blank username) if you're accessing the API from your browser and are prompted for a"
+    " username and password. You can obtain an API key from"
+    " https://platform.openai.com/account/api-keys."
+)
+_DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    # status: (message, type, code) — what the real API sends for these statuses.
+    400: ("Invalid request.", "invalid_request_error", None),
+    401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    403: (
+        "You are not allowed to sample from this model",
+        "invalid_request_error",
+        None,
+    ),
+    404: (
+        "The model `{model}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    ),
+    408: ("Request timed out.", "server_error", None),
+    409: ("Conflict.", "invalid_request_error", None),
+    429: (
+        "Rate limit reached for {model} in organization org-fake on requests per min (RPM):"
+        " Limit 3, Used 3, Requested 1. Please try again in 20s. Visit"
+        " https://platform.openai.com/account/rate-limits to learn more.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+    ),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+    504: ("Gateway timeout.", "server_error", None),
+}
+
+
+@dataclass(slots=True)
+class Behavior:
+    """How the fake answers requests for one model (see :meth:`FakeOpenAI.script`).
+
+    Everything is optional; ``Behavior()`` answers like a healthy, fast OpenAI model.
+    """
+
+    text: str | None = None
+    """The assistant reply. ``None``: ``"Hello! You said: "`` + the first 40 characters of the
+    last user message. With ``n > 1``, choice ``i > 0`` gets ``" (choice i)"`` appended."""
+    tool_call: bool = True
+    """Answer a request that has ``tools`` (and ``tool_choice`` other than ``"none"``) with one
+    call to the named tool or else the first one, arguments built from its JSON schema, unless
+    the last message is a ``tool`` result (then answer with text, so a round trip ends)."""
+    status: int | None = None
+    """Answer with this HTTP status and an OpenAI error body instead of a completion."""
+    error_message: str | None = None
+    """The error's ``message`` (default: what OpenAI says for that status)."""
+    error_type: str | None = None
+    """The error's ``type`` (default per status: ``invalid_request_error``, ``requests`` for 429,
+    ``server_error`` for 5xx)."""
+    error_code: str | None = None
+    """The error's ``code`` (default per status, e.g. ``rate_limit_exceeded`` for 429)."""
+    error_param: str | None = None
+    """The error's ``param``."""
+    retry_after: float | None = None
+    """Send a ``retry-after`` header (seconds) with the error."""
+    first_byte_delay: float = 0.0
+    """Seconds to wait before sending the status line and headers."""
+    chunk_delay: float = 0.0
+    """Seconds between stream chunks. ``0`` sends the whole stream in one write."""
+    chunk_chars: int = 4
+    """Characters of text (or of tool-call arguments) per content delta; ``<= 0``: one delta."""
+    drop_after_chunks: int | None = None
+    """Stream: close the connection right after that many content deltas (no finish chunk, no
+    ``[DONE]``, no chunked-encoding terminator). Non-stream: close without any response."""
+    usage: dict[str, int] | None = None
+    """Override usage numbers: ``prompt_tokens``, ``completion_tokens``, ``cached_tokens``,
+    ``reasoning_tokens``. Unset ones are computed: prompt = characters of the messages' text // 4
+    + 4 per message; completion = number of content deltas (same in stream and non-stream)."""
+    usage_in_last_choice_chunk: bool = False
+    """Vendor variant (vLLM, Groq …): usage rides on the last choice chunk, whether or not
+    ``include_usage`` was asked for, and there is no separate ``choices: []`` chunk."""
+    omit_done: bool = False
+    """End the stream after the last chunk without ``data: [DONE]``."""
+    crlf: bool = False
+    """End SSE lines with ``\\r\\n`` instead of ``\\n``."""
+    finish_reason: str | None = None
+    """Override the ``finish_reason`` (default ``stop``, ``tool_calls`` or ``length``)."""
+
+
+@dataclass(slots=True)
+class Recorded:
+    """One request the fake received (in :attr:`FakeOpenAI.requests`)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Header names in lower case (the last value wins when a header is repeated)."""
+    json: Any
+    """The parsed JSON body, or ``None`` when there was none or it did not parse."""
+    at: float
+    """``time.monotonic()`` when the request arrived."""
+    body: bytes = b""
+    """The raw request body."""
+
+
+@dataclass(slots=True)
+class Disconnect:
+    """A streaming client that went away before the stream ended."""
+
+    model: str
+    chunks_sent: int
+    """Content deltas (text pieces or tool-argument fragments) written before it was noticed."""
+    at: float
+    """``time.monotonic()`` when the fake noticed."""
+
+
+class _ApiError(Exception):
+    """Answer with an OpenAI error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+
+@dataclass(slots=True)
+class _Choice:
+    index: int
+    pieces: list[str]
+    """Text pieces, or argument fragments when ``tool_name`` is set."""
+    finish_reason: str
+    tool_name: str | None = None
+    tool_id: str = ""
+
+
+@dataclass(slots=True)
+class _ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    include_usage: bool
+    include_obfuscation: bool
+    n: int
+    limit: int | None
+    tool: dict[str, Any] | None
+    service_tier: str
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible HTTP server on loopback with scriptable behaviour per model.
+
+    ``api_key=None`` accepts any key or none; otherwise requests without exactly
+    ``Authorization: Bearer <api_key>`` get OpenAI's 401. ``record=False`` (the standalone
+    benchmark mode) keeps :attr:`requests` empty so memory stays flat under load.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: bool = True,
+        reuse_port: bool = False,
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        """The bound port (``0`` until started when constructed with ``port=0``)."""
+        self.base_url = ""
+        """``http://HOST:PORT/v1`` once started."""
+        self.record = record
+        self.reuse_port = reuse_port
+        self.default = Behavior()
+        """The behaviour for models without a script."""
+        self.requests: list[Recorded] = []
+        self.disconnects: list[Disconnect] = []
+        self._scripts: dict[str, Behavior] = {}
+        self._runner: web.BaseRunner | None = None
+        self._stopping = False
+        self._ids = itertools.count(1)
+        self._id_prefix = _random_alnum(20)
+        self._routes: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/embeddings"): self._embeddings,
+            ("GET", "/v1/models"): self._models,
+        }
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def script(self, model: str, behavior: Behavior) -> None:
+        """Answer requests whose ``"model"`` equals ``model`` with ``behavior``."""
+        self._scripts[model] = behavior
+
+    def reset(self) -> None:
+        """Forget the recorded requests and disconnects (scripts stay)."""
+        self.requests.clear()
+        self.disconnects.clear()
+
+    async def start(self) -> str:
+        """Start serving in the running event loop; returns :attr:`base_url`."""
+        if self._runner is not None:
+            raise RuntimeError("FakeOpenAI is already running")
+        sock = _bind(self.host, self.port, reuse_port=self.reuse_port)
+        loop = asyncio.get_running_loop()
+
+        def make_request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
+            )
+
+        # handler_cancellation: a client that goes away cancels its handler at once, so a
+        # disconnect is noticed even while the stream sleeps between chunks.
+        server = web.Server(
+            self._handle,
+            request_factory=make_request,
+            handler_cancellation=True,
+            access_log=None,
+        )
+        runner = web.ServerRunner(server, shutdown_timeout=0.5)
+        await runner.setup()
+        try:
+            site = web.SockSite(runner, sock, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
+        self._runner = runner
+        self._stopping = False
+        self.port = int(sock.getsockname()[1])
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{self.port}/v1"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop serving; open streams are cut (and not recorded as client disconnects)."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._stopping = True
+        await runner.cleanup()
+
+    @contextlib.contextmanager
+    def run_in_thread(self) -> Iterator[str]:
+        """Serve from a background thread with its own event loop; yields :attr:`base_url`."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=_run_loop, args=(loop,), name="fake-openai", daemon=True)
+        thread.start()
+        try:
+            base_url = asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            raise
+        try:
+            yield base_url
+        finally:
+            try:
+                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=30)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=30)
+
+    # -- request handling ---------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        at = time.monotonic()
+        body = await request.read() if request.body_exists else b""
+        parsed: Any = None
+        bad_json = False
+        if body:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                bad_json = True
+        if self.record:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            self.requests.append(Recorded(request.method, request.path, headers, parsed, at, body))
+        try:
+            route = self._routes.get((request.method, request.path))
+            if route is None:
+                if request.method == "GET" and request.path.startswith("/v1/models/"):
+                    route = self._model
+                else:
+                    raise _ApiError(404, f"Invalid URL ({request.method} {request.path})")
+            if self.api_key is not None:
+                self._authenticate(request)
+            if bad_json or (request.method == "POST" and not isinstance(parsed, dict)):
+                raise _ApiError(400, _PARSE_ERROR)
+            return await route(request, parsed, at)
+        except _ApiError as err:
+            return _error_response(err, at)
+
+    def _authenticate(self, request: web.BaseRequest) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _ApiError(401, _NO_KEY)
+        if token != self.api_key:
+            shown = token if len(token) <= 8 else f"{token[:3]}{'*' * 8}{token[-4:]}"
+            raise _ApiError(
+                401,
+                f"Incorrect API key provided: {shown}. You can find your API key at"
+                " https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
+
+    def _behavior(self, model: str) -> Behavior:
+        return self._scripts.get(model, self.default)
+
+    async def _chat(
+        self, request: web.BaseRequest, body: dict[str, Any], at: float
+    ) -> web.StreamResponse:
+        req = _validate_chat(body)
+        behavior = self._behavior(req.model)
+        if behavior.first_byte_delay > 0:
+            try:
+                await asyncio.sleep(behavior.first_byte_delay)
+            except asyncio.CancelledError:
+                if req.stream:
+                    self._note_disconnect(req.model, 0)
+                raise
+        if behavior.status is not None:
+            raise _scripted_error(behavior, req.model)
+        if behavior.drop_after_chunks is not None and not req.stream:
+            _close(request)
+            return web.Response()
+        choices = self._plan(req, behavior)
+        prompt_tokens = _prompt_tokens(req.messages)
+        usage = _usage(behavior, prompt_tokens, sum(len(c.pieces) for c in choices))
+        cid = self._next_id("chatcmpl-", 29)
+        created = int(time.time())
+        if req.stream:
+            return await self._stream(request, req, behavior, choices, usage, cid, created, at)
+        out_choices = []
+        for choice in choices:
+            joined = "".join(choice.pieces)
+            message: dict[str, Any]
+            if choice.tool_name is None:
+                message = {"role": "assistant", "content": joined}
+            else:
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": choice.tool_id,
+                            "type": "function",
+                            "function": {"name": choice.tool_name, "arguments": joined},
+                        }
+                    ],
+                }
+            message["refusal"] = None
+            message["annotations"] = []
+            out_choices.append(
+                {
+                    "index": choice.index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": choice.finish_reason,
+                }
+            )
+        completion = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": req.model,
+            "choices": out_choices,
+            "usage": usage,
+            "service_tier": req.service_tier,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        return _json_response(completion, at)
+
+    def _plan(self, req: _ChatRequest, behavior: Behavior) -> list[_Choice]:
+        """Decide every choice's pieces once, so stream and non-stream agree exactly."""
+        size = behavior.chunk_chars
+        tool = req.tool if behavior.tool_call else None
+        if tool is not None and req.messages[-1].get("role") == "tool":
+            tool = None
+        text = ""
+        tool_name = ""
+        tool_pieces: list[str] = []
+        if tool is not None:
+            function = tool["function"]
+            tool_name = function["name"]
+            tool_pieces = _split(_sample_arguments(function.get("parameters")), size)
+        else:
+            text = behavior.text
+            if text is None:
+                text = "Hello! You said: " + _last_user_text(req.messages)[:40]
+        choices = []
+        for i in range(req.n):
+            if tool is not None:
+                pieces = list(tool_pieces)
+            else:
+                pieces = _split(text if i == 0 else f"{text} (choice {i})", size)
+            finish = "stop" if tool is None else "tool_calls"
+            if req.limit is not None and len(pieces) > req.limit:
+                del pieces[req.limit :]
+                finish = "length"
+            if behavior.finish_reason is not None:
+                finish = behavior.finish_reason
+            choice = _Choice(i, pieces, finish)
+            if tool is not None:
+                choice.tool_name = tool_name
+                choice.tool_id = self._next_id("call_", 24)
+            choices.append(choice)
+        return choices
+
+    async def _stream(
+        self,
+        request: web.BaseRequest,
+        req: _ChatRequest,
+        behavior: Behavior,
+        choices: list[_Choice],
+        usage: dict[str, Any],
+        cid: str,
+        created: int,
+        at: float,
+    ) -> web.StreamResponse:
+        events = _stream_events(req, behavior, choices, usage, cid, created)
+        headers = _headers(at)
+        headers["Content-Type"] = _SSE_TYPE
+        headers["Cache-Control"] = "no-cache, must-revalidate"
+        response = web.StreamResponse(status=200, headers=headers)
+        drop = behavior.drop_after_chunks
+        delay = behavior.chunk_delay
+        sent = 0
+        try:
+            await response.prepare(request)
+            if delay <= 0:
+                # One write: the fastest path, and what a router reading from a fast upstream
+                # sees anyway (several events per read).
+                batch = []
+                for data, is_content in events:
+                    if is_content and drop is not None and sent >= drop:
+                        await response.write(b"".join(batch))
+                        _close(request)
+                        return response
+                    batch.append(data)
+                    sent += is_content
+                await response.write(b"".join(batch))
+                return response
+            for position, (data, is_content) in enumerate(events):
+                if is_content and drop is not None and sent >= drop:
+                    _close(request)
+                    return response
+                if position:
+                    await asyncio.sleep(delay)
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    self._note_disconnect(req.model, sent)
+                    return response
+                await response.write(data)
+                if is_content:
+                    sent += 1
+                    if drop is not None and sent >= drop:
+                        _close(request)
+                        return response
+            return response
+        except ConnectionResetError:
+            self._note_disconnect(req.model, sent)
+            return response
+        except asyncio.CancelledError:
+            self._note_disconnect(req.model, sent)
+            raise
+
+    def _note_disconnect(self, model: str, chunks_sent: int) -> None:
+        if not self._stopping:
+            self.disconnects.append(Disconnect(model, chunks_sent, time.monotonic()))
+
+    async def _embeddings(
+        self, request: web.BaseRequest, body: dict[str, Any], at: float
+    ) -> web.StreamResponse:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _missing("model")
+        if "input" not in body or body["input"] is None:
+            raise _missing("input")
+        inputs = _embedding_inputs(body["input"])
+        encoding = body.get("encoding_format")
+        if encoding is None:
+            encoding = "float"
+        if encoding not in ("float", "base64"):
+            raise _ApiError(
+                400,
+                f"Invalid value: '{encoding}'. Supported values are: 'float' and 'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
+        dims = body.get("dimensions")
+        if dims is None:
+            dims = 8
+        elif not isinstance(dims, int) or isinstance(dims, bool) or dims < 1:
+            raise _ApiError(
+                400,
+                f"Invalid 'dimensions': expected an integer >= 1, but got {dims!r} instead.",
+                param="dimensions",
+                code="invalid_value",
+            )
+        elif dims > _MAX_EMBEDDING_DIMS:
+            raise _ApiError(
+                400,
+                f"This model does not support specifying dimensions greater than"
+                f" {_MAX_EMBEDDING_DIMS}.",
+                param="dimensions",
+            )
+        behavior = self._behavior(model)
+        if behavior.first_byte_delay > 0:
+            await asyncio.sleep(behavior.first_byte_delay)
+        if behavior.status is not None:
+            raise _scripted_error(behavior, model)
+        if behavior.drop_after_chunks is not None:
+            _close(request)
+            return web.Response()
+        data = []
+        tokens = 0
+        for index, (key, count) in enumerate(inputs):
+            packed = _embedding(key, dims)
+            vector: Any
+            if encoding == "base64":
+                vector = base64.b64encode(packed).decode("ascii")
+            else:
+                vector = list(struct.unpack(f"<{dims}f", packed))
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+            tokens += count
+        if behavior.usage is not None:
+            tokens = behavior.usage.get("prompt_tokens", tokens)
+        result = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return _json_response(result, at)
+
+    def _model_object(self, model: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "openai"}
+
+    async def _models(self, request: web.BaseRequest, body: Any, at: float) -> web.StreamResponse:
+        data = [self._model_object(model) for model in self._scripts]
+        return _json_response({"object": "list", "data": data}, at)
+
+    async def _model(self, request: web.BaseRequest, body: Any, at: float) -> web.StreamResponse:
+        model = request.path[len("/v1/models/") :]
+        if model not in self._scripts:
+            raise _ApiError(
+                404,
+                f"The model '{model}' does not exist",
+                param="model",
+                code="model_not_found",
+            )
+        return _json_response(self._model_object(model), at)
+
+    def _next_id(self, prefix: str, length: int) -> str:
+        number = next(self._ids)
+        digits = []
+        while number:
+            number, rest = divmod(number, 62)
+            digits.append(_ALNUM[rest])
+        tail = "".join(reversed(digits))
+        return prefix + (self._id_prefix + tail.rjust(9, "0"))[-length:]
+
+
+# -- chat helpers ----------------------------------------------------------------------------------
+
+
+def _missing(param: str) -> _ApiError:
+    return _ApiError(
+        400,
+        f"Missing required parameter: '{param}'.",
+        param=param,
+        code="missing_required_parameter",
+    )
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _invalid_type(param: str, expected: str, value: Any) -> _ApiError:
+    return _ApiError(
+        400,
+        f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _positive_int(body: dict[str, Any], name: str, maximum: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid_type(name, "an integer", value)
+    if value < 1:
+        raise _ApiError(
+            400,
+            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got"
+            f" {value} instead.",
+            param=name,
+            code="integer_below_min_value",
+        )
+    if maximum is not None and value > maximum:
+        raise _ApiError(
+            400,
+            f"Invalid '{name}': integer above maximum value. Expected a value <= {maximum}, but"
+            f" got {value} instead.",
+            param=name,
+            code="integer_above_max_value",
+        )
+    return value
+
+
+def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
+    """Reject what OpenAI rejects, with its messages, ``param`` and ``code``."""
+    model = body.get("model")
+    if model is None:
+        raise _missing("model")
+    if not isinstance(model, str):
+        raise _invalid_type("model", "a string", model)
+    if "messages" not in body:
+        raise _missing("messages")
+    messages = body["messages"]
+    if not isinstance(messages, list):
+        raise _invalid_type("messages", "an array of objects", messages)
+    if not messages:
+        raise _ApiError(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an"
+            " empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _invalid_type(f"messages[{i}]", "an object", message)
+        role = message.get("role")
+        if role is None:
+            raise _missing(f"messages[{i}].role")
+        if role not in _ROLES:
+            raise _ApiError(
+                400,
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user',"
+                " 'function', 'tool', and 'developer'.",
+                param=f"messages[{i}].role",
+                code="invalid_value",
+            )
+        if "content" not in message and role not in _NO_CONTENT_OK:
+            raise _missing(f"messages[{i}].content")
+        if role == "tool" and "tool_call_id" not in message:
+            raise _missing(f"messages[{i}].tool_call_id")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _invalid_type("stream", "a boolean", stream)
+    stream_options = body.get("stream_options")
+    if stream_options is not None:
+        if stream is not True:
+            raise _ApiError(
+                400,
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
+        if not isinstance(stream_options, dict):
+            raise _invalid_type("stream_options", "an object", stream_options)
+    else:
+        stream_options = {}
+    n = _positive_int(body, "n", maximum=128) or 1
+    limit = _positive_int(body, "max_completion_tokens")
+    if limit is None:
+        limit = _positive_int(body, "max_tokens")
+    tool = _chosen_tool(body)
+    tier = body.get("service_tier")
+    return _ChatRequest(
+        model=model,
+        messages=messages,
+        stream=stream is True,
+        include_usage=stream_options.get("include_usage") is True,
+        include_obfuscation=stream_options.get("include_obfuscation") is not False,
+        n=n,
+        limit=limit,
+        tool=tool,
+        service_tier=tier if tier in _ECHOED_TIERS else "default",
+    )
+
+
+def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The function tool the model would call, or ``None`` for a text answer."""
+    tools = body.get("tools")
+    tool_choice = body.get("tool_choice")
+    if not tools:
+        if tool_choice is not None:
+            raise _ApiError(
+                400,
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are"
+                " specified.",
+                param="tool_choice",
+            )
+        return None
+    if not isinstance(tools, list):
+        raise _invalid_type("tools", "an array of objects", tools)
+    functions = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise _invalid_type(f"tools[{i}]", "an object", tool)
+        if tool.get("type", "function") != "function":
+            continue
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise _missing(f"tools[{i}].function")
+        if not isinstance(function.get("name"), str):
+            raise _missing(f"tools[{i}].function.name")
+        functions.append(tool)
+    if tool_choice == "none" or not functions:
+        return None
+    if isinstance(tool_choice, dict):
+        name = (tool_choice.get("function") or {}).get("name")
+        if name is not None:
+            for tool in functions:
+                if tool["function"]["name"] == name:
+                    return tool
+            raise _ApiError(
+                400,
+                f"Invalid value for 'tool_choice': function '{name}' is not in 'tools'.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+    return functions[0]
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return ""
+
+
+def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    chars = 0
+    for message in messages:
+        chars += len(_content_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict):
+                function = call.get("function") or {}
+                chars += len(str(function.get("name", ""))) + len(
+                    str(function.get("arguments", ""))
+                )
+    return chars // 4 + 4 * len(messages)
+
+
+def _usage(behavior: Behavior, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    cached = reasoning = 0
+    override = behavior.usage
+    if override:
+        prompt_tokens = override.get("prompt_tokens", prompt_tokens)
+        completion_tokens = override.get("completion_tokens", completion_tokens)
+        cached = override.get("cached_tokens", 0)
+        reasoning = override.get("reasoning_tokens", 0)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _split(text: str, size: int) -> list[str]:
+    if not text:
+        return []
+    if size <= 0:
+        return [text]
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _sample(schema: Any, depth: int = 0) -> Any:
+    """A deterministic value that fits a JSON schema (strings "test", numbers 1, true …)."""
+    if not isinstance(schema, dict) or depth > 8:
+        return "test"
+    if "const" in schema:
+        return schema["const"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return _sample(options[0], depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {}
+        return {name: _sample(sub, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        items = schema.get("items")
+        return [_sample(items, depth + 1)] if isinstance(items, dict) else []
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "test"
+
+
+def _sample_arguments(parameters: Any) -> str:
+    value = _sample(parameters) if isinstance(parameters, dict) else {}
+    if not isinstance(value, dict):
+        value = {}
+    return orjson.dumps(value).decode()
+
+
+def _obfuscation(ordinal: int, payload_len: int) -> bytes:
+    start = (ordinal * 7) % 62
+    size = 1 + (ordinal * 5 + payload_len) % 12
+    return _OBFUSCATION_POOL[start : start + size].encode()
+
+
+def _stream_events(
+    req: _ChatRequest,
+    behavior: Behavior,
+    choices: list[_Choice],
+    usage: dict[str, Any],
+    cid: str,
+    created: int,
+) -> list[tuple[bytes, bool]]:
+    """Every SSE event of the stream, encoded, each flagged whether it is a content delta."""
+    eol = b"\r\n\r\n" if behavior.crlf else b"\n\n"
+    head = b"".join(
+        (
+            b'data: {"id":"',
+            cid.encode(),
+            b'","object":"chat.completion.chunk","created":',
+            str(created).encode(),
+            b',"model":',
+            orjson.dumps(req.model),
+            b',"service_tier":"',
+            req.service_tier.encode(),
+            b'","system_fingerprint":"',
+            SYSTEM_FINGERPRINT.encode(),
+            b'","choices":[',
+        )
+    )
+    usage_null = b',"usage":null' if req.include_usage else b""
+    obfuscate = req.include_obfuscation
+    per_choice: list[list[tuple[dict[str, Any], bool]]] = []
+    for choice in choices:
+        i = choice.index
+        seq: list[tuple[dict[str, Any], bool]] = []
+        if choice.tool_name is None:
+            delta: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+            seq.append((_choice_chunk(i, delta, None), False))
+            seq.extend((_choice_chunk(i, {"content": p}, None), True) for p in choice.pieces)
+        else:
+            call = {
+                "index": 0,
+                "id": choice.tool_id,
+                "type": "function",
+                "function": {"name": choice.tool_name, "arguments": ""},
+            }
+            delta = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+            seq.append((_choice_chunk(i, delta, None), False))
+            seq.extend((_choice_chunk(i, _fragment(p), None), True) for p in choice.pieces)
+        seq.append((_choice_chunk(i, {}, choice.finish_reason), False))
+        per_choice.append(seq)
+    ordered = [
+        item for row in itertools.zip_longest(*per_choice) for item in row if item is not None
+    ]
+    events: list[tuple[bytes, bool]] = []
+    last = len(ordered) - 1
+    for ordinal, (chunk, is_content) in enumerate(ordered):
+        payload = orjson.dumps(chunk)
+        tail = usage_null
+        if ordinal == last and behavior.usage_in_last_choice_chunk:
+            tail = b',"usage":' + orjson.dumps(usage)
+        events.append((_event(head, payload, tail, ordinal, obfuscate, eol), is_content))
+    if req.include_usage and not behavior.usage_in_last_choice_chunk:
+        tail = b',"usage":' + orjson.dumps(usage)
+        events.append((_event(head, b"", tail, len(ordered), obfuscate, eol), False))
+    if not behavior.omit_done:
+        events.append((b"data: [DONE]" + eol, False))
+    return events
+
+
+def _fragment(arguments: str) -> dict[str, Any]:
+    return {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}
+
+
+def _choice_chunk(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+def _event(
+    head: bytes, payload: bytes, tail: bytes, ordinal: int, obfuscate: bool, eol: bytes
+) -> bytes:
+    if obfuscate:
+        padding = _obfuscation(ordinal, len(payload))
+        return b"".join((head, payload, b"]", tail, b',"obfuscation":"', padding, b'"}', eol))
+    return b"".join((head, payload, b"]", tail, b"}", eol))
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+
+
+def _embedding_inputs(value: Any) -> list[tuple[bytes, int]]:
+    """(hash key, prompt tokens) per input: a string, strings, a token array or token arrays."""
+    one_token_array = isinstance(value, list) and value and all(_is_token(v) for v in value)
+    if isinstance(value, str) or one_token_array:
+        value = [value]
+    if not isinstance(value, list):
+        raise _invalid_type("input", "a string or an array", value)
+    if not value:
+        raise _ApiError(
+            400,
+            "Invalid 'input': empty array. Expected an array with minimum length 1, but got an"
+            " empty array instead.",
+            param="input",
+            code="empty_array",
+        )
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            if not item:
+                raise _ApiError(
+                    400,
+                    f"Invalid 'input[{i}]': empty string. Expected a non-empty string.",
+                    param="input",
+                    code="invalid_value",
+                )
+            out.append((item.encode(), max(1, (len(item) + 3) // 4)))
+        elif isinstance(item, list) and item and all(_is_token(v) for v in item):
+            out.append((b"tokens:" + ",".join(map(str, item)).encode(), len(item)))
+        else:
+            raise _invalid_type(f"input[{i}]", "a string or an array of integers", item)
+    return out
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _embedding(key: bytes, dims: int) -> bytes:
+    """A deterministic unit vector for ``key`` as little-endian float32 bytes."""
+    raw: list[float] = []
+    block = 0
+    while len(raw) < dims:
+        digest = hashlib.blake2b(key, digest_size=64, salt=block.to_bytes(16, "little")).digest()
+        raw.extend(v / 2_147_483_648.0 - 1.0 for (v,) in struct.iter_unpack("<I", digest))
+        block += 1
+    del raw[dims:]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return struct.pack(f"<{dims}f", *(x / norm for x in raw))
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+
+def _headers(at: float) -> dict[str, str]:
+    headers = dict(_STATIC_HEADERS)
+    headers["x-request-id"] = "req_" + os.urandom(16).hex()
+    headers["openai-processing-ms"] = str(int((time.monotonic() - at) * 1000))
+    return headers
+
+
+def _json_response(payload: dict[str, Any], at: float) -> web.Response:
+    headers = _headers(at)
+    headers["Content-Type"] = _JSON_TYPE
+    body = orjson.dumps(payload, option=orjson.OPT_INDENT_2)
+    return web.Response(body=body, status=200, headers=headers)
+
+
+def _error_response(err: _ApiError, at: float) -> web.Response:
+    headers = _headers(at)
+    headers["Content-Type"] = _JSON_TYPE
+    if err.headers:
+        headers.update(err.headers)
+    error = {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    body = json.dumps({"error": error}, indent=4, ensure_ascii=False) + "\n"
+    return web.Response(body=body.encode(), status=err.status, headers=headers)
+
+
+def _scripted_error(behavior: Behavior, model: str) -> _ApiError:
+    status = behavior.status or 500
+    fallback = _DEFAULT_ERRORS.get(status)
+    if fallback is None:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        fallback = (f"Error {status}.", kind, None)
+    message = behavior.error_message or fallback[0].replace("{model}", model)
+    headers = None
+    if behavior.retry_after is not None:
+        seconds = behavior.retry_after
+        shown = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+        headers = {"retry-after": shown}
+    return _ApiError(
+        status,
+        message,
+        type=behavior.error_type or fallback[1],
+        param=behavior.error_param,
+        code=behavior.error_code if behavior.error_code is not None else fallback[2],
+        headers=headers,
+    )
+
+
+def _close(request: web.BaseRequest) -> None:
+    """Cut the connection: what was written is flushed, then FIN; nothing else follows."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+# -- plumbing --------------------------------------------------------------------------------------
+
+
+def _random_alnum(length: int) -> str:
+    return "".join(_ALNUM[b % 62] for b in os.urandom(length))
+
+
+def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+# -- standalone ------------------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lmrouter.testing.fake_openai",
+        description="A fake OpenAI API (chat completions, embeddings, models) for benchmarks.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
+    )
+    parser.add_argument("--first-byte-delay", type=float, default=0.0, metavar="S")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="S")
+    parser.add_argument("--chunk-chars", type=int, default=4, metavar="N")
+    parser.add_argument("--text", default=None, help="the reply (default: echoes the prompt)")
+    parser.add_argument("--api-key", default=None, help="require this Bearer key")
+    return parser.parse_args(argv)
+
+
+def _behavior_from(args: argparse.Namespace) -> Behavior:
+    return Behavior(
+        text=args.text,
+        first_byte_delay=args.first_byte_delay,
+        chunk_delay=args.chunk_delay,
+        chunk_chars=args.chunk_chars,
+    )
+
+
+async def _serve(
+    args: argparse.Namespace,
+    port: int,
+    reuse_port: bool,
+    on_ready: Callable[[FakeOpenAI], None],
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> None:
+    fake = FakeOpenAI(
+        api_key=args.api_key, host=args.host, port=port, record=False, reuse_port=reuse_port
+    )
+    fake.default = _behavior_from(args)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, done.set)
+    await fake.start()
+    try:
+        on_ready(fake)
+        await done.wait()
+    finally:
+        await fake.stop()
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop  # optional: a faster loop for the standalone server
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def _announce(host: str, port: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    print(f"fake-openai listening on http://{shown}:{port}/v1", flush=True)
+
+
+def _worker(args: argparse.Namespace, port: int, ready: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers with SIGTERM
+    _run(_serve(args, port, True, lambda fake: ready.release(), (signal.SIGTERM,)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the default behaviour until SIGINT/SIGTERM (see ``--help``)."""
+    args = _parse_args(argv)
+    if args.workers <= 1:
+        _run(_serve(args, args.port, False, lambda fake: _announce(args.host, fake.port)))
+        return 0
+    # Hold the port (bound, not listening, so it takes no connections) while workers bind it.
+    reserve = _bind(args.host, args.port, reuse_port=True)
+    port = int(reserve.getsockname()[1])
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ready = context.Semaphore(0)
+    workers = [
+        context.Process(target=_worker, args=(args, port, ready), daemon=True)
+        for _ in range(args.workers)
+    ]
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            while not ready.acquire(timeout=0.2):
+                if stop.is_set() or any(not w.is_alive() for w in workers):
+                    print("fake-openai: a worker failed to start", file=sys.stderr)
+                    return 1
+        reserve.close()
+        _announce(args.host, port)
+        while not stop.wait(0.5):
+            if any(not w.is_alive() for w in workers):
+                print("fake-openai: a worker exited", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        reserve.close()
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join(timeout=5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""pytest fixtures for LMRouter and its plugins; loaded automatically once lmrouter is installed.
+
+- ``fake_openai``: a :class:`FakeOpenAI` upstream running in a background thread.
+- ``lmrouter_server``: ``lmrouter_server(config_text, **kwargs)`` starts the real router
+  (:class:`RouterServer`) and stops it when the test ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from lmrouter.testing.server import RouterServer
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Any]:
+    from lmrouter.testing.fake_openai import FakeOpenAI
+
+    fake = FakeOpenAI()
+    with fake.run_in_thread():
+        yield fake
+
+
+@pytest.fixture
+def lmrouter_server() -> Iterator[Callable[..., RouterServer]]:
+    started: list[RouterServer] = []
+
+    def start(config_text: str, **kwargs: Any) -> RouterServer:
+        server = RouterServer(config_text, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)

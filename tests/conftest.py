@@ -1,0 +1,35 @@
+"""Shared fixtures: the out-of-tree probe plugin, installed for real into a scratch directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE_SOURCE = Path(__file__).parent / "plugins" / "lmrouter-probe"
+
+
+@pytest.fixture(scope="session")
+def probe_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A directory holding the installed ``lmrouter-probe`` distribution. Servers started with
+    it on ``PYTHONPATH`` discover the plugin through its entry point, as a user's install would."""
+    target = tmp_path_factory.mktemp("probe-site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(PROBE_SOURCE),
+        ],
+        check=True,
+    )
+    return str(target)

@@ -1,0 +1,74 @@
+"""An out-of-tree plugin, installed by the tests the way a user installs any plugin.
+
+- provider type ``probe``: an OpenAI-compatible upstream reached with an extra ``x-probe`` header
+  and a key sent as ``x-probe-key`` — a different wire detail the core knows nothing about;
+- a ``[probe]`` config section, validated by the core like any plugin's;
+- every ``lmrouter_request_end`` call appended as a JSON line to the section's ``record`` file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from lmrouter import hookimpl
+from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
+
+
+class ProbeProviderConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
+    tag: str = "probe"
+
+
+class ProbeProvider(Provider):
+    type = "probe"
+    Config = ProbeProviderConfig
+    native_dialects = frozenset({"openai.chat"})
+
+    def prepare(self, ctx: Any, route: Any, key: str) -> UpstreamRequest:
+        body = json.dumps({**ctx.doc, "model": route.model}).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-probe": self.config.tag,
+            "x-probe-key": key,
+        }
+        return UpstreamRequest(self.base_url + "/chat/completions", headers, body)
+
+
+class ProbeSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    record: str = ""
+
+
+class ProbePlugin:
+    def __init__(self) -> None:
+        self.record = ""
+
+    @hookimpl
+    def lmrouter_config_section(self) -> tuple[str, type]:
+        return "probe", ProbeSection
+
+    @hookimpl
+    def lmrouter_provider_types(self) -> dict[str, type[Provider]]:
+        return {"probe": ProbeProvider}
+
+    @hookimpl
+    def lmrouter_startup(self, gateway: Any) -> None:
+        self.record = gateway.config.section("probe").record
+
+    @hookimpl
+    def lmrouter_request_end(self, ctx: Any, outcome: Any) -> None:
+        if not self.record:
+            return
+        usage = outcome.usage
+        line = {
+            "request_id": ctx.request_id,
+            "status": outcome.status,
+            "http_status": outcome.http_status,
+            "model": ctx.model.id,
+            "route": outcome.route.provider if outcome.route else None,
+            "attempts": [[a.provider, a.status] for a in ctx.attempts],
+            "usage": msgspec.to_builtins(usage) if usage else None,
+            "cost_pico": outcome.cost_pico,
+        }
+        with open(self.record, "a") as fh:
+            fh.write(json.dumps(line) + "\n")

@@ -1,0 +1,71 @@
+"""Server lifecycle: startup output, health, and a graceful stop that lets streams finish."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import httpx
+
+from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+from lmrouter.testing.server import RouterServer
+
+
+def config(upstream: str) -> str:
+    return f"""
+[auth]
+keys = ["sk-life"]
+[providers.up]
+type = "openai"
+base_url = "{upstream}"
+[[models]]
+id = "trickle"
+  [[models.routes]]
+  provider = "up"
+  model = "trickle"
+"""
+
+
+def test_sigterm_lets_running_streams_finish(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script("trickle", Behavior(text="z" * 60, chunk_chars=4, chunk_delay=0.08))
+    server = RouterServer(config(fake_openai.base_url)).start()
+    lines: list[str] = []
+
+    def consume() -> None:
+        with httpx.stream(
+            "POST",
+            f"{server.openai_url}/chat/completions",
+            json={"model": "trickle", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            headers={"authorization": "Bearer sk-life"},
+            timeout=10,
+        ) as response:
+            lines.extend(response.iter_lines())
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    deadline = time.monotonic() + 5
+    while not any(line.startswith("data:") for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    reader.join(10)
+    data = [line for line in lines if line.startswith("data:")]
+    assert data[-1] == "data: [DONE]", "the stream ran to its end after SIGTERM"
+    text = "".join(
+        httpx.Response(200, content=line[6:]).json()["choices"][0]["delta"].get("content") or ""
+        for line in data[:-1]
+        if '"choices":[{' in line.replace(" ", "")
+    )
+    assert text == "z" * 60
+    assert server.stop() == 0
+    logs = server.logs()
+    assert "listening on http://127.0.0.1" in logs
+    assert "note: no operator key set" not in logs
+
+
+def test_health(lmrouter_server, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    server = lmrouter_server(config(fake_openai.base_url))
+    response = httpx.get(f"{server.url}/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"

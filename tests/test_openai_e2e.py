@@ -1,0 +1,563 @@
+"""The OpenAI path end to end: the official openai SDK → the real router (granian) → a fake
+OpenAI upstream on loopback. Results through the router must match the upstream's own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+from lmrouter.testing.server import RouterServer
+
+ADMIN = "sk-admin-e2e"
+UPSTREAM_KEY = "sk-upstream-secret-42"
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+HELLO = [{"role": "user", "content": "Hello there, router!"}]
+
+
+def config(upstream: str, dead: str, record: Path) -> str:
+    return f"""
+[server]
+max_body_mb = 0.05
+[auth]
+keys = ["{ADMIN}", ""]
+[routing]
+backoff = 0.01
+[probe]
+record = "{record}"
+
+[providers.up]
+type = "openai"
+base_url = "{upstream}"
+api_key = "{UPSTREAM_KEY}"
+
+[providers.up2]
+type = "openai"
+base_url = "{upstream}"
+api_key = "{UPSTREAM_KEY}"
+
+[providers.impatient]
+type = "openai"
+base_url = "{upstream}"
+api_key = "{UPSTREAM_KEY}"
+first_byte_timeout = 0.5
+
+[providers.dead]
+type = "openai"
+base_url = "{dead}"
+api_key = "{UPSTREAM_KEY}"
+connect_timeout = 1
+
+[providers.probed]
+type = "probe"
+base_url = "{upstream}"
+api_key = "probe-key"
+tag = "from-config"
+
+[[models]]
+id = "gpt"
+max_output_tokens = 1000
+  [[models.routes]]
+  provider = "up"
+  model = "gpt-x"
+  price = {{ input = 0.15, output = 0.60, cache_read = 0.075 }}
+
+[[models]]
+id = "fallback-503"
+  [[models.routes]]
+  provider = "up"
+  model = "down-503"
+  [[models.routes]]
+  provider = "up2"
+  model = "gpt-x"
+
+[[models]]
+id = "fallback-refused"
+  [[models.routes]]
+  provider = "dead"
+  model = "gpt-x"
+  [[models.routes]]
+  provider = "up"
+  model = "gpt-x"
+
+[[models]]
+id = "all-down"
+  [[models.routes]]
+  provider = "up"
+  model = "down-503"
+  [[models.routes]]
+  provider = "up"
+  model = "down-429"
+
+[[models]]
+id = "bad"
+  [[models.routes]]
+  provider = "up"
+  model = "bad-400"
+  [[models.routes]]
+  provider = "up2"
+  model = "gpt-x"
+
+[[models]]
+id = "slow"
+  [[models.routes]]
+  provider = "impatient"
+  model = "sleepy"
+
+[[models]]
+id = "trickle"
+  [[models.routes]]
+  provider = "up"
+  model = "trickle"
+  price = {{ input = 1, output = 2 }}
+
+[[models]]
+id = "drop"
+  [[models.routes]]
+  provider = "up"
+  model = "drop"
+
+[[models]]
+id = "probe"
+  [[models.routes]]
+  provider = "probed"
+  model = "gpt-x"
+
+[[models]]
+id = "embed"
+  [[models.routes]]
+  provider = "up"
+  model = "text-embed"
+  price = {{ input = 0.02 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    fake.script("down-503", Behavior(status=503, error_message=f"overloaded ({UPSTREAM_KEY})"))
+    fake.script("down-429", Behavior(status=429, error_message="slow down", retry_after=1))
+    fake.script("bad-400", Behavior(status=400, error_message="messages[0].role is invalid"))
+    fake.script("sleepy", Behavior(first_byte_delay=2.0))
+    fake.script("trickle", Behavior(text="x" * 400, chunk_chars=4, chunk_delay=0.02))
+    fake.script("drop", Behavior(text="y" * 200, chunk_chars=4, drop_after_chunks=3))
+    with fake.run_in_thread():
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
+
+
+@pytest.fixture(scope="module")
+def router(fake: FakeOpenAI, probe_path: str, record: Path) -> Iterator[RouterServer]:
+    with socket.socket() as closed:  # a port nobody listens on: connection refused
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+    with RouterServer(config(fake.base_url, dead, record), python_path=[probe_path]) as server:
+        yield server
+
+
+@pytest.fixture
+def client(router: RouterServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.openai_url, api_key=ADMIN, max_retries=0)
+
+
+@pytest.fixture
+def direct(fake: FakeOpenAI) -> openai.OpenAI:
+    return openai.OpenAI(base_url=fake.base_url, api_key=UPSTREAM_KEY, max_retries=0)
+
+
+def ends(record: Path, request_id: str, wait: float = 5.0) -> list[dict[str, Any]]:
+    """The probe plugin's request_end records for one request (they land just after the reply)."""
+    deadline = time.monotonic() + wait
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        if record.exists():
+            lines = record.read_text().splitlines()
+            found = [r for r in map(json.loads, lines) if r["request_id"] == request_id]
+            if found:
+                time.sleep(0.2)  # a second, wrong call would land right after the first
+                lines = record.read_text().splitlines()
+                return [r for r in map(json.loads, lines) if r["request_id"] == request_id]
+        time.sleep(0.02)
+    return found
+
+
+def choices(completion: Any) -> list[dict[str, Any]]:
+    return [c.model_dump() for c in completion.choices]
+
+
+def collect(stream: Any) -> tuple[dict[int, dict[str, Any]], list[Any], Any]:
+    """Reassemble a chat stream: per choice index its text, tool calls and finish reason."""
+    out: dict[int, dict[str, Any]] = {}
+    chunks = []
+    usage = None
+    for chunk in stream:
+        chunks.append(chunk)
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            slot = out.setdefault(choice.index, {"text": "", "tools": {}, "finish": None})
+            delta = choice.delta
+            if delta.content:
+                slot["text"] += delta.content
+            for call in delta.tool_calls or ():
+                tool = slot["tools"].setdefault(call.index, {"id": None, "name": "", "args": ""})
+                if call.id:
+                    tool["id"] = call.id
+                if call.function and call.function.name:
+                    tool["name"] += call.function.name
+                if call.function and call.function.arguments:
+                    tool["args"] += call.function.arguments
+            if choice.finish_reason:
+                slot["finish"] = choice.finish_reason
+    for slot in out.values():  # tool call ids are random per response; compare the rest
+        for tool in slot["tools"].values():
+            assert tool["id"], "every streamed tool call carries an id"
+            tool["id"] = "<id>"
+    return out, chunks, usage
+
+
+# -- results match the upstream's own ----------------------------------------------------------
+
+
+def test_non_stream_matches_direct(client: openai.OpenAI, direct: openai.OpenAI) -> None:
+    via = client.chat.completions.create(model="gpt", messages=HELLO)
+    raw = direct.chat.completions.create(model="gpt-x", messages=HELLO)
+    assert choices(via) == choices(raw)
+    assert via.choices[0].message.content and "Hello there" in via.choices[0].message.content
+    assert via.usage is not None and raw.usage is not None
+    assert via.usage.prompt_tokens == raw.usage.prompt_tokens > 0
+    assert via.usage.completion_tokens == raw.usage.completion_tokens > 0
+
+
+def test_non_stream_reports_exact_cost(client: openai.OpenAI) -> None:
+    via = client.chat.completions.create(model="gpt", messages=HELLO)
+    usage = via.usage
+    assert usage is not None
+    expected = (usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.60) / 1e6
+    assert usage.model_extra is not None
+    assert usage.model_extra["cost"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_tool_calls_match_direct(client: openai.OpenAI, direct: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {"messages": HELLO, "tools": TOOLS, "tool_choice": "required"}
+    via = client.chat.completions.create(model="gpt", **kwargs)
+    raw = direct.chat.completions.create(model="gpt-x", **kwargs)
+    assert via.choices[0].finish_reason == raw.choices[0].finish_reason == "tool_calls"
+    via_call = via.choices[0].message.tool_calls[0]  # type: ignore[index]
+    raw_call = raw.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert via_call.function.name == raw_call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(via_call.function.arguments) == json.loads(raw_call.function.arguments)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_stream_matches_direct(client: openai.OpenAI, direct: openai.OpenAI, n: int) -> None:
+    via, _, _ = collect(
+        client.chat.completions.create(model="gpt", messages=HELLO, n=n, stream=True)
+    )
+    raw, _, _ = collect(
+        direct.chat.completions.create(model="gpt-x", messages=HELLO, n=n, stream=True)
+    )
+    assert via == raw
+    assert sorted(via) == list(range(n))
+    assert all(slot["finish"] == "stop" and slot["text"] for slot in via.values())
+
+
+def test_tool_call_stream_matches_direct(client: openai.OpenAI, direct: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {"messages": HELLO, "tools": TOOLS, "stream": True}
+    via, _, _ = collect(client.chat.completions.create(model="gpt", **kwargs))
+    raw, _, _ = collect(direct.chat.completions.create(model="gpt-x", **kwargs))
+    assert via == raw
+    assert via[0]["finish"] == "tool_calls"
+    assert json.loads(via[0]["tools"][0]["args"])["city"]
+
+
+def test_stream_usage_only_when_asked(
+    client: openai.OpenAI, direct: openai.OpenAI, fake: FakeOpenAI
+) -> None:
+    _, chunks, usage = collect(
+        client.chat.completions.create(model="gpt", messages=HELLO, stream=True)
+    )
+    sent = fake.requests[-1].json
+    assert sent["stream_options"] == {"include_usage": True}, "the router always meters streams"
+    assert usage is None and all(chunk.choices for chunk in chunks), "no usage chunk unasked"
+
+    _, chunks, usage = collect(
+        client.chat.completions.create(
+            model="gpt", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    _, _, raw_usage = collect(
+        direct.chat.completions.create(
+            model="gpt-x", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert usage is not None and raw_usage is not None
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        raw_usage.prompt_tokens,
+        raw_usage.completion_tokens,
+    )
+    expected = (usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.60) / 1e6
+    assert usage.model_extra is not None
+    assert usage.model_extra["cost"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_upstream_gets_its_own_model_and_key(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    client.chat.completions.create(model="gpt", messages=HELLO)
+    sent = fake.requests[-1]
+    assert sent.json["model"] == "gpt-x"
+    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert "stream_options" not in sent.json  # only allowed with stream=true upstream
+
+
+def test_embeddings_match_direct(client: openai.OpenAI, direct: openai.OpenAI) -> None:
+    texts = ["alpha", "beta gamma"]
+    via = client.embeddings.create(model="embed", input=texts)  # the SDK asks for base64
+    raw = direct.embeddings.create(model="text-embed", input=texts)
+    assert [d.embedding for d in via.data] == [d.embedding for d in raw.data]
+    assert len(via.data) == 2 and len(via.data[0].embedding) > 0
+    assert via.usage.prompt_tokens == raw.usage.prompt_tokens
+
+
+def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert "gpt" in ids and "embed" in ids
+    assert client.models.retrieve("gpt").id == "gpt"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+# -- failure and fallback -----------------------------------------------------------------------
+
+
+def test_fallback_on_503(client: openai.OpenAI, fake: FakeOpenAI, record: Path) -> None:
+    response = client.chat.completions.with_raw_response.create(
+        model="fallback-503", messages=HELLO
+    )
+    completion = response.parse()
+    assert "Hello there" in (completion.choices[0].message.content or "")
+    request_id = response.headers["x-request-id"]
+    [end] = ends(record, request_id)
+    assert end["status"] == "ok" and end["route"] == "up2"
+    assert end["attempts"] == [["up", 503], ["up2", 200]]
+
+
+def test_fallback_on_refused_connection(client: openai.OpenAI, record: Path) -> None:
+    stream = client.chat.completions.with_raw_response.create(
+        model="fallback-refused", messages=HELLO, stream=True
+    )
+    text, _, _ = collect(stream.parse())
+    assert "Hello there" in text[0]["text"]
+    [end] = ends(record, stream.headers["x-request-id"])
+    assert [a[0] for a in end["attempts"]] == ["dead", "up"]
+    assert end["attempts"][0][1] is None
+
+
+def test_all_routes_failed_is_502_without_key(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="all-down", messages=HELLO)
+    assert info.value.status_code == 502
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "upstream_error"
+    assert "slow down" in body["message"]  # the provider's own words…
+    assert UPSTREAM_KEY not in json.dumps(body)  # …never its key
+
+
+def test_upstream_400_is_the_callers_error(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    fake.reset()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="bad", messages=HELLO)
+    assert "messages[0].role is invalid" in str(info.value)
+    assert [r.json["model"] for r in fake.requests] == ["bad-400"], "no fallback on a 400"
+
+
+def test_upstream_timeout_is_504(client: openai.OpenAI) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="slow", messages=HELLO)
+    assert info.value.status_code == 504
+    assert time.monotonic() - started < 1.8, "the first-byte timeout cut it short"
+
+
+def test_stream_cut_by_upstream_ends_with_error_event(client: openai.OpenAI, record: Path) -> None:
+    response = client.chat.completions.with_raw_response.create(
+        model="drop", messages=HELLO, stream=True
+    )
+    text = ""
+    with pytest.raises(openai.APIError):
+        for chunk in response.parse():
+            text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert text == "y" * 12, "what came before the cut reached the client"
+    [end] = ends(record, response.headers["x-request-id"])
+    assert end["status"] == "upstream_error"
+    assert end["usage"]["estimated"] and end["usage"]["completion_tokens"] >= 3
+
+
+def test_client_disconnect_closes_upstream_and_ends_once(
+    router: RouterServer, fake: FakeOpenAI, record: Path
+) -> None:
+    fake.reset()
+    body = {"model": "trickle", "messages": HELLO, "stream": True}
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{router.openai_url}/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {ADMIN}"},
+        ) as response,
+    ):
+        request_id = response.headers["x-request-id"]
+        received = 0
+        for line in response.iter_lines():
+            received += line.startswith("data: ")
+            if received >= 5:
+                break
+        left_at = time.monotonic()
+    deadline = time.monotonic() + 3
+    while not fake.disconnects and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.disconnects, "the router must close its upstream connection"
+    assert fake.disconnects[0].at - left_at < 1.0
+    assert fake.disconnects[0].chunks_sent < 100, "generation stopped long before the end"
+    [end] = ends(record, request_id)
+    assert end["status"] == "client_disconnected"
+    assert end["usage"]["completion_tokens"] >= 4, "the client pays for what was generated"
+    assert end["cost_pico"] > 0
+
+
+# -- the door for third-party plugins ----------------------------------------------------------
+
+
+def test_out_of_tree_provider_plugin(client: openai.OpenAI, fake: FakeOpenAI, record: Path) -> None:
+    response = client.chat.completions.with_raw_response.create(model="probe", messages=HELLO)
+    assert "Hello there" in (response.parse().choices[0].message.content or "")
+    sent = fake.requests[-1]
+    assert sent.headers["x-probe"] == "from-config"
+    assert sent.headers["x-probe-key"] == "probe-key"
+    assert "authorization" not in sent.headers
+    [end] = ends(record, response.headers["x-request-id"])
+    assert end["route"] == "probed" and end["status"] == "ok"
+
+
+# -- the caller's mistakes, in the caller's dialect ---------------------------------------------
+
+
+def test_bad_keys_get_401(router: RouterServer) -> None:
+    bad = openai.OpenAI(base_url=router.openai_url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        bad.chat.completions.create(model="gpt", messages=HELLO)
+    assert info.value.code == "invalid_api_key"
+    # The config lists an empty operator key too: an empty key must never authenticate.
+    for headers in ({"authorization": "Bearer"}, {"x-api-key": ""}, {}):
+        response = httpx.post(
+            f"{router.openai_url}/chat/completions",
+            headers=headers,
+            json={"model": "gpt", "messages": HELLO},
+        )
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_unknown_model_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="nope", messages=HELLO)
+    assert info.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "gpt"}', "messages"),
+        (b'{"model": "gpt", "messages": [], "stream": true}', "messages"),
+        (
+            b'{"model": "gpt", "messages": [{"role":"user","content":"x"}], "stream": "yes"}',
+            "stream",
+        ),
+        (
+            b'{"model": "gpt", "messages": [{"role":"user","content":"x"}], "max_tokens": -1}',
+            "max_tokens",
+        ),
+        (
+            b'{"model": "gpt", "messages": [{"role":"user","content":"x"}],'
+            b' "stream_options": {"include_usage": true}}',
+            "stream_options",
+        ),
+    ],
+)
+def test_invalid_requests_name_the_field(
+    router: RouterServer, body: bytes, param: str | None
+) -> None:
+    response = httpx.post(
+        f"{router.openai_url}/chat/completions",
+        content=body,
+        headers={"authorization": f"Bearer {ADMIN}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_oversized_body_413(router: RouterServer) -> None:
+    big = {"model": "gpt", "messages": [{"role": "user", "content": "x" * 60_000}]}
+    response = httpx.post(
+        f"{router.openai_url}/chat/completions",
+        json=big,
+        headers={"authorization": f"Bearer {ADMIN}"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_request_ids(router: RouterServer, client: openai.OpenAI) -> None:
+    mine = client.chat.completions.with_raw_response.create(
+        model="gpt", messages=HELLO, extra_headers={"x-request-id": "trace-123"}
+    )
+    assert mine.headers["x-request-id"] == "trace-123"
+    deadline = time.monotonic() + 3
+    while '"request_id":"trace-123"' not in router.logs() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    line = next(x for x in router.logs().splitlines() if '"request_id":"trace-123"' in x)
+    assert json.loads(line)["model"] == "gpt"
+    theirs = httpx.get(f"{router.url}/health", headers={"x-request-id": "bad id!"})
+    assert theirs.headers["x-request-id"] != "bad id!"
+    assert len(theirs.headers["x-request-id"]) == 24
+
+
+def test_unknown_path_and_method(router: RouterServer) -> None:
+    missing = httpx.get(f"{router.url}/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = httpx.get(
+        f"{router.openai_url}/chat/completions", headers={"authorization": f"Bearer {ADMIN}"}
+    )
+    assert wrong.status_code == 405
