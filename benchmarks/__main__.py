@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks import loadgen, report, targets
 from benchmarks.loadgen import Measurement
-from benchmarks.procs import HAVE_TASKSET, Proc, wait_ready
+from benchmarks.procs import HAVE_TASKSET, Proc, children_cpu_s, group_schedstat, wait_ready
 from benchmarks.targets import Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -202,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"ready: {name:<14} {target.url}  ({detail})", file=sys.stderr)
             started[name] = target
-        runs = _measure(args, started, placement, workdir, k6[0] if k6 else None, procs)
+        runs = _measure(args, started, upstream, placement, workdir, k6[0] if k6 else None, procs)
         failed = False
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
     finally:
         if failed and args.keep:
             print(f"--keep: processes left running, logs in {workdir}:", file=sys.stderr)
@@ -236,6 +238,7 @@ def _start(
 def _measure(
     args: argparse.Namespace,
     started: dict[str, Target],
+    upstream: Target,
     placement: Placement,
     workdir: Path,
     k6: str | None,
@@ -307,17 +310,40 @@ def _measure(
     for _, run, _ in plan:  # scenario by scenario, so targets compared are measured close in time
         for target in started.values():
             _check_alive(procs)
-            m = run(target)
+            m = _sampled(run, target, upstream)
             runs.append(m)
             print(
                 f"{m.scenario:<15} {m.target:<14} {m.rps:>9,.0f} req/s  "
                 f"p50 {report.fmt(m.p50_ms, 3)}  p99 {report.fmt(m.p99_ms, 3)} ms  "
-                f"ttfb p50 {report.fmt(m.ttfb_p50_ms, 3)}  errors {m.error_total} {m.note}",
+                f"ttfb p50 {report.fmt(m.ttfb_p50_ms, 3)}  cpu {report.fmt(m.cpu_us_per_req, 0)} "
+                f"us/req  wait {report.fmt(m.target_wait_pct, 0)}%  "
+                f"errors {m.error_total} {m.note}",
                 file=sys.stderr,
             )
             time.sleep(0.5)
     _check_alive(procs)
     return runs
+
+
+def _sampled(run: Callable[[Target], Measurement], target: Target, upstream: Target) -> Measurement:
+    """``run(target)`` with the CPU time of the target, the upstream and the load generator."""
+    mine = [p.popen.pid for p in (target.procs or upstream.procs)]
+    theirs = [p.popen.pid for p in upstream.procs]
+    cpu0, wait0 = group_schedstat(mine)
+    up0, _ = group_schedstat(theirs)
+    gen0 = children_cpu_s()
+    m = run(target)
+    cpu1, wait1 = group_schedstat(mine)
+    up1, _ = group_schedstat(theirs)
+    gen1 = children_cpu_s()
+    if m.duration_s and m.requests:
+        ns = m.duration_s * 1e9
+        m.cpu_us_per_req = round((cpu1 - cpu0) / 1000 / m.requests, 1)
+        m.target_cpu_pct = round(100 * (cpu1 - cpu0) / ns, 1)
+        m.target_wait_pct = round(100 * (wait1 - wait0) / ns, 1)
+        m.upstream_cpu_pct = round(100 * (up1 - up0) / ns, 1)
+        m.loadgen_cpu_pct = round(100 * (gen1 - gen0) / m.duration_s, 1)
+    return m
 
 
 def _check_alive(procs: list[Proc]) -> None:

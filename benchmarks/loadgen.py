@@ -43,6 +43,13 @@ class Measurement:
     ttfb_p99_ms: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    # CPU accounting over the run (schedstat; % of one CPU). For ``direct`` the target is the
+    # upstream. ``target_wait_pct``: time the target was runnable but waiting for a CPU.
+    cpu_us_per_req: float | None = None
+    target_cpu_pct: float | None = None
+    target_wait_pct: float | None = None
+    upstream_cpu_pct: float | None = None
+    loadgen_cpu_pct: float | None = None
 
     @property
     def error_total(self) -> int:

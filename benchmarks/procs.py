@@ -109,3 +109,31 @@ def wait_ready(proc: Proc, probe: urllib.request.Request, timeout: float = 30.0)
             last = str(exc)
         time.sleep(0.1)
     raise RuntimeError(f"{proc.name} not ready after {timeout:.0f}s ({last}):\n{proc.tail()}")
+
+
+def group_schedstat(pgids: list[int]) -> tuple[int, int]:
+    """CPU time and run-queue wait (ns) of every thread of every process in these process groups
+    (``/proc/PID/task/TID/schedstat``): a target's CPU cost per request, and how long it waited
+    for a CPU that something else held — the noise a busy machine adds."""
+    wanted = set(pgids)
+    run = wait = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            if int(stat[stat.rfind(")") + 2 :].split()[2]) not in wanted:
+                continue
+            for task in os.scandir(f"/proc/{entry.name}/task"):
+                fields = Path(f"{task.path}/schedstat").read_text().split()
+                run += int(fields[0])
+                wait += int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return run, wait
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of waited-for children (the load generators, run with subprocess.run)."""
+    times = os.times()
+    return times.children_user + times.children_system

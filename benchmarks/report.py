@@ -106,6 +106,7 @@ def summarize(runs: list[Measurement], connections: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "added_latency_ms": {},
         "throughput_ratio": {},
+        "cpu_ratio": {},  # aiohttp-proxy CPU per request / this target's: contention-proof
         "targets": {
             "router_over_aiohttp_proxy_min": TARGET_RATIO,
             "added_p50_ms_max": TARGET_ADDED_P50_MS,
@@ -133,6 +134,10 @@ def summarize(runs: list[Measurement], connections: int) -> dict[str, Any]:
             loaded = _find(runs, name, f"{kind}-c{connections}")
             if base and loaded and base.rps:
                 out["throughput_ratio"].setdefault(kind, {})[name] = round(loaded.rps / base.rps, 3)
+            if base and loaded and base.cpu_us_per_req and loaded.cpu_us_per_req:
+                out["cpu_ratio"].setdefault(kind, {})[name] = round(
+                    base.cpu_us_per_req / loaded.cpu_us_per_req, 3
+                )
     ratio = out["throughput_ratio"].get("json", {}).get("router")
     added = out["added_latency_ms"].get("json", {}).get("router", {}).get("p50")
     out["router_pass"] = {
@@ -195,15 +200,19 @@ def markdown(result: dict[str, Any]) -> str:
         "not across runs.",
         "",
         "| scenario | target | tool | conns | req/s | p50 ms | p90 ms | p99 ms | TTFB p50 | "
-        "TTFB p99 | errors |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+        "TTFB p99 | errors | CPU µs/req | target CPU % | target wait % | upstream CPU % | "
+        "loadgen CPU % |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
     for m in runs:
         conns = f"{m.rate:g}/s open" if m.rate else str(m.connections)
         lines.append(
             f"| {m.scenario} | {m.target} | {m.tool} | {conns} | {fmt(m.rps, 0)} | "
             f"{fmt(m.p50_ms, 3)} | {fmt(m.p90_ms, 3)} | {fmt(m.p99_ms, 3)} | "
-            f"{fmt(m.ttfb_p50_ms, 3)} | {fmt(m.ttfb_p99_ms, 3)} | {_errors(m)} |"
+            f"{fmt(m.ttfb_p50_ms, 3)} | {fmt(m.ttfb_p99_ms, 3)} | {_errors(m)} | "
+            f"{fmt(m.cpu_us_per_req, 0)} | {fmt(m.target_cpu_pct, 0)} | "
+            f"{fmt(m.target_wait_pct, 0)} | {fmt(m.upstream_cpu_pct, 0)} | "
+            f"{fmt(m.loadgen_cpu_pct, 0)} |"
         )
     lines += [
         "",
@@ -211,19 +220,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"aiohttp-proxy ({c} connections), same run:",
         "",
         "| payload | target | added p50 | added p90 | added p99 | added TTFB p50 | "
-        "added TTFB p99 | req/s ÷ aiohttp-proxy |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "added TTFB p99 | req/s ÷ aiohttp-proxy | CPU/req of aiohttp-proxy ÷ this |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for kind in ("json", "stream"):
         added_kind = summ["added_latency_ms"].get(kind, {})
         ratios = summ["throughput_ratio"].get(kind, {})
+        cpu = summ["cpu_ratio"].get(kind, {})
         for name in sorted(set(added_kind) | set(ratios)):
             a = added_kind.get(name, {})
-            r = ratios.get(name)
             lines.append(
                 f"| {kind} | {name} | "
                 + " | ".join(fmt(a.get(k), 3) for k in ADDED_KEYS)
-                + f" | {fmt(r, 2)} |"
+                + f" | {fmt(ratios.get(name), 2)} | {fmt(cpu.get(name), 2)} |"
             )
     for note in result.get("notes", []):
         lines.append(f"\nNote: {note}")

@@ -16,6 +16,7 @@ import asyncio
 import os
 import signal
 import sys
+from typing import cast
 
 import orjson
 
@@ -124,8 +125,7 @@ class Upstream(asyncio.Protocol):
         self.busy = False  # a delayed stream is being written; later requests wait their turn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

@@ -131,3 +131,9 @@ def test_disabled_plugin_is_listed_and_its_types_are_gone(tmp_path: Path) -> Non
     assert any(line.split()[:2] == ["openai", "disabled"] for line in listing.stdout.splitlines())
     check = run("check", "--config", str(path))
     assert check.returncode == 1 and "unknown provider type 'openai'" in check.stderr
+
+
+def test_check_documented_example_config() -> None:
+    result = run("check", "--config", str(REPO / "config" / "example.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "llama-3.3-70b" in result.stdout and "groq:llama-3.3-70b-versatile" in result.stdout

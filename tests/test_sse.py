@@ -8,11 +8,11 @@ and ``retry`` belongs to the next dispatched event).
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
 from lmrouter.sse import SSEDecoder, SSEEvent, encode
 
 BOM = b"\xef\xbb\xbf"
@@ -47,9 +47,8 @@ def reference(stream: bytes, *, close: bool = True) -> list[SSEEvent]:
         elif name == b"id":
             if b"\0" not in value:
                 state["id"] = value.decode("utf-8", "replace")
-        elif name == b"retry":
-            if value and all(48 <= byte <= 57 for byte in value):
-                state["retry"] = int(value)
+        elif name == b"retry" and value and all(48 <= byte <= 57 for byte in value):
+            state["retry"] = int(value)
 
     def blank() -> None:
         if state["data"] is None:
@@ -89,7 +88,7 @@ def decode(chunks: list[bytes], *, close: bool = True) -> list[SSEEvent]:
 
 def split_at(stream: bytes, cuts: list[int]) -> list[bytes]:
     bounds = [0, *sorted(cuts), len(stream)]
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @st.composite
@@ -170,9 +169,7 @@ def event_streams(draw: st.DrawFn) -> tuple[bytes, list[SSEEvent], list[bytes]]:
         if new_retry is not None:
             retry = new_retry
         if data_lines:
-            expected.append(
-                SSEEvent("\n".join(data_lines).encode(), event_name, last_id, retry)
-            )
+            expected.append(SSEEvent("\n".join(data_lines).encode(), event_name, last_id, retry))
             retry = None
 
     # the last event may lack its blank line, and even its last line end: close() has it
@@ -213,9 +210,34 @@ def test_structured_events_survive_any_chunking(data: st.DataObject) -> None:
 # -- arbitrary byte streams: decoder(chunks) == reference(whole stream) -----------------------
 
 tokens = st.sampled_from(
-    [b"data", b"data", b"event", b"id", b"retry", b"dat", b"Data", b":", b":", b" ", b"  ",
-     b"\n", b"\n", b"\r", b"\r", b"\r\n", b"x", b"12", b"3", b"\0", BOM, b"\xef", b"\xbb",
-     "é€😀".encode(), b"\xff", b"\xe2\x82"]  # fmt: skip
+    [
+        b"data",
+        b"data",
+        b"event",
+        b"id",
+        b"retry",
+        b"dat",
+        b"Data",
+        b":",
+        b":",
+        b" ",
+        b"  ",
+        b"\n",
+        b"\n",
+        b"\r",
+        b"\r",
+        b"\r\n",
+        b"x",
+        b"12",
+        b"3",
+        b"\0",
+        BOM,
+        b"\xef",
+        b"\xbb",
+        "é€😀".encode(),
+        b"\xff",
+        b"\xe2\x82",
+    ]
 )
 byte_streams = st.lists(tokens, max_size=40).map(b"".join) | st.binary(max_size=60)
 
@@ -315,8 +337,10 @@ def test_id_persists_and_nul_id_is_ignored() -> None:
 
 
 def test_retry_needs_digits() -> None:
-    events = decode([b"retry: 250\ndata: a\n\nretry: 2.5\ndata: b\n\nretry: -1\ndata: c\n\n"])
-    assert [e.retry for e in events] == [250, None, None]
+    stream = b"retry: 250\ndata: a\n\nretry: 2.5\ndata: b\n\nretry: -1\ndata: c\n\n"
+    stream += b"retry: 7 \ndata: d\n\nretry:  7\ndata: e\n\nretry:7\ndata: f\n\n"
+    stream += "retry: \u0667\ndata: g\n\n".encode()  # a non-ASCII digit is not a digit
+    assert [e.retry for e in decode([stream])] == [250, None, None, None, None, 7, None]
 
 
 def test_bom_split_across_chunks_is_dropped() -> None:
@@ -376,7 +400,9 @@ def test_encode_wire_format() -> None:
     st.data(),
 )
 @example([(b"\r\n\r\r\n", None), (b" lead", "e"), (BOM, None), (b"", "")], None)
-def test_encode_round_trips(items: list[tuple[bytes, str | None]], data: st.DataObject | None) -> None:
+def test_encode_round_trips(
+    items: list[tuple[bytes, str | None]], data: st.DataObject | None
+) -> None:
     stream = b"".join(encode(payload, event) for payload, event in items)
     expected = [SSEEvent(normalized(payload), event) for payload, event in items]
     chunkings_ = [[stream]] if data is None else [data.draw(chunkings(stream))]

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from lmrouter import __version__, plugins
 from lmrouter.context import Principal
 from lmrouter.dialects import anthropic as anthropic_dialect
+from lmrouter.dialects import embeddings as embeddings_dialect
 from lmrouter.dialects import openai as openai_dialect
 from lmrouter.errors import RouterError, invalid_api_key, model_not_found
 from lmrouter.gateway import Gateway
@@ -152,18 +153,22 @@ async def get_model(request: Request) -> Response:
 
 # -- assembly ---------------------------------------------------------------------------------
 
+# The model endpoints: one path per dialect, each served by the same pipeline.
+DIALECT_ROUTES = [
+    ("/v1/chat/completions", openai_dialect.CHAT),
+    ("/v1/embeddings", embeddings_dialect.EMBEDDINGS),
+]
+
 
 def create_app(gateway: Gateway) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/v1/models", list_models),
         Route("/v1/models/{model_id:path}", get_model),
-        Route(
-            "/v1/chat/completions", ProxyEndpoint(gateway, openai_dialect.CHAT), methods=["POST"]
-        ),
-        Route(
-            "/v1/embeddings", ProxyEndpoint(gateway, openai_dialect.EMBEDDINGS), methods=["POST"]
-        ),
+    ]
+    routes += [
+        Route(path, ProxyEndpoint(gateway, dialect), methods=["POST"])
+        for path, dialect in DIALECT_ROUTES
     ]
     for extra in gateway.pm.hook.lmrouter_routes(gateway=gateway):
         routes.extend(extra or ())

@@ -51,6 +51,7 @@ class RequestContext:
     billable: bool = True  # False when the caller pays the provider (BYOK)
     started: float = field(default_factory=time.perf_counter)
     attempts: list[Attempt] = field(default_factory=list)
+    ir: Any = None  # the request in the internal representation, made on first need
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
 
 

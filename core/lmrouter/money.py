@@ -4,7 +4,7 @@ Python integers don't overflow; 64-bit storage holds balances up to about 9.2 mi
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Underflow
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -13,6 +13,16 @@ if TYPE_CHECKING:
 
 PICO_PER_USD = 10**12
 _PICO_PER_TOKEN_PER_USD_PER_M = 10**6  # USD per 1M tokens → pico-USD per token
+
+
+def _shift(value: Decimal, places: int) -> Decimal:
+    """``value * 10**places``, exactly: the default context rounds to 28 significant digits.
+    Raises an ``ArithmeticError`` instead of rounding, underflowing or overflowing."""
+    context = Context(
+        prec=len(value.as_tuple().digits) + 1,
+        traps=[InvalidOperation, Inexact, Overflow, Underflow],
+    )
+    return value.scaleb(places, context)
 
 
 class Rates(NamedTuple):
@@ -27,14 +37,14 @@ class Rates(NamedTuple):
     @classmethod
     def from_price(cls, price: Price) -> Rates:
         def per_token(value: Decimal) -> int:
-            return int(value * _PICO_PER_TOKEN_PER_USD_PER_M)
+            return int(_shift(value, 6))  # USD per 1M tokens → pico-USD per token
 
         return cls(
             input=per_token(price.input),
             output=per_token(price.output),
             cache_read=per_token(price.input if price.cache_read is None else price.cache_read),
             cache_write=per_token(price.input if price.cache_write is None else price.cache_write),
-            request=int(price.request * PICO_PER_USD),
+            request=int(_shift(price.request, 12)),
         )
 
     def cost(self, usage: Usage) -> int:
@@ -50,7 +60,7 @@ class Rates(NamedTuple):
 
 
 def usd(pico: int) -> Decimal:
-    return Decimal(pico).scaleb(-12)
+    return _shift(Decimal(pico), -12)
 
 
 def format_usd(pico: int, places: int = 12) -> str:
@@ -63,8 +73,16 @@ def format_usd(pico: int, places: int = 12) -> str:
 
 def parse_usd(text: str) -> int:
     """``"1.25"`` → pico-USD; refuses anything finer than a pico-dollar instead of rounding."""
-    value = Decimal(text)
-    pico = value * PICO_PER_USD
+    try:
+        value = Decimal(text)
+    except InvalidOperation:  # not a ValueError: callers expect one for any bad amount
+        raise ValueError(f"{text!r} is not a USD amount") from None
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a USD amount")
+    try:
+        pico = _shift(value, 12)
+    except ArithmeticError:
+        raise ValueError(f"{text} USD is out of range") from None
     if pico != pico.to_integral_value():
         raise ValueError(f"{text} USD is finer than 1e-12")
     return int(pico)

@@ -1,8 +1,10 @@
 """The provider adapter base: one pooled HTTP client per provider, timeouts, error classification.
 
-A provider plugin subclasses :class:`Provider`, names its ``type``, lists the dialects it forwards
-untouched in ``native_dialects`` and builds requests in :meth:`Provider.prepare`. Everything about
-connections, timeouts and failures is here, once.
+A provider plugin subclasses :class:`Provider` and names its ``type``. For dialects it speaks as
+they are, it lists them in ``native_dialects`` and implements :meth:`Provider.prepare` (a
+pass-through). For the rest it lists IR kinds in ``converts`` and implements ``build``, ``parse``
+and ``stream_parser`` (to and from :mod:`lmrouter.ir`). Connections, timeouts and failure
+classification are here, once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 if TYPE_CHECKING:
     from lmrouter.config import Route
     from lmrouter.context import RequestContext
+    from lmrouter.dialects import StreamParser
 
 
 class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,7 +60,8 @@ class _ErrorBody(msgspec.Struct):
 class Provider:
     type: ClassVar[str]
     Config: ClassVar[type[ProviderConfig]] = ProviderConfig
-    native_dialects: ClassVar[frozenset[str]] = frozenset()
+    native_dialects: ClassVar[frozenset[str]] = frozenset()  # forwarded untouched: prepare()
+    converts: ClassVar[frozenset[str]] = frozenset()  # IR kinds served: build/parse/stream_parser
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
@@ -78,6 +82,19 @@ class Provider:
 
     def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
         """The upstream request for ``ctx`` (in one of ``native_dialects``) on ``route``."""
+        raise NotImplementedError
+
+    def build(self, ctx: RequestContext, request: Any, route: Route, key: str) -> UpstreamRequest:
+        """The upstream request for an IR request (``ir.ChatRequest``/``ir.EmbeddingRequest``)."""
+        raise NotImplementedError
+
+    def parse(self, ctx: RequestContext, request: Any, body: bytes) -> Any:
+        """A whole upstream answer as IR (``ir.ChatResponse``/``ir.EmbeddingResponse``). Raise
+        ``UpstreamFailure`` for a body that cannot be read."""
+        raise NotImplementedError
+
+    def stream_parser(self, ctx: RequestContext, request: Any) -> StreamParser:
+        """A fresh parser turning this provider's stream into IR events."""
         raise NotImplementedError
 
     def error_message(self, status: int, body: bytes) -> str:

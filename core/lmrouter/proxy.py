@@ -14,6 +14,7 @@ import structlog
 
 from lmrouter import plugins
 from lmrouter.context import Attempt, Outcome, RequestContext
+from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
 from lmrouter.providers import UpstreamFailure
 
@@ -57,6 +58,7 @@ class ProxyEndpoint:
         self.log_requests = gateway.config.server.log_requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
         request_id: str = scope["lmrouter.request_id"]
         headers = Headers.from_scope(scope)
         dialect = self.dialect
@@ -93,6 +95,7 @@ class ProxyEndpoint:
                 stream=parsed.stream,
                 max_output_tokens=limit * parsed.n if limit else None,
                 prompt_chars=parsed.prompt_chars,
+                started=started,
             )
             ctx.state["wants_usage"] = parsed.wants_usage
         except RouterError as err:
@@ -108,6 +111,9 @@ class ProxyEndpoint:
                 await _send_error(send, dialect, err, request_id)
                 return
             outcome = await self._forward(ctx, receive, send)
+        except RouterError as err:  # the request cannot be converted for its provider
+            outcome = Outcome("error", err.status, error=err)
+            await _send_error(send, dialect, err, request_id)
         except asyncio.CancelledError:
             outcome = outcome or Outcome("client_disconnected", 499)
             raise
@@ -230,20 +236,36 @@ class ProxyEndpoint:
     ) -> Outcome:
         key = await plugins.first(self.hook.lmrouter_upstream_key(ctx=ctx, route=route))
         key = key or provider.config.api_key
-        if self.dialect.name not in provider.native_dialects:
+        dialect = self.dialect
+        native = dialect.name in provider.native_dialects
+        if native:
+            request = provider.prepare(ctx, route, key)
+        elif dialect.kind in provider.converts and dialect.to_ir is not None:
+            if ctx.ir is None:
+                ctx.ir = dialect.to_ir(ctx.doc)  # raises RouterError 400 naming the field
+            request = provider.build(ctx, ctx.ir, route, key)
+        else:
             raise UpstreamFailure(
-                f"provider {provider.name!r} cannot serve {self.dialect.name} requests",
+                f"provider {provider.name!r} cannot serve {dialect.name} requests",
                 status=400,
                 retryable=True,
                 upstream_status=None,
             )
-        request = provider.prepare(ctx, route, key)
         response = await provider.open(request, stream=ctx.stream, budget=remaining)
         attempt.status = response.status
         if response.status >= 400:
             raise await provider.read_error(response, key)
-        if ctx.stream and self.dialect.stream_relay is not None:
-            return await self._relay(ctx, provider, route, response, receive, send)
+        if ctx.stream:
+            relay: StreamRelay
+            if native:
+                assert dialect.stream_relay is not None
+                relay = dialect.stream_relay(ctx.state["wants_usage"], route.rates)
+            else:
+                assert dialect.renderer is not None
+                renderer = dialect.renderer(ctx.doc, ctx.state["wants_usage"])
+                parser = provider.stream_parser(ctx, ctx.ir)
+                relay = ConvertingRelay(parser, renderer, dialect, route.rates)
+            return await self._relay(ctx, provider, route, response, relay, receive, send)
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -251,11 +273,15 @@ class ProxyEndpoint:
         finally:
             response.release()
         first_byte_ms = (time.perf_counter() - ctx.started) * 1000
-        body, usage, cost = self.dialect.finish_json(body, route.rates)
+        if native:
+            body, usage, cost = dialect.finish_json(body, route.rates)
+        else:
+            answer = provider.parse(ctx, ctx.ir, body)
+            body, usage, cost = finish_converted(dialect, answer, ctx.doc, route.rates)
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status,
+                "status": 200,
                 "headers": [
                     (b"content-type", _JSON),
                     (b"content-length", str(len(body)).encode()),
@@ -265,7 +291,7 @@ class ProxyEndpoint:
         await send({"type": "http.response.body", "body": body})
         return Outcome(
             "ok",
-            response.status,
+            200,
             usage=usage,
             cost_pico=cost if ctx.billable else 0,
             first_byte_ms=first_byte_ms,
@@ -277,12 +303,12 @@ class ProxyEndpoint:
         provider: Provider,
         route: Route,
         response: aiohttp.ClientResponse,
+        relay: StreamRelay,
         receive: Any,
         send: Any,
     ) -> Outcome:
         """Stream to the client. Nothing is sent until the first upstream chunk arrives, so an
         upstream that fails before its first byte still falls back to the next route."""
-        relay: StreamRelay = self.dialect.stream_relay(ctx.state["wants_usage"], route.rates)
         content = response.content
         try:
             first = await content.readany()
@@ -323,10 +349,9 @@ class ProxyEndpoint:
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 out = relay.close()
-                if relay.complete:
-                    if not relay.done:
-                        out += b"data: [DONE]\n\n"  # normalise: the SDKs expect it
-                else:
+                if relay.failed:
+                    status = "upstream_error"  # the upstream's own error event was relayed
+                elif not relay.complete:
                     status = "upstream_error"
                     error = RouterError(
                         502, f"{provider.name} ended the stream early.", code="upstream_incomplete"

@@ -51,7 +51,7 @@ def load_object(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def _model(doc: dict[str, Any]) -> str:
+def model_field(doc: dict[str, Any]) -> str:
     model = doc.get("model")
     if not isinstance(model, str) or not model:
         raise invalid_request("you must provide a model parameter", "model")
@@ -78,7 +78,7 @@ def _optional_bool(doc: dict[str, Any], name: str) -> bool:
 
 def parse_chat(body: bytes) -> Parsed:
     doc = load_object(body)
-    model = _model(doc)
+    model = model_field(doc)
     messages = doc.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid_request("`messages` must be a non-empty array.", "messages")
@@ -97,15 +97,6 @@ def parse_chat(body: bytes) -> Parsed:
     limit = _optional_int(doc, "max_completion_tokens") or _optional_int(doc, "max_tokens")
     n = _optional_int(doc, "n") or 1
     return Parsed(doc, model, stream, wants_usage, limit, n, len(body))
-
-
-def parse_embeddings(body: bytes) -> Parsed:
-    doc = load_object(body)
-    model = _model(doc)
-    value = doc.get("input")
-    if not value or not isinstance(value, str | list):
-        raise invalid_request("`input` must be a non-empty string or array.", "input")
-    return Parsed(doc, model, False, False, None, 1, len(body))
 
 
 # -- usage ------------------------------------------------------------------------------------
@@ -214,7 +205,7 @@ class ChatStreamRelay:
         "chars",
         "decoder",
         "done",
-        "error",
+        "failed",
         "finished",
         "pieces",
         "rates",
@@ -229,7 +220,7 @@ class ChatStreamRelay:
         self.usage: Usage | None = None
         self.done = False  # saw [DONE]
         self.finished = False  # saw a finish_reason
-        self.error: Any = None  # an error object the upstream sent mid-stream
+        self.failed = False  # the upstream sent an error object mid-stream
         self.pieces = 0
         self.chars = 0
 
@@ -240,12 +231,16 @@ class ChatStreamRelay:
         return b"".join([self._event(event) for event in events])
 
     def close(self) -> bytes:
-        """End of the upstream body: whatever the last unterminated event held."""
-        return b"".join([self._event(event) for event in self.decoder.close()])
+        """End of the upstream body: the last unterminated event, and ``[DONE]`` if a complete
+        stream lacked it (the SDKs expect it)."""
+        out = b"".join([self._event(event) for event in self.decoder.close()])
+        if self.complete and not self.done:
+            out += DONE
+        return out
 
     @property
     def complete(self) -> bool:
-        return self.error is None and (self.done or self.finished)
+        return not self.failed and (self.done or self.finished)
 
     def estimated_usage(self, prompt_chars: int) -> Usage:
         return Usage(
@@ -264,7 +259,7 @@ class ChatStreamRelay:
         except (msgspec.DecodeError, msgspec.ValidationError):
             return sse.encode(data, event.event)  # not ours to judge: pass it on unchanged
         if chunk.error is not None:
-            self.error = chunk.error
+            self.failed = True
             return sse.encode(data, event.event)
         if chunk.choices:
             for choice in chunk.choices:
@@ -296,16 +291,10 @@ class ChatStreamRelay:
 
 CHAT = Dialect(
     name="openai.chat",
+    kind="chat",
     parse=parse_chat,
     error_body=error_body,
     stream_error=stream_error,
     finish_json=finish_json,
     stream_relay=ChatStreamRelay,
-)
-EMBEDDINGS = Dialect(
-    name="openai.embeddings",
-    parse=parse_embeddings,
-    error_body=error_body,
-    stream_error=stream_error,
-    finish_json=finish_json,
 )

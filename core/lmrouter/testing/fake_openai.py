@@ -77,7 +77,10 @@ SYSTEM_FINGERPRINT = "fp_5c3e7a1f90"
 
 _MODEL_CREATED = 1_698_959_748
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_OBFUSCATION_POOL = (_ALNUM * 3)[7:]
+_OBFUSCATION_POOL = (_ALNUM * 3)[7:].encode()
+_FINGERPRINT_BYTES = SYSTEM_FINGERPRINT.encode()
+_ROLE_DELTA = b'{"role":"assistant","content":"","refusal":null}'
+_NO_FINISH = b',"logprobs":null,"finish_reason":null}'
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _ECHOED_TIERS = frozenset({"flex", "priority", "scale"})
 _NO_CONTENT_OK = frozenset({"assistant", "function"})
@@ -300,6 +303,7 @@ class FakeOpenAI:
         self._scripts: dict[str, Behavior] = {}
         self._runner: web.BaseRunner | None = None
         self._stopping = False
+        self._inflight: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
         self._id_prefix = _random_alnum(20)
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
@@ -363,6 +367,8 @@ class FakeOpenAI:
         if runner is None:
             return
         self._stopping = True
+        for task in list(self._inflight):  # don't wait out slow scripted streams
+            task.cancel()
         await runner.cleanup()
 
     @contextlib.contextmanager
@@ -390,6 +396,16 @@ class FakeOpenAI:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         at = time.monotonic()
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
+            return await self._answer(request, at)
+        self._inflight.add(task)
+        try:
+            return await self._answer(request, at)
+        finally:
+            self._inflight.discard(task)
+
+    async def _answer(self, request: web.BaseRequest, at: float) -> web.StreamResponse:
         body = await request.read() if request.body_exists else b""
         parsed: Any = None
         bad_json = False
@@ -967,9 +983,9 @@ def _sample_arguments(parameters: Any) -> str:
 
 
 def _obfuscation(ordinal: int, payload_len: int) -> bytes:
+    """Deterministic padding of 1 to 12 characters, like the real ``obfuscation`` field."""
     start = (ordinal * 7) % 62
-    size = 1 + (ordinal * 5 + payload_len) % 12
-    return _OBFUSCATION_POOL[start : start + size].encode()
+    return _OBFUSCATION_POOL[start : start + 1 + (ordinal * 5 + payload_len) % 12]
 
 
 def _stream_events(
@@ -980,7 +996,11 @@ def _stream_events(
     cid: str,
     created: int,
 ) -> list[tuple[bytes, bool]]:
-    """Every SSE event of the stream, encoded, each flagged whether it is a content delta."""
+    """Every SSE event of the stream, encoded, each flagged whether it is a content delta.
+
+    Built from byte templates rather than by serialising a dict per chunk: this is the
+    benchmark's hot path.
+    """
     eol = b"\r\n\r\n" if behavior.crlf else b"\n\n"
     head = b"".join(
         (
@@ -993,20 +1013,21 @@ def _stream_events(
             b',"service_tier":"',
             req.service_tier.encode(),
             b'","system_fingerprint":"',
-            SYSTEM_FINGERPRINT.encode(),
+            _FINGERPRINT_BYTES,
             b'","choices":[',
         )
     )
-    usage_null = b',"usage":null' if req.include_usage else b""
-    obfuscate = req.include_obfuscation
-    per_choice: list[list[tuple[dict[str, Any], bool]]] = []
+    per_choice: list[list[tuple[bytes, bool]]] = []
     for choice in choices:
-        i = choice.index
-        seq: list[tuple[dict[str, Any], bool]] = []
+        i = str(choice.index).encode()
+        seq: list[tuple[bytes, bool]] = []
         if choice.tool_name is None:
-            delta: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
-            seq.append((_choice_chunk(i, delta, None), False))
-            seq.extend((_choice_chunk(i, {"content": p}, None), True) for p in choice.pieces)
+            seq.append((b'{"index":%b,"delta":%b%b' % (i, _ROLE_DELTA, _NO_FINISH), False))
+            opening = b'{"index":%b,"delta":{"content":' % i
+            seq.extend(
+                (b"%b%b}%b" % (opening, orjson.dumps(piece), _NO_FINISH), True)
+                for piece in choice.pieces
+            )
         else:
             call = {
                 "index": 0,
@@ -1015,17 +1036,28 @@ def _stream_events(
                 "function": {"name": choice.tool_name, "arguments": ""},
             }
             delta = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
-            seq.append((_choice_chunk(i, delta, None), False))
-            seq.extend((_choice_chunk(i, _fragment(p), None), True) for p in choice.pieces)
-        seq.append((_choice_chunk(i, {}, choice.finish_reason), False))
+            seq.append((b'{"index":%b,"delta":%b%b' % (i, orjson.dumps(delta), _NO_FINISH), False))
+            opening = b'{"index":%b,"delta":{"tool_calls":[{"index":0,"function":{"arguments":' % i
+            seq.extend(
+                (b"%b%b}}]}%b" % (opening, orjson.dumps(piece), _NO_FINISH), True)
+                for piece in choice.pieces
+            )
+        finish = orjson.dumps(choice.finish_reason)
+        seq.append(
+            (b'{"index":%b,"delta":{},"logprobs":null,"finish_reason":%b}' % (i, finish), False)
+        )
         per_choice.append(seq)
-    ordered = [
-        item for row in itertools.zip_longest(*per_choice) for item in row if item is not None
-    ]
+    if len(per_choice) == 1:
+        ordered = per_choice[0]
+    else:  # n > 1: one choice per chunk, interleaved by index
+        ordered = [
+            item for row in itertools.zip_longest(*per_choice) for item in row if item is not None
+        ]
+    usage_null = b',"usage":null' if req.include_usage else b""
+    obfuscate = req.include_obfuscation
     events: list[tuple[bytes, bool]] = []
     last = len(ordered) - 1
-    for ordinal, (chunk, is_content) in enumerate(ordered):
-        payload = orjson.dumps(chunk)
+    for ordinal, (payload, is_content) in enumerate(ordered):
         tail = usage_null
         if ordinal == last and behavior.usage_in_last_choice_chunk:
             tail = b',"usage":' + orjson.dumps(usage)
@@ -1038,21 +1070,13 @@ def _stream_events(
     return events
 
 
-def _fragment(arguments: str) -> dict[str, Any]:
-    return {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}
-
-
-def _choice_chunk(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-
 def _event(
     head: bytes, payload: bytes, tail: bytes, ordinal: int, obfuscate: bool, eol: bytes
 ) -> bytes:
     if obfuscate:
         padding = _obfuscation(ordinal, len(payload))
-        return b"".join((head, payload, b"]", tail, b',"obfuscation":"', padding, b'"}', eol))
-    return b"".join((head, payload, b"]", tail, b"}", eol))
+        return b'%b%b]%b,"obfuscation":"%b"}%b' % (head, payload, tail, padding, eol)
+    return b"%b%b]%b}%b" % (head, payload, tail, eol)
 
 
 # -- embeddings ------------------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""The internal representation: one shape for a chat request, its answer and its stream.
+
+When the caller's dialect is not one the provider speaks natively, the request goes
+dialect → IR → provider and the answer comes back provider → IR → dialect: one converter per
+dialect and one per provider, never one per pair. Same-dialect traffic never comes here.
+
+Conventions every converter keeps:
+- tool results are parts of a *user* message (as in Anthropic and Gemini); OpenAI's ``role:
+  "tool"`` messages become such parts, and consecutive same-role messages merge;
+- tool-call arguments are the JSON *text* the model produced (OpenAI's form); providers that
+  take objects decode it, and an object coming back is encoded once;
+- ``finish_reason`` uses OpenAI's words (stop, length, tool_calls, content_filter);
+  ``stop_sequence`` keeps which stop sequence ended it, when the provider says;
+- usage is :class:`lmrouter.usage.Usage` (cached and cache-write tokens are parts of the prompt).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from lmrouter.usage import Usage
+
+# -- content ---------------------------------------------------------------------------------
+
+
+class Text(msgspec.Struct, tag="text", kw_only=True):
+    text: str
+    cache: bool = False  # an Anthropic cache breakpoint ends here
+
+
+class Image(msgspec.Struct, tag="image", kw_only=True):
+    """Either a URL (``http(s)://``) or base64 ``data`` with its ``media_type``."""
+
+    url: str = ""
+    data: str = ""
+    media_type: str = ""
+
+
+class ToolCall(msgspec.Struct, tag="tool_call", kw_only=True):
+    id: str
+    name: str
+    arguments: str = "{}"  # JSON text
+
+
+class ToolResult(msgspec.Struct, tag="tool_result", kw_only=True):
+    id: str  # the ToolCall.id it answers
+    content: list[Text | Image] = []
+    is_error: bool = False
+    name: str = ""  # the called function's name, when known (Gemini needs it)
+
+
+class Thinking(msgspec.Struct, tag="thinking", kw_only=True):
+    text: str = ""
+    signature: str = ""  # Anthropic's opaque signature; must go back unchanged
+    redacted: str = ""  # Anthropic redacted_thinking data
+
+
+Part = Text | Image | ToolCall | ToolResult | Thinking
+Role = Literal["user", "assistant"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+Effort = Literal["minimal", "low", "medium", "high"]
+
+
+class Message(msgspec.Struct, kw_only=True):
+    role: Role
+    parts: list[Part]
+
+
+class Tool(msgspec.Struct, kw_only=True):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = {}  # JSON Schema of the arguments
+
+
+class ToolChoice(msgspec.Struct, kw_only=True):
+    mode: Literal["auto", "required", "none", "tool"] = "auto"
+    name: str = ""  # with mode "tool"
+
+
+class ChatRequest(msgspec.Struct, kw_only=True):
+    model: str
+    messages: list[Message]
+    system: list[Text] = []
+    tools: list[Tool] = []
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = []
+    stream: bool = False
+    n: int = 1
+    reasoning_effort: Effort | None = None
+    thinking_budget: int | None = None  # tokens; from Anthropic/Gemini thinking settings
+    user: str | None = None
+
+
+class ChatResponse(msgspec.Struct, kw_only=True):
+    id: str
+    model: str
+    parts: list[Part]
+    finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None
+    usage: Usage | None = None
+
+
+# -- stream events ---------------------------------------------------------------------------
+# A provider's stream parser turns bytes into these; a dialect's renderer turns them into bytes.
+
+
+class StreamStart(msgspec.Struct, tag="start", kw_only=True):
+    id: str
+    model: str
+
+
+class TextDelta(msgspec.Struct, tag="text_delta", kw_only=True):
+    text: str
+
+
+class ThinkingDelta(msgspec.Struct, tag="thinking_delta", kw_only=True):
+    text: str = ""
+    signature: str = ""
+
+
+class ToolCallStart(msgspec.Struct, tag="tool_call_start", kw_only=True):
+    index: int  # position among this answer's tool calls, from 0
+    id: str
+    name: str
+
+
+class ToolCallDelta(msgspec.Struct, tag="tool_call_delta", kw_only=True):
+    index: int
+    arguments: str
+
+
+class UsageUpdate(msgspec.Struct, tag="usage", kw_only=True):
+    usage: Usage  # cumulative: the latest one is the whole request's
+
+
+class Finish(msgspec.Struct, tag="finish", kw_only=True):
+    finish_reason: FinishReason
+    stop_sequence: str | None = None
+
+
+class StreamError(msgspec.Struct, tag="error", kw_only=True):
+    message: str
+    status: int = 502  # what the error would have been before the first byte
+
+
+Event = (
+    StreamStart
+    | TextDelta
+    | ThinkingDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | UsageUpdate
+    | Finish
+    | StreamError
+)
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+
+class EmbeddingRequest(msgspec.Struct, kw_only=True):
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+
+
+class EmbeddingResponse(msgspec.Struct, kw_only=True):
+    model: str
+    vectors: list[list[float]]
+    usage: Usage | None = None
