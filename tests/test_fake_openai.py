@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 
 KEY = "sk-test"

@@ -36,7 +36,11 @@ def test_sigterm_lets_running_streams_finish(fake_openai: FakeOpenAI) -> None:
         with httpx.stream(
             "POST",
             f"{server.openai_url}/chat/completions",
-            json={"model": "trickle", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            json={
+                "model": "trickle",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
             headers={"authorization": "Bearer sk-life"},
             timeout=10,
         ) as response:

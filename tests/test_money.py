@@ -10,6 +10,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
 from lmrouter.config import Price
 from lmrouter.money import PICO_PER_USD, Rates, format_usd, parse_usd, usd
 from lmrouter.usage import Usage
@@ -71,7 +72,7 @@ def usages(draw: st.DrawFn) -> Usage:
     )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     prices(),
     prices(),

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 

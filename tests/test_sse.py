@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import re
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
 from lmrouter.sse import SSEDecoder, SSEEvent, encode
 
 BOM = b"\xef\xbb\xbf"
@@ -197,7 +199,7 @@ def event_streams(draw: st.DrawFn) -> tuple[bytes, list[SSEEvent], list[bytes]]:
     return stream, expected, lines
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_structured_events_survive_any_chunking(data: st.DataObject) -> None:
     stream, expected, _ = data.draw(event_streams())
@@ -242,7 +244,7 @@ tokens = st.sampled_from(
 byte_streams = st.lists(tokens, max_size=40).map(b"".join) | st.binary(max_size=60)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_any_bytes_any_chunking_matches_reference(data: st.DataObject) -> None:
     stream = data.draw(byte_streams)
@@ -405,7 +407,11 @@ def test_encode_round_trips(
 ) -> None:
     stream = b"".join(encode(payload, event) for payload, event in items)
     expected = [SSEEvent(normalized(payload), event) for payload, event in items]
-    chunkings_ = [[stream]] if data is None else [data.draw(chunkings(stream))]
-    for chunks in chunkings_:
-        assert decode(chunks) == expected
-        assert decode(chunks, close=False) == expected  # every event is fully terminated
+    chunks = [stream] if data is None else data.draw(chunkings(stream))
+    assert decode(chunks) == expected
+    assert decode(chunks, close=False) == expected  # every event is fully terminated
+
+
+def test_encode_refuses_event_names_that_would_inject_fields() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        encode(b"{}", "message\ndata: injected")

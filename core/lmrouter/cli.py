@@ -56,6 +56,16 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
             "will get 401. Set LMROUTER_ADMIN_KEY or [auth] keys."
         )
     used = {route.provider for model in config.models.values() for route in model.routes}
+    out += [
+        f"provider {name!r} is configured but no model routes to it"
+        for name in sorted(set(config.providers) - used)
+    ]
+    out += [
+        f"model {model.id!r} via {route.provider!r} has no price: it is free"
+        for model in config.models.values()
+        for route in model.routes
+        if not any(route.rates)
+    ]
     for name, provider in config.providers.items():
         if name in used and not provider.api_key:
             out.append(f"provider {name!r} has no api_key: requests to it rely on BYOK keys")

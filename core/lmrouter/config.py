@@ -74,6 +74,12 @@ class Price(_Strict):
     cache_write: Decimal | None = None  # default: the input price
     request: Decimal = Decimal(0)
 
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is not None and not value.is_finite():  # TOML has inf and nan
+                raise ValueError(f"`{name}` must be a finite number, got {value}")
+
 
 class Route(_Strict, dict=True):
     provider: str
@@ -81,7 +87,10 @@ class Route(_Strict, dict=True):
     price: Price = msgspec.field(default_factory=Price)
 
     def __post_init__(self) -> None:
-        self.rates: Rates = Rates.from_price(self.price)  # integer pico-USD, compiled once
+        try:
+            self.rates: Rates = Rates.from_price(self.price)  # integer pico-USD, compiled once
+        except ArithmeticError:  # e.g. 1e-999999: msgspec reports ValueErrors with their path
+            raise ValueError("price out of range") from None
 
 
 class Model(_Strict):
@@ -130,7 +139,8 @@ DEFAULT_LOCATIONS = (Path("lmrouter.toml"), Path("config/lmrouter.toml"))
 
 
 def find_config(explicit: str | None = None) -> Path:
-    """``--config``, else ``$LMROUTER_CONFIG``, else ``./lmrouter.toml``, else ``config/lmrouter.toml``."""
+    """``--config``, else ``$LMROUTER_CONFIG``, else ``./lmrouter.toml``, else
+    ``config/lmrouter.toml``."""
     chosen = explicit or os.environ.get("LMROUTER_CONFIG")
     if chosen:
         return Path(chosen)
@@ -146,6 +156,9 @@ def read_raw(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (line {line})", path=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", path=path) from None
     try:
@@ -155,13 +168,15 @@ def read_raw(path: Path) -> dict[str, Any]:
     return interpolate(raw, path=path)
 
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(node: Any, *, path: Path | None = None, key: str = "") -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
     if isinstance(node, dict):
-        return {k: interpolate(v, path=path, key=f"{key}.{k}" if key else k) for k, v in node.items()}
+        return {
+            k: interpolate(v, path=path, key=f"{key}.{k}" if key else k) for k, v in node.items()
+        }
     if isinstance(node, list):
         return [interpolate(v, path=path, key=f"{key}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and "$" in node:
@@ -254,7 +269,9 @@ def validate(
         raise ConfigError("must be between 1 and 65535", path=path, key="server.port")
     if server.workers < 1:
         raise ConfigError("must be at least 1", path=path, key="server.workers")
-    return Config(path=path, core=core, providers=providers, sections=plugin_sections, models=models)
+    return Config(
+        path=path, core=core, providers=providers, sections=plugin_sections, models=models
+    )
 
 
 def _check_url(url: str, *, path: Path | None, key: str) -> None:
@@ -272,13 +289,24 @@ def _check_price(price: Price, *, path: Path | None, key: str) -> None:
             continue
         if value < 0:
             raise ConfigError("must not be negative", path=path, key=f"{key}.{name}")
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > _MAX_PRICE_PLACES:
+        if _decimal_places(value) > _MAX_PRICE_PLACES:
             raise ConfigError(
                 f"at most {_MAX_PRICE_PLACES} decimal places (USD per 1M tokens)",
                 path=path,
                 key=f"{key}.{name}",
             )
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Decimals that count: ``0.1000000`` has one, ``1.5e-6`` seven, ``2E+1`` none."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite: Price refuses inf and nan
+    places = -exponent
+    for digit in reversed(digits):
+        if places <= 0 or digit:
+            break
+        places -= 1  # a trailing zero after the point
+    return max(places, 0) if any(digits) else 0
 
 
 _AT = re.compile(r" - at `\$(.*)`$")
@@ -304,6 +332,17 @@ def _convert(value: Any, schema: type, *, path: Path | None, prefix: str = "") -
         raise ConfigError(text, path=path, key=key) from None
 
 
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_DOTTED_KEY = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+# a header line holds nothing else: `["a", "b"],` inside a multi-line array is not a header
+_HEADER = re.compile(rf"^\[\[?\s*({_DOTTED_KEY})\s*\]\]?\s*(?:#.*)?$")
+_ASSIGNMENT = re.compile(rf"^({_DOTTED_KEY})\s*=")
+
+
+def _key_names(dotted: str) -> list[str]:
+    return [part[1:-1] if part[:1] in "\"'" else part for part in re.findall(_KEY_PART, dotted)]
+
+
 def _locate(path: Path, key: str) -> int | None:
     """Best-effort line of ``key`` (``models[1].routes[0].price``) in the TOML file."""
     try:
@@ -322,9 +361,9 @@ def _locate(path: Path, key: str) -> int | None:
     best, best_depth = None, 0
     for number, line in enumerate(lines, 1):
         stripped = line.strip()
-        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", stripped)
+        header = _HEADER.match(stripped)
         if header:
-            table = [p.strip().strip('"') for p in header.group(1).split(".")]
+            table = _key_names(header.group(1))
             name = ".".join(table)
             if stripped.startswith("[["):
                 counts[name] = counts.get(name, -1) + 1
@@ -333,9 +372,9 @@ def _locate(path: Path, key: str) -> int | None:
             if _matches(table, parts, counts, wanted_counts) and len(table) > best_depth:
                 best, best_depth = number, len(table)
             continue
-        assignment = re.match(r"^([A-Za-z0-9_\-\"]+)\s*=", stripped)
+        assignment = _ASSIGNMENT.match(stripped)
         if assignment:
-            full = [*table, assignment.group(1).strip('"')]
+            full = [*table, *_key_names(assignment.group(1))]  # `price.input = …` too
             if _matches(full, parts, counts, wanted_counts):
                 if len(full) == len(parts):
                     return number
@@ -356,6 +395,8 @@ def _matches(
         if name != parts[i][0]:
             return False
         dotted = ".".join(names[: i + 1])
-        if dotted in wanted and counts.get(dotted, -1) != wanted[dotted]:
+        # an index counts ``[[array]]`` tables; in an inline array (`keys = ["a", "b"]`,
+        # count -1: no such header in this element) the element is on the array's own line
+        if dotted in wanted and counts.get(dotted, -1) >= 0 and counts[dotted] != wanted[dotted]:
             return False
     return True

@@ -52,6 +52,8 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     attempts: list[Attempt] = field(default_factory=list)
     ir: Any = None  # the request in the internal representation, made on first need
+    route: Route | None = None  # the route being tried
+    relay: Any = None  # the StreamRelay of a stream under way (what it saw, if cut short)
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
 
 

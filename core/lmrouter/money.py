@@ -15,13 +15,11 @@ PICO_PER_USD = 10**12
 _PICO_PER_TOKEN_PER_USD_PER_M = 10**6  # USD per 1M tokens → pico-USD per token
 
 
-def _shift(value: Decimal, places: int) -> Decimal:
-    """``value * 10**places``, exactly: the default context rounds to 28 significant digits.
-    Raises an ``ArithmeticError`` instead of rounding, underflowing or overflowing."""
-    context = Context(
-        prec=len(value.as_tuple().digits) + 1,
-        traps=[InvalidOperation, Inexact, Overflow, Underflow],
-    )
+def _shift(value: Decimal, places: int, *, exact: bool = True) -> Decimal:
+    """``value * 10**places`` without the default context's rounding to 28 significant digits.
+    Raises an ``ArithmeticError`` on overflow and, if ``exact``, instead of underflowing."""
+    traps = [InvalidOperation, Overflow, Inexact, Underflow] if exact else [Overflow]
+    context = Context(prec=len(value.as_tuple().digits) + 1, traps=traps)
     return value.scaleb(places, context)
 
 
@@ -37,14 +35,16 @@ class Rates(NamedTuple):
     @classmethod
     def from_price(cls, price: Price) -> Rates:
         def per_token(value: Decimal) -> int:
-            return int(_shift(value, 6))  # USD per 1M tokens → pico-USD per token
+            # USD per 1M tokens → pico-USD per token; finer than that truncates (the config
+            # refuses prices with more than six decimals)
+            return int(_shift(value, 6, exact=False))
 
         return cls(
             input=per_token(price.input),
             output=per_token(price.output),
             cache_read=per_token(price.input if price.cache_read is None else price.cache_read),
             cache_write=per_token(price.input if price.cache_write is None else price.cache_write),
-            request=int(_shift(price.request, 12)),
+            request=int(_shift(price.request, 12, exact=False)),
         )
 
     def cost(self, usage: Usage) -> int:

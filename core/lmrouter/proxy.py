@@ -114,8 +114,13 @@ class ProxyEndpoint:
         except RouterError as err:  # the request cannot be converted for its provider
             outcome = Outcome("error", err.status, error=err)
             await _send_error(send, dialect, err, request_id)
-        except asyncio.CancelledError:
-            outcome = outcome or Outcome("client_disconnected", 499)
+        except asyncio.CancelledError:  # the server cancelled us: settle what was relayed
+            if outcome is None:
+                outcome = Outcome("client_disconnected", 499, route=ctx.route)
+                if ctx.relay is not None and ctx.route is not None:
+                    usage = ctx.relay.usage or ctx.relay.estimated_usage(ctx.prompt_chars)
+                    outcome.usage = usage
+                    outcome.cost_pico = ctx.route.rates.cost(usage) if ctx.billable else 0
             raise
         except Exception:
             log.exception("request failed", request_id=request_id)
@@ -203,6 +208,7 @@ class ProxyEndpoint:
                 break
             attempt = Attempt(provider.name, route.model)
             ctx.attempts.append(attempt)
+            ctx.route = route
             try:
                 outcome = await self._attempt(
                     ctx, provider, route, remaining, attempt, receive, send
@@ -310,6 +316,7 @@ class ProxyEndpoint:
         """Stream to the client. Nothing is sent until the first upstream chunk arrives, so an
         upstream that fails before its first byte still falls back to the next route."""
         content = response.content
+        ctx.relay = relay
         try:
             first = await content.readany()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -103,4 +103,6 @@ def encode(data: bytes, event: str | None = None) -> bytes:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\ndata: ")
     if event is None:
         return b"data: " + data + b"\n\n"
+    if "\n" in event or "\r" in event:  # a name must not smuggle in extra fields
+        raise ValueError(f"SSE event name with a line break: {event!r}")
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
+
 from lmrouter.config import Route
 from lmrouter_openai import OpenAIConfig, OpenAIProvider
 

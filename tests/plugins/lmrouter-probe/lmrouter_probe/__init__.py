@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import msgspec
+
 from lmrouter import hookimpl
 from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
 
