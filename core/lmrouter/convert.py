@@ -51,7 +51,7 @@ class ConvertingRelay:
         )
 
     def _render(self, events: list[ir.Event]) -> bytes:
-        if not events:
+        if not events or self.failed:
             return b""
         keep: list[ir.Event] = []
         out = b""
@@ -67,14 +67,16 @@ class ConvertingRelay:
                 self.finished = True
             elif isinstance(event, ir.StreamError):
                 self.failed = True
-                out += self.renderer.render(keep)
-                keep = []
-                out += self.dialect.stream_error(
+                out += self.renderer.render(keep) if keep else b""
+                # Nothing after an error reaches the client: the stream is over.
+                return out + self.error(
                     RouterError(event.status, event.message, code="upstream_error")
                 )
-                continue
             keep.append(event)
         return out + self.renderer.render(keep) if keep else out
+
+    def error(self, err: RouterError) -> bytes:
+        return self.renderer.error(err)
 
 
 def finish_converted(

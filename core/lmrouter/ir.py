@@ -91,9 +91,9 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     top_p: float | None = None
     stop: list[str] = []
     stream: bool = False
-    n: int = 1
+    n: int = 1  # an answer has one choice: dialects refuse n > 1 for converted requests
     reasoning_effort: Effort | None = None
-    thinking_budget: int | None = None  # tokens; from Anthropic/Gemini thinking settings
+    thinking_budget: int | None = None  # tokens; 0 turns reasoning off where a model allows
     user: str | None = None
 
 

@@ -191,8 +191,8 @@ class Provider:
         reason = type(exc).__name__
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = f"cannot connect ({exc.os_error.strerror or exc.os_error})"
-        elif isinstance(exc, aiohttp.ServerDisconnectedError):
-            reason = "closed the connection"
+        elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            reason = "closed the connection before the response was complete"
         return UpstreamFailure(
             f"{self.name}: {reason}", status=502, retryable=True, upstream_status=None
         )

@@ -371,7 +371,7 @@ class ProxyEndpoint:
                 error = RouterError(failure.status, failure.message, code=_failure_code(failure))
                 out = relay.close()
             if error is not None:
-                out += self.dialect.stream_error(error)
+                out += relay.error(error)
             await send({"type": "http.response.body", "body": out, "more_body": False})
         except (_ClientGone, OSError, RuntimeError):
             # The client went away (granian raises on send; the watcher closes the upstream).

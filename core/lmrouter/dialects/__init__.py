@@ -47,9 +47,16 @@ class StreamRelay(Protocol):
 
     def estimated_usage(self, prompt_chars: int) -> Usage: ...
 
+    def error(self, err: RouterError) -> bytes:
+        """The router's own error event, in the dialect, to end a broken stream."""
+        ...
+
 
 class StreamParser(Protocol):
-    """A provider's stream, as IR events (provider side of a converted stream)."""
+    """A provider's stream, as IR events (provider side of a converted stream).
+
+    A complete stream must yield an :class:`ir.Finish` (make one up when the provider only
+    signals the end, e.g. with ``[DONE]``); an upstream error becomes :class:`ir.StreamError`."""
 
     def feed(self, chunk: bytes) -> list[ir.Event]: ...
 
@@ -64,6 +71,10 @@ class StreamRenderer(Protocol):
     def finish(self, usage: Usage | None, cost_pico: int) -> bytes:
         """The closing frames of a complete stream (usage with ``cost`` where the dialect has
         a place for it, ``[DONE]`` / ``message_stop``)."""
+        ...
+
+    def error(self, err: RouterError) -> bytes:
+        """An error event that ends the stream (may number it after what was sent)."""
         ...
 
 

@@ -3,12 +3,17 @@ off responses and streams on their way to the client without re-encoding what th
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import os
+import re
+import time
+import urllib.parse
+from typing import Any, Literal
 
 import msgspec
 import orjson
 
-from lmrouter import sse
+from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates, format_usd
@@ -249,6 +254,9 @@ class ChatStreamRelay:
             estimated=True,
         )
 
+    def error(self, err: RouterError) -> bytes:
+        return stream_error(err)
+
     def _event(self, event: sse.SSEEvent) -> bytes:
         data = event.data
         if data == b"[DONE]":
@@ -289,6 +297,507 @@ class ChatStreamRelay:
         return sse.encode(data, event.event)
 
 
+# -- conversion: requests in ------------------------------------------------------------------
+# Wire shapes of an OpenAI chat request, decoded with msgspec so that a wrong type or an unknown
+# tag is refused with the path of the field that holds it (``messages[1].content[0].type``).
+
+
+class _InText(msgspec.Struct, tag="text", tag_field="type"):
+    text: str
+    # Anthropic's cache breakpoint, as OpenRouter and LiteLLM accept it in this dialect.
+    cache_control: Any = None
+
+
+class _InImageURL(msgspec.Struct):
+    url: str
+
+
+class _InImage(msgspec.Struct, tag="image_url", tag_field="type"):
+    image_url: _InImageURL
+
+
+class _InAudio(msgspec.Struct, tag="input_audio", tag_field="type"):
+    pass
+
+
+class _InFile(msgspec.Struct, tag="file", tag_field="type"):
+    pass
+
+
+class _InRefusal(msgspec.Struct, tag="refusal", tag_field="type"):
+    refusal: str
+
+
+class _InFunction(msgspec.Struct):
+    name: str
+    arguments: str = ""
+
+
+class _InToolCall(msgspec.Struct):
+    id: str
+    type: str = "function"
+    function: _InFunction | None = None
+
+
+class _InSystem(msgspec.Struct, tag="system", tag_field="role"):
+    content: str | list[_InText]
+
+
+class _InDeveloper(msgspec.Struct, tag="developer", tag_field="role"):
+    content: str | list[_InText]
+
+
+class _InUser(msgspec.Struct, tag="user", tag_field="role"):
+    content: str | list[_InText | _InImage | _InAudio | _InFile]
+
+
+class _InAssistant(msgspec.Struct, tag="assistant", tag_field="role"):
+    content: str | list[_InText | _InRefusal] | None = None
+    refusal: str | None = None
+    tool_calls: list[_InToolCall] | None = None
+    function_call: Any = None
+
+
+class _InTool(msgspec.Struct, tag="tool", tag_field="role"):
+    content: str | list[_InText]
+    tool_call_id: str
+
+
+class _InFunctionMessage(msgspec.Struct, tag="function", tag_field="role"):
+    pass
+
+
+_InMessage = _InSystem | _InDeveloper | _InUser | _InAssistant | _InTool | _InFunctionMessage
+
+
+class _InFunctionDef(msgspec.Struct):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class _InToolDef(msgspec.Struct):
+    type: str = "function"
+    function: _InFunctionDef | None = None
+
+
+class _InChoiceFunction(msgspec.Struct):
+    name: str
+
+
+class _InNamedChoice(msgspec.Struct):
+    type: str
+    function: _InChoiceFunction | None = None
+
+
+class _InResponseFormat(msgspec.Struct):
+    type: str
+
+
+_Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+class _InRequest(msgspec.Struct):
+    model: str
+    messages: list[_InMessage]
+    tools: list[_InToolDef] | None = None
+    tool_choice: Literal["auto", "required", "none"] | _InNamedChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_completion_tokens: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    n: int | None = None
+    reasoning_effort: _Effort | None = None
+    user: str | None = None
+    safety_identifier: str | None = None  # OpenAI's successor to ``user``
+    stream: bool | None = None
+    response_format: _InResponseFormat | None = None
+    modalities: list[str] | None = None
+    functions: Any = None
+    function_call: Any = None
+
+
+_NOT_SUPPORTED = "is not supported for this model's provider"
+
+# OpenAI's effort words → (IR effort, IR thinking budget). "none" turns reasoning off, which the
+# IR says as a budget of 0 tokens; the efforts above "high" are "high" everywhere else.
+_EFFORTS: dict[str, tuple[ir.Effort | None, int | None]] = {
+    "none": (None, 0),
+    "minimal": ("minimal", None),
+    "low": ("low", None),
+    "medium": ("medium", None),
+    "high": ("high", None),
+    "xhigh": ("high", None),
+    "max": ("high", None),
+}
+
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_error(exc: msgspec.ValidationError) -> RouterError:
+    """msgspec's message ``… - at `$.messages[1].content[0].type``` as a 400 naming the field."""
+    text, _, where = str(exc).partition(" - at `$")
+    param = where.rstrip("`").lstrip(".") or None
+    missing = _MISSING_FIELD.search(text)
+    if missing:
+        param = f"{param}.{missing.group(1)}" if param else missing.group(1)
+    return invalid_request(f"{text} at '{param}'." if param else f"{text}.", param)
+
+
+def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
+    """An OpenAI chat request as IR. System and developer messages, wherever they stand, become
+    ``system`` in order; ``role: "tool"`` messages become tool results in a user turn; consecutive
+    turns of one role merge. What the IR cannot carry is refused with a 400 naming the field."""
+    try:
+        req = msgspec.convert(doc, _InRequest)
+    except msgspec.ValidationError as exc:
+        raise _field_error(exc) from None
+    _refuse_unsupported(req)
+    system: list[ir.Text] = []
+    messages: list[ir.Message] = []
+    names: dict[str, str] = {}  # tool call id → function name, for the results that answer it
+    for i, message in enumerate(req.messages):
+        if isinstance(message, _InSystem | _InDeveloper):
+            system.extend(_texts(message.content))
+        elif isinstance(message, _InUser):
+            _append(messages, "user", _user_parts(message.content, i))
+        elif isinstance(message, _InAssistant):
+            _append(messages, "assistant", _assistant_parts(message, i, names))
+        elif isinstance(message, _InTool):
+            result = ir.ToolResult(
+                id=message.tool_call_id,
+                content=_texts(message.content),
+                name=names.get(message.tool_call_id, ""),
+            )
+            _append(messages, "user", [result])
+        else:
+            raise invalid_request(
+                "Deprecated `function` messages are not supported for this model's provider; "
+                "send `tool` messages instead.",
+                f"messages[{i}].role",
+            )
+    effort, budget = _EFFORTS[req.reasoning_effort] if req.reasoning_effort else (None, None)
+    return ir.ChatRequest(
+        model=req.model,
+        messages=messages,
+        system=system,
+        tools=_tools(req.tools or []),
+        tool_choice=_tool_choice(req.tool_choice),
+        parallel_tool_calls=req.parallel_tool_calls,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or ()),
+        stream=req.stream is True,
+        reasoning_effort=effort,
+        thinking_budget=budget,
+        user=req.user if req.user is not None else req.safety_identifier,
+    )
+
+
+def _refuse_unsupported(req: _InRequest) -> None:
+    """Options the IR has no place for and that change what the caller gets back: refusing them
+    is better than an answer that silently ignores them."""
+    if req.n is not None and req.n > 1:
+        raise invalid_request(f"`n` greater than 1 {_NOT_SUPPORTED}.", "n")
+    if req.response_format is not None and req.response_format.type != "text":
+        raise invalid_request(
+            f"`response_format` of type '{req.response_format.type}' {_NOT_SUPPORTED}.",
+            "response_format.type",
+        )
+    if req.modalities and "audio" in req.modalities:
+        raise invalid_request(f"Audio output {_NOT_SUPPORTED}.", "modalities")
+    for name in ("functions", "function_call"):
+        if getattr(req, name) is not None:
+            raise invalid_request(
+                f"The deprecated `{name}` parameter {_NOT_SUPPORTED}; use `tools` and "
+                "`tool_choice`.",
+                name,
+            )
+
+
+def _append(messages: list[ir.Message], role: ir.Role, parts: list[ir.Part]) -> None:
+    if not parts:
+        return
+    if messages and messages[-1].role == role:
+        messages[-1].parts.extend(parts)
+    else:
+        messages.append(ir.Message(role=role, parts=parts))
+
+
+def _texts(content: str | list[_InText]) -> list[ir.Text]:
+    if isinstance(content, str):
+        return [ir.Text(text=content)]
+    return [ir.Text(text=part.text, cache=part.cache_control is not None) for part in content]
+
+
+def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
+    if isinstance(content, str):
+        return [ir.Text(text=content)]
+    parts: list[ir.Part] = []
+    for j, part in enumerate(content):
+        if isinstance(part, _InText):
+            parts.append(ir.Text(text=part.text, cache=part.cache_control is not None))
+        elif isinstance(part, _InImage):
+            parts.append(_image(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
+        else:  # input_audio, file
+            kind = "input_audio" if isinstance(part, _InAudio) else "file"
+            raise invalid_request(
+                f"'{kind}' content parts are not supported for this model's provider.",
+                f"messages[{i}].content[{j}].type",
+            )
+    return parts
+
+
+def _image(url: str, param: str) -> ir.Image:
+    if url.startswith(("https://", "http://")):
+        return ir.Image(url=url)
+    if url.startswith("data:"):
+        header, comma, payload = url[5:].partition(",")
+        if comma:
+            media_type, *options = header.split(";")
+            if options and options[-1].strip().lower() == "base64":
+                data = "".join(payload.split())  # base64 may be wrapped across lines
+            else:  # a percent-encoded data URL (an SVG, say): the IR keeps base64
+                data = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
+            return ir.Image(data=data, media_type=media_type.strip().lower() or "image/png")
+    raise invalid_request("Image URLs must be http(s) URLs or data URLs.", param)
+
+
+def _assistant_parts(message: _InAssistant, i: int, names: dict[str, str]) -> list[ir.Part]:
+    if message.function_call is not None:
+        raise invalid_request(
+            f"The deprecated `function_call` {_NOT_SUPPORTED}; use `tool_calls`.",
+            f"messages[{i}].function_call",
+        )
+    parts: list[ir.Part] = []
+    content = message.content
+    if isinstance(content, str):
+        parts.append(ir.Text(text=content))
+    elif content is not None:
+        parts.extend(
+            ir.Text(text=part.text if isinstance(part, _InText) else part.refusal)
+            for part in content
+        )
+    if message.refusal:
+        parts.append(ir.Text(text=message.refusal))
+    for j, call in enumerate(message.tool_calls or ()):
+        if call.type != "function" or call.function is None:
+            raise invalid_request(
+                f"'{call.type}' tool calls are not supported for this model's provider.",
+                f"messages[{i}].tool_calls[{j}].type",
+            )
+        names[call.id] = call.function.name
+        parts.append(
+            ir.ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
+        )
+    return parts
+
+
+def _tools(tools: list[_InToolDef]) -> list[ir.Tool]:
+    out = []
+    for k, tool in enumerate(tools):
+        if tool.type != "function":
+            raise invalid_request(
+                f"'{tool.type}' tools are not supported for this model's provider; only "
+                "function tools are.",
+                f"tools[{k}].type",
+            )
+        if tool.function is None:
+            raise invalid_request("Missing required parameter.", f"tools[{k}].function")
+        function = tool.function
+        out.append(
+            ir.Tool(
+                name=function.name,
+                description=function.description or "",
+                parameters=function.parameters if function.parameters is not None else {},
+            )
+        )
+    return out
+
+
+def _tool_choice(choice: str | _InNamedChoice | None) -> ir.ToolChoice | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        return ir.ToolChoice(mode=choice)  # type: ignore[arg-type]  # the Literal checked it
+    if choice.type != "function":
+        raise invalid_request(
+            f"`tool_choice` of type '{choice.type}' {_NOT_SUPPORTED}.", "tool_choice.type"
+        )
+    if choice.function is None:
+        raise invalid_request("Missing required parameter.", "tool_choice.function")
+    return ir.ToolChoice(mode="tool", name=choice.function.name)
+
+
+# -- conversion: answers out ------------------------------------------------------------------
+
+
+def _new_id() -> str:
+    return "chatcmpl-" + os.urandom(12).hex()
+
+
+def _usage_object(usage: Usage, cost_pico: int) -> dict[str, Any]:
+    prompt_details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:  # not OpenAI's, but what OpenRouter and others call it
+        prompt_details["cache_write_tokens"] = usage.cache_write_tokens
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "cost": orjson.Fragment(format_usd(cost_pico).encode()),
+    }
+
+
+def _tool_call_object(call: ir.ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> bytes:
+    """A ``chat.completion`` object. Reasoning goes in ``message.reasoning_content``, the field
+    DeepSeek, vLLM and most OpenAI-compatible clients read it from (OpenAI has none)."""
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for part in answer.parts:
+        if isinstance(part, ir.Text):
+            text.append(part.text)
+        elif isinstance(part, ir.Thinking):
+            thinking.append(part.text)
+        elif isinstance(part, ir.ToolCall):
+            calls.append(_tool_call_object(part))
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text or not calls else None,
+        "refusal": None,
+        "annotations": [],
+    }
+    if any(thinking):
+        message["reasoning_content"] = "".join(thinking)
+    if calls:
+        message["tool_calls"] = calls
+    body: dict[str, Any] = {
+        "id": answer.id or _new_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model or doc.get("model", ""),
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+        ],
+    }
+    if answer.usage is not None:
+        body["usage"] = _usage_object(answer.usage, cost_pico)
+    return orjson.dumps(body)
+
+
+_ROLE_DELTA = b'{"role":"assistant","content":"","refusal":null}'
+_NO_FINISH = b"null"
+
+
+class ChatRenderer:
+    """IR events as ``chat.completion.chunk`` events, shaped as OpenAI streams them: a first
+    delta with the role, content and tool-call deltas by index, an empty delta with the
+    ``finish_reason``, the ``choices: []`` usage chunk when asked for, then ``[DONE]``.
+
+    Chunks are assembled from byte templates: this runs once per token."""
+
+    __slots__ = ("head", "model", "prefix", "tail", "wants_usage")
+
+    def __init__(self, doc: dict[str, Any], wants_usage: bool) -> None:
+        self.model = doc.get("model", "")
+        self.prefix = b""  # ``data: {"id":…,"model":…,`` once the stream has started
+        self.head = b""
+        self.wants_usage = wants_usage
+        # With include_usage, OpenAI puts ``"usage": null`` on every chunk but the usage one.
+        self.tail = b'}],"usage":null}\n\n' if wants_usage else b"}]}\n\n"
+
+    def render(self, events: list[ir.Event]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if isinstance(event, ir.StreamStart):
+                if not self.prefix:
+                    self._start(event.id, event.model)
+                    out.append(self._chunk(_ROLE_DELTA))
+                continue
+            if not self.prefix:  # a parser that began without StreamStart
+                self._start("", "")
+                out.append(self._chunk(_ROLE_DELTA))
+            delta = _delta(event)
+            if delta is not None:
+                out.append(self._chunk(*delta))
+        return b"".join(out)
+
+    def finish(self, usage: Usage | None, cost_pico: int) -> bytes:
+        if usage is None or not self.wants_usage:
+            return DONE
+        body = orjson.dumps(_usage_object(usage, cost_pico))
+        return self.prefix + b'"choices":[],"usage":' + body + b"}\n\n" + DONE
+
+    def error(self, err: RouterError) -> bytes:
+        return stream_error(err)
+
+    def _start(self, id: str, model: str) -> None:
+        self.prefix = b"".join(
+            (
+                b'data: {"id":',
+                orjson.dumps(id or _new_id()),
+                b',"object":"chat.completion.chunk","created":',
+                str(int(time.time())).encode(),
+                b',"model":',
+                orjson.dumps(model or self.model),
+                b",",
+            )
+        )
+        self.head = self.prefix + b'"choices":[{"index":0,"delta":'
+
+    def _chunk(self, delta: bytes, finish: bytes = _NO_FINISH) -> bytes:
+        return b'%b%b,"logprobs":null,"finish_reason":%b%b' % (
+            self.head,
+            delta,
+            finish,
+            self.tail,
+        )
+
+
+def _delta(event: ir.Event) -> tuple[bytes] | tuple[bytes, bytes] | None:
+    """The delta (and finish reason) of one event; ``None`` for events with nothing to show."""
+    if isinstance(event, ir.TextDelta):
+        return (b'{"content":%b}' % orjson.dumps(event.text),) if event.text else None
+    if isinstance(event, ir.ThinkingDelta):
+        if not event.text:
+            return None  # a signature alone: OpenAI clients have nowhere to keep it
+        return (b'{"reasoning_content":%b}' % orjson.dumps(event.text),)
+    if isinstance(event, ir.ToolCallStart):
+        call = {
+            "index": event.index,
+            "id": event.id,
+            "type": "function",
+            "function": {"name": event.name, "arguments": ""},
+        }
+        return (b'{"tool_calls":[%b]}' % orjson.dumps(call),)
+    if isinstance(event, ir.ToolCallDelta):
+        if not event.arguments:
+            return None
+        fragment = orjson.dumps({"index": event.index, "function": {"arguments": event.arguments}})
+        return (b'{"tool_calls":[%b]}' % fragment,)
+    if isinstance(event, ir.Finish):
+        return b"{}", orjson.dumps(event.finish_reason)
+    return None  # usage and errors are the converting relay's to handle
+
+
 CHAT = Dialect(
     name="openai.chat",
     kind="chat",
@@ -297,4 +806,7 @@ CHAT = Dialect(
     stream_error=stream_error,
     finish_json=finish_json,
     stream_relay=ChatStreamRelay,
+    to_ir=to_ir,
+    render=render,
+    renderer=ChatRenderer,
 )

@@ -4,15 +4,20 @@
 wire format (Groq, Together, DeepSeek, Mistral, xAI, Fireworks, OpenRouter, vLLM, Ollama…): set
 ``base_url`` to the vendor's ``…/v1`` address. Requests pass through byte-for-byte apart from the
 model name and, for streams, ``stream_options.include_usage`` (so every stream can be metered).
+
+Callers in other dialects (Anthropic Messages, Gemini) reach these models through the internal
+representation: see :mod:`lmrouter_openai.chat` for what is converted and how.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import orjson
-from lmrouter import hookimpl
+
+from lmrouter import hookimpl, ir
 from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
+from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
 
 if TYPE_CHECKING:
     from lmrouter.config import Route
@@ -23,12 +28,16 @@ class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     organization: str = ""  # OpenAI-Organization header
     project: str = ""  # OpenAI-Project header
     stream_usage: bool = True  # ask for usage in streams; turn off for a server that rejects it
+    # Where a converted request's output limit goes: OpenAI's current name, or the deprecated
+    # one for compatible servers that only know ``max_tokens``.
+    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
 
 
 class OpenAIProvider(Provider):
     type = "openai"
     Config = OpenAIConfig
     native_dialects = frozenset({"openai.chat", "openai.embeddings"})
+    converts = frozenset({"chat"})
     paths: ClassVar[dict[str, str]] = {
         "openai.chat": "/chat/completions",
         "openai.embeddings": "/embeddings",
@@ -43,6 +52,7 @@ class OpenAIProvider(Provider):
         if config.project:
             self.static_headers["OpenAI-Project"] = config.project
         self.stream_usage = config.stream_usage
+        self.max_tokens_field = config.max_tokens_field
 
     def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
         doc = ctx.doc
@@ -56,10 +66,30 @@ class OpenAIProvider(Provider):
             if ctx.stream and self.stream_usage:
                 doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
             body = orjson.dumps(doc)
+        return UpstreamRequest(self.urls[ctx.dialect], self._headers(key), body)
+
+    def build(
+        self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
+    ) -> UpstreamRequest:
+        body = request_body(
+            request,
+            route.model,
+            stream_usage=self.stream_usage,
+            max_tokens_field=self.max_tokens_field,
+        )
+        return UpstreamRequest(self.urls["openai.chat"], self._headers(key), orjson.dumps(body))
+
+    def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
+        return parse_completion(body)
+
+    def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> ChatStreamParser:
+        return ChatStreamParser()
+
+    def _headers(self, key: str) -> dict[str, str]:
         headers = dict(self.static_headers)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        return UpstreamRequest(self.urls[ctx.dialect], headers, body)
+        return headers
 
 
 @hookimpl

@@ -1,0 +1,475 @@
+"""Chat Completions to and from the internal representation, for callers in other dialects
+(an Anthropic or Gemini client reaching an OpenAI-compatible model).
+
+Requests: the IR's system text becomes one system message; tool results become ``role: "tool"``
+messages right after the assistant turn that called them (images a tool returned cannot go in a
+tool message, so they follow in a user message); thinking is dropped, because OpenAI-compatible
+APIs do not take reasoning back. Answers and streams: ``reasoning_content`` (DeepSeek, vLLM) or
+``reasoning`` (OpenRouter, Groq, Ollama) becomes thinking; a refusal becomes text; only choice 0
+is read, because the IR carries one answer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+import orjson
+
+from lmrouter import ir, sse
+from lmrouter.dialects.openai import WireUsage
+from lmrouter.providers import UpstreamFailure
+
+# -- requests ---------------------------------------------------------------------------------
+
+# A thinking budget (Anthropic, Gemini) as OpenAI's effort: under 2,048 tokens is "low", under
+# 8,192 "medium", more "high". Budgets of 0 or below (thinking off, Gemini's "dynamic") send no
+# effort and leave the model's default.
+_BUDGET_EFFORTS: tuple[tuple[int, ir.Effort], ...] = ((2048, "low"), (8192, "medium"))
+
+_TOOL_CHOICES: dict[str, str] = {"auto": "auto", "required": "required", "none": "none"}
+
+
+def effort_for(request: ir.ChatRequest) -> str | None:
+    if request.reasoning_effort is not None:
+        return request.reasoning_effort
+    budget = request.thinking_budget
+    if budget is None or budget <= 0:
+        return None
+    for below, effort in _BUDGET_EFFORTS:
+        if budget < below:
+            return effort
+    return "high"
+
+
+def request_body(
+    request: ir.ChatRequest,
+    model: str,
+    *,
+    stream_usage: bool = True,
+    max_tokens_field: str = "max_completion_tokens",
+) -> dict[str, Any]:
+    """The upstream request for ``model``. Unset options are left out rather than sent as null:
+    compatible servers differ in what they accept, and absent is what every one of them takes."""
+    body: dict[str, Any] = {"model": model, "messages": messages(request)}
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _tool_choice(request.tool_choice)
+        # OpenAI refuses both without tools, and an IR from elsewhere may carry them anyway.
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.max_tokens is not None:
+        body[max_tokens_field] = request.max_tokens
+    optional = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "reasoning_effort": effort_for(request),
+        "user": request.user,
+    }
+    body.update((name, value) for name, value in optional.items() if value is not None)
+    if request.stop:
+        body["stop"] = request.stop
+    if request.n != 1:
+        body["n"] = request.n
+    if request.stream:
+        body["stream"] = True
+        if stream_usage:
+            body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def messages(request: ir.ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": _joined(request.system)})
+    for message in request.messages:
+        if message.role == "user":
+            out.extend(_user_messages(message.parts))
+        else:
+            assistant = _assistant_message(message.parts)
+            if assistant is not None:
+                out.append(assistant)
+    return out
+
+
+def _text_content(texts: list[ir.Text]) -> str | list[dict[str, Any]]:
+    """One text as a plain string (what every compatible server takes), several as text parts."""
+    if len(texts) == 1:
+        return texts[0].text
+    return [{"type": "text", "text": text.text} for text in texts]
+
+
+def _joined(texts: list[ir.Text]) -> str:
+    """System and tool messages as one string: several compatible servers (DeepSeek, chat
+    templates of vLLM and Ollama) take nothing else there. Blocks become paragraphs."""
+    return texts[0].text if len(texts) == 1 else "\n\n".join(text.text for text in texts)
+
+
+def _image_part(image: ir.Image) -> dict[str, Any]:
+    url = image.url or f"data:{image.media_type or 'image/png'};base64,{image.data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _user_messages(parts: list[ir.Part]) -> list[dict[str, Any]]:
+    """Tool messages first (OpenAI wants them right after the assistant's ``tool_calls``), then
+    one user message with the images the tools returned and the turn's own content."""
+    out: list[dict[str, Any]] = []
+    tool_images: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, ir.ToolResult):
+            texts = [item for item in part.content if isinstance(item, ir.Text)]
+            out.append({"role": "tool", "tool_call_id": part.id, "content": _joined(texts)})
+            images = [_image_part(item) for item in part.content if isinstance(item, ir.Image)]
+            if images:
+                note = f"Images returned by tool call {part.id}:"
+                tool_images += [{"type": "text", "text": note}, *images]
+        elif isinstance(part, ir.Text):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ir.Image):
+            content.append(_image_part(part))
+        # Tool calls and thinking never stand in a user turn.
+    content = tool_images + content
+    if content:
+        only_text = len(content) == 1 and content[0]["type"] == "text"
+        out.append({"role": "user", "content": content[0]["text"] if only_text else content})
+    return out
+
+
+def _assistant_message(parts: list[ir.Part]) -> dict[str, Any] | None:
+    texts = [part for part in parts if isinstance(part, ir.Text)]
+    calls = [part for part in parts if isinstance(part, ir.ToolCall)]
+    if not texts and not calls:
+        return None  # only thinking: nothing an OpenAI model takes back
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": _text_content(texts) if texts else None,
+    }
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in calls
+        ]
+    return message
+
+
+def _tool(tool: ir.Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.parameters:
+        function["parameters"] = tool.parameters
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: ir.ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return _TOOL_CHOICES[choice.mode]
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+# Vendors' words beside OpenAI's own (vLLM, Ollama, DeepSeek, Mistral, proxies of Anthropic).
+FINISH_REASONS: dict[str, ir.FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "tool_calls",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "insufficient_system_resource": "length",  # DeepSeek: cut short by the server
+    "safety": "content_filter",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason(reason: str | None, called_tools: bool) -> ir.FinishReason:
+    mapped = FINISH_REASONS.get(reason.lower(), "stop") if reason else "stop"
+    # Some servers (Ollama, Gemini's compatible API) say "stop" after tool calls; callers in
+    # other dialects rely on the tool-use reason to run the tools.
+    if mapped == "stop" and called_tools:
+        return "tool_calls"
+    return mapped
+
+
+def arguments_text(value: Any) -> str:
+    """Arguments as JSON text: a few servers send an object, some an empty string."""
+    if isinstance(value, str):
+        return value or "{}"
+    if value is None:
+        return "{}"
+    return orjson.dumps(value).decode()
+
+
+def new_call_id() -> str:
+    return "call_" + os.urandom(12).hex()
+
+
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: Any = None
+
+
+class _Call(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Message(msgspec.Struct):
+    content: Any = None
+    refusal: str | None = None
+    reasoning_content: str | None = None
+    reasoning: Any = None
+    tool_calls: list[_Call] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    message: _Message | None = None
+    finish_reason: str | None = None
+    stop_reason: Any = None  # vLLM: the stop string that ended the answer
+
+
+class _Completion(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    choices: list[_Choice] | None = None
+    usage: WireUsage | None = None
+    error: Any = None
+
+
+_decode_completion = msgspec.json.Decoder(_Completion).decode
+
+
+def error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+    if isinstance(error, str) and error:
+        return error
+    return orjson.dumps(error).decode()
+
+
+def _reasoning(message: _Message) -> str:
+    """``reasoning_content`` (DeepSeek, vLLM) or else ``reasoning`` (OpenRouter, Groq, Ollama);
+    servers that send both send the same text twice."""
+    if message.reasoning_content:
+        return message.reasoning_content
+    return message.reasoning if isinstance(message.reasoning, str) else ""
+
+
+def _content_texts(content: Any) -> list[str]:
+    """``content`` as a string, or (Mistral and a few others) as an array of text parts."""
+    if isinstance(content, str):
+        return [content] if content else []
+    if isinstance(content, list):
+        return [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and part.get("text")
+        ]
+    return []
+
+
+def parse_completion(body: bytes) -> ir.ChatResponse:
+    try:
+        doc = _decode_completion(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UpstreamFailure(
+            f"unreadable chat completion from upstream: {exc}",
+            status=502,
+            retryable=True,
+            upstream_status=200,
+        ) from None
+    if doc.error is not None:  # a few servers answer 200 with an error object
+        raise UpstreamFailure(
+            error_text(doc.error), status=502, retryable=True, upstream_status=200
+        )
+    choice = next((c for c in doc.choices or () if c.index == 0), None)
+    parts: list[ir.Part] = []
+    reason: str | None = None
+    stop_sequence: str | None = None
+    if choice is not None:
+        reason = choice.finish_reason
+        if isinstance(choice.stop_reason, str):
+            stop_sequence = choice.stop_reason
+        if choice.message is not None:
+            parts = _answer_parts(choice.message)
+    called = any(isinstance(part, ir.ToolCall) for part in parts)
+    return ir.ChatResponse(
+        id=doc.id,
+        model=doc.model,
+        parts=parts,
+        finish_reason=finish_reason(reason, called),
+        stop_sequence=stop_sequence,
+        usage=doc.usage.normalize() if doc.usage is not None else None,
+    )
+
+
+def _answer_parts(message: _Message) -> list[ir.Part]:
+    parts: list[ir.Part] = []
+    reasoning = _reasoning(message)
+    if reasoning:
+        parts.append(ir.Thinking(text=reasoning))
+    parts.extend(ir.Text(text=text) for text in _content_texts(message.content))
+    if message.refusal:
+        parts.append(ir.Text(text=message.refusal))
+    for call in message.tool_calls or ():
+        function = call.function or _Function()
+        parts.append(
+            ir.ToolCall(
+                id=call.id or new_call_id(),
+                name=function.name or "",
+                arguments=arguments_text(function.arguments),
+            )
+        )
+    return parts
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+class _Delta(msgspec.Struct):
+    content: Any = None
+    refusal: str | None = None
+    reasoning_content: str | None = None
+    reasoning: Any = None
+    tool_calls: list[_Call] | None = None
+
+
+class _StreamChoice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    stop_reason: Any = None
+
+
+class _Groq(msgspec.Struct):
+    usage: WireUsage | None = None
+
+
+class _Chunk(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    choices: list[_StreamChoice] | None = None
+    usage: WireUsage | None = None
+    x_groq: _Groq | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
+class ChatStreamParser:
+    """A Chat Completions stream as IR events. Tolerates what compatible servers do: no
+    ``[DONE]``, CRLF line ends, padding fields (``obfuscation``), usage on the last choice chunk
+    or in Groq's ``x_groq``, tool calls without ``index`` or repeating their ``id`` in every
+    fragment, and a finish reason that comes only as ``[DONE]``."""
+
+    __slots__ = ("calls", "count", "decoder", "finished", "last_call", "started")
+
+    def __init__(self) -> None:
+        self.decoder = sse.SSEDecoder()
+        self.started = False
+        self.finished = False
+        self.count = 0  # tool calls started
+        self.calls: dict[int | None, tuple[int, str]] = {}  # upstream index → (ours, id)
+        self.last_call: int | None = None  # ours: fragments without an index go here
+
+    def feed(self, chunk: bytes) -> list[ir.Event]:
+        events: list[ir.Event] = []
+        for event in self.decoder.feed(chunk):
+            self._event(event, events)
+        return events
+
+    def close(self) -> list[ir.Event]:
+        events: list[ir.Event] = []
+        for event in self.decoder.close():
+            self._event(event, events)
+        return events
+
+    def _event(self, event: sse.SSEEvent, out: list[ir.Event]) -> None:
+        data = event.data
+        if data == b"[DONE]":
+            if self.started and not self.finished:  # a server that never said why it stopped
+                self._finish(None, None, out)
+            return
+        try:
+            chunk = _decode_chunk(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            if event.event == "error":
+                self.finished = True
+                out.append(ir.StreamError(message=data.decode("utf-8", "replace")))
+            return  # keep-alive text and the like: nothing to convert
+        if chunk.error is not None:
+            self.finished = True  # nothing after an error is part of the answer, nor [DONE]
+            out.append(ir.StreamError(message=error_text(chunk.error)))
+            return
+        if not self.started:
+            self.started = True
+            out.append(ir.StreamStart(id=chunk.id, model=chunk.model))
+        for choice in chunk.choices or ():
+            if choice.index == 0:
+                self._choice(choice, out)
+        usage = chunk.usage
+        if usage is None and chunk.x_groq is not None:
+            usage = chunk.x_groq.usage
+        if usage is not None:
+            out.append(ir.UsageUpdate(usage=usage.normalize()))
+
+    def _choice(self, choice: _StreamChoice, out: list[ir.Event]) -> None:
+        delta = choice.delta
+        if delta is not None and not self.finished:
+            reasoning = delta.reasoning_content
+            if not reasoning and isinstance(delta.reasoning, str):
+                reasoning = delta.reasoning
+            if reasoning:
+                out.append(ir.ThinkingDelta(text=reasoning))
+            out.extend(ir.TextDelta(text=text) for text in _content_texts(delta.content))
+            if delta.refusal:
+                out.append(ir.TextDelta(text=delta.refusal))
+            for call in delta.tool_calls or ():
+                self._tool_call(call, out)
+        if choice.finish_reason and not self.finished:
+            stop = choice.stop_reason if isinstance(choice.stop_reason, str) else None
+            self._finish(choice.finish_reason, stop, out)
+
+    def _tool_call(self, call: _Call, out: list[ir.Event]) -> None:
+        known = self.calls.get(call.index)
+        if known is not None and (call.id is None or call.id == known[1]):
+            ours = known[0]
+        elif call.id is None and call.index is None and self.last_call is not None:
+            ours = self.last_call  # an index-less fragment continues the latest call
+        else:  # a new call: a new index, or a new id at an index already used
+            ours = self.count
+            self.count += 1
+            call_id = call.id or new_call_id()
+            name = call.function.name if call.function and call.function.name else ""
+            self.calls[call.index] = (ours, call_id)
+            out.append(ir.ToolCallStart(index=ours, id=call_id, name=name))
+        self.last_call = ours
+        arguments = call.function.arguments if call.function else None
+        if arguments is not None and not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments).decode()
+        if arguments:
+            out.append(ir.ToolCallDelta(index=ours, arguments=arguments))
+
+    def _finish(self, reason: str | None, stop: str | None, out: list[ir.Event]) -> None:
+        self.finished = True
+        out.append(
+            ir.Finish(finish_reason=finish_reason(reason, self.count > 0), stop_sequence=stop)
+        )
