@@ -37,7 +37,7 @@ def loadavg() -> list[float]:
 
 
 def machine() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -195,7 +195,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"- CPU placement: {meta['placement']['text']}",
         f"- upstream: {meta['upstream']}",
         "",
-        "Latency is per request as the load generator sees it; req/s counts 2xx answers only. "
+        "Latency is per request as the load generator sees it; req/s counts 2xx answers only; "
+        f"each {c}-connection run is the best of {params.get('rounds', 1)} alternating rounds "
+        "(errors summed over all rounds). "
         "A shared, busy machine makes these figures indicative: compare targets within one run, "
         "not across runs.",
         "",

@@ -76,21 +76,30 @@ class Target:
         return f"http://127.0.0.1:{self.port}{CHAT_PATH}"
 
 
-def start_upstream(workdir: Path, cpus: str | None, *, workers: int, chunks: int) -> Target:
+def start_upstream(
+    workdir: Path, cpus: str | None, *, workers: int, chunks: int, kind: str = "builtin"
+) -> Target:
+    """``builtin``: benchmarks.upstream. ``fake-openai``: lmrouter.testing.fake_openai, the
+    faithful (and slower, aiohttp.web) fake the tests use, with ``chunks`` 4-character deltas."""
     port = free_port()
-    proc = Proc(
-        "upstream",
-        [
+    common = ["--port", str(port), "--workers", str(workers)]
+    if kind == "fake-openai":
+        text = ("abc " * chunks)[: 4 * chunks]
+        cmd = [
             PYTHON,
             "-m",
-            "benchmarks.upstream",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--chunks",
-            str(chunks),
-        ],
+            "lmrouter.testing.fake_openai",
+            *common,
+            "--text",
+            text,
+            "--chunk-chars",
+            "4",
+        ]
+    else:
+        cmd = [PYTHON, "-m", "benchmarks.upstream", *common, "--chunks", str(chunks)]
+    proc = Proc(
+        "upstream",
+        cmd,
         workdir / "upstream.log",
         cpus=cpus,
         cwd=ROOT,
@@ -155,7 +164,7 @@ def find_nginx(tools: Path) -> str | None:
     debs = tools / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     print("nginx not found: apt-get download nginx, unpacked into " + str(tools), file=sys.stderr)
-    download = ["apt-get", "download", "-qq", "nginx"]
+    download = ["apt-get", "download", "-qq", "-o", "APT::Sandbox::User=root", "nginx"]
     if subprocess.run(download, cwd=debs, check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], check=False)
         if subprocess.run(download, cwd=debs, check=False).returncode != 0:

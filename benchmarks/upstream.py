@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-byte-delay", type=float, default=0.0, help="seconds")
     args = parser.parse_args(argv)
     canned = Canned(args.chunks, args.chunk_delay, args.first_byte_delay)
-    children = []
+    children: list[int] = []
     for _ in range(args.workers - 1):
         pid = os.fork()
         if pid == 0:

@@ -112,6 +112,12 @@ id = "all-down"
   model = "down-429"
 
 [[models]]
+id = "down-500"
+  [[models.routes]]
+  provider = "up"
+  model = "down-500"
+
+[[models]]
 id = "bad"
   [[models.routes]]
   provider = "up"
@@ -159,6 +165,7 @@ def fake() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
     fake.script("down-503", Behavior(status=503, error_message=f"overloaded ({UPSTREAM_KEY})"))
     fake.script("down-429", Behavior(status=429, error_message="slow down", retry_after=1))
+    fake.script("down-500", Behavior(status=500, error_message="it exploded"))
     fake.script("bad-400", Behavior(status=400, error_message="messages[0].role is invalid"))
     fake.script("sleepy", Behavior(first_byte_delay=2.0))
     fake.script("trickle", Behavior(text="x" * 400, chunk_chars=4, chunk_delay=0.02))
@@ -379,15 +386,28 @@ def test_fallback_on_refused_connection(client: openai.OpenAI, record: Path) -> 
     assert end["attempts"][0][1] is None
 
 
-def test_all_routes_failed_is_502_without_key(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.APIStatusError) as info:
+def test_all_routes_failed_without_key(client: openai.OpenAI) -> None:
+    """The last route's 429 is passed on with its Retry-After; the message names every route's
+    failure in the provider's own words, never its key."""
+    with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="all-down", messages=HELLO)
-    assert info.value.status_code == 502
+    assert info.value.status_code == 429
+    assert info.value.response.headers["retry-after"] == "1"
     body = info.value.body
     assert isinstance(body, dict)
-    assert body["code"] == "upstream_error"
+    assert body["code"] == "upstream_rate_limited"
+    assert "All 2 routes failed" in body["message"]
     assert "slow down" in body["message"]  # the provider's own words…
     assert UPSTREAM_KEY not in json.dumps(body)  # …never its key
+
+
+def test_all_routes_failed_is_502(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="down-500", messages=HELLO)
+    assert info.value.status_code == 502
+    body = info.value.body
+    assert isinstance(body, dict) and body["code"] == "upstream_error"
+    assert "exploded" in body["message"]
 
 
 def test_upstream_400_is_the_callers_error(client: openai.OpenAI, fake: FakeOpenAI) -> None:

@@ -234,7 +234,7 @@ def validate(
             raise ConfigError("must be a table", path=path, key=key)
         kind = table.get("type")
         if not isinstance(kind, str):
-            raise ConfigError("missing `type` (the adapter, e.g. \"openai\")", path=path, key=key)
+            raise ConfigError('missing `type` (the adapter, e.g. "openai")', path=path, key=key)
         adapter = provider_types.get(kind)
         if adapter is None:
             known = ", ".join(sorted(provider_types)) or "none: no provider plugin is installed"

@@ -65,6 +65,10 @@ def usd(pico: int) -> Decimal:
 
 def format_usd(pico: int, places: int = 12) -> str:
     """``1500000`` → ``"0.0000015"``: plain decimal, no exponent, trailing zeros dropped."""
+    if places == 12:  # exact: integer arithmetic only (this runs on every response)
+        whole, frac = divmod(abs(pico), PICO_PER_USD)
+        sign = "-" if pico < 0 else ""
+        return f"{sign}{whole}.{frac:012d}".rstrip("0") if frac else f"{sign}{whole}"
     text = f"{usd(pico):.{places}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")

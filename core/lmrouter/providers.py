@@ -44,12 +44,21 @@ class UpstreamFailure(Exception):
     """An attempt that failed before anything reached the client. ``retryable`` failures send the
     request on to the next route; others answer the client at once with ``status``."""
 
-    def __init__(self, message: str, *, status: int, retryable: bool, upstream_status: int | None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retryable: bool,
+        upstream_status: int | None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retryable = retryable
         self.upstream_status = upstream_status
+        self.retry_after = retry_after  # the provider's Retry-After, passed on with a 429
 
 
 class _ErrorBody(msgspec.Struct):
@@ -77,6 +86,7 @@ class Provider:
             )
             for stream in (False, True)
         }
+        self._read_limits = {False: config.first_byte_timeout, True: config.idle_timeout}
 
     # -- what a plugin implements -------------------------------------------------------------
 
@@ -140,14 +150,21 @@ class Provider:
     ) -> aiohttp.ClientResponse:
         """Send and wait for the response headers. Raises UpstreamFailure, never aiohttp errors."""
         assert self.session is not None, "provider used before start()"
+        # The session's read timeout already bounds the wait for headers (first_byte_timeout
+        # without streaming, idle_timeout with); an extra timer is armed only when this
+        # request's budget is shorter — it costs microseconds on every request otherwise.
+        wait = min(budget, self.config.first_byte_timeout)
+        post = self.session.post(
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            timeout=self._timeouts[stream],
+        )
         try:
-            async with asyncio.timeout(budget):
-                return await self.session.post(
-                    request.url,
-                    data=request.body,
-                    headers=request.headers,
-                    timeout=self._timeouts[stream],
-                )
+            if wait < self._read_limits[stream]:
+                async with asyncio.timeout(wait):
+                    return await post
+            return await post
         except TimeoutError:
             raise self.timeout_failure("waiting for the response") from None
         except aiohttp.ClientError as exc:
@@ -166,7 +183,7 @@ class Provider:
         finally:
             response.release()
         message = redact(self.error_message(status, body), key, self.config.api_key)
-        if status in (400, 413, 422):
+        if self.callers_fault(status, body):
             return UpstreamFailure(
                 message,
                 status=400 if status == 422 else status,
@@ -178,7 +195,14 @@ class Provider:
             status=502,
             retryable=True,
             upstream_status=status,
+            retry_after=response.headers.get("retry-after"),
         )
+
+    def callers_fault(self, status: int, body: bytes) -> bool:
+        """Whether an error answer is about the caller's request (answered at once) rather than
+        about this route (tried elsewhere). Override for providers that answer 400 to problems
+        of their own, such as a rejected key."""
+        return status in (400, 413, 422)
 
     def timeout_failure(self, what: str) -> UpstreamFailure:
         return UpstreamFailure(

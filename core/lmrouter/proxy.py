@@ -103,6 +103,7 @@ class ProxyEndpoint:
             self._log(request_id, None, Outcome("refused", err.status, error=err))
             return
 
+        cancelled = False
         try:
             try:
                 await plugins.call(self.hook.lmrouter_admit(ctx=ctx))
@@ -115,6 +116,7 @@ class ProxyEndpoint:
             outcome = Outcome("error", err.status, error=err)
             await _send_error(send, dialect, err, request_id)
         except asyncio.CancelledError:  # the server cancelled us: settle what was relayed
+            cancelled = True
             if outcome is None:
                 outcome = Outcome("client_disconnected", 499, route=ctx.route)
                 if ctx.relay is not None and ctx.route is not None:
@@ -130,8 +132,10 @@ class ProxyEndpoint:
         finally:
             if outcome is not None:
                 outcome.total_ms = (time.perf_counter() - ctx.started) * 1000
-                # Shielded: a cancelled request still settles exactly once.
-                await asyncio.shield(self._end(ctx, outcome))
+                if cancelled:  # a shielded task still settles exactly once
+                    await asyncio.shield(self._end(ctx, outcome))
+                else:
+                    await self._end(ctx, outcome)
 
     async def _end(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:
@@ -226,7 +230,15 @@ class ProxyEndpoint:
             message = f"All {len(ctx.attempts)} routes failed; last: {failure.message}"
         else:
             message = failure.message
-        err = RouterError(failure.status, message, code=_failure_code(failure))
+        status, code = failure.status, _failure_code(failure)
+        headers = {}
+        if failure.upstream_status in PASSED_ON:
+            # Transient load upstream: keep its status (and Retry-After) so that clients and
+            # SDKs back off and retry as they would with the provider itself.
+            status, code = failure.upstream_status, PASSED_ON[failure.upstream_status]
+            if failure.retry_after:
+                headers["retry-after"] = failure.retry_after
+        err = RouterError(status, message, code=code, headers=headers)
         await _send_error(send, self.dialect, err, ctx.request_id)
         return Outcome("upstream_error", err.status, error=err, route=route)
 
@@ -291,6 +303,7 @@ class ProxyEndpoint:
                 "headers": [
                     (b"content-type", _JSON),
                     (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", ctx.request_id.encode()),
                 ],
             }
         )
@@ -344,6 +357,7 @@ class ProxyEndpoint:
                         (b"content-type", self.dialect.stream_content_type),
                         (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"),
+                        (b"x-request-id", ctx.request_id.encode()),
                     ],
                 }
             )
@@ -351,7 +365,7 @@ class ProxyEndpoint:
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             try:
-                while chunk := await content.readany():
+                while not relay.failed and (chunk := await content.readany()):
                     out = relay.feed(chunk)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -367,20 +381,22 @@ class ProxyEndpoint:
                 if disconnected.is_set():
                     raise _ClientGone from None
                 status = "upstream_error"
-                failure = provider.connection_failure(exc)
-                error = RouterError(failure.status, failure.message, code=_failure_code(failure))
                 out = relay.close()
+                if not relay.failed:  # the parser may have reported the cut itself
+                    failure = provider.connection_failure(exc)
+                    error = RouterError(failure.status, failure.message, code="upstream_error")
             if error is not None:
                 out += relay.error(error)
             await send({"type": "http.response.body", "body": out, "more_body": False})
         except (_ClientGone, OSError, RuntimeError):
             # The client went away (granian raises on send; the watcher closes the upstream).
-            status = "client_disconnected"
+            if status == "ok" and not relay.complete:
+                status = "client_disconnected"
         finally:
             watcher.cancel()
             response.close()
-        if disconnected.is_set():
-            status = "client_disconnected"
+        if disconnected.is_set() and status != "ok" and not relay.failed:
+            status = "client_disconnected"  # our upstream read ended because the client left
         usage = relay.usage or relay.estimated_usage(ctx.prompt_chars)
         cost = route.rates.cost(usage) if ctx.billable else 0
         http_status = {"ok": 200, "client_disconnected": 499}.get(status, 502)
@@ -410,6 +426,10 @@ async def _watch_disconnect(
             return
 
 
+# Upstream statuses a caller sees as they are once every route failed with them last.
+PASSED_ON = {429: "upstream_rate_limited", 503: "upstream_overloaded", 529: "upstream_overloaded"}
+
+
 def _failure_code(failure: UpstreamFailure) -> str:
     if failure.status == 504:
         return "upstream_timeout"
@@ -422,7 +442,11 @@ async def _send_error(
     send: Any, dialect: Dialect, err: RouterError, request_id: str, *, quiet: bool = False
 ) -> None:
     body = dialect.error_body(err)
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", _JSON),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
     try:
         await send({"type": "http.response.start", "status": err.status, "headers": headers})

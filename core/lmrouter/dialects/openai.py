@@ -161,7 +161,34 @@ def finish_json(body: bytes, rates: Rates) -> tuple[bytes, Usage | None, int]:
     return _with_cost(body, cost), normalized, cost
 
 
+class _Cost(msgspec.Struct):
+    cost: Any = None
+
+
+class _CostCheck(msgspec.Struct):
+    usage: _Cost | None = None
+
+
+_decode_cost = msgspec.json.Decoder(_CostCheck).decode
+_USAGE_KEY = re.compile(rb'"usage"\s*:\s*\{')
+
+
 def _with_cost(body: bytes, cost: int) -> bytes:
+    """Add ``"cost"`` as the first member of the usage object, splicing bytes instead of
+    re-encoding the whole answer. The last ``"usage": {`` is the top-level one: a quote inside
+    a JSON string is always escaped, so only keys can match, and providers put usage last;
+    when a body does not look like that, it is re-encoded the slow, certain way."""
+    match = _USAGE_KEY.match(body, max(body.rfind(b'"usage"'), 0))
+    if match is not None:
+        end = match.end()
+        rest = body[end:]
+        comma = b"" if rest.lstrip()[:1] == b"}" else b","  # an empty usage object
+        spliced = b"".join((body[:end], b'"cost":', format_usd(cost).encode(), comma, rest))
+        try:  # a cheap check that it landed in the top-level usage (msgspec skips the rest)
+            if _decode_cost(spliced).usage.cost is not None:
+                return spliced
+        except (msgspec.DecodeError, msgspec.ValidationError, AttributeError):
+            pass
     doc = orjson.loads(body)
     doc["usage"]["cost"] = orjson.Fragment(format_usd(cost).encode())
     return orjson.dumps(doc)
@@ -199,6 +226,32 @@ class _Chunk(msgspec.Struct):
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 DONE = b"data: [DONE]\n\n"
+_DELTA_TEXT_KEYS = (b'"content":"', b'"arguments":"', b'"reasoning_content":"')
+
+
+def _plain_delta(data: bytes) -> bool:
+    """True for a chunk that carries no usage, no finish reason and no error — nothing the
+    relay must act on. Byte tests only: a quote inside a JSON string is always escaped, so
+    these can only match keys. Anything unusual takes the decoding path."""
+    return (
+        b'"finish_reason":null' in data
+        and b'"finish_reason":"' not in data
+        and b'"error"' not in data
+        and b"x_groq" not in data
+        and (b'"usage"' not in data or b'"usage":null' in data)
+    )
+
+
+def _delta_chars(data: bytes) -> int:
+    """Roughly how much text a delta carries (for estimating a cut stream's usage)."""
+    total = 0
+    for key in _DELTA_TEXT_KEYS:
+        start = data.find(key)
+        if start >= 0:
+            start += len(key)
+            end = data.find(b'"', start)
+            total += max(end - start, 0)
+    return total
 
 
 class ChatStreamRelay:
@@ -262,6 +315,12 @@ class ChatStreamRelay:
         if data == b"[DONE]":
             self.done = True
             return DONE
+        if _plain_delta(data):  # most chunks: relay without decoding, count the text roughly
+            chars = _delta_chars(data)
+            if chars:
+                self.pieces += 1
+                self.chars += chars
+            return sse.encode(data, event.event)
         try:
             chunk = _decode_chunk(data)
         except (msgspec.DecodeError, msgspec.ValidationError):

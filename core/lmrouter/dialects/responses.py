@@ -639,6 +639,7 @@ def render(answer: ir.ChatResponse, doc: dict[str, Any], cost: int) -> bytes:
 
 # -- streams ----------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class _Item:
     """An output item being streamed."""

@@ -1,6 +1,7 @@
 """pytest fixtures for LMRouter and its plugins; loaded automatically once lmrouter is installed.
 
-- ``fake_openai``: a :class:`FakeOpenAI` upstream running in a background thread.
+- ``fake_openai``, ``fake_anthropic``, ``fake_gemini``: a faithful fake of that provider's API
+  running in a background thread (``.base_url``, ``.script(model, Behavior)``, ``.requests``).
 - ``lmrouter_server``: ``lmrouter_server(config_text, **kwargs)`` starts the real router
   (:class:`RouterServer`) and stops it when the test ends.
 """
@@ -20,6 +21,24 @@ def fake_openai() -> Iterator[Any]:
     from lmrouter.testing.fake_openai import FakeOpenAI
 
     fake = FakeOpenAI()
+    with fake.run_in_thread():
+        yield fake
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[Any]:
+    from lmrouter.testing.fake_anthropic import FakeAnthropic
+
+    fake = FakeAnthropic()
+    with fake.run_in_thread():
+        yield fake
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[Any]:
+    from lmrouter.testing.fake_gemini import FakeGemini
+
+    fake = FakeGemini()
     with fake.run_in_thread():
         yield fake
 

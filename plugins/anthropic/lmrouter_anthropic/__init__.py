@@ -1,0 +1,469 @@
+"""LMRouter provider plugin for Anthropic's Messages API (``type = "anthropic"``).
+
+Anthropic-dialect requests (``POST /v1/messages``) pass through untouched apart from the model
+name; the key goes in ``x-api-key`` with ``anthropic-version`` (config ``version``) and the
+caller's ``anthropic-beta`` header, if any. Chat requests in other dialects are converted through
+the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Messages API accepts:
+
+* ``max_tokens`` is required: the request's, else the route's limit for the request
+  (``ctx.max_output_tokens``), else the model's ``max_output_tokens``, else 4096.
+* Consecutive same-role turns merge; a conversation that does not start with a user turn gets a
+  user turn ``"."`` first; a user turn's ``tool_result`` blocks come before its other content.
+* Tool-call arguments that are not a JSON object (a model's broken output) are sent as ``{}``.
+* Thinking without a signature (another provider's reasoning text) is dropped: Anthropic refuses
+  unsigned thinking blocks. ``reasoning_effort`` low/medium/high becomes a thinking budget of
+  1024/4096/16384 tokens (``minimal``: no thinking); the budget counts toward ``max_tokens`` (as
+  reasoning counts toward OpenAI's ``max_completion_tokens``), so it is capped at
+  ``max_tokens - 1`` and thinking is left off when that is below Anthropic's minimum of 1024.
+  Thinking is also left off when the last assistant turn calls tools without a signed thinking
+  block (Anthropic refuses that with thinking on; turns from other providers never have one).
+  With thinking on, ``temperature`` other than 1 and ``top_p`` below 0.95 are left out (Anthropic
+  refuses them together). ``temperature`` is capped at 1 (Anthropic's range is 0 to 1).
+* ``n > 1`` is refused (400): Anthropic answers with one message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+import orjson
+
+from lmrouter import hookimpl, ir, sse
+from lmrouter.dialects.anthropic import TO_FINISH, WireUsage, tool_input
+from lmrouter.errors import invalid_request
+from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
+
+if TYPE_CHECKING:
+    from lmrouter.config import Route
+    from lmrouter.context import RequestContext
+
+DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING_BUDGET = 1024  # Anthropic refuses smaller budgets
+EFFORT_BUDGETS: dict[str, int | None] = {
+    "minimal": None,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+}
+FIRST_TURN = "."  # a stand-in user turn when a conversation starts with the assistant
+CHOICES: dict[str, str] = {"auto": "auto", "required": "any", "none": "none", "tool": "tool"}
+# A mid-stream error's type → the status it would have had before the first byte: the caller's
+# own mistakes stay theirs; everything else is the upstream's failure (502), as in read_error.
+STREAM_ERROR_STATUS: dict[str, int] = {"invalid_request_error": 400, "request_too_large": 413}
+
+
+class AnthropicConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
+    version: str = "2023-06-01"  # the anthropic-version header sent upstream
+
+
+# -- IR → Messages request --------------------------------------------------------------------
+
+
+def _image(part: ir.Image) -> dict[str, Any]:
+    if part.url.startswith("data:"):  # data:<media type>;base64,<data>
+        head, _, data = part.url.partition(",")
+        media_type = head[5:].split(";")[0] or "image/png"
+        source = {"type": "base64", "media_type": media_type, "data": data}
+        return {"type": "image", "source": source}
+    if part.url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    source = {"type": "base64", "media_type": part.media_type or "image/png", "data": part.data}
+    return {"type": "image", "source": source}
+
+
+def _text(part: ir.Text) -> dict[str, Any] | None:
+    if not part.text:
+        return None  # Anthropic refuses empty text blocks
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if part.cache:
+        block["cache_control"] = {"type": "ephemeral"}
+    return block
+
+
+def _tool_result(part: ir.ToolResult) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.id}
+    content = [
+        b
+        for item in part.content
+        if (b := _text(item) if isinstance(item, ir.Text) else _image(item)) is not None
+    ]
+    if content:
+        block["content"] = content
+    if part.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _block(part: ir.Part) -> dict[str, Any] | None:
+    if isinstance(part, ir.Text):
+        return _text(part)
+    if isinstance(part, ir.Image):
+        return _image(part)
+    if isinstance(part, ir.ToolCall):
+        return {
+            "type": "tool_use",
+            "id": part.id,
+            "name": part.name,
+            "input": tool_input(part.arguments),
+        }
+    if isinstance(part, ir.ToolResult):
+        return _tool_result(part)
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.redacted}
+    if part.signature:
+        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+    return None
+
+
+def _turns(messages: list[ir.Message]) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        blocks = [block for part in message.parts if (block := _block(part)) is not None]
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == message.role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": message.role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":  # tool results open the turn (a stable sort keeps order)
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    if not turns or turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": FIRST_TURN}]})
+    return turns
+
+
+def _tool(tool: ir.Tool) -> dict[str, Any]:
+    schema = tool.parameters or {"type": "object", "properties": {}}
+    if "type" not in schema:
+        schema = {"type": "object", **schema}
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    out["input_schema"] = schema
+    return out
+
+
+def _tool_choice(request: ir.ChatRequest) -> dict[str, Any] | None:
+    choice: dict[str, Any] | None = None
+    if request.tool_choice is not None:
+        choice = {"type": CHOICES[request.tool_choice.mode]}
+        if request.tool_choice.mode == "tool":
+            choice["name"] = request.tool_choice.name
+    if request.parallel_tool_calls is False:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    return choice
+
+
+def _thinking_budget(request: ir.ChatRequest, max_tokens: int) -> int | None:
+    budget = request.thinking_budget
+    if budget is None and request.reasoning_effort is not None:
+        budget = EFFORT_BUDGETS.get(request.reasoning_effort)
+    if budget is None:
+        return None
+    budget = min(budget, max_tokens - 1)
+    return budget if budget >= MIN_THINKING_BUDGET else None
+
+
+def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn calls tools without the signed thinking that opened it:
+    with thinking on, Anthropic refuses such a turn (other providers' turns never have it)."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            content = turn["content"]
+            calls = any(block["type"] == "tool_use" for block in content)
+            return calls and content[0]["type"] not in ("thinking", "redacted_thinking")
+    return False
+
+
+def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> dict[str, Any]:
+    """The Messages API body for an IR request (see the module notes for each choice)."""
+    if request.n > 1:
+        raise invalid_request("n: this model answers with one choice; send n = 1.", "n")
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+    system = [block for part in request.system if (block := _text(part)) is not None]
+    if system:
+        body["system"] = system
+    body["messages"] = _turns(request.messages)
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+        choice = _tool_choice(request)
+        if choice is not None:
+            body["tool_choice"] = choice
+    if request.stop:
+        stops = [stop for stop in request.stop if stop.strip()]
+        if stops:
+            body["stop_sequences"] = stops
+    budget = _thinking_budget(request, max_tokens)
+    if budget is not None and _unsigned_tool_turn(body["messages"]):
+        budget = None
+    temperature, top_p = request.temperature, request.top_p
+    if budget is not None:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        temperature = None if temperature != 1 else temperature
+        top_p = None if top_p is not None and top_p < 0.95 else top_p
+    if temperature is not None:
+        body["temperature"] = min(temperature, 1.0)
+    if top_p is not None:
+        body["top_p"] = top_p
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if request.stream:
+        body["stream"] = True
+    return body
+
+
+# -- Messages answer → IR ---------------------------------------------------------------------
+
+
+class _Block(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    id: str = ""
+    name: str = ""
+    input: Any = None
+    thinking: str = ""
+    signature: str = ""
+    data: str = ""
+
+
+class _Message(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: WireUsage | None = None
+
+
+_decode_message = msgspec.json.Decoder(_Message).decode
+
+
+def _arguments(value: Any) -> str:
+    return orjson.dumps(value if isinstance(value, dict) else {}).decode()
+
+
+def _part(block: _Block) -> ir.Part | None:
+    if block.type == "text":
+        return ir.Text(text=block.text)
+    if block.type == "tool_use":
+        return ir.ToolCall(id=block.id, name=block.name, arguments=_arguments(block.input))
+    if block.type == "thinking":
+        return ir.Thinking(text=block.thinking, signature=block.signature)
+    if block.type == "redacted_thinking":
+        return ir.Thinking(redacted=block.data)
+    return None  # server-tool blocks (web search…) have no place in the IR
+
+
+def chat_response(message: _Message) -> ir.ChatResponse:
+    return ir.ChatResponse(
+        id=message.id,
+        model=message.model,
+        parts=[part for block in message.content if (part := _part(block)) is not None],
+        finish_reason=TO_FINISH.get(message.stop_reason or "end_turn", "stop"),
+        stop_sequence=message.stop_sequence,
+        usage=message.usage.normalize() if message.usage is not None else None,
+    )
+
+
+# -- Messages stream → IR events --------------------------------------------------------------
+
+
+class _StreamMessage(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    usage: WireUsage | None = None
+
+
+class _StreamDelta(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    partial_json: str = ""
+    thinking: str = ""
+    signature: str = ""
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+
+
+class _Error(msgspec.Struct):
+    type: str = ""
+    message: str = ""
+
+
+class _StreamEvent(msgspec.Struct):
+    type: str = ""
+    index: int = 0
+    message: _StreamMessage | None = None
+    content_block: _Block | None = None
+    delta: _StreamDelta | None = None
+    usage: WireUsage | None = None
+    error: _Error | None = None
+
+
+_decode_event = msgspec.json.Decoder(_StreamEvent).decode
+
+
+class MessagesStreamParser:
+    """A Messages stream as IR events. Tool calls are numbered among ``tool_use`` blocks only
+    (a text block before them does not shift their index). Usage is reported once, at
+    ``message_delta``: its counts are cumulative and may omit the input ones, which then come
+    from ``message_start``."""
+
+    __slots__ = ("decoder", "start", "tools")
+
+    def __init__(self) -> None:
+        self.decoder = sse.SSEDecoder()
+        self.start = WireUsage()
+        self.tools: dict[int, int] = {}  # content block index → IR tool index
+
+    def feed(self, chunk: bytes) -> list[ir.Event]:
+        return self._events(self.decoder.feed(chunk))
+
+    def close(self) -> list[ir.Event]:
+        return self._events(self.decoder.close())
+
+    def _events(self, raw: list[sse.SSEEvent]) -> list[ir.Event]:
+        out: list[ir.Event] = []
+        for item in raw:
+            try:
+                event = _decode_event(item.data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # not an event of the protocol (a proxy's comment, a stray line)
+            handler = self._handlers.get(event.type)
+            if handler is not None:
+                handler(self, event, out)
+        return out
+
+    def _message_start(self, event: _StreamEvent, out: list[ir.Event]) -> None:
+        message = event.message or _StreamMessage()
+        out.append(ir.StreamStart(id=message.id, model=message.model))
+        # Kept, not reported yet: the converting relay takes the latest UsageUpdate as the whole
+        # request's, and message_start counts one output token, so a stream cut after it would
+        # be billed one token instead of an estimate of what was relayed.
+        if message.usage is not None:
+            self.start = message.usage
+
+    def _block_start(self, event: _StreamEvent, out: list[ir.Event]) -> None:
+        block = event.content_block
+        if block is None:
+            return
+        if block.type == "text" and block.text:
+            out.append(ir.TextDelta(text=block.text))
+        elif block.type == "tool_use":
+            index = len(self.tools)
+            self.tools[event.index] = index
+            out.append(ir.ToolCallStart(index=index, id=block.id, name=block.name))
+            if isinstance(block.input, dict) and block.input:
+                out.append(ir.ToolCallDelta(index=index, arguments=_arguments(block.input)))
+        elif block.type == "thinking" and (block.thinking or block.signature):
+            out.append(ir.ThinkingDelta(text=block.thinking, signature=block.signature))
+
+    def _block_delta(self, event: _StreamEvent, out: list[ir.Event]) -> None:
+        delta = event.delta
+        if delta is None:
+            return
+        if delta.type == "text_delta" and delta.text:
+            out.append(ir.TextDelta(text=delta.text))
+        elif delta.type == "input_json_delta" and delta.partial_json:
+            index = self.tools.get(event.index)
+            if index is not None:
+                out.append(ir.ToolCallDelta(index=index, arguments=delta.partial_json))
+        elif delta.type == "thinking_delta" and delta.thinking:
+            out.append(ir.ThinkingDelta(text=delta.thinking))
+        elif delta.type == "signature_delta" and delta.signature:
+            out.append(ir.ThinkingDelta(signature=delta.signature))
+
+    def _message_delta(self, event: _StreamEvent, out: list[ir.Event]) -> None:
+        if event.usage is not None:
+            out.append(ir.UsageUpdate(usage=self.start.merge(event.usage).normalize()))
+        delta = event.delta or _StreamDelta()
+        reason = TO_FINISH.get(delta.stop_reason or "end_turn", "stop")
+        out.append(ir.Finish(finish_reason=reason, stop_sequence=delta.stop_sequence))
+
+    def _error(self, event: _StreamEvent, out: list[ir.Event]) -> None:
+        error = event.error or _Error()
+        status = STREAM_ERROR_STATUS.get(error.type, 502)
+        out.append(ir.StreamError(message=error.message or error.type or "error", status=status))
+
+    _handlers: ClassVar[dict[str, Any]] = {
+        "message_start": _message_start,
+        "content_block_start": _block_start,
+        "content_block_delta": _block_delta,
+        "message_delta": _message_delta,
+        "error": _error,
+    }
+
+
+# -- the provider -----------------------------------------------------------------------------
+
+
+class AnthropicProvider(Provider):
+    type = "anthropic"
+    Config = AnthropicConfig
+    native_dialects = frozenset({"anthropic.messages"})
+    converts = frozenset({"chat"})
+
+    def __init__(self, name: str, config: AnthropicConfig) -> None:
+        super().__init__(name, config)
+        # base_url is the API root (https://api.anthropic.com); a root given with /v1 works too.
+        root = self.base_url.removesuffix("/v1")
+        self.url = root + "/v1/messages"
+        self.version = config.version
+
+    def headers(self, ctx: RequestContext, key: str) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": self.version}
+        if key:
+            headers["x-api-key"] = key
+        beta = ctx.headers.get("anthropic-beta")
+        if beta:
+            headers["anthropic-beta"] = beta
+        return headers
+
+    def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        body = ctx.body
+        if ctx.doc.get("model") != route.model:
+            body = orjson.dumps({**ctx.doc, "model": route.model})
+        return UpstreamRequest(self.url, self.headers(ctx, key), body)
+
+    def callers_fault(self, status: int, body: bytes) -> bool:
+        """Anthropic has long answered an exhausted account with a 400 ``invalid_request_error``
+        ("Your credit balance is too low…") rather than 402: that is this route's problem, so
+        the next route is tried."""
+        if status == 400 and b"credit balance" in body:
+            return False
+        return super().callers_fault(status, body)
+
+    def build(
+        self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
+    ) -> UpstreamRequest:
+        max_tokens = (
+            request.max_tokens
+            or ctx.max_output_tokens
+            or ctx.model.max_output_tokens
+            or DEFAULT_MAX_TOKENS
+        )
+        body = messages_request(request, route.model, max_tokens)
+        return UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+
+    def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
+        try:
+            message = _decode_message(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UpstreamFailure(
+                f"{self.name}: unreadable answer ({exc})",
+                status=502,
+                retryable=True,
+                upstream_status=200,
+            ) from None
+        return chat_response(message)
+
+    def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> MessagesStreamParser:
+        return MessagesStreamParser()
+
+
+@hookimpl
+def lmrouter_provider_types() -> dict[str, type[Provider]]:
+    return {"anthropic": AnthropicProvider}
