@@ -394,7 +394,10 @@ class ProxyEndpoint:
                 status = "client_disconnected"
         finally:
             watcher.cancel()
-            response.close()
+            if relay.complete and response.content.at_eof():
+                response.release()  # keep the connection for the next request
+            else:
+                response.close()  # the provider must stop generating
         if disconnected.is_set() and status != "ok" and not relay.failed:
             status = "client_disconnected"  # our upstream read ended because the client left
         usage = relay.usage or relay.estimated_usage(ctx.prompt_chars)

@@ -65,6 +65,11 @@ class SSEDecoder:
                 self._event = None  # an empty event resets the type; nothing is dispatched
         return events
 
+    @property
+    def at_boundary(self) -> bool:
+        """Nothing pending: a chunk of whole events could pass by without being fed."""
+        return self._started and not (self._buffer or self._data or self._skip_lf)
+
     def close(self) -> list[SSEEvent]:
         """End of stream: the last line and event, even without the closing blank line."""
         if self._buffer and self._started:

@@ -230,7 +230,7 @@ _DELTA_TEXT_KEYS = (b'"content":"', b'"arguments":"', b'"reasoning_content":"')
 
 
 def _plain_delta(data: bytes) -> bool:
-    """True for a chunk that carries no usage, no finish reason and no error — nothing the
+    """True for chunk data that carries no usage, no finish reason and no error — nothing the
     relay must act on. Byte tests only: a quote inside a JSON string is always escaped, so
     these can only match keys. Anything unusual takes the decoding path."""
     return (
@@ -238,8 +238,9 @@ def _plain_delta(data: bytes) -> bool:
         and b'"finish_reason":"' not in data
         and b'"error"' not in data
         and b"x_groq" not in data
-        and (b'"usage"' not in data or b'"usage":null' in data)
+        and data.count(b'"usage"') == data.count(b'"usage":null')
     )
+
 
 
 def _delta_chars(data: bytes) -> int:
@@ -283,6 +284,12 @@ class ChatStreamRelay:
         self.chars = 0
 
     def feed(self, chunk: bytes) -> bytes:
+        if chunk[-2:] == b"\n\n" and self.decoder.at_boundary and b"\r" not in chunk:
+            # Whole events, as OpenAI frames them (one ``data:`` line each): no line parser.
+            frames = chunk.split(b"\n\n")
+            del frames[-1]
+            if all(f[:6] == b"data: " and b"\n" not in f for f in frames):
+                return b"".join([self._data(f[6:], f) for f in frames])
         events = self.decoder.feed(chunk)
         if len(events) == 1:
             return self._event(events[0])
@@ -310,16 +317,26 @@ class ChatStreamRelay:
     def error(self, err: RouterError) -> bytes:
         return stream_error(err)
 
+    def _data(self, data: bytes, frame: bytes) -> bytes:
+        """One ``data: …`` frame of a cleanly framed chunk."""
+        if _plain_delta(data):
+            self._count(data)
+            return frame + b"\n\n"
+        return self._event(sse.SSEEvent(data))
+
+    def _count(self, data: bytes) -> None:
+        chars = _delta_chars(data)
+        if chars:
+            self.pieces += 1
+            self.chars += chars
+
     def _event(self, event: sse.SSEEvent) -> bytes:
         data = event.data
         if data == b"[DONE]":
             self.done = True
             return DONE
         if _plain_delta(data):  # most chunks: relay without decoding, count the text roughly
-            chars = _delta_chars(data)
-            if chars:
-                self.pieces += 1
-                self.chars += chars
+            self._count(data)
             return sse.encode(data, event.event)
         try:
             chunk = _decode_chunk(data)
