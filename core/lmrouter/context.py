@@ -54,6 +54,10 @@ class RequestContext:
     ir: Any = None  # the request in the internal representation, made on first need
     route: Route | None = None  # the route being tried
     relay: Any = None  # the StreamRelay of a stream under way (what it saw, if cut short)
+    upstream_s: float = 0.0  # time spent waiting on upstreams, all attempts
+    overhead_ms: float | None = None  # the router's own time until the response started
+    # Headers plugins add to the response, whatever it is (rate-limit state, for one).
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
 
 

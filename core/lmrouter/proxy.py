@@ -109,12 +109,12 @@ class ProxyEndpoint:
                 await plugins.call(self.hook.lmrouter_admit(ctx=ctx))
             except RouterError as err:
                 outcome = Outcome("refused", err.status, error=err)
-                await _send_error(send, dialect, err, request_id)
+                await _send_error(send, dialect, err, request_id, ctx.response_headers)
                 return
             outcome = await self._forward(ctx, receive, send)
         except RouterError as err:  # the request cannot be converted for its provider
             outcome = Outcome("error", err.status, error=err)
-            await _send_error(send, dialect, err, request_id)
+            await _send_error(send, dialect, err, request_id, ctx.response_headers)
         except asyncio.CancelledError:  # the server cancelled us: settle what was relayed
             cancelled = True
             if outcome is None:
@@ -128,7 +128,7 @@ class ProxyEndpoint:
             log.exception("request failed", request_id=request_id)
             err = RouterError(500, "Internal error in the router.", code="internal_error")
             outcome = Outcome("error", 500, error=err)
-            await _send_error(send, dialect, err, request_id, quiet=True)
+            await _send_error(send, dialect, err, request_id, ctx.response_headers, quiet=True)
         finally:
             if outcome is not None:
                 outcome.total_ms = (time.perf_counter() - ctx.started) * 1000
@@ -239,7 +239,7 @@ class ProxyEndpoint:
             if failure.retry_after:
                 headers["retry-after"] = failure.retry_after
         err = RouterError(status, message, code=code, headers=headers)
-        await _send_error(send, self.dialect, err, ctx.request_id)
+        await _send_error(send, self.dialect, err, ctx.request_id, ctx.response_headers)
         return Outcome("upstream_error", err.status, error=err, route=route)
 
     async def _attempt(
@@ -269,7 +269,11 @@ class ProxyEndpoint:
                 retryable=True,
                 upstream_status=None,
             )
-        response = await provider.open(request, stream=ctx.stream, budget=remaining)
+        sent = time.perf_counter()
+        try:
+            response = await provider.open(request, stream=ctx.stream, budget=remaining)
+        finally:
+            ctx.upstream_s += time.perf_counter() - sent
         attempt.status = response.status
         if response.status >= 400:
             raise await provider.read_error(response, key)
@@ -284,13 +288,14 @@ class ProxyEndpoint:
                 parser = provider.stream_parser(ctx, ctx.ir)
                 relay = ConvertingRelay(parser, renderer, dialect, route.rates)
             return await self._relay(ctx, provider, route, response, relay, receive, send)
+        sent = time.perf_counter()
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise provider.connection_failure(exc) from None
         finally:
             response.release()
-        first_byte_ms = (time.perf_counter() - ctx.started) * 1000
+            ctx.upstream_s += time.perf_counter() - sent
         if native:
             body, usage, cost = dialect.finish_json(body, route.rates)
         else:
@@ -304,10 +309,13 @@ class ProxyEndpoint:
                     (b"content-type", _JSON),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", ctx.request_id.encode()),
+                    (b"x-lmrouter-overhead-ms", _overhead(ctx)),
+                    *ctx.response_headers,
                 ],
             }
         )
         await send({"type": "http.response.body", "body": body})
+        first_byte_ms = (time.perf_counter() - ctx.started) * 1000
         return Outcome(
             "ok",
             200,
@@ -330,11 +338,14 @@ class ProxyEndpoint:
         upstream that fails before its first byte still falls back to the next route."""
         content = response.content
         ctx.relay = relay
+        sent = time.perf_counter()
         try:
             first = await content.readany()
         except (aiohttp.ClientError, TimeoutError) as exc:
             response.close()
             raise provider.connection_failure(exc) from None
+        finally:
+            ctx.upstream_s += time.perf_counter() - sent
         if not first:
             response.close()
             raise UpstreamFailure(
@@ -358,6 +369,8 @@ class ProxyEndpoint:
                         (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"),
                         (b"x-request-id", ctx.request_id.encode()),
+                        (b"x-lmrouter-overhead-ms", _overhead(ctx)),
+                        *ctx.response_headers,
                     ],
                 }
             )
@@ -433,6 +446,14 @@ async def _watch_disconnect(
 PASSED_ON = {429: "upstream_rate_limited", 503: "upstream_overloaded", 529: "upstream_overloaded"}
 
 
+def _overhead(ctx: RequestContext) -> bytes:
+    """The router's own time so far: all of it but the waits on upstreams (a header, so that
+    benchmarks can read what the router adds without a baseline)."""
+    own = time.perf_counter() - ctx.started - ctx.upstream_s
+    ctx.overhead_ms = own * 1000
+    return b"%.3f" % ctx.overhead_ms
+
+
 def _failure_code(failure: UpstreamFailure) -> str:
     if failure.status == 504:
         return "upstream_timeout"
@@ -442,7 +463,13 @@ def _failure_code(failure: UpstreamFailure) -> str:
 
 
 async def _send_error(
-    send: Any, dialect: Dialect, err: RouterError, request_id: str, *, quiet: bool = False
+    send: Any,
+    dialect: Dialect,
+    err: RouterError,
+    request_id: str,
+    extra: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+    *,
+    quiet: bool = False,
 ) -> None:
     body = dialect.error_body(err)
     headers = [
@@ -451,6 +478,7 @@ async def _send_error(
         (b"x-request-id", request_id.encode()),
     ]
     headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    headers += extra
     try:
         await send({"type": "http.response.start", "status": err.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -242,7 +242,6 @@ def _plain_delta(data: bytes) -> bool:
     )
 
 
-
 def _delta_chars(data: bytes) -> int:
     """Roughly how much text a delta carries (for estimating a cut stream's usage)."""
     total = 0
