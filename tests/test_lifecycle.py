@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 
@@ -68,8 +69,41 @@ def test_sigterm_lets_running_streams_finish(fake_openai: FakeOpenAI) -> None:
     assert "note: no operator key set" not in logs
 
 
-def test_health(lmrouter_server, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
-    server = lmrouter_server(config(fake_openai.base_url))
-    response = httpx.get(f"{server.url}/health")
-    assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+def test_health_reports_store_and_providers(lmrouter_server, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+    server = lmrouter_server(
+        config(fake_openai.base_url)
+        + f"""
+[providers.dead]
+type = "openai"
+base_url = "{dead}"
+[[models]]
+id = "flaky"
+  [[models.routes]]
+  provider = "dead"
+  model = "x"
+  [[models.routes]]
+  provider = "up"
+  model = "trickle"
+"""
+    )
+    fresh = httpx.get(f"{server.url}/health").json()
+    assert fresh["status"] == "ok" and fresh["store"] == "ok"
+    assert fresh["providers"]["up"]["status"] == "unknown"
+    body = {"model": "flaky", "messages": [{"role": "user", "content": "x"}]}
+    for _ in range(3):
+        answer = httpx.post(
+            f"{server.openai_url}/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer sk-life"},
+        )
+        assert answer.status_code == 200  # the second route saves every request
+    health = httpx.get(f"{server.url}/health")
+    assert health.status_code == 200
+    report = health.json()
+    assert report["status"] == "degraded"
+    assert report["providers"]["dead"]["status"] == "failing"
+    assert "cannot connect" in report["providers"]["dead"]["last_error"]
+    assert report["providers"]["up"]["status"] == "ok"

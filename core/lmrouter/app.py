@@ -122,7 +122,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    """Liveness and readiness: 200 while the store answers (503 when it does not), with what
+    the router has seen of each provider lately — a failing provider degrades, not fails."""
+    gateway: Gateway = request.app.state.gateway
+    store_ok = await gateway.store.ping()
+    providers = {name: p.health.summary() for name, p in gateway.providers.items()}
+    failing = any(p["status"] == "failing" for p in providers.values())
+    status = "unavailable" if not store_ok else "degraded" if failing else "ok"
+    body = {
+        "status": status,
+        "version": __version__,
+        "store": "ok" if store_ok else "unavailable",
+        "providers": providers,
+    }
+    return JSONResponse(body, status_code=200 if store_ok else 503)
 
 
 def _model_entry(gateway: Gateway, model_id: str, anthropic: bool) -> dict[str, Any]:

@@ -67,7 +67,9 @@ Status = Literal["ok", "refused", "upstream_error", "client_disconnected", "erro
 @dataclass(slots=True)
 class Outcome:
     """How a request ended. ``usage`` is what the provider reported, or what the router estimated
-    from the bytes it relayed (``usage.estimated``) when the stream ended early."""
+    from the bytes it relayed (``usage.estimated``) when the stream ended early. ``cost_pico``
+    is that usage at the route's list price, whoever pays (``ctx.billable`` says whether the
+    caller's credits do, or their own provider key)."""
 
     status: Status
     http_status: int

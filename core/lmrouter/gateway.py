@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmrouter import config as config_mod
-from lmrouter import plugins
+from lmrouter import plugins, storage
 
 if TYPE_CHECKING:
     from lmrouter.config import Config, Model
@@ -53,6 +53,7 @@ class Gateway:
         self.config = config
         self.pm = pm
         self.models: dict[str, Model] = config.models
+        self.store: storage.Store  # opened in start()
         types = provider_types(pm)
         self.providers: dict[str, Provider] = {
             name: types[cfg.type](name, cfg) for name, cfg in config.providers.items()
@@ -63,6 +64,9 @@ class Gateway:
         return cls(*load(path))
 
     async def start(self) -> None:
+        self.store = storage.store_for(self.config, self.pm)
+        await self.store.open()
+        await storage.migrate(self.store, self.pm)
         for provider in self.providers.values():
             await provider.start()
         await plugins.call(self.pm.hook.lmrouter_startup(gateway=self))
@@ -73,3 +77,4 @@ class Gateway:
         finally:
             for provider in self.providers.values():
                 await provider.close()
+            await self.store.close()

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"
@@ -52,8 +52,15 @@ def lmrouter_migrations() -> tuple[str, Sequence[str]] | None:
 
 
 @hookspec
+def lmrouter_store_types() -> dict[str, Any] | None:
+    """Store classes by URL scheme (``postgresql``) for ``[storage] url``; each is called as
+    ``cls(url, config)`` and implements :class:`lmrouter.storage.Store`."""
+
+
+@hookspec
 def lmrouter_startup(gateway: Gateway) -> Awaitable[None] | None:
-    """Server start, inside each worker's event loop: open pools, start batch writers."""
+    """Server start, inside each worker's event loop, after ``gateway.store`` is open and
+    migrated: load caches, start batch writers (:class:`lmrouter.storage.BatchWriter`)."""
 
 
 @hookspec

@@ -10,6 +10,7 @@ classification are here, once.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import aiohttp
@@ -61,6 +62,36 @@ class UpstreamFailure(Exception):
         self.retry_after = retry_after  # the provider's Retry-After, passed on with a 429
 
 
+class Health:
+    """What requests saw of a provider lately: enough for ``/health`` to say it is failing."""
+
+    __slots__ = ("consecutive_failures", "last_error", "last_ok")
+
+    def __init__(self) -> None:
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+        self.last_ok: float | None = None
+
+    def ok(self) -> None:
+        self.consecutive_failures = 0
+        self.last_ok = time.time()
+
+    def failed(self, message: str) -> None:
+        self.consecutive_failures += 1
+        self.last_error = message
+
+    def summary(self) -> dict[str, Any]:
+        if self.consecutive_failures >= 3:
+            status = "failing"
+        else:
+            status = "ok" if self.last_ok is not None else "unknown"
+        return {
+            "status": status,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error if self.consecutive_failures else None,
+        }
+
+
 class _ErrorBody(msgspec.Struct):
     error: Any = None
     message: Any = None
@@ -77,6 +108,7 @@ class Provider:
         self.config = config
         self.base_url = config.base_url.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
+        self.health = Health()
         self._timeouts = {
             stream: aiohttp.ClientTimeout(
                 total=None,

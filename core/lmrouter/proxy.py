@@ -122,7 +122,7 @@ class ProxyEndpoint:
                 if ctx.relay is not None and ctx.route is not None:
                     usage = ctx.relay.usage or ctx.relay.estimated_usage(ctx.prompt_chars)
                     outcome.usage = usage
-                    outcome.cost_pico = ctx.route.rates.cost(usage) if ctx.billable else 0
+                    outcome.cost_pico = ctx.route.rates.cost(usage)
             raise
         except Exception:
             log.exception("request failed", request_id=request_id)
@@ -153,6 +153,9 @@ class ProxyEndpoint:
             request_id=request_id,
             dialect=self.dialect.name,
             principal=ctx.principal.id if ctx else None,
+            user_id=ctx.principal.user_id if ctx else None,
+            key_prefix=ctx.principal.key_prefix if ctx else None,
+            billable=ctx.billable if ctx else None,
             model=ctx.model.id if ctx else None,
             provider=outcome.route.provider if outcome.route else None,
             status=outcome.http_status,
@@ -164,6 +167,7 @@ class ProxyEndpoint:
             attempts=len(ctx.attempts) if ctx else 0,
             ttfb_ms=round(outcome.first_byte_ms, 2) if outcome.first_byte_ms else None,
             total_ms=round(outcome.total_ms, 2),
+            overhead_ms=round(ctx.overhead_ms, 3) if ctx and ctx.overhead_ms else None,
         )
 
     async def _read_body(self, receive: Any, headers: Headers) -> bytes:
@@ -219,11 +223,15 @@ class ProxyEndpoint:
                 )
             except UpstreamFailure as exc:
                 attempt.status, attempt.error = exc.upstream_status, exc.message
+                if exc.retryable:  # the caller's own mistakes say nothing about the provider
+                    provider.health.failed(exc.message)
                 failure = exc
                 if not exc.retryable:
                     break
                 continue
             outcome.route = route
+            if outcome.status == "ok":
+                provider.health.ok()
             return outcome
         assert failure is not None
         if len(ctx.attempts) > 1 and failure.retryable:
@@ -320,7 +328,7 @@ class ProxyEndpoint:
             "ok",
             200,
             usage=usage,
-            cost_pico=cost if ctx.billable else 0,
+            cost_pico=cost,
             first_byte_ms=first_byte_ms,
         )
 
@@ -414,7 +422,7 @@ class ProxyEndpoint:
         if disconnected.is_set() and status != "ok" and not relay.failed:
             status = "client_disconnected"  # our upstream read ended because the client left
         usage = relay.usage or relay.estimated_usage(ctx.prompt_chars)
-        cost = route.rates.cost(usage) if ctx.billable else 0
+        cost = route.rates.cost(usage)
         http_status = {"ok": 200, "client_disconnected": 499}.get(status, 502)
         return Outcome(
             status,

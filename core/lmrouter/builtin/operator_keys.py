@@ -24,7 +24,7 @@ class OperatorKeys:
         # Compare digests, not keys: a dict lookup on a hash leaks nothing useful by timing.
         self._by_digest = {
             _digest(key): Principal(
-                id=f"operator:{i}", kind="operator", key_prefix=key[:8], is_admin=True
+                id=f"operator:{i}", kind="operator", is_admin=True
             )
             for i, key in enumerate(keys)
             if key.strip()  # an empty entry (unset ${VAR:-}) never authenticates

@@ -1,0 +1,307 @@
+"""Storage: one small async interface, the embedded SQLite implementation, versioned migrations
+and a batch writer that keeps database writes off the request path.
+
+Plugins write portable SQL with ``?`` placeholders (a PostgreSQL store plugin translates them)
+and own their tables through ``lmrouter_migrations``. Other URL schemes come from
+``lmrouter_store_types``, so a PostgreSQL backend is a plugin that touches no other plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiosqlite
+import structlog
+
+if TYPE_CHECKING:
+    from lmrouter.config import Config
+    from lmrouter.plugins import PluginManager
+
+log = structlog.get_logger("lmrouter.storage")
+
+Row = tuple[Any, ...]
+
+
+class StorageError(Exception):
+    """The store cannot do what was asked (unreachable, disk full, bad URL)."""
+
+
+class Tx(Protocol):
+    """Statements inside one transaction."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
+class Store(Tx, Protocol):
+    """A database. Each statement outside :meth:`transaction` commits on its own."""
+
+    url: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
+    async def ping(self) -> bool: ...
+
+
+class SQLiteStore:
+    """aiosqlite on one connection, WAL mode. One process only: several router workers need a
+    server database (the PostgreSQL plugin). Transactions are ``BEGIN IMMEDIATE`` and
+    serialised here, so they never deadlock on SQLite's lock upgrade."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url = url
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.path != Path(":memory:"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",  # WAL + NORMAL: durable across process crashes
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=5000",
+            ):
+                await self._db.execute(pragma)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("store used before open()")
+        return self._db
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._lock:
+            cursor = await self.db.execute(sql, params)
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self.db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+            return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self.db.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteTx(self.db)
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            else:
+                await self.db.execute("COMMIT")
+
+    async def ping(self) -> bool:
+        try:
+            await self.fetchone("SELECT 1")
+        except (sqlite3.Error, StorageError):
+            return False
+        return True
+
+
+class _SQLiteTx:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self.db.execute(sql, params)
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.db.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self.db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+            return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self.db.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+
+# -- opening and migrating ----------------------------------------------------------------------
+
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS lmrouter_migrations (
+    namespace TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (namespace, version)
+)"""
+
+
+def store_for(config: Config, pm: PluginManager) -> Store:
+    """The store named by ``[storage] url``: ``sqlite:///relative/to/config.db``,
+    ``sqlite:////absolute.db``, ``sqlite://:memory:``, or a scheme a plugin provides."""
+    url = config.core.storage.url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise StorageError(f"[storage] url {url!r} has no scheme (e.g. sqlite:///lmrouter.db)")
+    if scheme == "sqlite":
+        if rest == ":memory:":
+            return SQLiteStore(url, Path(":memory:"))
+        path = Path(rest[1:] if rest.startswith("/") else rest)
+        if not path.is_absolute():
+            path = config.base_dir / path
+        return SQLiteStore(url, path)
+    for types in pm.hook.lmrouter_store_types():
+        if types and scheme in types:
+            return types[scheme](url, config)
+    raise StorageError(f"[storage] url scheme {scheme!r} is not installed (try sqlite:///…)")
+
+
+async def migrate(store: Store, pm: PluginManager) -> list[tuple[str, int]]:
+    """Apply every plugin's schema steps not applied yet, each in its own transaction."""
+    await store.execute(_MIGRATIONS_TABLE)
+    applied: list[tuple[str, int]] = []
+    for answer in pm.hook.lmrouter_migrations():
+        if not answer:
+            continue
+        namespace, steps = answer
+        done = {
+            row[0]
+            for row in await store.fetchall(
+                "SELECT version FROM lmrouter_migrations WHERE namespace = ?", (namespace,)
+            )
+        }
+        for version, sql in enumerate(steps, 1):
+            if version in done:
+                continue
+            async with store.transaction() as tx:
+                for statement in _statements(sql):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO lmrouter_migrations (namespace, version) VALUES (?, ?)",
+                    (namespace, version),
+                )
+            applied.append((namespace, version))
+            log.info("migration applied", namespace=namespace, version=version)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """A step may hold several statements separated by ``;`` at line ends."""
+    return [part.strip() for part in sql.split(";\n") if part.strip().rstrip(";")]
+
+
+@contextlib.asynccontextmanager
+async def opened(config: Config, pm: PluginManager) -> AsyncIterator[Store]:
+    """For CLI commands: the configured store, open and migrated."""
+    store = store_for(config, pm)
+    await store.open()
+    try:
+        await migrate(store, pm)
+        yield store
+    finally:
+        await store.close()
+
+
+# -- batching writes ----------------------------------------------------------------------------
+
+Operation = Callable[[Tx], Awaitable[None]]
+# Failures that may pass (disk full, database busy): retried, never dropped.
+TRANSIENT: tuple[type[BaseException], ...] = (sqlite3.OperationalError, OSError, StorageError)
+
+
+class BatchWriter:
+    """Collects write operations and runs them together in one transaction every ``interval``
+    seconds (or sooner once ``max_batch`` wait), off the request path. ``stop()`` flushes.
+
+    A batch is atomic: after a crash, either all of its operations happened or none did. What a
+    crash can lose is the last interval's batch, never part of one."""
+
+    def __init__(self, store: Store, *, interval: float = 0.05, max_batch: int = 1000) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_batch = max_batch
+        self._pending: list[Operation] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flushed = asyncio.Condition()
+        self.failures = 0
+
+    def add(self, operation: Operation) -> None:
+        self._pending.append(operation)
+        if len(self._pending) >= self.max_batch:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lmrouter-batch-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything added so far (and wait for it)."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.store.transaction() as tx:
+                    for operation in batch:
+                        await operation(tx)
+            except TRANSIENT:
+                # Keep the batch: a full disk or a busy database may clear up.
+                self.failures += 1
+                self._pending[:0] = batch
+                log.exception("batch write failed; will retry", operations=len(batch))
+                raise
+            except Exception:
+                # One bad operation must not hold the others back: run each on its own.
+                self.failures += 1
+                await self._one_by_one(batch)
+
+    async def _one_by_one(self, batch: list[Operation]) -> None:
+        for index, operation in enumerate(batch):
+            try:
+                async with self.store.transaction() as tx:
+                    await operation(tx)
+            except TRANSIENT:
+                self._pending[:0] = batch[index:]
+                raise
+            except Exception:
+                log.exception("write operation failed and was dropped", operation=operation)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            with contextlib.suppress(Exception):  # logged in flush; retried next round
+                await self.flush()

@@ -1,0 +1,134 @@
+"""The storage layer: SQLite on a real file, migrations, transactions and the batch writer."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmrouter import hookimpl
+from lmrouter.config import validate
+from lmrouter.plugins import PluginManager
+from lmrouter.storage import BatchWriter, SQLiteStore, StorageError, migrate, store_for
+
+
+class Schema:
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+
+    @hookimpl
+    def lmrouter_migrations(self) -> tuple[str, list[str]]:
+        return "demo", self.steps
+
+
+def manager(*plugins: Any) -> PluginManager:
+    pm = PluginManager()
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
+STEPS = [
+    "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE)",
+    "ALTER TABLE notes ADD COLUMN n INTEGER NOT NULL DEFAULT 0;\nCREATE INDEX notes_n ON notes (n)",
+]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
+    async def go() -> list[tuple[str, int]]:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        first = await migrate(store, manager(Schema(STEPS[:1])))
+        again = await migrate(store, manager(Schema(STEPS)))
+        await store.execute("INSERT INTO notes (text, n) VALUES (?, ?)", ("a", 1))
+        assert await store.fetchone("SELECT text, n FROM notes") == ("a", 1)
+        assert await migrate(store, manager(Schema(STEPS))) == []
+        await store.close()
+        return first + again
+
+    assert run(go()) == [("demo", 1), ("demo", 2)]
+    with sqlite3.connect(tmp_path / "x.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    async def go() -> list[Any]:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        await migrate(store, manager(Schema(STEPS)))
+        with pytest.raises(sqlite3.IntegrityError):
+            async with store.transaction() as tx:
+                await tx.execute("INSERT INTO notes (text) VALUES ('a')")
+                await tx.execute("INSERT INTO notes (text) VALUES ('a')")
+        rows = await store.fetchall("SELECT text FROM notes")
+        await store.close()
+        return rows
+
+    assert run(go()) == []
+
+
+def test_batch_writer_is_atomic_isolates_bad_ops_and_flushes_on_stop(tmp_path: Path) -> None:
+    async def go() -> tuple[list[Any], int]:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        await migrate(store, manager(Schema(STEPS)))
+        writer = BatchWriter(store, interval=10)  # only stop() will flush
+        writer.start()
+
+        def insert(text: str) -> Any:
+            async def op(tx: Any) -> None:
+                await tx.execute("INSERT INTO notes (text) VALUES (?)", (text,))
+
+            return op
+
+        for text in ("a", "b", "a", "c"):  # the second "a" violates UNIQUE
+            writer.add(insert(text))
+        assert await store.fetchall("SELECT text FROM notes") == []  # nothing on the hot path
+        await writer.stop()
+        rows = await store.fetchall("SELECT text FROM notes ORDER BY text")
+        await store.close()
+        return rows, writer.pending
+
+    rows, pending = run(go())
+    assert rows == [("a",), ("b",), ("c",)]
+    assert pending == 0
+
+
+def test_batch_writer_keeps_everything_when_the_disk_fails(tmp_path: Path) -> None:
+    async def go() -> int:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+
+        async def full_disk(tx: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        writer = BatchWriter(store)
+        writer.add(full_disk)
+        writer.add(full_disk)
+        with pytest.raises(sqlite3.OperationalError):
+            await writer.flush()
+        await store.close()
+        return writer.pending
+
+    assert run(go()) == 2, "a transient failure loses nothing"
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    config = validate(
+        {"storage": {"url": "sqlite:///data/r.db"}},
+        path=tmp_path / "c.toml",
+        sections={},
+        provider_types={},
+    )
+    store = store_for(config, manager())
+    assert isinstance(store, SQLiteStore) and store.path == tmp_path / "data" / "r.db"
+    config.core.storage.url = "postgresql://db/lmrouter"
+    with pytest.raises(StorageError, match="postgresql"):
+        store_for(config, manager())
