@@ -98,13 +98,10 @@ class SQLiteStore:
             await tx.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self.db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-            return tuple(row) if row is not None else None
+        return await _SQLiteTx(self.db).fetchone(sql, params)  # reads need no lock in WAL
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self.db.execute(sql, params) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        return await _SQLiteTx(self.db).fetchall(sql, params)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -18,8 +18,9 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.errors import RouterError, invalid_request
-from lmrouter.money import Rates, format_usd
+from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens
 
 # -- errors -----------------------------------------------------------------------------------
@@ -146,23 +147,12 @@ class _Answer(msgspec.Struct):
 _decode_answer = msgspec.json.Decoder(_Answer).decode
 
 
-def _cost(cost: int) -> orjson.Fragment:
-    return orjson.Fragment(format_usd(cost).encode())
+def _answer_usage(body: bytes) -> Usage | None:
+    wire = _decode_answer(body).usage
+    return wire.normalize() if wire is not None else None
 
 
-def finish_json(body: bytes, rates: Rates) -> tuple[bytes, Usage | None, int]:
-    """A complete Message: its usage, its cost, and the body with ``usage.cost`` added."""
-    try:
-        usage = _decode_answer(body).usage
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return body, None, 0
-    if usage is None:
-        return body, None, 0
-    normalized = usage.normalize()
-    cost = rates.cost(normalized)
-    doc = orjson.loads(body)
-    doc["usage"]["cost"] = _cost(cost)
-    return orjson.dumps(doc), normalized, cost
+finish_json = finish_with(_answer_usage)
 
 
 # -- finish reasons ---------------------------------------------------------------------------
@@ -286,7 +276,7 @@ class MessagesStreamRelay:
                 merged = (self.start or WireUsage()).merge(parsed.usage)
                 self.usage = merged.normalize()
                 doc = orjson.loads(data)
-                doc["usage"]["cost"] = _cost(self.rates.cost(self.usage))
+                doc["usage"]["cost"] = cost_json(self.rates.cost(self.usage))
                 data = orjson.dumps(doc)
         elif kind == "message_stop":
             self.done = True
@@ -614,7 +604,7 @@ def _content_block(part: ir.Part) -> dict[str, Any] | None:
 def render(answer: ir.ChatResponse, doc: dict[str, Any], cost: int) -> bytes:
     content = [block for part in answer.parts if (block := _content_block(part)) is not None]
     usage = wire_usage(answer.usage)
-    usage["cost"] = _cost(cost)
+    usage["cost"] = cost_json(cost)
     message = {
         "id": message_id(answer.id),
         "type": "message",
@@ -687,7 +677,7 @@ class MessagesRenderer:
             out.append(self._start(""))
         self._close(out)
         wire = wire_usage(usage)
-        wire["cost"] = _cost(cost_pico)
+        wire["cost"] = cost_json(cost_pico)
         delta = {
             "stop_reason": stop_reason(self.finish_reason, self.stop_sequence),
             "stop_sequence": self.stop_sequence,

@@ -19,9 +19,9 @@ import orjson
 
 from lmrouter import ir
 from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects.cost import cost_json
 from lmrouter.dialects.openai import error_body, finish_json, load_object, model_field, stream_error
 from lmrouter.errors import invalid_request
-from lmrouter.money import format_usd
 
 _ENCODINGS = frozenset({"float", "base64"})
 
@@ -98,7 +98,7 @@ def render(answer: ir.EmbeddingResponse, doc: dict[str, Any], cost: int) -> byte
     usage = {
         "prompt_tokens": tokens,
         "total_tokens": tokens,
-        "cost": orjson.Fragment(format_usd(cost).encode()),
+        "cost": cost_json(cost),
     }
     return orjson.dumps({"object": "list", "data": data, "model": answer.model, "usage": usage})
 

@@ -15,8 +15,9 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects.cost import cost_json, finish_with, with_cost
 from lmrouter.errors import RouterError, invalid_request
-from lmrouter.money import Rates, format_usd
+from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens
 
 # -- errors -----------------------------------------------------------------------------------
@@ -148,50 +149,12 @@ class _Response(msgspec.Struct):
 _decode_response = msgspec.json.Decoder(_Response).decode
 
 
-def finish_json(body: bytes, rates: Rates) -> tuple[bytes, Usage | None, int]:
-    """A complete JSON answer: its usage, its cost, and the body with ``usage.cost`` added."""
-    try:
-        usage = _decode_response(body).usage
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return body, None, 0
-    if usage is None:
-        return body, None, 0
-    normalized = usage.normalize()
-    cost = rates.cost(normalized)
-    return _with_cost(body, cost), normalized, cost
+def _response_usage(body: bytes) -> Usage | None:
+    wire = _decode_response(body).usage
+    return wire.normalize() if wire is not None else None
 
 
-class _Cost(msgspec.Struct):
-    cost: Any = None
-
-
-class _CostCheck(msgspec.Struct):
-    usage: _Cost | None = None
-
-
-_decode_cost = msgspec.json.Decoder(_CostCheck).decode
-_USAGE_KEY = re.compile(rb'"usage"\s*:\s*\{')
-
-
-def _with_cost(body: bytes, cost: int) -> bytes:
-    """Add ``"cost"`` as the first member of the usage object, splicing bytes instead of
-    re-encoding the whole answer. The last ``"usage": {`` is the top-level one: a quote inside
-    a JSON string is always escaped, so only keys can match, and providers put usage last;
-    when a body does not look like that, it is re-encoded the slow, certain way."""
-    match = _USAGE_KEY.match(body, max(body.rfind(b'"usage"'), 0))
-    if match is not None:
-        end = match.end()
-        rest = body[end:]
-        comma = b"" if rest.lstrip()[:1] == b"}" else b","  # an empty usage object
-        spliced = b"".join((body[:end], b'"cost":', format_usd(cost).encode(), comma, rest))
-        try:  # a cheap check that it landed in the top-level usage (msgspec skips the rest)
-            if _decode_cost(spliced).usage.cost is not None:
-                return spliced
-        except (msgspec.DecodeError, msgspec.ValidationError, AttributeError):
-            pass
-    doc = orjson.loads(body)
-    doc["usage"]["cost"] = orjson.Fragment(format_usd(cost).encode())
-    return orjson.dumps(doc)
+finish_json = finish_with(_response_usage)
 
 
 # -- streams ----------------------------------------------------------------------------------
@@ -368,7 +331,7 @@ class ChatStreamRelay:
             if chunk.usage is not None:
                 if not chunk.choices and not self.wants_usage:
                     return b""  # the router asked for this chunk, not the client
-                return sse.encode(_with_cost(data, self.rates.cost(self.usage)), event.event)
+                return sse.encode(with_cost(data, self.rates.cost(self.usage)), event.event)
         return sse.encode(data, event.event)
 
 
@@ -724,7 +687,7 @@ def _usage_object(usage: Usage, cost_pico: int) -> dict[str, Any]:
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "cost": orjson.Fragment(format_usd(cost_pico).encode()),
+        "cost": cost_json(cost_pico),
     }
 
 

@@ -47,9 +47,9 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.dialects.openai import error_body, load_object, model_field
 from lmrouter.errors import RouterError, invalid_request
-from lmrouter.money import Rates, format_usd
 from lmrouter.usage import Usage
 
 REDACTED = "lmr-redacted:"
@@ -533,7 +533,7 @@ def _usage(usage: Usage | None, cost: int) -> dict[str, Any] | None:
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
-        "cost": orjson.Fragment(format_usd(cost).encode()),
+        "cost": cost_json(cost),
     }
 
 
@@ -959,27 +959,23 @@ class _Body(msgspec.Struct):
 _decode_body = msgspec.json.Decoder(_Body).decode
 
 
-def finish_json(body: bytes, rates: Rates) -> tuple[bytes, Usage | None, int]:
-    """A native ``response`` object: its usage and cost, with ``usage.cost`` added."""
-    try:
-        wire = _decode_body(body).usage
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return body, None, 0
+def _body_usage(body: bytes) -> Usage | None:
+    """A native ``response`` object's usage (for a provider that speaks Responses itself)."""
+    wire = _decode_body(body).usage
     if wire is None:
-        return body, None, 0
+        return None
     inputs = wire.input_tokens_details or _InputDetails()
     outputs = wire.output_tokens_details or _OutputDetails()
-    usage = Usage(
+    return Usage(
         prompt_tokens=wire.input_tokens,
         completion_tokens=wire.output_tokens,
         cached_tokens=inputs.cached_tokens,
         cache_write_tokens=inputs.cache_write_tokens,
         reasoning_tokens=outputs.reasoning_tokens,
     )
-    cost = rates.cost(usage)
-    doc = orjson.loads(body)
-    doc["usage"]["cost"] = orjson.Fragment(format_usd(cost).encode())
-    return orjson.dumps(doc), usage, cost
+
+
+finish_json = finish_with(_body_usage)
 
 
 RESPONSES = Dialect(
