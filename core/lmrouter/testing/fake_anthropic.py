@@ -39,38 +39,33 @@ usage (cache counts) and stop reasons. Streaming clients that go away are record
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
-import itertools
 import os
 import re
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from lmrouter.testing.fake_openai import (
+from lmrouter.testing.fakeserver import (
     Disconnect,
+    Event,
+    FakeServer,
     Recorded,
-    _bind,
-    _close,
-    _random_alnum,
-    _run_loop,
-    _sample,
-    _split,
+    close_connection,
+    content_index,
+    content_text,
+    retry_after,
+    sample_arguments,
+    split_text,
 )
 
 __all__ = ["Behavior", "Disconnect", "FakeAnthropic", "Recorded"]
 
 _JSON_TYPE = "application/json"
 _SSE_TYPE = "text/event-stream; charset=utf-8"
-_MAX_BODY = 32 * 1024 * 1024  # the Messages API's request size limit
 _MIN_BUDGET = 1024
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -199,132 +194,25 @@ class _Plan:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer[Behavior]):
     """An Anthropic-compatible HTTP server on loopback with scriptable behaviour per model.
 
     ``api_key=None`` accepts any key or none; otherwise a request must carry exactly that key in
-    ``x-api-key`` (or as ``Authorization: Bearer``) or get Anthropic's 401.
+    ``x-api-key`` (or as ``Authorization: Bearer``) or get Anthropic's 401. :attr:`base_url` is
+    ``http://HOST:PORT`` once started (no ``/v1``: clients append ``/v1/messages``).
     """
 
-    def __init__(
-        self, api_key: str | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        self.api_key = api_key
-        self.host = host
-        self.port = port
-        self.base_url = ""
-        """``http://HOST:PORT`` once started (no ``/v1``: clients append ``/v1/messages``)."""
-        self.default = Behavior()
-        """The behaviour for models without a script."""
-        self.requests: list[Recorded] = []
-        self.disconnects: list[Disconnect] = []
-        self._scripts: dict[str, Behavior] = {}
-        self._runner: web.BaseRunner | None = None
-        self._stopping = False
-        self._inflight: set[asyncio.Task[Any]] = set()
-        self._ids = itertools.count(1)
-        self._id_prefix = _random_alnum(22)
-
-    # -- public API ---------------------------------------------------------------------------
-
-    def script(self, model: str, behavior: Behavior) -> None:
-        """Answer requests whose ``"model"`` equals ``model`` with ``behavior``."""
-        self._scripts[model] = behavior
-
-    def reset(self) -> None:
-        """Forget the recorded requests and disconnects (scripts stay)."""
-        self.requests.clear()
-        self.disconnects.clear()
-
-    async def start(self) -> str:
-        """Start serving in the running event loop; returns :attr:`base_url`."""
-        if self._runner is not None:
-            raise RuntimeError("FakeAnthropic is already running")
-        sock = _bind(self.host, self.port, reuse_port=False)
-        loop = asyncio.get_running_loop()
-
-        def make_request(
-            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-        ) -> web.BaseRequest:
-            return web.BaseRequest(
-                message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
-            )
-
-        server = web.Server(
-            self._handle, request_factory=make_request, handler_cancellation=True, access_log=None
-        )
-        runner = web.ServerRunner(server, shutdown_timeout=0.5)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, sock, backlog=1024).start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            raise
-        self._runner = runner
-        self._stopping = False
-        self.port = int(sock.getsockname()[1])
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.base_url = f"http://{host}:{self.port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Stop serving; open streams are cut (and not recorded as client disconnects)."""
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._stopping = True
-        for task in list(self._inflight):
-            task.cancel()
-        await runner.cleanup()
-
-    @contextlib.contextmanager
-    def run_in_thread(self) -> Iterator[str]:
-        """Serve from a background thread with its own event loop; yields :attr:`base_url`."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=_run_loop, args=(loop,), name="fake-anthropic", daemon=True
-        )
-        thread.start()
-        try:
-            base_url = asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            raise
-        try:
-            yield base_url
-        finally:
-            try:
-                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=30)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout=30)
+    _behavior_type = Behavior
+    _max_body = 32 * 1024 * 1024  # the Messages API's request size limit
+    _thread_name = "fake-anthropic"
 
     # -- request handling ---------------------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        at = time.monotonic()
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            return await self._answer(request, at)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
-
-    async def _answer(self, request: web.BaseRequest, at: float) -> web.StreamResponse:
-        body = await request.read() if request.body_exists else b""
-        parsed: Any = None
-        bad_json = False
-        if body:
-            try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                bad_json = True
+    async def _answer(
+        self, request: web.BaseRequest, parsed: Any, bad_json: bool, at: float
+    ) -> web.StreamResponse:
+        # By lower-case name, the last value winning (as in the record), for the checks below.
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(Recorded(request.method, request.path, headers, parsed, at, body))
         try:
             if (request.method, request.path) != ("POST", "/v1/messages"):
                 raise _ApiError(404, "not_found_error", "Not found")
@@ -360,18 +248,13 @@ class FakeAnthropic:
         self, request: web.BaseRequest, body: dict[str, Any], at: float
     ) -> web.StreamResponse:
         req = _validate(body)
-        behavior = self._scripts.get(req.model, self.default)
+        behavior = self._behavior(req.model)
         if behavior.first_byte_delay > 0:
-            try:
-                await asyncio.sleep(behavior.first_byte_delay)
-            except asyncio.CancelledError:
-                if req.stream:
-                    self._note_disconnect(req.model, 0)
-                raise
+            await self._delay_headers(behavior.first_byte_delay, req.model, req.stream)
         if behavior.status is not None:
             raise _scripted_error(behavior, req.model)
         if behavior.drop_after_chunks is not None and not req.stream:
-            _close(request)
+            close_connection(request)
             return web.Response()
         plan = self._plan(req, behavior)
         mid = self._next_id("msg_01")
@@ -399,15 +282,17 @@ class FakeAnthropic:
         if req.thinking:
             thought = behavior.thinking or f"Let me think about {user_text[:30]}"
             signature = base64.b64encode(hashlib.sha256(thought.encode()).digest() * 3).decode()
-            blocks.append(_Block("thinking", _split(thought, size), signature=signature))
+            blocks.append(_Block("thinking", split_text(thought, size), signature=signature))
         tool = self._chosen_tool(req) if behavior.tool_call else None
         stop_reason, stop_sequence = "end_turn", None
         if tool is not None:
             if req.tool_choice.get("type", "auto") == "auto":
-                blocks.append(_Block("text", _split(f"I'll use the {tool['name']} tool.", size)))
-            arguments = orjson.dumps(_sample(tool.get("input_schema"))).decode()
+                blocks.append(
+                    _Block("text", split_text(f"I'll use the {tool['name']} tool.", size))
+                )
+            arguments = orjson.dumps(sample_arguments(tool.get("input_schema"))).decode()
             tool_id = self._next_id("toolu_01")
-            blocks.append(_Block("tool_use", _split(arguments, size), tool_id, tool["name"]))
+            blocks.append(_Block("tool_use", split_text(arguments, size), tool_id, tool["name"]))
             stop_reason = "tool_use"
         else:
             text = behavior.text
@@ -416,7 +301,7 @@ class FakeAnthropic:
             cut, stop_sequence = _stop_at(text, req.stop_sequences)
             if stop_sequence is not None:
                 text, stop_reason = cut, "stop_sequence"
-            blocks.append(_Block("text", _split(text, size)))
+            blocks.append(_Block("text", split_text(text, size)))
         budget = req.max_tokens  # output tokens: one per content delta
         for position, block in enumerate(blocks):
             if len(block.pieces) > budget:
@@ -462,56 +347,23 @@ class FakeAnthropic:
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=200, headers=headers)
         drop, fail = behavior.drop_after_chunks, behavior.error_after_chunks
-        error = _event(
-            "error",
-            {
-                "type": "error",
-                "error": {
-                    "type": behavior.stream_error_type,
-                    "message": _DEFAULT_ERRORS.get(
-                        _status_of(behavior.stream_error_type), ("", "Overloaded")
-                    )[1],
-                },
-            },
+        # Both cut before the content delta that would exceed them (the drop wins a tie).
+        drop_at = None if drop is None else content_index(events, drop)
+        fail_at = None if fail is None else content_index(events, fail)
+        cut, tail = False, b""
+        if drop_at is not None and (fail_at is None or drop_at <= fail_at):
+            events, cut = events[:drop_at], True
+        elif fail_at is not None:
+            events, tail = events[:fail_at], _stream_error(behavior.stream_error_type)
+        return await self._write_stream(
+            request,
+            response,
+            events,
+            model=req.model,
+            delay=behavior.chunk_delay,
+            cut=cut,
+            tail=tail,
         )
-        delay = behavior.chunk_delay
-        sent = 0
-        try:
-            await response.prepare(request)
-            batch: list[bytes] = []
-            for position, (data, is_content) in enumerate(events):
-                if is_content and drop is not None and sent >= drop:
-                    await response.write(b"".join(batch))
-                    _close(request)
-                    return response
-                if is_content and fail is not None and sent >= fail:
-                    await response.write(b"".join([*batch, error]))
-                    await response.write_eof()
-                    return response
-                if delay <= 0:
-                    batch.append(data)
-                    sent += is_content
-                    continue
-                if position:
-                    await asyncio.sleep(delay)
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    self._note_disconnect(req.model, sent)
-                    return response
-                await response.write(data)
-                sent += is_content
-            await response.write(b"".join(batch))
-            return response
-        except ConnectionResetError:
-            self._note_disconnect(req.model, sent)
-            return response
-        except asyncio.CancelledError:
-            self._note_disconnect(req.model, sent)
-            raise
-
-    def _note_disconnect(self, model: str, chunks_sent: int) -> None:
-        if not self._stopping:
-            self.disconnects.append(Disconnect(model, chunks_sent, time.monotonic()))
 
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}{self._id_prefix[:14]}{next(self._ids):08d}"
@@ -802,36 +654,26 @@ def _check_thinking_turn(messages: list[dict[str, Any]]) -> None:
 # -- answers ---------------------------------------------------------------------------------------
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)
-        )
-    return ""
-
-
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            text = _text_of(message.get("content"))
+            text = content_text(message.get("content"))
             if text:
                 return text
     return ""
 
 
 def _prompt_chars(req: _Request) -> int:
-    chars = len(_text_of(req.system))
+    chars = len(content_text(req.system))
     for message in req.messages:
         content = message.get("content")
-        chars += len(_text_of(content))
+        chars += len(content_text(content))
         if isinstance(content, list):
             for block in content:
                 if block.get("type") == "tool_use":
                     chars += len(block["name"]) + len(orjson.dumps(block["input"]))
                 elif block.get("type") == "tool_result":
-                    chars += len(_text_of(block.get("content")))
+                    chars += len(content_text(block.get("content")))
     if req.tools:
         chars += len(orjson.dumps(req.tools))
     return chars
@@ -878,10 +720,16 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+def _stream_error(error_type: str) -> bytes:
+    """The ``event: error`` that ends a stream when Anthropic fails mid-answer."""
+    message = _DEFAULT_ERRORS.get(_status_of(error_type), ("", "Overloaded"))[1]
+    return _event("error", {"type": "error", "error": {"type": error_type, "message": message}})
+
+
 _DELTAS = {"text": ("text_delta", "text"), "thinking": ("thinking_delta", "thinking")}
 
 
-def _stream_events(req: _Request, plan: _Plan, mid: str) -> list[tuple[bytes, bool]]:
+def _stream_events(req: _Request, plan: _Plan, mid: str) -> list[Event]:
     """Every event of the stream, encoded, each flagged whether it is a content delta."""
     usage = plan.usage
     start_usage = {**usage, "output_tokens": 1}  # the real API counts its first token here
@@ -985,14 +833,9 @@ def _scripted_error(behavior: Behavior, model: str) -> _ApiError:
     kind, message = _DEFAULT_ERRORS.get(
         status, ("api_error" if status >= 500 else "invalid_request_error", f"Error {status}.")
     )
-    headers = None
-    if behavior.retry_after is not None:
-        seconds = behavior.retry_after
-        shown = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
-        headers = {"retry-after": shown}
     return _ApiError(
         status,
         behavior.error_type or kind,
         behavior.error_message or message.replace("{model}", model),
-        headers,
+        retry_after(behavior.retry_after),
     )

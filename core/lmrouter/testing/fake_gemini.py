@@ -50,29 +50,31 @@ prompts. Streaming clients that go away are recorded in :attr:`FakeGemini.discon
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import itertools
 import json
 import os
 import re
 import struct
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from lmrouter.testing.fake_openai import Disconnect, Recorded, _bind, _embedding, _run_loop
+from lmrouter.testing.fakeserver import (
+    Disconnect,
+    FakeServer,
+    Recorded,
+    close_connection,
+    content_end,
+    embedding,
+    sample_arguments,
+    split_text,
+)
 
 __all__ = ["Behavior", "Disconnect", "FakeGemini", "Recorded"]
 
-_MAX_BODY = 64 * 1024 * 1024
 _PATH = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):([A-Za-z]+)$")
 _JSON_TYPE = "application/json; charset=UTF-8"
 _SSE_TYPE = "text/event-stream"
@@ -282,125 +284,25 @@ class _Plan:
     thinking: bool
 
 
-class FakeGemini:
+class FakeGemini(FakeServer[Behavior]):
     """A Gemini-compatible HTTP server on loopback with scriptable behaviour per model.
 
     ``api_key=None`` accepts any key (or none); otherwise requests must carry exactly that key in
-    ``x-goog-api-key`` or ``?key=``. :attr:`requests` record the path with its query string
+    ``x-goog-api-key`` or ``?key=``. Models are scripted by the name in the URL path.
+    :attr:`base_url` is ``http://HOST:PORT`` once started (the API version is part of each
+    path), and :attr:`requests` record the path with its query string
     (``…:streamGenerateContent?alt=sse``).
     """
 
-    def __init__(
-        self, api_key: str | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        self.api_key = api_key
-        self.host = host
-        self.port = port
-        self.base_url = ""
-        """``http://HOST:PORT`` once started (the API version is part of each path)."""
-        self.default = Behavior()
-        self.requests: list[Recorded] = []
-        self.disconnects: list[Disconnect] = []
-        self._scripts: dict[str, Behavior] = {}
-        self._runner: web.BaseRunner | None = None
-        self._stopping = False
-        self._inflight: set[asyncio.Task[Any]] = set()
-        self._ids = itertools.count(1)
-
-    # -- public API ---------------------------------------------------------------------------
-
-    def script(self, model: str, behavior: Behavior) -> None:
-        """Answer requests for ``model`` (the name in the URL path) with ``behavior``."""
-        self._scripts[model] = behavior
-
-    def reset(self) -> None:
-        """Forget the recorded requests and disconnects (scripts stay)."""
-        self.requests.clear()
-        self.disconnects.clear()
-
-    async def start(self) -> str:
-        if self._runner is not None:
-            raise RuntimeError("FakeGemini is already running")
-        sock = _bind(self.host, self.port, reuse_port=False)
-        loop = asyncio.get_running_loop()
-
-        def make_request(
-            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-        ) -> web.BaseRequest:
-            return web.BaseRequest(
-                message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
-            )
-
-        server = web.Server(
-            self._handle, request_factory=make_request, handler_cancellation=True, access_log=None
-        )
-        runner = web.ServerRunner(server, shutdown_timeout=0.5)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, sock, backlog=256).start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            raise
-        self._runner = runner
-        self._stopping = False
-        self.port = int(sock.getsockname()[1])
-        self.base_url = f"http://{self.host}:{self.port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._stopping = True
-        for task in list(self._inflight):
-            task.cancel()
-        await runner.cleanup()
-
-    @contextlib.contextmanager
-    def run_in_thread(self) -> Iterator[str]:
-        """Serve from a background thread with its own event loop; yields :attr:`base_url`."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=_run_loop, args=(loop,), name="fake-gemini", daemon=True)
-        thread.start()
-        try:
-            base_url = asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            raise
-        try:
-            yield base_url
-        finally:
-            try:
-                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=30)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout=30)
+    _behavior_type = Behavior
+    _thread_name = "fake-gemini"
+    _record_query = True
 
     # -- request handling ---------------------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            return await self._answer(request, time.monotonic())
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
-
-    async def _answer(self, request: web.BaseRequest, at: float) -> web.StreamResponse:
-        body = await request.read() if request.body_exists else b""
-        parsed: Any = None
-        bad_json = False
-        if body:
-            try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                bad_json = True
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(Recorded(request.method, request.path_qs, headers, parsed, at, body))
+    async def _answer(
+        self, request: web.BaseRequest, parsed: Any, bad_json: bool, at: float
+    ) -> web.StreamResponse:
         try:
             match = _PATH.match(request.path)
             if match is None or request.method != "POST":
@@ -443,19 +345,6 @@ class FakeGemini:
                 ],
             )
 
-    def _behavior(self, model: str) -> Behavior:
-        return self._scripts.get(model, self.default)
-
-    async def _delay(self, behavior: Behavior, model: str, stream: bool) -> None:
-        if behavior.first_byte_delay <= 0:
-            return
-        try:
-            await asyncio.sleep(behavior.first_byte_delay)
-        except asyncio.CancelledError:
-            if stream:
-                self._note_disconnect(model, 0)
-            raise
-
     # -- generateContent ----------------------------------------------------------------------
 
     async def _generate(
@@ -464,11 +353,12 @@ class FakeGemini:
         _check_generate(body)
         stream = method == "streamGenerateContent"
         behavior = self._behavior(model)
-        await self._delay(behavior, model, stream)
+        if behavior.first_byte_delay > 0:
+            await self._delay_headers(behavior.first_byte_delay, model, stream)
         if behavior.status is not None:
             raise _scripted_error(behavior, model)
         if behavior.drop_after_chunks is not None and not stream:
-            _close(request)
+            close_connection(request)
             return web.Response()
         plan = self._plan(body, behavior)
         response_id = self._response_id()
@@ -488,7 +378,7 @@ class FakeGemini:
         size = behavior.chunk_chars
         limit = _field(config, "maxOutputTokens")
         thinking = behavior.thoughts is not None and _field(thinking_config, "thinkingBudget") != 0
-        thoughts = _split(behavior.thoughts or "", size) if thinking else []
+        thoughts = split_text(behavior.thoughts or "", size) if thinking else []
         if isinstance(limit, int) and len(thoughts) > limit:
             thoughts = thoughts[:limit]
         room = limit - len(thoughts) if isinstance(limit, int) else None
@@ -506,7 +396,7 @@ class FakeGemini:
                 text = behavior.text
                 if text is None:
                     text = "Hello! You said: " + _last_user_text(contents)[:40]
-                texts = _split(text if i == 0 else f"{text} (candidate {i})", size)
+                texts = split_text(text if i == 0 else f"{text} (candidate {i})", size)
                 if room is not None and len(texts) > room:
                     texts = texts[:room]
                     finish = "MAX_TOKENS"
@@ -535,10 +425,9 @@ class FakeGemini:
             return None
         allowed = _field(calling, "allowedFunctionNames") or []
         chosen = next((d for d in declarations if d["name"] in allowed), declarations[0])
-        args = _sample(_field(chosen, "parameters") or {"type": "OBJECT"})
         call: dict[str, Any] = {
             "name": chosen["name"],
-            "args": args if isinstance(args, dict) else {},
+            "args": sample_arguments(_field(chosen, "parameters") or {"type": "OBJECT"}),
         }
         if behavior.function_call_ids:
             call["id"] = f"fc-{next(self._ids):08x}{os.urandom(4).hex()}"
@@ -557,7 +446,7 @@ class FakeGemini:
     ) -> web.StreamResponse:
         events = [(_sse(chunk), is_content) for chunk, is_content in chunks]
         if behavior.error_after_chunks is not None:
-            cut = _nth_content(events, behavior.error_after_chunks)
+            cut = content_end(events, behavior.error_after_chunks)
             status = behavior.status or 503
             error = {
                 "code": status,
@@ -566,8 +455,8 @@ class FakeGemini:
             }
             events = [*events[:cut], (_sse({"error": error}), False)]
         drop = behavior.drop_after_chunks
-        if drop is not None:
-            events = events[: _nth_content(events, drop)]
+        if drop is not None:  # no terminating chunk: the body just stops
+            events = events[: content_end(events, drop)]
         response = web.StreamResponse(
             status=200,
             headers={
@@ -577,36 +466,14 @@ class FakeGemini:
                 "Server": "scaffolding on HTTPServer2",
             },
         )
-        sent = 0
-        try:
-            await response.prepare(request)
-            if behavior.chunk_delay <= 0:
-                await response.write(b"".join(data for data, _ in events))
-            else:
-                for position, (data, is_content) in enumerate(events):
-                    if position:
-                        await asyncio.sleep(behavior.chunk_delay)
-                    transport = request.transport
-                    if transport is None or transport.is_closing():
-                        self._note_disconnect(model, sent)
-                        return response
-                    await response.write(data)
-                    sent += is_content
-            if drop is not None:
-                _close(request)  # no terminating chunk: the body just stops
-                return response
-            await response.write_eof()
-            return response
-        except ConnectionResetError:
-            self._note_disconnect(model, sent)
-            return response
-        except asyncio.CancelledError:
-            self._note_disconnect(model, sent)
-            raise
-
-    def _note_disconnect(self, model: str, chunks_sent: int) -> None:
-        if not self._stopping:
-            self.disconnects.append(Disconnect(model, chunks_sent, time.monotonic()))
+        return await self._write_stream(
+            request,
+            response,
+            events,
+            model=model,
+            delay=behavior.chunk_delay,
+            cut=drop is not None,
+        )
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -631,7 +498,8 @@ class FakeGemini:
                 )
             texts.append(_embed_text(item, where, f"requests[{i}]"))
         behavior = self._behavior(model)
-        await self._delay(behavior, model, False)
+        if behavior.first_byte_delay > 0:
+            await self._delay_headers(behavior.first_byte_delay, model, False)
         if behavior.status is not None:
             raise _scripted_error(behavior, model)
         vectors = [_vector(text, item, behavior) for text, item in zip(texts, items, strict=True)]
@@ -642,7 +510,8 @@ class FakeGemini:
     ) -> web.StreamResponse:
         text = _embed_text(body, "EmbedContentRequest", "")
         behavior = self._behavior(model)
-        await self._delay(behavior, model, False)
+        if behavior.first_byte_delay > 0:
+            await self._delay_headers(behavior.first_byte_delay, model, False)
         if behavior.status is not None:
             raise _scripted_error(behavior, model)
         return _json_response({"embedding": {"values": _vector(text, body, behavior)}})
@@ -983,7 +852,7 @@ def _usage(
 
 def _piece_tokens(piece: _Piece, size: int) -> int:
     if piece.kind == "call":
-        return max(1, len(_split(json.dumps(piece.call), size)))
+        return max(1, len(split_text(json.dumps(piece.call), size)))
     return 1
 
 
@@ -1112,16 +981,6 @@ def _chunks(
     return out
 
 
-def _nth_content(events: list[tuple[bytes, bool]], count: int) -> int:
-    """The position right after the ``count``-th content event."""
-    seen = 0
-    for position, (_, is_content) in enumerate(events):
-        if seen >= count:
-            return position
-        seen += is_content
-    return len(events)
-
-
 def _sse(chunk: dict[str, Any]) -> bytes:
     # Google's SSE payloads put a space after colons and none after commas; lines end in CRLF.
     data = json.dumps(chunk, separators=(",", ": "), ensure_ascii=False)
@@ -1129,7 +988,7 @@ def _sse(chunk: dict[str, Any]) -> bytes:
 
 
 def _vector(text: str, item: Any, behavior: Behavior) -> list[float]:
-    full = _embedding(text.encode(), behavior.dimensions)
+    full = embedding(text.encode(), behavior.dimensions)
     dims = _field(item, "outputDimensionality") or behavior.dimensions
     dims = min(dims, behavior.dimensions)
     return list(struct.unpack(f"<{dims}f", full[: dims * 4]))
@@ -1171,45 +1030,3 @@ def _scripted_error(behavior: Behavior, model: str) -> _ApiError:
             }
         ]
     return _ApiError(status, message.replace("{model}", model), details)
-
-
-def _close(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-
-
-def _split(text: str, size: int) -> list[str]:
-    if not text:
-        return []
-    if size <= 0:
-        return [text]
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def _sample(schema: Any, depth: int = 0) -> Any:
-    """A deterministic value fitting a Gemini schema (``"test"``, ``1``, ``true`` …)."""
-    if not isinstance(schema, dict) or depth > 8:
-        return "test"
-    enum = _field(schema, "enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    options = _field(schema, "anyOf")
-    if isinstance(options, list) and options:
-        return _sample(options[0], depth + 1)
-    kind = str(_field(schema, "type") or "").upper()
-    properties = _field(schema, "properties")
-    if kind == "OBJECT" or (not kind and isinstance(properties, dict)):
-        if not isinstance(properties, dict):
-            return {}
-        return {name: _sample(sub, depth + 1) for name, sub in properties.items()}
-    if kind == "ARRAY":
-        items = _field(schema, "items")
-        return [_sample(items, depth + 1)] if isinstance(items, dict) else []
-    if kind in ("INTEGER", "NUMBER"):
-        return 1
-    if kind == "BOOLEAN":
-        return True
-    if kind == "NULL":
-        return None
-    return "test"

@@ -51,24 +51,37 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import hashlib
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import signal
-import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from lmrouter.testing.fakeserver import (
+    ALNUM,
+    Disconnect,
+    Event,
+    FakeServer,
+    Recorded,
+    bind,
+    close_connection,
+    content_index,
+    content_text,
+    embedding,
+    retry_after,
+    sample_arguments,
+    split_text,
+)
 
 __all__ = ["Behavior", "Disconnect", "FakeOpenAI", "Recorded", "main"]
 
@@ -76,8 +89,7 @@ SYSTEM_FINGERPRINT = "fp_5c3e7a1f90"
 """The constant ``system_fingerprint`` of every answer (real ones look like ``fp_`` + 10 hex)."""
 
 _MODEL_CREATED = 1_698_959_748
-_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_OBFUSCATION_POOL = (_ALNUM * 3)[7:].encode()
+_OBFUSCATION_POOL = (ALNUM * 3)[7:].encode()
 _FINGERPRINT_BYTES = SYSTEM_FINGERPRINT.encode()
 _ROLE_DELTA = b'{"role":"assistant","content":"","refusal":null}'
 _NO_FINISH = b',"logprobs":null,"finish_reason":null}'
@@ -85,7 +97,6 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 _ECHOED_TIERS = frozenset({"flex", "priority", "scale"})
 _NO_CONTENT_OK = frozenset({"assistant", "function"})
 _MAX_EMBEDDING_DIMS = 65_536
-_MAX_BODY = 64 * 1024 * 1024  # aiohttp's default (1 MiB) is far below what OpenAI accepts
 
 _STATIC_HEADERS: dict[str, str] = {
     "openai-version": "2020-10-01",
@@ -199,33 +210,6 @@ class Behavior:
     """Override the ``finish_reason`` (default ``stop``, ``tool_calls`` or ``length``)."""
 
 
-@dataclass(slots=True)
-class Recorded:
-    """One request the fake received (in :attr:`FakeOpenAI.requests`)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    """Header names in lower case (the last value wins when a header is repeated)."""
-    json: Any
-    """The parsed JSON body, or ``None`` when there was none or it did not parse."""
-    at: float
-    """``time.monotonic()`` when the request arrived."""
-    body: bytes = b""
-    """The raw request body."""
-
-
-@dataclass(slots=True)
-class Disconnect:
-    """A streaming client that went away before the stream ended."""
-
-    model: str
-    chunks_sent: int
-    """Content deltas (text pieces or tool-argument fragments) written before it was noticed."""
-    at: float
-    """``time.monotonic()`` when the fake noticed."""
-
-
 class _ApiError(Exception):
     """Answer with an OpenAI error body."""
 
@@ -271,13 +255,19 @@ class _ChatRequest:
     service_tier: str
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer[Behavior]):
     """An OpenAI-compatible HTTP server on loopback with scriptable behaviour per model.
 
     ``api_key=None`` accepts any key or none; otherwise requests without exactly
     ``Authorization: Bearer <api_key>`` get OpenAI's 401. ``record=False`` (the standalone
-    benchmark mode) keeps :attr:`requests` empty so memory stays flat under load.
+    benchmark mode) keeps :attr:`requests` empty so memory stays flat under load;
+    ``reuse_port`` lets several worker processes serve one port. :attr:`base_url` is
+    ``http://HOST:PORT/v1`` once started, as OpenAI clients expect it.
     """
+
+    _behavior_type = Behavior
+    _base_path = "/v1"
+    _thread_name = "fake-openai"
 
     def __init__(
         self,
@@ -288,135 +278,20 @@ class FakeOpenAI:
         record: bool = True,
         reuse_port: bool = False,
     ) -> None:
-        self.api_key = api_key
-        self.host = host
-        self.port = port
-        """The bound port (``0`` until started when constructed with ``port=0``)."""
-        self.base_url = ""
-        """``http://HOST:PORT/v1`` once started."""
+        super().__init__(api_key, host=host, port=port)
         self.record = record
         self.reuse_port = reuse_port
-        self.default = Behavior()
-        """The behaviour for models without a script."""
-        self.requests: list[Recorded] = []
-        self.disconnects: list[Disconnect] = []
-        self._scripts: dict[str, Behavior] = {}
-        self._runner: web.BaseRunner | None = None
-        self._stopping = False
-        self._inflight: set[asyncio.Task[Any]] = set()
-        self._ids = itertools.count(1)
-        self._id_prefix = _random_alnum(20)
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
         }
 
-    # -- public API ---------------------------------------------------------------------------
-
-    def script(self, model: str, behavior: Behavior) -> None:
-        """Answer requests whose ``"model"`` equals ``model`` with ``behavior``."""
-        self._scripts[model] = behavior
-
-    def reset(self) -> None:
-        """Forget the recorded requests and disconnects (scripts stay)."""
-        self.requests.clear()
-        self.disconnects.clear()
-
-    async def start(self) -> str:
-        """Start serving in the running event loop; returns :attr:`base_url`."""
-        if self._runner is not None:
-            raise RuntimeError("FakeOpenAI is already running")
-        sock = _bind(self.host, self.port, reuse_port=self.reuse_port)
-        loop = asyncio.get_running_loop()
-
-        def make_request(
-            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-        ) -> web.BaseRequest:
-            return web.BaseRequest(
-                message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
-            )
-
-        # handler_cancellation: a client that goes away cancels its handler at once, so a
-        # disconnect is noticed even while the stream sleeps between chunks.
-        server = web.Server(
-            self._handle,
-            request_factory=make_request,
-            handler_cancellation=True,
-            access_log=None,
-        )
-        runner = web.ServerRunner(server, shutdown_timeout=0.5)
-        await runner.setup()
-        try:
-            site = web.SockSite(runner, sock, backlog=1024)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            raise
-        self._runner = runner
-        self._stopping = False
-        self.port = int(sock.getsockname()[1])
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.base_url = f"http://{host}:{self.port}/v1"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Stop serving; open streams are cut (and not recorded as client disconnects)."""
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._stopping = True
-        for task in list(self._inflight):  # don't wait out slow scripted streams
-            task.cancel()
-        await runner.cleanup()
-
-    @contextlib.contextmanager
-    def run_in_thread(self) -> Iterator[str]:
-        """Serve from a background thread with its own event loop; yields :attr:`base_url`."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=_run_loop, args=(loop,), name="fake-openai", daemon=True)
-        thread.start()
-        try:
-            base_url = asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            raise
-        try:
-            yield base_url
-        finally:
-            try:
-                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=30)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout=30)
-
     # -- request handling ---------------------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        at = time.monotonic()
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
-            return await self._answer(request, at)
-        self._inflight.add(task)
-        try:
-            return await self._answer(request, at)
-        finally:
-            self._inflight.discard(task)
-
-    async def _answer(self, request: web.BaseRequest, at: float) -> web.StreamResponse:
-        body = await request.read() if request.body_exists else b""
-        parsed: Any = None
-        bad_json = False
-        if body:
-            try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                bad_json = True
-        if self.record:
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            self.requests.append(Recorded(request.method, request.path, headers, parsed, at, body))
+    async def _answer(
+        self, request: web.BaseRequest, parsed: Any, bad_json: bool, at: float
+    ) -> web.StreamResponse:
         try:
             route = self._routes.get((request.method, request.path))
             if route is None:
@@ -446,25 +321,17 @@ class FakeOpenAI:
                 code="invalid_api_key",
             )
 
-    def _behavior(self, model: str) -> Behavior:
-        return self._scripts.get(model, self.default)
-
     async def _chat(
         self, request: web.BaseRequest, body: dict[str, Any], at: float
     ) -> web.StreamResponse:
         req = _validate_chat(body)
         behavior = self._behavior(req.model)
         if behavior.first_byte_delay > 0:
-            try:
-                await asyncio.sleep(behavior.first_byte_delay)
-            except asyncio.CancelledError:
-                if req.stream:
-                    self._note_disconnect(req.model, 0)
-                raise
+            await self._delay_headers(behavior.first_byte_delay, req.model, req.stream)
         if behavior.status is not None:
             raise _scripted_error(behavior, req.model)
         if behavior.drop_after_chunks is not None and not req.stream:
-            _close(request)
+            close_connection(request)
             return web.Response()
         choices = self._plan(req, behavior)
         prompt_tokens = _prompt_tokens(req.messages)
@@ -525,7 +392,8 @@ class FakeOpenAI:
         if tool is not None:
             function = tool["function"]
             tool_name = function["name"]
-            tool_pieces = _split(_sample_arguments(function.get("parameters")), size)
+            arguments = orjson.dumps(sample_arguments(function.get("parameters"))).decode()
+            tool_pieces = split_text(arguments, size)
         else:
             text = behavior.text
             if text is None:
@@ -535,7 +403,7 @@ class FakeOpenAI:
             if tool is not None:
                 pieces = list(tool_pieces)
             else:
-                pieces = _split(text if i == 0 else f"{text} (choice {i})", size)
+                pieces = split_text(text if i == 0 else f"{text} (choice {i})", size)
             finish = "stop" if tool is None else "tool_calls"
             if req.limit is not None and len(pieces) > req.limit:
                 del pieces[req.limit :]
@@ -565,51 +433,22 @@ class FakeOpenAI:
         headers["Content-Type"] = _SSE_TYPE
         headers["Cache-Control"] = "no-cache, must-revalidate"
         response = web.StreamResponse(status=200, headers=headers)
-        drop = behavior.drop_after_chunks
-        delay = behavior.chunk_delay
-        sent = 0
-        try:
-            await response.prepare(request)
-            if delay <= 0:
-                # One write: the fastest path, and what a router reading from a fast upstream
-                # sees anyway (several events per read).
-                batch = []
-                for data, is_content in events:
-                    if is_content and drop is not None and sent >= drop:
-                        await response.write(b"".join(batch))
-                        _close(request)
-                        return response
-                    batch.append(data)
-                    sent += is_content
-                await response.write(b"".join(batch))
-                return response
-            for position, (data, is_content) in enumerate(events):
-                if is_content and drop is not None and sent >= drop:
-                    _close(request)
-                    return response
-                if position:
-                    await asyncio.sleep(delay)
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    self._note_disconnect(req.model, sent)
-                    return response
-                await response.write(data)
-                if is_content:
-                    sent += 1
-                    if drop is not None and sent >= drop:
-                        _close(request)
-                        return response
-            return response
-        except ConnectionResetError:
-            self._note_disconnect(req.model, sent)
-            return response
-        except asyncio.CancelledError:
-            self._note_disconnect(req.model, sent)
-            raise
-
-    def _note_disconnect(self, model: str, chunks_sent: int) -> None:
-        if not self._stopping:
-            self.disconnects.append(Disconnect(model, chunks_sent, time.monotonic()))
+        drop, delay = behavior.drop_after_chunks, behavior.chunk_delay
+        cut = False
+        if drop is not None:
+            # Paced, the connection drops right after delta `drop`; written at once, just before
+            # delta `drop + 1`. The two differ only in the non-content chunks between (with
+            # `drop` = all deltas: the finish chunk, usage and [DONE] are sent at once, not paced).
+            if delay > 0 and drop > 0:
+                position = content_index(events, drop - 1)
+                position = None if position is None else position + 1
+            else:
+                position = content_index(events, drop)
+            if position is not None:
+                events, cut = events[:position], True
+        return await self._write_stream(
+            request, response, events, model=req.model, delay=delay, cut=cut
+        )
 
     async def _embeddings(
         self, request: web.BaseRequest, body: dict[str, Any], at: float
@@ -649,16 +488,16 @@ class FakeOpenAI:
             )
         behavior = self._behavior(model)
         if behavior.first_byte_delay > 0:
-            await asyncio.sleep(behavior.first_byte_delay)
+            await self._delay_headers(behavior.first_byte_delay, model, False)
         if behavior.status is not None:
             raise _scripted_error(behavior, model)
         if behavior.drop_after_chunks is not None:
-            _close(request)
+            close_connection(request)
             return web.Response()
         data = []
         tokens = 0
         for index, (key, count) in enumerate(inputs):
-            packed = _embedding(key, dims)
+            packed = embedding(key, dims)
             vector: Any
             if encoding == "base64":
                 vector = base64.b64encode(packed).decode("ascii")
@@ -699,7 +538,7 @@ class FakeOpenAI:
         digits = []
         while number:
             number, rest = divmod(number, 62)
-            digits.append(_ALNUM[rest])
+            digits.append(ALNUM[rest])
         tail = "".join(reversed(digits))
         return prefix + (self._id_prefix + tail.rjust(9, "0"))[-length:]
 
@@ -880,29 +719,17 @@ def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     return functions[0]
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            return _content_text(message.get("content"))
+            return content_text(message.get("content"))
     return ""
 
 
 def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
     chars = 0
     for message in messages:
-        chars += len(_content_text(message.get("content")))
+        chars += len(content_text(message.get("content")))
         for call in message.get("tool_calls") or ():
             if isinstance(call, dict):
                 function = call.get("function") or {}
@@ -934,54 +761,6 @@ def _usage(behavior: Behavior, prompt_tokens: int, completion_tokens: int) -> di
     }
 
 
-def _split(text: str, size: int) -> list[str]:
-    if not text:
-        return []
-    if size <= 0:
-        return [text]
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def _sample(schema: Any, depth: int = 0) -> Any:
-    """A deterministic value that fits a JSON schema (strings "test", numbers 1, true …)."""
-    if not isinstance(schema, dict) or depth > 8:
-        return "test"
-    if "const" in schema:
-        return schema["const"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            return _sample(options[0], depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties = schema.get("properties")
-        if not isinstance(properties, dict):
-            return {}
-        return {name: _sample(sub, depth + 1) for name, sub in properties.items()}
-    if kind == "array":
-        items = schema.get("items")
-        return [_sample(items, depth + 1)] if isinstance(items, dict) else []
-    if kind in ("integer", "number"):
-        return 1
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return "test"
-
-
-def _sample_arguments(parameters: Any) -> str:
-    value = _sample(parameters) if isinstance(parameters, dict) else {}
-    if not isinstance(value, dict):
-        value = {}
-    return orjson.dumps(value).decode()
-
-
 def _obfuscation(ordinal: int, payload_len: int) -> bytes:
     """Deterministic padding of 1 to 12 characters, like the real ``obfuscation`` field."""
     start = (ordinal * 7) % 62
@@ -995,7 +774,7 @@ def _stream_events(
     usage: dict[str, Any],
     cid: str,
     created: int,
-) -> list[tuple[bytes, bool]]:
+) -> list[Event]:
     """Every SSE event of the stream, encoded, each flagged whether it is a content delta.
 
     Built from byte templates rather than by serialising a dict per chunk: this is the
@@ -1119,19 +898,6 @@ def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _embedding(key: bytes, dims: int) -> bytes:
-    """A deterministic unit vector for ``key`` as little-endian float32 bytes."""
-    raw: list[float] = []
-    block = 0
-    while len(raw) < dims:
-        digest = hashlib.blake2b(key, digest_size=64, salt=block.to_bytes(16, "little")).digest()
-        raw.extend(v / 2_147_483_648.0 - 1.0 for (v,) in struct.iter_unpack("<I", digest))
-        block += 1
-    del raw[dims:]
-    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
-    return struct.pack(f"<{dims}f", *(x / norm for x in raw))
-
-
 # -- responses -------------------------------------------------------------------------------------
 
 
@@ -1166,62 +932,14 @@ def _scripted_error(behavior: Behavior, model: str) -> _ApiError:
         kind = "server_error" if status >= 500 else "invalid_request_error"
         fallback = (f"Error {status}.", kind, None)
     message = behavior.error_message or fallback[0].replace("{model}", model)
-    headers = None
-    if behavior.retry_after is not None:
-        seconds = behavior.retry_after
-        shown = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
-        headers = {"retry-after": shown}
     return _ApiError(
         status,
         message,
         type=behavior.error_type or fallback[1],
         param=behavior.error_param,
         code=behavior.error_code if behavior.error_code is not None else fallback[2],
-        headers=headers,
+        headers=retry_after(behavior.retry_after),
     )
-
-
-def _close(request: web.BaseRequest) -> None:
-    """Cut the connection: what was written is flushed, then FIN; nothing else follows."""
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-
-
-# -- plumbing --------------------------------------------------------------------------------------
-
-
-def _random_alnum(length: int) -> str:
-    return "".join(_ALNUM[b % 62] for b in os.urandom(length))
-
-
-def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        loop.close()
 
 
 # -- standalone ------------------------------------------------------------------------------------
@@ -1304,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(_serve(args, args.port, False, lambda fake: _announce(args.host, fake.port)))
         return 0
     # Hold the port (bound, not listening, so it takes no connections) while workers bind it.
-    reserve = _bind(args.host, args.port, reuse_port=True)
+    reserve = bind(args.host, args.port, reuse_port=True)
     port = int(reserve.getsockname()[1])
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
