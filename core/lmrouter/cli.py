@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,8 @@ def load_config(args: argparse.Namespace) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from lmrouter import server
 
+    if args.workers:  # plugins must see the real worker count when they check the config
+        os.environ["LMROUTER_WORKERS"] = str(args.workers)
     config, _ = _load(args)
     return server.run(config, host=args.host, port=args.port, workers=args.workers)
 
@@ -143,6 +146,9 @@ def _disabled_from_argv() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lmrouter import logs
+
+    logs.configure("warning", "console")  # CLI output is for people; logs go to stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,14 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
         provider_types=provider_types(pm),
         disabled_sections=frozenset(off),
     )
+    workers = os.environ.get("LMROUTER_WORKERS")  # `serve --workers N` overrides the file
+    if workers and workers.isdigit():
+        cfg.core.server.workers = int(workers)
+    try:
+        storage.store_for(cfg, pm)  # a URL nobody can open is a config mistake
+    except storage.StorageError as exc:
+        raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
+    pm.hook.lmrouter_config_loaded(config=cfg)
     return cfg, pm
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from starlette.routing import BaseRoute
 
-    from lmrouter.config import Route
+    from lmrouter.config import Config, Route
     from lmrouter.context import Outcome, Principal, RequestContext
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
@@ -44,6 +44,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def lmrouter_config_section() -> tuple[str, type] | None:
     """Claim a top-level config table: return ``(name, msgspec.Struct type)``; read it back
     with ``gateway.config.section(name)``. Unknown keys in it are errors, like everywhere."""
+
+
+@hookspec
+def lmrouter_config_loaded(config: Config) -> None:
+    """After the config validated: check what spans sections (e.g. ``[server] workers`` against
+    a store or backend that is per process) and raise ``ConfigError`` to refuse. Runs for
+    ``lmrouter check`` and before ``serve`` starts any worker."""
 
 
 @hookspec

@@ -260,6 +260,7 @@ class ProxyEndpoint:
         receive: Any,
         send: Any,
     ) -> Outcome:
+        ctx.billable = True  # each attempt decides afresh (a BYOK key may cover only some routes)
         key = await plugins.first(self.hook.lmrouter_upstream_key(ctx=ctx, route=route))
         key = key or provider.config.api_key
         dialect = self.dialect

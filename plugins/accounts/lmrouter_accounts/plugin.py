@@ -1,0 +1,110 @@
+"""The accounts plugin's hooks: config, schema, authentication, BYOK keys and CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from lmrouter import hookimpl
+from lmrouter.config import ConfigError
+from lmrouter_accounts import schema
+from lmrouter_accounts.auth import Authenticator
+from lmrouter_accounts.config import AccountsConfig
+from lmrouter_accounts.crypto import SecretBox
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from lmrouter.config import Config, Route
+    from lmrouter.context import Principal, RequestContext
+    from lmrouter.gateway import Gateway
+
+log = structlog.get_logger("lmrouter.accounts")
+
+SECTION = "accounts"
+
+
+def box_for(config: Config) -> SecretBox | None:
+    """The cipher for BYOK keys, or None when ``[accounts] secret`` is not set."""
+    secret = config.section(SECTION).secret
+    return SecretBox(secret) if secret else None
+
+
+def check_single_process(config: Config) -> None:
+    """The caches live in each process: with several workers on SQLite (which has no way to tell
+    the others), a revoked key could keep working in a worker that did not hear of it."""
+    workers = config.server.workers
+    if workers > 1 and config.core.storage.url.startswith("sqlite:"):
+        raise ConfigError(
+            f"the accounts plugin cannot run {workers} workers on a sqlite:// store: the "
+            "embedded store serves one process, and each worker caches keys in its own memory, "
+            "where a revoked key could live on. Run one worker, or use the PostgreSQL and "
+            "Redis plugins for several.",
+            path=config.path,
+            key="server.workers",
+        )
+
+
+class AccountsPlugin:
+    def __init__(self) -> None:
+        self.auth: Authenticator | None = None
+
+    @hookimpl
+    def lmrouter_config_section(self) -> tuple[str, type]:
+        return SECTION, AccountsConfig
+
+    @hookimpl
+    def lmrouter_migrations(self) -> tuple[str, list[str]]:
+        return schema.NAMESPACE, schema.MIGRATIONS
+
+    @hookimpl
+    def lmrouter_config_loaded(self, config: Config) -> None:
+        check_single_process(config)
+
+    @hookimpl
+    async def lmrouter_startup(self, gateway: Gateway) -> None:
+        config = gateway.config
+        section: AccountsConfig = config.section(SECTION)
+        box = box_for(config)
+        if box is None:
+            row = await gateway.store.fetchone("SELECT COUNT(*) FROM byok_keys")
+            if row and row[0]:
+                log.warning(
+                    "BYOK keys are stored but [accounts] secret is not set: requests that "
+                    "need them will fail",
+                    stored=row[0],
+                )
+        self.auth = Authenticator(
+            gateway.store, box=box, allow_anonymous_byok=section.allow_anonymous_byok
+        )
+        await self.auth.start()
+
+    @hookimpl
+    async def lmrouter_shutdown(self, gateway: Gateway) -> None:
+        if self.auth is not None:
+            await self.auth.stop()
+            self.auth = None
+
+    @hookimpl
+    def lmrouter_authenticate(
+        self, gateway: Gateway, api_key: str, headers: Any
+    ) -> Principal | Awaitable[Principal | None] | None:
+        if self.auth is None:
+            return None
+        return self.auth.authenticate(api_key)
+
+    @hookimpl
+    def lmrouter_upstream_key(
+        self, ctx: RequestContext, route: Route
+    ) -> str | Awaitable[str | None] | None:
+        if self.auth is None:
+            return None
+        return self.auth.upstream_key(ctx, route)
+
+    @hookimpl
+    def lmrouter_cli(self, subparsers: argparse._SubParsersAction) -> None:
+        from lmrouter_accounts import cli
+
+        cli.add_commands(subparsers)
