@@ -75,10 +75,17 @@ class Gateway:
     async def start(self) -> None:
         self.store = storage.store_for(self.config, self.pm)
         await self.store.open()
-        await storage.migrate(self.store, self.pm)
-        for provider in self.providers.values():
-            await provider.start()
-        await plugins.call(self.pm.hook.lmrouter_startup(gateway=self))
+        try:
+            await storage.migrate(self.store, self.pm)
+            for provider in self.providers.values():
+                await provider.start()
+            await plugins.call(self.pm.hook.lmrouter_startup(gateway=self))
+        except BaseException:
+            # Release what was opened, or its threads keep a worker alive serving nothing.
+            for provider in self.providers.values():
+                await provider.close()
+            await self.store.close()
+            raise
 
     async def stop(self) -> None:
         try:

@@ -109,6 +109,14 @@ class RouterServer:
         self.process = None
         return code
 
+    def crash(self) -> None:
+        """SIGKILL the whole server (main process and workers), as a power cut would."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
     def logs(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

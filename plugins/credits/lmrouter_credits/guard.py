@@ -1,0 +1,71 @@
+"""One process per embedded database: holds live in each worker's memory, so two processes
+metering the same SQLite file would each let a user spend the whole balance.
+
+Two checks: the config (``[server] workers`` or ``serve --workers`` above 1 on a ``sqlite://``
+store) before any worker starts, and, while serving, an exclusive lock on a file beside the
+database, which also stops a second ``lmrouter serve`` started on the same file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from lmrouter.config import ConfigError
+
+if TYPE_CHECKING:
+    from lmrouter.config import Config
+    from lmrouter.storage import Store
+
+try:
+    import fcntl
+except ImportError:  # Windows: the config check still applies
+    fcntl = None  # type: ignore[assignment]
+
+MESSAGE = (
+    "the credits plugin keeps each request's credit hold in the worker's memory, so with the "
+    "embedded SQLite store only one router process may serve: {why}. Run one worker, or use "
+    "the PostgreSQL and Redis plugins for several."
+)
+
+
+def check_config(config: Config) -> None:
+    workers = config.server.workers
+    if workers > 1 and config.core.storage.url.startswith("sqlite:"):
+        raise ConfigError(
+            MESSAGE.format(why=f"{workers} workers would each spend the whole balance"),
+            path=config.path,
+            key="server.workers",
+        )
+
+
+class ProcessLock:
+    """An exclusive lock on ``<database>.credits.lock`` for as long as the server runs. The
+    operating system drops it when the process dies, however it dies."""
+
+    def __init__(self, store: Store) -> None:
+        self.handle: IO[bytes] | None = None
+        path = getattr(store, "path", None)
+        if fcntl is None or not store.url.startswith("sqlite:") or path is None:
+            return
+        if Path(path) == Path(":memory:"):
+            return
+        handle = Path(f"{path}.credits.lock").open("ab")  # noqa: SIM115 (held while serving)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            why = f"another router process is serving {path} already"
+            raise RuntimeError(MESSAGE.format(why=why)) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None

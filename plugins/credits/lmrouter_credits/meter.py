@@ -1,0 +1,358 @@
+"""The money path of every request, in one worker: hold the worst case at admission, settle the
+real cost when the request ends, write both later in batches.
+
+Nothing here awaits between reading a balance and reserving from it, and nothing on the request
+path waits for the database: a user's wallet is read once (the first request of that user
+waits for it), then kept in memory and kept right by replaying this worker's own unwritten
+charges over every reload. Other processes (the CLI, a second server) announce their changes by
+bumping ``credits_state.revision``, which :meth:`Meter._poll` watches.
+
+Every read that must agree with the in-memory state runs inside the batch writer's transaction,
+after the writes queued before it: that is the only place where "what the database holds" and
+"what this worker has not written yet" can be told apart exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from lmrouter.errors import RouterError
+from lmrouter.money import format_usd
+from lmrouter.storage import TRANSIENT, BatchWriter
+from lmrouter.usage import Usage, estimate_tokens
+from lmrouter_credits import ledger, service
+from lmrouter_credits.clock import now_us
+from lmrouter_credits.ledger import Settlement
+from lmrouter_credits.wallet import Fee, Wallet
+
+if TYPE_CHECKING:
+    from lmrouter.context import Outcome, RequestContext
+    from lmrouter.storage import Store, Tx
+    from lmrouter_credits.config import CreditsConfig
+
+log = structlog.get_logger("lmrouter.credits")
+
+HOLD = "credits.hold"  # ctx.state key: the pico-USD this request holds
+POLL_INTERVAL = 0.5  # seconds between looks at credits_state.revision
+READ_TIMEOUT = 5.0  # seconds a consistent read waits for the writer before reading directly
+
+T = TypeVar("T")
+
+
+class Meter:
+    def __init__(self, store: Store, settings: CreditsConfig) -> None:
+        self.store = store
+        self.settings = settings
+        self.fee = Fee(settings.byok_fee_percent)
+        self.default_output = settings.default_max_output_tokens
+        self.wallets: dict[str, Wallet] = {}
+        self.holds = 0  # requests in flight holding credits, all users
+        self.writer = BatchWriter(store, interval=settings.flush_interval)
+        self.seen_revision = 0
+        self._loading: dict[str, asyncio.Future[Wallet]] = {}
+        self._pending: list[Settlement] = []
+        self._queued = False  # a _Flush is in the writer's queue and has not started
+        self._usage_ids = itertools.count(1)
+        self._charge_seq = itertools.count(1)
+        self._id_prefix = os.urandom(6).hex()  # usage ids are unique across processes
+        self._poller: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        _track(self)
+
+    async def start(self) -> None:
+        self.seen_revision = await ledger.revision(self.store)
+        self.writer.start()
+        self._poller = asyncio.create_task(self._poll(), name="lmrouter-credits-poll")
+        self._unsubscribe = service.subscribe(self.reload)  # a purchase made in this process
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await self.writer.stop()
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def admit(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """Hold the request's worst-case cost, or refuse it with 402. Synchronous (no awaitable
+        returned) once the caller's wallet is in memory, which is every request but a user's
+        first."""
+        principal = ctx.principal
+        if principal.kind != "user" or principal.user_id is None:
+            return None  # operators and anonymous BYOK callers spend no credits
+        wallet = self.wallets.get(principal.user_id)
+        if wallet is None:
+            return self._admit_after_load(ctx, principal.user_id)
+        self._hold(ctx, wallet)
+        return None
+
+    async def _admit_after_load(self, ctx: RequestContext, user_id: str) -> None:
+        try:
+            wallet = await self.wallet(user_id)
+        except Exception:
+            log.exception("reading a balance failed", user_id=user_id)
+            raise RouterError(
+                503, "The router cannot read balances right now; try again.", code="unavailable"
+            ) from None
+        self._hold(ctx, wallet)
+
+    def _hold(self, ctx: RequestContext, wallet: Wallet) -> None:
+        hold = self.worst_case(ctx)
+        available = wallet.available(now_us())
+        if available < hold:
+            raise RouterError(
+                402,
+                f"Insufficient credits: this request may cost up to {format_usd(hold)} USD and "
+                f"{format_usd(max(available, 0))} USD is available. Add credits, or lower "
+                "max_tokens to hold less.",
+                code="insufficient_credits",
+            )
+        wallet.held += hold
+        wallet.holds += 1
+        self.holds += 1
+        ctx.state[HOLD] = hold
+
+    def worst_case(self, ctx: RequestContext) -> int:
+        """The most this request can cost on any of its routes: the prompt estimate plus every
+        output token it may generate. Routes the caller pays directly (BYOK) cost the fee."""
+        usage = Usage(
+            prompt_tokens=estimate_tokens(ctx.prompt_chars),
+            completion_tokens=ctx.max_output_tokens or self.default_output,
+        )
+        byok = ctx.principal.extra.get("byok_providers") or ()
+        worst = 0
+        for route in ctx.model.routes:
+            cost = route.rates.cost(usage)
+            if route.provider in byok:
+                cost = self.fee.of(cost)
+            worst = max(worst, cost)
+        return worst
+
+    # -- settlement -----------------------------------------------------------------------------
+
+    def end(self, ctx: RequestContext, outcome: Outcome) -> None:
+        """Release the hold, charge what the request really cost (at most what the user has:
+        the rest is written off and recorded), and queue the charge and the usage record."""
+        principal = ctx.principal
+        hold = ctx.state.pop(HOLD, None)
+        at = now_us()
+        user_id = principal.user_id if principal.kind == "user" else None
+        charge = waived = seq = 0
+        wallet = None
+        if user_id is not None:
+            wallet = self.wallets.get(user_id)
+            if hold is not None and wallet is not None:
+                wallet.held -= hold
+                wallet.holds -= 1
+                self.holds -= 1
+            if outcome.status != "refused":
+                cost = outcome.cost_pico
+                owed = cost if ctx.billable else self.fee.of(cost)
+                if wallet is None:
+                    charge = owed  # not admitted by us (no wallet here): the lots decide
+                else:
+                    charge = min(owed, max(wallet.available(at), 0))
+                    waived = owed - charge
+                    if charge:
+                        wallet.draw(charge, at)
+                        seq = next(self._charge_seq)
+                        wallet.unflushed[seq] = (charge, at)
+        usage = outcome.usage or _NO_USAGE
+        route = outcome.route
+        fields = (
+            ctx.request_id,
+            user_id,
+            principal.key_id,
+            principal.id,
+            ctx.model.id,
+            route.provider if route else None,
+            route.model if route else None,
+            ctx.dialect,
+            len(ctx.attempts),
+            outcome.status,
+            outcome.http_status,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            int(usage.estimated),
+            outcome.cost_pico,
+            int(ctx.billable),
+            outcome.first_byte_ms,
+            outcome.total_ms,
+        )
+        usage_id = f"{self._id_prefix}{next(self._usage_ids):010d}"
+        self._pending.append(Settlement(usage_id, user_id, charge, waived, at, fields, wallet, seq))
+        if not self._queued:
+            self._queued = True
+            self.writer.add(_Flush(self))
+
+    # -- wallets --------------------------------------------------------------------------------
+
+    async def wallet(self, user_id: str) -> Wallet:
+        """The user's wallet, read from the database on first use. Concurrent first requests
+        share one read (a per-user future), so a balance is never loaded twice."""
+        wallet = self.wallets.get(user_id)
+        if wallet is not None:
+            return wallet
+        loading = self._loading.get(user_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(user_id))
+            self._loading[user_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(user_id, None))
+        # shielded: a caller that goes away must not cancel the read the others wait for
+        return await asyncio.shield(loading)
+
+    async def _load(self, user_id: str) -> Wallet:
+        revision = await ledger.revision(self.store)  # before the lots: a later change reloads
+        found = await ledger.live_lots(self.store, [user_id])
+        wallet = self.wallets.get(user_id)
+        if wallet is None:
+            wallet = self.wallets[user_id] = Wallet(found.get(user_id, []), now_us())
+        if revision != self.seen_revision:  # changed meanwhile: reload what we hold
+            self.reload()
+        return wallet
+
+    def reload(self) -> None:
+        """Re-read the cached wallets soon (after the writes queued so far)."""
+        self.writer.add(self._reload)
+
+    async def _reload(self, tx: Tx) -> None:
+        """Re-read every cached wallet's lots, inside the writer's transaction: the database
+        then holds exactly the charges already taken out of ``unflushed``, and the ones still in
+        it are replayed. Holds are untouched."""
+        revision = await ledger.revision(tx)
+        users = list(self.wallets)
+        found = await ledger.live_lots(tx, users)
+        now = now_us()
+        for user_id in users:
+            self.wallets[user_id].reset(found.get(user_id, []), now)
+        self.seen_revision = max(self.seen_revision, revision)
+        log.debug("credits reloaded", wallets=len(users), revision=revision)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                current = await ledger.revision(self.store)
+            except Exception:
+                log.warning("cannot read credits_state; will try again", exc_info=True)
+                continue
+            if current != self.seen_revision:
+                self.seen_revision = current
+                self.reload()
+
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run a read after every write this worker has queued, in the writer's transaction, so
+        that a client sees its own requests' charges and usage at once."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        async def operation(tx: Tx) -> None:
+            if future.done():  # a batch run again
+                return
+            try:
+                result = await fn(tx)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.writer.add(operation)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), READ_TIMEOUT)
+        except TimeoutError:  # the writer is stuck (disk full?): answer from what is written
+            return await fn(self.store)
+
+
+_NO_USAGE = Usage()
+
+
+class _Flush:
+    """One writer operation for every settlement queued since the last one started. A batch
+    that is run again (a transient failure) writes the same settlements again."""
+
+    __slots__ = ("items", "meter")
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.items: list[Settlement] | None = None
+
+    async def __call__(self, tx: Tx) -> None:
+        if self.items is None:
+            meter = self.meter
+            self.items, meter._pending = meter._pending, []
+            meter._queued = False
+            for item in self.items:
+                if item.seq:
+                    item.wallet.unflushed.pop(item.seq, None)
+        await _write(tx, self.items)
+
+
+async def _write(tx: Tx, items: list[Settlement]) -> None:
+    """All settlements at once; if that fails for a reason that will not pass (a constraint),
+    each on its own, so one bad record costs only itself."""
+    await tx.execute("SAVEPOINT credits_batch")
+    try:
+        await ledger.write_settlements(tx, items)
+    except TRANSIENT:
+        raise
+    except Exception:
+        await tx.execute("ROLLBACK TO SAVEPOINT credits_batch")
+        for item in items:
+            await tx.execute("SAVEPOINT credits_one")
+            try:
+                await ledger.write_settlements(tx, [item])
+            except TRANSIENT:
+                raise
+            except Exception:
+                await tx.execute("ROLLBACK TO SAVEPOINT credits_one")
+                log.exception(
+                    "usage record could not be written and was dropped",
+                    usage_id=item.usage_id,
+                    request_id=item.fields[0],
+                    user_id=item.user_id,
+                    charge_pico=item.charge,
+                )
+            await tx.execute("RELEASE SAVEPOINT credits_one")
+    await tx.execute("RELEASE SAVEPOINT credits_batch")
+
+
+# -- metrics: the number of holds in flight, read when scraped (nothing on the request path) ---
+
+_meters: weakref.WeakSet[Meter] = weakref.WeakSet()
+_gauge: Any = None
+
+
+def _track(meter: Meter) -> None:
+    global _gauge
+    _meters.add(meter)
+    if _gauge is not None:
+        return
+    try:
+        from prometheus_client import Gauge
+    except ImportError:
+        return
+    try:
+        _gauge = Gauge(
+            "lmrouter_credit_holds_outstanding",
+            "Requests in flight that hold credits (their worst-case cost is reserved).",
+        )
+    except ValueError:  # registered already by another copy of this module
+        return
+    _gauge.set_function(lambda: sum(m.holds for m in list(_meters)))

@@ -1,0 +1,120 @@
+"""What the credits tests share: a real SQLite file with the accounts and credits schemas, users
+made by the accounts service, and requests shaped the way the pipeline hands them to hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from lmrouter.config import Model, Price, Route
+from lmrouter.context import Outcome, Principal, RequestContext
+from lmrouter.plugins import PluginManager
+from lmrouter.storage import SQLiteStore, migrate
+from lmrouter.usage import Usage
+from lmrouter_accounts import AccountsPlugin
+from lmrouter_accounts import service as accounts
+from lmrouter_credits import Credits
+from lmrouter_credits.config import CreditsConfig
+from lmrouter_credits.meter import Meter
+
+# $1 per 1M input tokens, $2 per 1M output tokens: 1e6 and 2e6 pico-USD a token
+PRICE = Price(input=Decimal(1), output=Decimal(2))
+_ids = itertools.count(1)
+
+
+class Kit:
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def store(path: Path) -> AsyncIterator[SQLiteStore]:
+        """The file opened and migrated (accounts first: credits refers to its users)."""
+        store = SQLiteStore(f"sqlite:///{path}", path)
+        await store.open()
+        pm = PluginManager()
+        pm.register(Credits())
+        pm.register(AccountsPlugin())
+        await migrate(store, pm)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    @staticmethod
+    async def user(store: SQLiteStore, email: str) -> str:
+        return (await accounts.create_user(store, email)).id
+
+    @staticmethod
+    def meter(store: SQLiteStore, **settings: Any) -> Meter:
+        """A meter whose writes run only when the test flushes (no background tasks)."""
+        return Meter(store, msgspec.convert(settings, CreditsConfig))
+
+    @staticmethod
+    def model(*providers: str, price: Price = PRICE, max_output_tokens: int | None = None) -> Model:
+        routes = [
+            Route(provider=p, model=f"{p}-model", price=price) for p in (providers or ("up",))
+        ]
+        return Model(id="m", routes=routes, max_output_tokens=max_output_tokens)
+
+    @staticmethod
+    def principal(user_id: str | None, *, byok: frozenset[str] = frozenset()) -> Principal:
+        if user_id is None:
+            return Principal(id="operator:0", kind="operator", is_admin=True)
+        return Principal(
+            id=f"user:{user_id}",
+            kind="user",
+            user_id=user_id,
+            key_id=f"key-{user_id}",
+            extra={"byok_providers": byok},
+        )
+
+    @staticmethod
+    def ctx(
+        model: Model, principal: Principal, *, max_output_tokens: int | None, prompt_chars: int
+    ) -> RequestContext:
+        return RequestContext(
+            gateway=None,  # type: ignore[arg-type]
+            request_id=f"req-{next(_ids)}",
+            dialect="openai.chat",
+            headers={},
+            body=b"",
+            doc={},
+            model=model,
+            principal=principal,
+            max_output_tokens=max_output_tokens,
+            prompt_chars=prompt_chars,
+        )
+
+    @staticmethod
+    def outcome(ctx: RequestContext, usage: Usage, *, status: str = "ok") -> Outcome:
+        route = ctx.model.routes[0]
+        ctx.attempts.append(None)  # type: ignore[arg-type]
+        return Outcome(
+            status,  # type: ignore[arg-type]
+            200 if status == "ok" else 499,
+            usage=usage,
+            cost_pico=route.rates.cost(usage),
+            route=route,
+            total_ms=1.0,
+        )
+
+    @staticmethod
+    async def sums(store: SQLiteStore) -> dict[str, tuple[int, int]]:
+        """Per user: (sum of the ledger, sum of the lots' remainders)."""
+        ledger = dict(
+            await store.fetchall("SELECT user_id, SUM(amount_pico) FROM ledger GROUP BY 1")
+        )
+        lots = dict(
+            await store.fetchall("SELECT user_id, SUM(remaining_pico) FROM credit_lots GROUP BY 1")
+        )
+        return {u: (ledger.get(u, 0), lots.get(u, 0)) for u in set(ledger) | set(lots)}
+
+
+@pytest.fixture(scope="session")
+def kit() -> type[Kit]:
+    return Kit
