@@ -37,10 +37,15 @@ class Measurement:
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
+    p999_ms: float | None = None
     max_ms: float | None = None
+    mean_ms: float | None = None
     ttfb_p50_ms: float | None = None
     ttfb_p90_ms: float | None = None
     ttfb_p99_ms: float | None = None
+    ttft_p50_ms: float | None = None  # streams: to the first event with content
+    ttft_p90_ms: float | None = None
+    ttft_p99_ms: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
     note: str = ""
     # CPU accounting over the run (schedstat; % of one CPU). For ``direct`` the target is the
@@ -51,6 +56,12 @@ class Measurement:
     upstream_cpu_pct: float | None = None
     loadgen_cpu_pct: float | None = None
     round_rps: list[float] | None = None  # req/s of each round, when the best of several is kept
+    peak_rss_mb: float | None = None  # the target's process group, summed, sampled during the run
+    peak_pss_mb: float | None = None  # the same with shared pages split between their users
+    # Open-loop sweep steps: past capacity (errors or drops), and whether CPU 1 (upstream + load
+    # generator) was the limit rather than the target.
+    saturated: bool | None = None
+    loadgen_bound: bool | None = None
 
     @property
     def error_total(self) -> int:
@@ -73,10 +84,10 @@ done = function(summary, latency, requests)
   io.write(string.format(
     "WRKJSON {\\"requests\\":%%d,\\"duration_us\\":%%d,\\"bytes\\":%%d,\\"connect\\":%%d," ..
     "\\"read\\":%%d,\\"write\\":%%d,\\"status\\":%%d,\\"timeout\\":%%d,\\"max\\":%%d," ..
-    "\\"p50\\":%%d,\\"p90\\":%%d,\\"p99\\":%%d}\\n",
+    "\\"mean\\":%%d,\\"p50\\":%%d,\\"p90\\":%%d,\\"p99\\":%%d,\\"p999\\":%%d}\\n",
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
-    e.timeout, latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99)))
+    e.timeout, latency.max, latency.mean, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
 end
 """
 
@@ -146,8 +157,8 @@ def run_wrk(
     m.requests = raw["requests"]
     m.ok = raw["requests"] - raw["status"]
     m.rps = round(m.ok / seconds, 1) if seconds else 0.0
-    m.p50_ms, m.p90_ms, m.p99_ms, m.max_ms = (
-        round(raw[k] / 1000, 3) for k in ("p50", "p90", "p99", "max")
+    m.p50_ms, m.p90_ms, m.p99_ms, m.p999_ms, m.max_ms, m.mean_ms = (
+        round(raw[k] / 1000, 3) for k in ("p50", "p90", "p99", "p999", "max", "mean")
     )
     m.errors = {
         "http_4xx_5xx": raw["status"],
@@ -156,6 +167,10 @@ def run_wrk(
         "write": raw["write"],
         "timeout": raw["timeout"],
     }
+    if not m.requests:  # wrk reports zeros, not "nothing": say so, and count it as a failure
+        m.p50_ms = m.p90_ms = m.p99_ms = m.p999_ms = m.max_ms = m.mean_ms = None
+        m.errors["none_completed"] = 1
+        m.note = "no request completed within the run"
     return m
 
 
@@ -166,7 +181,7 @@ import http from 'k6/http';
 
 export const options = {
   discardResponseBodies: true,
-  summaryTrendStats: ['min', 'avg', 'med', 'p(90)', 'p(99)', 'max'],
+  summaryTrendStats: ['min', 'avg', 'med', 'p(90)', 'p(99)', 'p(99.9)', 'max'],
   // thresholds that always pass, only so k6 keeps the successful-only submetrics
   thresholds: { 'http_req_duration{expected_response:true}': ['max>=0'],
                 'http_req_waiting{expected_response:true}': ['max>=0'] },
@@ -300,14 +315,14 @@ def run_k6(
     ok_only = "{expected_response:true}"  # latencies of failed requests would flatter
     duration_ms = metrics.get("http_req_duration" + ok_only, {})
     waiting = metrics.get("http_req_waiting" + ok_only, {})
-    m.p50_ms, m.p90_ms, m.p99_ms, m.max_ms = (
-        _ms(duration_ms.get(k)) for k in ("med", "p(90)", "p(99)", "max")
+    m.p50_ms, m.p90_ms, m.p99_ms, m.p999_ms, m.max_ms, m.mean_ms = (
+        _ms(duration_ms.get(k)) for k in ("med", "p(90)", "p(99)", "p(99.9)", "max", "avg")
     )
     m.ttfb_p50_ms, m.ttfb_p90_ms, m.ttfb_p99_ms = (
         _ms(waiting.get(k)) for k in ("med", "p(90)", "p(99)")
     )
     if not m.ok:  # k6 reports zeros for an empty submetric
-        m.p50_ms = m.p90_ms = m.p99_ms = m.max_ms = None
+        m.p50_ms = m.p90_ms = m.p99_ms = m.p999_ms = m.max_ms = m.mean_ms = None
         m.ttfb_p50_ms = m.ttfb_p90_ms = m.ttfb_p99_ms = None
     if out.returncode not in (0, 99):  # 99: thresholds crossed (none are set)
         m.note = f"k6 exited {out.returncode}"
@@ -316,3 +331,58 @@ def run_k6(
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
+
+
+# -- time to first token ----------------------------------------------------------------------
+
+
+def run_ttft(
+    *,
+    target: str,
+    url: str,
+    body: bytes,
+    duration: float,
+    cpus: str | None,
+    key: str = "sk-bench",
+) -> Measurement:
+    """``benchmarks.ttft``: one connection, streams one after another, TTFB and TTFT."""
+    root = Path(__file__).resolve().parent.parent
+    cmd = pinned(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ttft",
+            "--url",
+            url,
+            "--key",
+            key,
+            "--body",
+            body.decode(),
+            "--duration",
+            str(duration),
+        ],
+        cpus,
+    )
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+    m = Measurement(target, "stream-ttft", "ttft.py", 1, duration)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("TTFTJSON ")), None)
+    if line is None:
+        m.errors["ttft_failed"] = 1
+        m.note = (out.stderr or out.stdout).strip()[-300:]
+        return m
+    raw = json.loads(line[len("TTFTJSON ") :])
+    m.requests, m.ok = raw["requests"], raw["ok"]
+    m.rps = round(m.ok / duration, 1)
+    m.errors = {"failed": raw["errors"]}
+    m.p50_ms, m.p90_ms, m.p99_ms = raw["total_p50"], raw["total_p90"], raw["total_p99"]
+    m.ttfb_p50_ms, m.ttfb_p90_ms, m.ttfb_p99_ms = raw["ttfb_p50"], raw["ttfb_p90"], raw["ttfb_p99"]
+    m.ttft_p50_ms, m.ttft_p90_ms, m.ttft_p99_ms = raw["ttft_p50"], raw["ttft_p90"], raw["ttft_p99"]
+    return m

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -111,26 +112,103 @@ def wait_ready(proc: Proc, probe: urllib.request.Request, timeout: float = 30.0)
     raise RuntimeError(f"{proc.name} not ready after {timeout:.0f}s ({last}):\n{proc.tail()}")
 
 
-def group_schedstat(pgids: list[int]) -> tuple[int, int]:
-    """CPU time and run-queue wait (ns) of every thread of every process in these process groups
-    (``/proc/PID/task/TID/schedstat``): a target's CPU cost per request, and how long it waited
-    for a CPU that something else held — the noise a busy machine adds."""
+def group_pids(pgids: list[int]) -> list[int]:
+    """Every live process in these process groups (a granian parent and its worker, nginx's
+    master and worker, …): what a target costs is what its whole group costs."""
     wanted = set(pgids)
-    run = wait = 0
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry.name}/stat").read_text()
-            if int(stat[stat.rfind(")") + 2 :].split()[2]) not in wanted:
-                continue
-            for task in os.scandir(f"/proc/{entry.name}/task"):
+            if int(stat[stat.rfind(")") + 2 :].split()[2]) in wanted:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def group_schedstat(pgids: list[int]) -> tuple[int, int]:
+    """CPU time and run-queue wait (ns) of every thread of every process in these process groups
+    (``/proc/PID/task/TID/schedstat``): a target's CPU cost per request, and how long it waited
+    for a CPU that something else held — the noise a busy machine adds."""
+    run = wait = 0
+    for pid in group_pids(pgids):
+        try:
+            for task in os.scandir(f"/proc/{pid}/task"):
                 fields = Path(f"{task.path}/schedstat").read_text().split()
                 run += int(fields[0])
                 wait += int(fields[1])
         except (OSError, ValueError, IndexError):
             continue
     return run, wait
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def group_memory(pids: list[int]) -> tuple[int, int]:
+    """(RSS, PSS) in bytes of these processes added up. RSS counts a page shared by a parent
+    and its forked worker once per process, as ``ps`` and the OOM killer see it: the
+    conservative figure. PSS (``/proc/PID/smaps_rollup``) splits shared pages between their
+    users: what the group really adds to the machine."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            fields = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+            )
+            rss += int(fields["Rss"].split()[0]) * 1024
+            pss += int(fields["Pss"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            try:  # no smaps_rollup (old kernel): RSS from statm, PSS unknown, counted as RSS
+                pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+            except (OSError, ValueError, IndexError):
+                continue
+            rss += pages
+            pss += pages
+    return rss, pss
+
+
+class RssSampler:
+    """The peaks of a process group's summed RSS and PSS while a run lasts, sampled every
+    ``interval`` seconds in a thread (the group's members are listed again every second, so a
+    worker that a server restarts is still counted)."""
+
+    def __init__(self, pgids: list[int], interval: float = 0.1) -> None:
+        self.pgids = pgids
+        self.interval = interval
+        self.peak = 0
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        pids: list[int] = []
+        listed = 0.0
+        while True:
+            now = time.monotonic()
+            if now - listed >= 1.0:
+                pids, listed = group_pids(self.pgids), now
+            self._sample(pids)
+            if self._stop.wait(self.interval):
+                self._sample(group_pids(self.pgids))
+                return
+
+    def _sample(self, pids: list[int]) -> None:
+        rss, pss = group_memory(pids)
+        self.peak = max(self.peak, rss)
+        self.peak_pss = max(self.peak_pss, pss)
 
 
 def children_cpu_s() -> float:

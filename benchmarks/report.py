@@ -13,10 +13,21 @@ from typing import Any
 
 from benchmarks.loadgen import Measurement
 
-TARGET_RATIO = 0.60  # router req/s ÷ aiohttp-proxy req/s, same run
-TARGET_ADDED_P50_MS = 1.0  # router p50 minus direct p50 at one connection
-ADDED_KEYS = ("p50", "p90", "p99", "ttfb_p50", "ttfb_p99")
-PACKAGES = ("granian", "aiohttp", "orjson", "uvloop", "starlette", "msgspec", "pluggy", "lmrouter")
+PACKAGES = (
+    "granian",
+    "aiohttp",
+    "orjson",
+    "uvloop",
+    "starlette",
+    "msgspec",
+    "pluggy",
+    "aiosqlite",
+    "lmrouter",
+    "lmrouter-openai",
+    "lmrouter-accounts",
+    "lmrouter-credits",
+    "lmrouter-ratelimit",
+)
 
 
 def cpu_model() -> str:
@@ -87,12 +98,45 @@ def command() -> str:
     return " ".join(["python -m benchmarks", *sys.argv[1:]])
 
 
+def upstream_text(args: Any) -> str:
+    kind = (
+        "benchmarks.upstream (raw asyncio protocol on uvloop)"
+        if args.upstream == "builtin"
+        else "lmrouter.testing.fake_openai (aiohttp.web)"
+    )
+    delay = "no delays"
+    if args.upstream_delay or args.upstream_jitter:
+        delay = (
+            f"{args.upstream_delay:g} ms + up to {args.upstream_jitter:g} ms random to first byte"
+        )
+    return (
+        f"{kind}, {args.upstream_workers} process(es); {args.chunks} chunks per stream, {delay}; "
+        f"slow streams (model bench-slow): {args.slow_chunks} chunks "
+        f"{args.slow_chunk_delay * 1000:g} ms apart"
+    )
+
+
 # -- derived figures --------------------------------------------------------------------------
 
+BASELINES = ("aiohttp-proxy", "nginx", "litellm")
+PCTS = ("p50", "p90", "p99", "p999")
+LIMITS = {
+    "bare_vs_aiohttp": 0.60,  # router-bare req/s ÷ aiohttp-proxy req/s, json, closed loop
+    "bare_vs_litellm": 20.0,  # router-bare req/s ÷ litellm req/s
+    "full_added_p50_ms": 1.0,  # router-full minus direct at FULL_RATE, open loop
+    "full_added_p99_ms": 5.0,
+    "streams_rss_mb": 150.0,  # the router's peak RSS with --streams concurrent slow streams
+    "bare_added_p50_c1_ms": 1.0,  # router-bare minus direct, one connection
+}
+FULL_RATE = 500
 
-def _find(runs: list[Measurement], target: str, scenario: str) -> Measurement | None:
+
+def _find(
+    runs: list[Measurement], target: str, scenario: str, rate: float | None = None
+) -> Measurement | None:
     for m in runs:
-        if m.target == target and m.scenario == scenario and m.requests:
+        same = m.target == target and m.scenario == scenario and m.requests
+        if same and (rate is None or m.rate == rate):
             return m
     return None
 
@@ -101,49 +145,165 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 3)
 
 
-def summarize(runs: list[Measurement], connections: int) -> dict[str, Any]:
-    """Added latency of each proxy over ``direct`` and throughput relative to aiohttp-proxy."""
-    out: dict[str, Any] = {
-        "added_latency_ms": {},
-        "throughput_ratio": {},
-        "cpu_ratio": {},  # aiohttp-proxy CPU per request / this target's: contention-proof
-        "targets": {
-            "router_over_aiohttp_proxy_min": TARGET_RATIO,
-            "added_p50_ms_max": TARGET_ADDED_P50_MS,
-        },
+def _ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+    return None if not a or not b else round(a / b, digits)
+
+
+def _added(m: Measurement | None, base: Measurement | None) -> dict[str, float | None] | None:
+    if m is None or base is None:
+        return None
+    return {k: _diff(getattr(m, f"{k}_ms"), getattr(base, f"{k}_ms")) for k in PCTS}
+
+
+def summarize(
+    runs: list[Measurement],
+    connections: int,
+    streams: int,
+    idle: dict[str, dict[str, float]],
+    server_errors: dict[str, int],
+) -> dict[str, Any]:
+    names = list(dict.fromkeys(m.target for m in runs))
+    sweep = [m for m in runs if m.scenario == "sweep"]
+    per: dict[str, dict[str, Any]] = {}
+    for name in names:
+        mine = [m for m in runs if m.target == name]
+        steps = sorted((m for m in sweep if m.target == name), key=lambda m: m.rate or 0)
+        ok_rates = [m.rate for m in steps if not m.saturated and not m.loadgen_bound]
+        stop = next((m for m in steps if m.saturated or m.loadgen_bound), None)
+        js, st = (
+            _find(runs, name, f"json-c{connections}"),
+            _find(runs, name, f"stream-c{connections}"),
+        )
+        many = _find(runs, name, f"streams-c{streams}")
+        per[name] = {
+            "json_rps": js.rps if js else None,
+            "stream_rps": st.rps if st else None,
+            "max_rate_ok": max(ok_rates) if ok_rates else None,
+            "sweep_stopped_at": None if stop is None else stop.rate,
+            "sweep_stop_reason": None
+            if stop is None
+            else ("CPU 1 (upstream + load generator)" if stop.loadgen_bound else "errors or drops"),
+            "cpu_s_per_1k_json": None
+            if not js or js.cpu_us_per_req is None
+            else round(js.cpu_us_per_req / 1000, 3),
+            "cpu_s_per_1k_stream": None
+            if not st or st.cpu_us_per_req is None
+            else round(st.cpu_us_per_req / 1000, 3),
+            "idle_rss_mb": idle["rss"].get(name),
+            "idle_pss_mb": idle["pss"].get(name),
+            "peak_rss_mb": max((m.peak_rss_mb or 0 for m in mine), default=0) or None,
+            "peak_pss_mb": max((m.peak_pss_mb or 0 for m in mine), default=0) or None,
+            "streams_peak_rss_mb": many.peak_rss_mb if many else None,
+            "streams_peak_pss_mb": many.peak_pss_mb if many else None,
+            "streams_rps": many.rps if many else None,
+            # Little's law: streams open at once = completions per second x seconds each
+            "streams_concurrency": None
+            if not many or many.mean_ms is None
+            else round(many.rps * many.mean_ms / 1000),
+            "errors": sum(m.error_total for m in mine if m.scenario != "sweep"),
+            "server_errors": server_errors.get(name),
+        }
+    added: dict[str, dict[str, Any]] = {}
+    for scenario in ("json-c1", "stream-c1"):
+        base = _find(runs, "direct", scenario)
+        for name in names:
+            entry = _added(_find(runs, name, scenario), base) if name != "direct" else None
+            if entry:
+                added.setdefault(scenario, {})[name] = entry
+    for rate in sorted({m.rate for m in sweep if m.rate}):
+        base = _find(sweep, "direct", "sweep", rate)
+        if base is None or base.saturated:
+            continue
+        for name in names:
+            m = _find(sweep, name, "sweep", rate)
+            if name != "direct" and m is not None and not m.saturated:
+                added.setdefault(f"open-{rate:g}", {})[name] = _added(m, base)
+    ttft: dict[str, Any] = {}
+    base = _find(runs, "direct", "stream-ttft")
+    for name in names:
+        m = _find(runs, name, "stream-ttft")
+        if m and base and name != "direct":
+            ttft[name] = {
+                "ttfb_p50": _diff(m.ttfb_p50_ms, base.ttfb_p50_ms),
+                "ttft_p50": _diff(m.ttft_p50_ms, base.ttft_p50_ms),
+                "ttft_p90": _diff(m.ttft_p90_ms, base.ttft_p90_ms),
+                "ttft_p99": _diff(m.ttft_p99_ms, base.ttft_p99_ms),
+            }
+    ratios: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name in ("direct", "nginx", "aiohttp-proxy"):  # baselines are the columns
+            continue
+        for base_name in BASELINES:
+            if base_name == name or base_name not in per:
+                continue
+            row = {}
+            for kind in ("json", "stream"):
+                m = _find(runs, name, f"{kind}-c{connections}")
+                b = _find(runs, base_name, f"{kind}-c{connections}")
+                row[f"{kind}_rps"] = _ratio(m and m.rps, b and b.rps)
+                # CPU per request, inverted so that above 1 means cheaper, like req/s above 1
+                row[f"{kind}_cpu"] = _ratio(b and b.cpu_us_per_req, m and m.cpu_us_per_req)
+            ratios.setdefault(name, {})[base_name] = row
+    checks = _checks(per, added, ratios)
+    return {
+        "targets": per,
+        "added_latency_ms": added,
+        "ttft_overhead_ms": ttft,
+        "ratios": ratios,
+        "checks": checks,
+        "checks_pass": {k: v["pass"] for k, v in checks.items()},
+        "limits": LIMITS,
     }
-    proxies = sorted({m.target for m in runs} - {"direct"})
-    for kind in ("json", "stream"):
-        direct = _find(runs, "direct", f"{kind}-c1")
-        ttfb_direct = _find(runs, "direct", "stream-ttfb")
-        base = _find(runs, "aiohttp-proxy", f"{kind}-c{connections}")
-        for name in proxies:
-            one = _find(runs, name, f"{kind}-c1")
-            if direct and one:
-                entry = {
-                    "p50": _diff(one.p50_ms, direct.p50_ms),
-                    "p90": _diff(one.p90_ms, direct.p90_ms),
-                    "p99": _diff(one.p99_ms, direct.p99_ms),
-                }
-                if kind == "stream":
-                    ttfb = _find(runs, name, "stream-ttfb")
-                    if ttfb and ttfb_direct:
-                        entry["ttfb_p50"] = _diff(ttfb.ttfb_p50_ms, ttfb_direct.ttfb_p50_ms)
-                        entry["ttfb_p99"] = _diff(ttfb.ttfb_p99_ms, ttfb_direct.ttfb_p99_ms)
-                out["added_latency_ms"].setdefault(kind, {})[name] = entry
-            loaded = _find(runs, name, f"{kind}-c{connections}")
-            if base and loaded and base.rps:
-                out["throughput_ratio"].setdefault(kind, {})[name] = round(loaded.rps / base.rps, 3)
-            if base and loaded and base.cpu_us_per_req and loaded.cpu_us_per_req:
-                out["cpu_ratio"].setdefault(kind, {})[name] = round(
-                    base.cpu_us_per_req / loaded.cpu_us_per_req, 3
-                )
-    ratio = out["throughput_ratio"].get("json", {}).get("router")
-    added = out["added_latency_ms"].get("json", {}).get("router", {}).get("p50")
-    out["router_pass"] = {
-        "throughput": None if ratio is None else ratio >= TARGET_RATIO,
-        "added_p50": None if added is None else added < TARGET_ADDED_P50_MS,
+
+
+def _checks(
+    per: dict[str, Any], added: dict[str, Any], ratios: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    def check(value: float | None, limit: float, above: bool, text: str) -> dict[str, Any]:
+        ok = None if value is None else (value >= limit if above else value < limit)
+        return {"value": value, "limit": limit, "pass": ok, "text": text}
+
+    bare = ratios.get("router-bare", {})
+    at = added.get(f"open-{FULL_RATE}", {}).get("router-full") or {}
+    out = {
+        "bare_vs_aiohttp": check(
+            bare.get("aiohttp-proxy", {}).get("json_rps"),
+            LIMITS["bare_vs_aiohttp"],
+            True,
+            "router-bare req/s ÷ aiohttp-proxy req/s (json, closed loop) ≥ 0.60",
+        ),
+        "bare_vs_litellm": check(
+            bare.get("litellm", {}).get("json_rps"),
+            LIMITS["bare_vs_litellm"],
+            True,
+            "router-bare req/s ÷ LiteLLM req/s (json, closed loop) ≥ 20",
+        ),
+        "full_added_p50_ms": check(
+            at.get("p50"),
+            LIMITS["full_added_p50_ms"],
+            False,
+            f"router-full adds < 1 ms p50 at {FULL_RATE} req/s (open loop, minus direct)",
+        ),
+        "full_added_p99_ms": check(
+            at.get("p99"),
+            LIMITS["full_added_p99_ms"],
+            False,
+            f"router-full adds < 5 ms p99 at {FULL_RATE} req/s (open loop, minus direct)",
+        ),
+        "bare_added_p50_c1_ms": check(
+            added.get("json-c1", {}).get("router-bare", {}).get("p50"),
+            LIMITS["bare_added_p50_c1_ms"],
+            False,
+            "router-bare adds < 1 ms p50 at one connection (json, minus direct)",
+        ),
     }
+    for name in ("router-bare", "router-full"):
+        out[f"streams_rss_mb_{name}"] = check(
+            per.get(name, {}).get("streams_peak_rss_mb"),
+            LIMITS["streams_rss_mb"],
+            False,
+            f"{name} peak RSS < 150 MB with the concurrent slow streams",
+        )
     return out
 
 
@@ -155,7 +315,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _verdict(ok: bool | None) -> str:
-    return {True: "**pass**", False: "**MISS**", None: "not measured"}[ok]
+    return {True: "pass", False: "**MISS**", None: "not measured"}[ok]
 
 
 def _errors(m: Measurement) -> str:
@@ -164,26 +324,32 @@ def _errors(m: Measurement) -> str:
     return ", ".join(f"{k} {v}" for k, v in m.errors.items() if v)
 
 
+def _pair(a: float | None, b: float | None) -> str:
+    return "-" if a is None else f"{a:,.0f} / {fmt(b, 0)}"
+
+
+def _table(head: list[str], align: str, rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("--:" if a == "r" else "---" for a in align) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
-    meta = result["meta"]
-    params = result["params"]
-    summ = result["summary"]
+    meta, params, summ = result["meta"], result["params"], result["summary"]
     runs = [
         Measurement(**{k: v for k, v in r.items() if k != "error_total"}) for r in result["runs"]
     ]
-    c = params["connections"]
-    ratio = summ["throughput_ratio"].get("json", {}).get("router")
-    added = summ["added_latency_ms"].get("json", {}).get("router", {})
-    lines = [
-        "# LMRouter overhead benchmark",
-        "",
-        f"Router, non-streaming, one worker: **adds {fmt(added.get('p50'), 3)} ms p50 / "
-        f"{fmt(added.get('p99'), 3)} ms p99** over direct at one connection "
-        f"(target < {TARGET_ADDED_P50_MS:g} ms p50: {_verdict(summ['router_pass']['added_p50'])})"
-        f"; **{fmt(None if ratio is None else ratio * 100, 0)} % of the aiohttp-proxy throughput** "
-        f"at {c} connections (target ≥ {TARGET_RATIO * 100:.0f} %: "
-        f"{_verdict(summ['router_pass']['throughput'])}).",
-        "",
+    c, streams = params["connections"], params["streams"]
+    lines = ["# LMRouter overhead benchmark", ""]
+    lines += _table(
+        ["target of the issue", "measured", "verdict"],
+        "lrl",
+        [[ch["text"], fmt(ch["value"], 3), _verdict(ch["pass"])] for ch in summ["checks"].values()],
+    )
+    lines += [
         f"- date: {meta['date']}; git: {meta['machine']['git']}",
         f"- command: `{meta['command']}`",
         f"- machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
@@ -191,51 +357,257 @@ def markdown(result: dict[str, Any]) -> str:
         f"at end {meta['loadavg_end']}",
         f"- Python {meta['machine']['python']}; "
         + ", ".join(f"{k} {v}" for k, v in meta["machine"]["packages"].items() if v),
-        "- load generators: " + "; ".join(f"{k}: {v}" for k, v in meta["tools"].items() if v),
+        "- tools: " + "; ".join(f"{k}: {v}" for k, v in meta["tools"].items() if v),
         f"- CPU placement: {meta['placement']['text']}",
         f"- upstream: {meta['upstream']}",
-        "",
-        "Latency is per request as the load generator sees it; req/s counts 2xx answers only; "
-        f"each {c}-connection run is the best of {params.get('rounds', 1)} alternating rounds "
-        "(errors summed over all rounds). "
-        "A shared, busy machine makes these figures indicative: compare targets within one run, "
-        "not across runs.",
-        "",
-        "| scenario | target | tool | conns | req/s | p50 ms | p90 ms | p99 ms | TTFB p50 | "
-        "TTFB p99 | errors | CPU µs/req | target CPU % | target wait % | upstream CPU % | "
-        "loadgen CPU % |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
-    for m in runs:
-        conns = f"{m.rate:g}/s open" if m.rate else str(m.connections)
-        lines.append(
-            f"| {m.scenario} | {m.target} | {m.tool} | {conns} | {fmt(m.rps, 0)} | "
-            f"{fmt(m.p50_ms, 3)} | {fmt(m.p90_ms, 3)} | {fmt(m.p99_ms, 3)} | "
-            f"{fmt(m.ttfb_p50_ms, 3)} | {fmt(m.ttfb_p99_ms, 3)} | {_errors(m)} | "
-            f"{fmt(m.cpu_us_per_req, 0)} | {fmt(m.target_cpu_pct, 0)} | "
-            f"{fmt(m.target_wait_pct, 0)} | {fmt(m.upstream_cpu_pct, 0)} | "
-            f"{fmt(m.loadgen_cpu_pct, 0)} |"
-        )
+    for name, why in result.get("skipped", {}).items():
+        lines.append(f"- **skipped: {name}** — {why}")
     lines += [
         "",
-        "Added latency over direct (ms, one connection) and throughput relative to "
-        f"aiohttp-proxy ({c} connections), same run:",
+        "Compare targets within one run, not across runs: the machine is shared and small. "
+        "req/s counts 2xx answers only; latencies are of successful requests.",
         "",
-        "| payload | target | added p50 | added p90 | added p99 | added TTFB p50 | "
-        "added TTFB p99 | req/s ÷ aiohttp-proxy | CPU/req of aiohttp-proxy ÷ this |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "## Per target",
+        "",
     ]
-    for kind in ("json", "stream"):
-        added_kind = summ["added_latency_ms"].get(kind, {})
-        ratios = summ["throughput_ratio"].get(kind, {})
-        cpu = summ["cpu_ratio"].get(kind, {})
-        for name in sorted(set(added_kind) | set(ratios)):
-            a = added_kind.get(name, {})
-            lines.append(
-                f"| {kind} | {name} | "
-                + " | ".join(fmt(a.get(k), 3) for k in ADDED_KEYS)
-                + f" | {fmt(ratios.get(name), 2)} | {fmt(cpu.get(name), 2)} |"
+    per = summ["targets"]
+    lines += _table(
+        [
+            "target",
+            f"json req/s (c{c})",
+            f"stream req/s (c{c})",
+            "open loop: highest rate w/o drops",
+            "sweep stopped by",
+            "CPU s / 1k json",
+            "CPU s / 1k stream",
+            "idle RSS / PSS MB",
+            "peak RSS / PSS MB",
+            f"peak RSS / PSS MB, {streams} streams",
+            "errors (outside sweep)",
+            "errors logged by the server",
+        ],
+        "lrrrlrrrrrrr",
+        [
+            [
+                name,
+                fmt(t["json_rps"], 0),
+                fmt(t["stream_rps"], 0),
+                fmt(t["max_rate_ok"], 0),
+                (f"{t['sweep_stop_reason']} at {t['sweep_stopped_at']:g}/s")
+                if t["sweep_stopped_at"]
+                else "-",
+                fmt(t["cpu_s_per_1k_json"], 3),
+                fmt(t["cpu_s_per_1k_stream"], 3),
+                _pair(t["idle_rss_mb"], t["idle_pss_mb"]),
+                _pair(t["peak_rss_mb"], t["peak_pss_mb"]),
+                _pair(t["streams_peak_rss_mb"], t["streams_peak_pss_mb"]),
+                str(t["errors"]),
+                fmt(t["server_errors"], 0),
+            ]
+            for name, t in per.items()
+        ],
+    )
+    lines += [
+        "For `direct`, CPU and memory are the upstream's. Memory is summed over the target's "
+        "process group (granian's parent and its worker, nginx's master and worker) and sampled "
+        "every 0.1 s. RSS counts a page shared between a parent and its forked worker in both "
+        "(as `ps` does; the issue's figure, and the conservative one); PSS splits it between "
+        "them (what the group really adds to the machine).",
+        "",
+        "## Ratios to each baseline (same run)",
+        "",
+        "req/s of the row ÷ req/s of the baseline, and CPU per request of the baseline ÷ the "
+        "row's (above 1: the row is cheaper). On a busy machine trust the CPU ratio.",
+        "",
+    ]
+    rows = []
+    for name, by_base in summ["ratios"].items():
+        for base_name, r in by_base.items():
+            rows.append(
+                [name, base_name]
+                + [fmt(r[k], 2) for k in ("json_rps", "json_cpu", "stream_rps", "stream_cpu")]
             )
+    lines += _table(
+        [
+            "target",
+            "baseline",
+            "json req/s ratio",
+            "json CPU ratio",
+            "stream req/s ratio",
+            "stream CPU ratio",
+        ],
+        "llrrrr",
+        rows,
+    )
+    lines += ["## Added latency over direct (ms, same run)", ""]
+    rows = []
+    for scenario, by_target in summ["added_latency_ms"].items():
+        where = (
+            f"{scenario[5:]} req/s open loop (k6)"
+            if scenario.startswith("open-")
+            else f"{scenario.split('-')[0]}, one connection (wrk)"
+        )
+        for name, a in by_target.items():
+            rows.append([where, name] + [fmt(a[k], 3) for k in PCTS])
+    lines += _table(["load", "target", "p50", "p90", "p99", "p99.9"], "llrrrr", rows)
+    if summ["ttft_overhead_ms"]:
+        lines += [
+            "## Streams: time to first token",
+            "",
+            "`benchmarks.ttft`: one connection, one stream after another; TTFB is the response "
+            "head, TTFT the first event with content. Added over direct, ms:",
+            "",
+        ]
+        lines += _table(
+            ["target", "TTFB p50", "TTFT p50", "TTFT p90", "TTFT p99"],
+            "lrrrr",
+            [
+                [name] + [fmt(t[k], 3) for k in ("ttfb_p50", "ttft_p50", "ttft_p90", "ttft_p99")]
+                for name, t in summ["ttft_overhead_ms"].items()
+            ],
+        )
+    many = [m for m in runs if m.scenario == f"streams-c{streams}"]
+    if many:
+        lines += [
+            f"## {streams} concurrent slow streams",
+            "",
+            f"wrk with {streams} connections, each posting a stream of {params['slow_chunks']} "
+            f"chunks {params['slow_chunk_delay'] * 1000:g} ms apart (model `bench-slow`), for "
+            f"{params['streams_duration']:g} s. *Open streams* is Little's law (streams/s "
+            "times mean duration): how many were really in flight.",
+            "",
+        ]
+        lines += _table(
+            [
+                "target",
+                "streams/s",
+                "open streams",
+                "p50 ms",
+                "p99 ms",
+                "peak RSS MB",
+                "peak PSS MB",
+                "CPU µs/stream",
+                "errors",
+            ],
+            "lrrrrrrrl",
+            [
+                [
+                    m.target,
+                    fmt(m.rps, 0),
+                    fmt(per[m.target]["streams_concurrency"], 0),
+                    fmt(m.p50_ms, 1),
+                    fmt(m.p99_ms, 1),
+                    fmt(m.peak_rss_mb, 0),
+                    fmt(m.peak_pss_mb, 0),
+                    fmt(m.cpu_us_per_req, 0),
+                    _errors(m),
+                ]
+                for m in many
+            ],
+        )
+    sweep = [m for m in runs if m.scenario == "sweep"]
+    if sweep:
+        lines += [
+            "## Latency against offered load (open loop)",
+            "",
+            f"![latency percentiles against offered load]({meta['plot']})",
+            "",
+            "k6 `constant-arrival-rate`: requests arrive on schedule whether or not earlier ones "
+            "finished, so a stall shows in the tail instead of slowing the arrivals. A target "
+            "leaves the sweep at its first step with errors or dropped arrivals (*saturated*), "
+            "or when CPU 1 (upstream + load generator) ran at ≥ 90 % or `direct` itself failed "
+            "at that rate (*CPU 1 bound*: the target's own limit was not reached, and the sweep "
+            "ends there).",
+            "",
+        ]
+        lines += _table(
+            [
+                "rate",
+                "target",
+                "req/s",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "errors",
+                "CPU µs/req",
+                "upstream+loadgen CPU %",
+                "state",
+            ],
+            "rlrrrrrlrrl",
+            [
+                [
+                    fmt(m.rate, 0),
+                    m.target,
+                    fmt(m.rps, 0),
+                    fmt(m.p50_ms, 3),
+                    fmt(m.p90_ms, 3),
+                    fmt(m.p99_ms, 3),
+                    fmt(m.p999_ms, 3),
+                    _errors(m),
+                    fmt(m.cpu_us_per_req, 0),
+                    fmt((m.upstream_cpu_pct or 0) + (m.loadgen_cpu_pct or 0), 0),
+                    ("CPU 1 bound" if m.loadgen_bound else "saturated" if m.saturated else "ok")
+                    + (" (retried once)" if "retried" in m.note else ""),
+                ]
+                for m in sorted(sweep, key=lambda m: (m.rate or 0, m.target))
+            ],
+        )
+    lines += [
+        "## Every closed-loop run",
+        "",
+        f"wrk; each {c}-connection run is the best of {params['rounds']} alternating rounds "
+        "(errors summed over all rounds). *target wait %*: time runnable but waiting for a CPU.",
+        "",
+    ]
+    lines += _table(
+        [
+            "scenario",
+            "target",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "TTFT p50",
+            "errors",
+            "CPU µs/req",
+            "target CPU %",
+            "target wait %",
+            "upstream CPU %",
+            "loadgen CPU %",
+            "peak RSS MB",
+        ],
+        "llrrrrrrlrrrrrr",
+        [
+            [
+                m.scenario,
+                m.target,
+                fmt(m.rps, 0),
+                fmt(m.p50_ms, 3),
+                fmt(m.p90_ms, 3),
+                fmt(m.p99_ms, 3),
+                fmt(m.p999_ms, 3),
+                fmt(m.ttft_p50_ms, 3),
+                _errors(m),
+                fmt(m.cpu_us_per_req, 0),
+                fmt(m.target_cpu_pct, 0),
+                fmt(m.target_wait_pct, 0),
+                fmt(m.upstream_cpu_pct, 0),
+                fmt(m.loadgen_cpu_pct, 0),
+                fmt(m.peak_rss_mb, 0),
+            ]
+            for m in runs
+            if m.scenario != "sweep"
+        ],
+    )
+    spent = result.get("extras", {}).get("router_full_credits_spent_usd")
+    if spent is not None:
+        lines.append(
+            f"router-full's user spent ${spent} of credits in the run (read back with "
+            "`lmrouter credits show --json`): credits were metered on every request.\n"
+        )
     for note in result.get("notes", []):
-        lines.append(f"\nNote: {note}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"Note: {note}\n")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,8 +1,21 @@
-"""What is measured: the upstream, and the targets put in front of it (or not, for ``direct``)."""
+"""What is measured: the upstream, and the targets put in front of it (or not, for ``direct``).
+
+The router runs as two targets, one per plugin set:
+
+- ``router-bare``: pass-through only. Every installed plugin but the ``openai`` provider is
+  disabled, and requests carry an operator key (no accounts, no credits, no rate limit).
+- ``router-full``: ``accounts`` + ``credits`` + ``ratelimit`` on SQLite, set up with the real CLI
+  (``lmrouter users add``, ``keys create``, ``credits grant``) and driven with that user's key,
+  so every request is authenticated, admitted by the rate limiter, holds and settles credits.
+  When one of those plugins is missing or fails, the target is skipped with the reason: a
+  benchmark of a router without them would be a different benchmark under the same name.
+"""
 
 from __future__ import annotations
 
-import shutil
+import importlib.metadata
+import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -12,56 +25,16 @@ from benchmarks.procs import Proc, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-TARGETS = ("direct", "aiohttp-proxy", "router", "nginx")
 CHAT_PATH = "/v1/chat/completions"
+OPERATOR_KEY = "sk-bench"
+FULL_PLUGINS = ("accounts", "credits", "ratelimit")
+PROVIDER_PLUGIN = "openai"
+BENCH_USER = "bench@example.com"
+GRANT_USD = "1000000"
 
-ROUTER_CONFIG = """\
-[server]
-log_requests = false
-[auth]
-keys = ["sk-bench"]
-[providers.up]
-type = "openai"
-base_url = "http://127.0.0.1:{upstream_port}/v1"
-api_key = "sk-upstream"
-[[models]]
-id = "bench"
-  [[models.routes]]
-  provider = "up"
-  model = "bench-upstream"
-  price = {{ input = 0.15, output = 0.60 }}
-"""
 
-NGINX_CONFIG = """\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  upstream up {{
-    server 127.0.0.1:{upstream_port};
-    keepalive 128;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    keepalive_requests 1000000;
-    location / {{
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer sk-upstream";
-      proxy_buffering off;
-    }}
-  }}
-}}
-"""
+class Skip(Exception):
+    """A target that cannot run on this machine; the message says why."""
 
 
 @dataclass
@@ -70,17 +43,30 @@ class Target:
     port: int
     procs: list[Proc] = field(default_factory=list)
     version: str = ""
+    key: str = OPERATOR_KEY
+    role: str = "baseline"  # baseline | router | peer
+    config: Path | None = None  # the router's config, for CLI calls after the run
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{CHAT_PATH}"
 
 
+# -- the upstream -------------------------------------------------------------------------------
+
+
 def start_upstream(
-    workdir: Path, cpus: str | None, *, workers: int, chunks: int, kind: str = "builtin"
+    workdir: Path,
+    cpus: str | None,
+    *,
+    workers: int,
+    chunks: int,
+    kind: str = "builtin",
+    pacing: list[str] | None = None,
 ) -> Target:
     """``builtin``: benchmarks.upstream. ``fake-openai``: lmrouter.testing.fake_openai, the
-    faithful (and slower, aiohttp.web) fake the tests use, with ``chunks`` 4-character deltas."""
+    faithful (and slower, aiohttp.web) fake the tests use, with ``chunks`` 4-character deltas
+    (it has no slow profile, so the many-streams run then streams without delays)."""
     port = free_port()
     common = ["--port", str(port), "--workers", str(workers)]
     if kind == "fake-openai":
@@ -97,6 +83,7 @@ def start_upstream(
         ]
     else:
         cmd = [PYTHON, "-m", "benchmarks.upstream", *common, "--chunks", str(chunks)]
+        cmd += pacing or []
     proc = Proc(
         "upstream",
         cmd,
@@ -106,6 +93,9 @@ def start_upstream(
         env={"PYTHONPATH": str(ROOT)},
     )
     return Target("upstream", port, [proc])
+
+
+# -- the bare aiohttp proxy -------------------------------------------------------------------
 
 
 def start_aiohttp_proxy(workdir: Path, cpus: str | None, upstream_port: int) -> Target:
@@ -121,70 +111,154 @@ def start_aiohttp_proxy(workdir: Path, cpus: str | None, upstream_port: int) -> 
     return Target("aiohttp-proxy", port, [proc])
 
 
-def start_router(workdir: Path, cpus: str | None, upstream_port: int) -> Target:
-    port = free_port()
-    config = workdir / "router" / "lmrouter.toml"
-    config.parent.mkdir(exist_ok=True)
-    config.write_text(ROUTER_CONFIG.format(upstream_port=upstream_port))
+# -- the router -------------------------------------------------------------------------------
+
+ROUTER_CONFIG = """\
+[server]
+log_requests = false
+[storage]
+url = "sqlite:///bench.db"
+[plugins]
+disabled = {disabled}
+[auth]
+keys = ["{operator_key}"]
+[providers.up]
+type = "openai"
+base_url = "http://127.0.0.1:{upstream_port}/v1"
+api_key = "sk-upstream"
+[[models]]
+id = "bench"
+  [[models.routes]]
+  provider = "up"
+  model = "bench-upstream"
+  price = {{ input = 0.15, output = 0.60 }}
+[[models]]
+id = "bench-slow"
+  [[models.routes]]
+  provider = "up"
+  model = "bench-slow-upstream"
+  price = {{ input = 0.15, output = 0.60 }}
+"""
+
+# Sections of the full plugin set, written when the plugin claims the section. The limits are
+# far above what one worker can reach, but not 0 (= unlimited), so the limiter does its work on
+# every request instead of stepping aside.
+FULL_SECTIONS = {
+    "accounts": "",
+    "credits": "expire_after_days = 365\n",
+    "ratelimit": "rpm = 100000000\ntpm = 100000000000\nmax_concurrent = 100000\n",
+}
+
+
+def installed_plugins() -> dict[str, str]:
+    """Entry-point name -> distribution of every installed ``lmrouter.plugins`` plugin."""
+    found = {}
+    for ep in importlib.metadata.entry_points(group="lmrouter.plugins"):
+        found[ep.name] = ep.dist.name if ep.dist else "?"
+    return found
+
+
+def claimed_sections(enabled: tuple[str, ...]) -> set[str]:
+    """The config sections the given plugins claim, asked through the public hook."""
+    from lmrouter import gateway, plugins
+
+    off = [name for name in installed_plugins() if name not in enabled]
+    return set(gateway.config_sections(plugins.build(off)))
+
+
+def _cli(config: Path, *args: str) -> str:
+    """One ``lmrouter`` admin command on the bench config; its stdout, or Skip with the reason."""
     binary = Path(PYTHON).with_name("lmrouter")
     cmd = [str(binary)] if binary.exists() else [PYTHON, "-m", "lmrouter.cli"]
-    cmd += [
-        "serve",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    proc = Proc(
-        "router",
+    cmd += list(args)
+    out = subprocess.run(
         cmd,
-        workdir / "router.log",
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+        cwd=config.parent,
+        env={**os.environ, "LMROUTER_CONFIG": str(config)},  # §4: the default for --config
+    )
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+        raise Skip(f"`lmrouter {' '.join(args)}` exited {out.returncode}: {' / '.join(tail)}")
+    return out.stdout
+
+
+def start_router(
+    workdir: Path, cpus: str | None, upstream_port: int, plugin_set: str = "bare"
+) -> Target:
+    """``router-bare`` or ``router-full`` (see the module docstring); raises Skip for ``full``
+    when its plugins are not installed or their setup commands fail."""
+    name = f"router-{plugin_set}"
+    installed = installed_plugins()
+    keep: tuple[str, ...] = (PROVIDER_PLUGIN,)
+    if PROVIDER_PLUGIN not in installed:
+        raise Skip(f"the {PROVIDER_PLUGIN!r} provider plugin is not installed")
+    if plugin_set == "full":
+        missing = [p for p in FULL_PLUGINS if p not in installed]
+        if missing:
+            raise Skip(
+                "plugins not installed: "
+                + ", ".join(f"{p} (pip install -e plugins/{p})" for p in missing)
+            )
+        keep += FULL_PLUGINS
+    disabled = sorted(set(installed) - set(keep))
+    config = workdir / name / "lmrouter.toml"
+    config.parent.mkdir(exist_ok=True)
+    text = ROUTER_CONFIG.format(
+        upstream_port=upstream_port,
+        operator_key=OPERATOR_KEY,
+        disabled=json.dumps(disabled),
+    )
+    key = OPERATOR_KEY
+    if plugin_set == "full":
+        try:
+            claimed = claimed_sections(keep)
+        except Exception as exc:  # a plugin that fails to load: say which and why
+            raise Skip(f"the plugins failed to load: {exc!r}") from None
+        for section, body in FULL_SECTIONS.items():
+            if section in claimed:
+                text += f"[{section}]\n{body}"
+        config.write_text(text)
+        _cli(config, "users", "add", BENCH_USER)
+        lines = _cli(config, "keys", "create", BENCH_USER, "--name", "bench").strip().splitlines()
+        if not lines or not lines[-1].strip():
+            raise Skip("`lmrouter keys create` printed no key")
+        key = lines[-1].strip()
+        _cli(config, "credits", "grant", BENCH_USER, GRANT_USD, "--note", "benchmark")
+    else:
+        config.write_text(text)
+    port = free_port()
+    binary = Path(PYTHON).with_name("lmrouter")
+    cmd = [str(binary)] if binary.exists() else [PYTHON, "-m", "lmrouter.cli"]
+    cmd += ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", "1"]
+    proc = Proc(
+        name,
+        cmd,
+        workdir / f"{name}.log",
         cpus=cpus,
         cwd=config.parent,
         env={"LMROUTER_LOG_FORMAT": "json"},
     )
-    return Target("router", port, [proc])
+    return Target(name, port, [proc], key=key, role="router", config=config)
 
 
-def find_nginx(tools: Path) -> str | None:
-    """A system nginx, else one unpacked from Debian's package into ``tools`` (``apt-get
-    download`` + ``dpkg-deb -x``: no maintainer scripts, so no service is started on port 80)."""
-    found = shutil.which("nginx") or (shutil.which("nginx", path="/usr/sbin"))
-    if found:
-        return found
-    binary = tools / "nginx" / "usr" / "sbin" / "nginx"
-    if binary.exists():
-        return str(binary)
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+def credits_spent(target: Target) -> str | None:
+    """USD the full router's user spent in the run (the grant minus the balance), read with
+    ``lmrouter credits show --json``: proof that credits were metered, or None."""
+    if target.config is None:
         return None
-    debs = tools / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    print("nginx not found: apt-get download nginx, unpacked into " + str(tools), file=sys.stderr)
-    download = ["apt-get", "download", "-qq", "-o", "APT::Sandbox::User=root", "nginx"]
-    if subprocess.run(download, cwd=debs, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], check=False)
-        if subprocess.run(download, cwd=debs, check=False).returncode != 0:
-            return None
-    for deb in sorted(debs.glob("nginx_*.deb")):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(tools / "nginx")], check=True)
-    return str(binary) if binary.exists() else None
+    try:
+        doc = json.loads(_cli(target.config, "credits", "show", BENCH_USER, "--json"))
+    except (Skip, ValueError, subprocess.TimeoutExpired):
+        return None
+    from decimal import Decimal, InvalidOperation
 
-
-def start_nginx(workdir: Path, cpus: str | None, upstream_port: int, binary: str) -> Target:
-    port = free_port()
-    prefix = workdir / "nginx"
-    prefix.mkdir(exist_ok=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONFIG.format(prefix=prefix, port=port, upstream_port=upstream_port))
-    version = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
-    proc = Proc(
-        "nginx",
-        [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-        workdir / "nginx.log",
-        cpus=cpus,
-    )
-    return Target("nginx", port, [proc], version=version.stderr.strip())
+    try:
+        return str(Decimal(GRANT_USD) - Decimal(str(doc["balance_usd"])))
+    except (KeyError, TypeError, InvalidOperation):
+        return None

@@ -6,7 +6,15 @@ has ``"stream": true``, a canned SSE stream of ``--chunks`` events (plus a usage
 generated per request, so it costs a few microseconds of CPU: the benchmark measures the proxies,
 not this. ``--workers N`` forks N processes sharing the port with ``SO_REUSEPORT``.
 
-Run: ``python -m benchmarks.upstream --port 9001 [--workers 1] [--chunks 20] [--chunk-delay 0]``
+Latency is fixed (``--first-byte-delay``, ``--chunk-delay``) or jittered (``--jitter``: a uniform
+random extra of up to that many seconds before the first byte). A request for a model whose name
+starts with ``bench-slow`` gets the *slow* profile instead: ``--slow-chunks`` events
+``--slow-chunk-delay`` apart, which is how one upstream serves both the overhead runs and the
+many-slow-streams run (every proxy passes the model name through, or maps it to
+``bench-slow-upstream``).
+
+Run: ``python -m benchmarks.upstream --port 9001 [--workers 1] [--chunks 20] [--chunk-delay 0]
+[--first-byte-delay 0] [--jitter 0] [--slow-chunks 20] [--slow-chunk-delay 0.05]``
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import sys
 from typing import cast
@@ -107,14 +116,28 @@ BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-class Canned:
-    def __init__(self, chunks: int, chunk_delay: float, first_byte_delay: float) -> None:
+class Profile:
+    """How one kind of request is answered: the canned bytes and the pacing."""
+
+    def __init__(
+        self, chunks: int, chunk_delay: float, first_byte_delay: float, jitter: float
+    ) -> None:
         body = completion_body()
         self.json = JSON_HEAD % len(body) + body
         self.stream = {u: stream_events(chunks, u) for u in (False, True)}
         self.chunk_delay = chunk_delay
         self.first_byte_delay = first_byte_delay
-        self.delayed = chunk_delay > 0 or first_byte_delay > 0
+        self.jitter = jitter
+        self.delayed = chunk_delay > 0 or first_byte_delay > 0 or jitter > 0
+
+    def first_byte_wait(self) -> float:
+        return self.first_byte_delay + (random.random() * self.jitter if self.jitter else 0.0)
+
+
+class Canned:
+    def __init__(self, normal: Profile, slow: Profile) -> None:
+        self.normal = normal
+        self.slow = slow
 
 
 class Upstream(asyncio.Protocol):
@@ -122,7 +145,7 @@ class Upstream(asyncio.Protocol):
         self.canned = canned
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.busy = False  # a delayed stream is being written; later requests wait their turn
+        self.busy = False  # a delayed answer is being written; later requests wait their turn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -161,42 +184,44 @@ class Upstream(asyncio.Protocol):
             self.respond(transport, body)
 
     def respond(self, transport: asyncio.Transport, body: bytes) -> None:
-        canned = self.canned
+        profile = self.canned.slow if b'"bench-slow' in body else self.canned.normal
         stream = b'"stream"' in body and _wants_stream(body)
         if not stream:
-            if canned.first_byte_delay > 0:
+            if profile.delayed:
                 self.busy = True
-                asyncio.get_running_loop().create_task(self.delayed_json(transport))
+                asyncio.get_running_loop().create_task(self.delayed_json(transport, profile))
             else:
-                transport.write(canned.json)
+                transport.write(profile.json)
             return
-        events = canned.stream[_wants_usage(body)]
-        if canned.delayed:
+        events = profile.stream[_wants_usage(body)]
+        if profile.delayed:
             self.busy = True
-            asyncio.get_running_loop().create_task(self.delayed_stream(transport, events))
+            asyncio.get_running_loop().create_task(self.delayed_stream(transport, profile, events))
             return
         transport.write(SSE_HEAD)
         for event in events:  # one send per event, as a model server would
             transport.write(event)
         transport.write(LAST_CHUNK)
 
-    async def delayed_json(self, transport: asyncio.Transport) -> None:
-        await asyncio.sleep(self.canned.first_byte_delay)
+    async def delayed_json(self, transport: asyncio.Transport, profile: Profile) -> None:
+        await asyncio.sleep(profile.first_byte_wait())
         if not transport.is_closing():
-            transport.write(self.canned.json)
+            transport.write(profile.json)
         self.busy = False
         self.process()
 
-    async def delayed_stream(self, transport: asyncio.Transport, events: list[bytes]) -> None:
-        canned = self.canned
-        if canned.first_byte_delay > 0:
-            await asyncio.sleep(canned.first_byte_delay)
+    async def delayed_stream(
+        self, transport: asyncio.Transport, profile: Profile, events: list[bytes]
+    ) -> None:
+        wait = profile.first_byte_wait()
+        if wait > 0:
+            await asyncio.sleep(wait)
         transport.write(SSE_HEAD)
         for i, event in enumerate(events):
             if transport.is_closing():
                 return
-            if i and canned.chunk_delay > 0:
-                await asyncio.sleep(canned.chunk_delay)
+            if i and profile.chunk_delay > 0:
+                await asyncio.sleep(profile.chunk_delay)
             transport.write(event)
         transport.write(LAST_CHUNK)
         self.busy = False
@@ -238,8 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=20, help="content events per stream")
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between events")
     parser.add_argument("--first-byte-delay", type=float, default=0.0, help="seconds")
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, help="up to this many more seconds, uniform random"
+    )
+    parser.add_argument("--slow-chunks", type=int, default=20, help="model bench-slow*: events")
+    parser.add_argument(
+        "--slow-chunk-delay", type=float, default=0.05, help="model bench-slow*: seconds apart"
+    )
     args = parser.parse_args(argv)
-    canned = Canned(args.chunks, args.chunk_delay, args.first_byte_delay)
+    canned = Canned(
+        Profile(args.chunks, args.chunk_delay, args.first_byte_delay, args.jitter),
+        Profile(args.slow_chunks, args.slow_chunk_delay, args.first_byte_delay, args.jitter),
+    )
     children: list[int] = []
     for _ in range(args.workers - 1):
         pid = os.fork()
