@@ -84,10 +84,17 @@ def _register(pm: PluginManager, plugin: Any, name: str, dist: str | None, versi
 
 
 async def call(results: list[Any]) -> None:
-    """Await whatever the hook implementations returned that is awaitable, in hook order."""
-    for result in results:
+    """Await whatever the hook implementations returned that is awaitable, in hook order. When
+    one raises (a refusal), the coroutines after it are closed, never left un-awaited."""
+    for index, result in enumerate(results):
         if result is not None and inspect.isawaitable(result):
-            await result
+            try:
+                await result
+            except BaseException:
+                for rest in results[index + 1 :]:
+                    if inspect.iscoroutine(rest):
+                        rest.close()
+                raise
 
 
 async def first(results: list[Any]) -> Any:

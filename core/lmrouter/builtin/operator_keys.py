@@ -23,9 +23,7 @@ class OperatorKeys:
     def configure(self, keys: list[str]) -> None:
         # Compare digests, not keys: a dict lookup on a hash leaks nothing useful by timing.
         self._by_digest = {
-            _digest(key): Principal(
-                id=f"operator:{i}", kind="operator", is_admin=True
-            )
+            _digest(key): Principal(id=f"operator:{i}", kind="operator", is_admin=True)
             for i, key in enumerate(keys)
             if key.strip()  # an empty entry (unset ${VAR:-}) never authenticates
         }

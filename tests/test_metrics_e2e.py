@@ -1,0 +1,246 @@
+"""/metrics end to end: known requests through the real router (both SDKs, streams, a fallback,
+a rate-limit refusal), then a scrape parsed with prometheus_client's own parser. Every counter
+must match what was sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+from lmrouter.testing.server import RouterServer
+
+ADMIN = "sk-metrics-admin"
+HELLO = [{"role": "user", "content": "hi"}]
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 4}
+# 6 uncached input at $1/M, 4 cached at $0.5/M, 5 output at $2/M
+COST_USD = (6 * 1 + 4 * 0.5 + 5 * 2) / 1e6
+
+
+def config(upstream: str, *, disabled: list[str], limits: str = "") -> str:
+    return f"""
+[plugins]
+disabled = {json.dumps(disabled)}
+[auth]
+keys = ["{ADMIN}"]
+{limits}
+[providers.up]
+type = "openai"
+base_url = "{upstream}"
+api_key = "sk-up"
+
+[providers.up2]
+type = "openai"
+base_url = "{upstream}"
+api_key = "sk-up"
+
+[[models]]
+id = "gpt"
+  [[models.routes]]
+  provider = "up"
+  model = "gpt-x"
+  price = {{ input = 1, output = 2, cache_read = 0.5 }}
+
+[[models]]
+id = "fb"
+  [[models.routes]]
+  provider = "up"
+  model = "down-503"
+  [[models.routes]]
+  provider = "up2"
+  model = "gpt-x"
+  price = {{ input = 1, output = 2, cache_read = 0.5 }}
+
+[[models]]
+id = "slow"
+  [[models.routes]]
+  provider = "up"
+  model = "slow-up"
+"""
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    fake.script("gpt-x", Behavior(usage=USAGE))
+    fake.script("down-503", Behavior(status=503))
+    fake.script("slow-up", Behavior(text="x" * 400, chunk_chars=4, chunk_delay=0.05))
+    with fake.run_in_thread():
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def router(fake: FakeOpenAI) -> Iterator[RouterServer]:
+    # one request at a time per key: a second request while a stream runs is refused
+    text = config(fake.base_url, disabled=["credits"], limits="[ratelimit]\nmax_concurrent = 1")
+    with RouterServer(text) as server:
+        yield server
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str, **headers: str) -> Samples:
+    response = httpx.get(f"{url}/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sum over every series of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def route(model: str, provider: str, upstream: str, dialect: str) -> dict[str, str]:
+    return {"model": model, "provider": provider, "route": upstream, "dialect": dialect}
+
+
+def test_counters_match_the_requests_sent(router: RouterServer) -> None:
+    sdk = openai.OpenAI(base_url=router.openai_url, api_key=ADMIN, max_retries=0)
+    claude = anthropic.Anthropic(base_url=router.url, api_key=ADMIN, max_retries=0)
+    before = scrape(router.url)
+    assert value(before, "lmrouter_requests_total") == 0
+    for _ in range(3):
+        sdk.chat.completions.create(model="gpt", messages=HELLO)
+    for _ in range(2):
+        assert [c for c in sdk.chat.completions.create(model="gpt", messages=HELLO, stream=True)]
+    claude.messages.create(model="gpt", max_tokens=20, messages=HELLO)  # type: ignore[arg-type]
+    sdk.chat.completions.create(model="fb", messages=HELLO)  # 503 on its first route
+
+    slow = sdk.chat.completions.create(model="slow", messages=HELLO, stream=True)
+    next(iter(slow))
+    during = scrape(router.url)
+    assert value(during, "lmrouter_active_streams", model="slow") == 1
+    with pytest.raises(openai.RateLimitError):  # max_concurrent = 1: refused while it runs
+        sdk.chat.completions.create(model="gpt", messages=HELLO)
+    slow.close()  # the client goes away mid-stream
+    time.sleep(0.3)  # the router notices, closes the upstream and ends the request
+
+    after = scrape(router.url)
+    ok = {"status": "ok", "code": "200"}
+    chat = route("gpt", "up", "gpt-x", "openai.chat")
+    assert value(after, "lmrouter_requests_total", **chat, **ok) == 5
+    messages = route("gpt", "up", "gpt-x", "anthropic.messages")
+    assert value(after, "lmrouter_requests_total", **messages, **ok) == 1
+    assert (
+        value(after, "lmrouter_requests_total", **route("fb", "up2", "gpt-x", "openai.chat")) == 1
+    )
+    refused = route("gpt", "", "", "openai.chat")
+    assert value(after, "lmrouter_requests_total", **refused, status="refused", code="429") == 1
+    gone = route("slow", "up", "slow-up", "openai.chat")
+    assert value(after, "lmrouter_requests_total", **gone, status="client_disconnected") == 1
+    assert value(after, "lmrouter_requests_total") == 9
+
+    # 7 answers from gpt-x (5 chat, 1 messages, 1 after the fallback), the same usage each
+    gpt = {"model": "gpt", "provider": "up"}
+    assert value(after, "lmrouter_tokens_total", **gpt, type="input") == 6 * 10
+    assert value(after, "lmrouter_tokens_total", **gpt, type="output") == 6 * 5
+    assert value(after, "lmrouter_tokens_total", **gpt, type="cached") == 6 * 4
+    assert value(after, "lmrouter_tokens_total", model="fb", type="input") == 10
+    assert value(after, "lmrouter_cost_usd_total", **gpt, billable="true") == pytest.approx(
+        6 * COST_USD, rel=1e-9
+    )
+    assert value(after, "lmrouter_cost_usd_total", model="fb") == pytest.approx(COST_USD)
+    assert value(after, "lmrouter_fallbacks_total", model="fb") == 1
+    assert value(after, "lmrouter_fallbacks_total", model="gpt") == 0
+
+    # histograms: one observation per request that went upstream / started a response
+    assert value(after, "lmrouter_upstream_seconds_count", provider="up") == 6 + 1
+    assert value(after, "lmrouter_upstream_seconds_count", provider="up2") == 1
+    assert value(after, "lmrouter_overhead_seconds_count", dialect="openai.chat") == 7
+    assert value(after, "lmrouter_overhead_seconds_count", dialect="anthropic.messages") == 1
+    assert value(after, "lmrouter_time_to_first_token_seconds_count", model="gpt") == 2
+    assert value(after, "lmrouter_time_to_first_token_seconds_count", model="slow") == 1
+    assert value(after, "lmrouter_request_duration_seconds_count") == 9
+    overhead = value(after, "lmrouter_overhead_seconds_sum", dialect="openai.chat")
+    assert 0 < overhead < 7 * 0.1, "sub-millisecond per request, in seconds"
+    assert value(after, "lmrouter_active_streams", model="slow") == 0
+    # the default registry is exported too (process metrics, other plugins' gauges)
+    assert any(name == "python_info" for name, _ in after)
+
+
+def test_admin_key_or_loopback_only(router: RouterServer, fake: FakeOpenAI) -> None:
+    assert scrape(router.url, authorization=f"Bearer {ADMIN}")  # an operator key
+    assert scrape(router.url)  # no key, from loopback
+    wrong = httpx.get(f"{router.url}/metrics", headers={"x-api-key": "sk-wrong"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+
+
+def cli(*args: str, config_path: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", *args, "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_users_key_is_refused(fake: FakeOpenAI) -> None:
+    """With accounts and credits: a user's key may not read the metrics, an operator sees the
+    user's paid request and the credits plugin's holds gauge (back to 0 once it ended)."""
+    server = RouterServer(config(fake.base_url, disabled=[]))
+    try:
+        cli("users", "add", "bob@example.com", config_path=server.config_path)
+        key = cli("keys", "create", "bob@example.com", config_path=server.config_path)
+        cli("credits", "grant", "bob@example.com", "1", config_path=server.config_path)
+        server.start()
+        answer = httpx.get(f"{server.url}/metrics", headers={"authorization": f"Bearer {key}"})
+        assert answer.status_code == 403
+        assert answer.json()["error"]["code"] == "permission_denied"
+        # the key itself works for requests: it is only not an operator's
+        sdk = openai.OpenAI(base_url=server.openai_url, api_key=key, max_retries=0)
+        assert sdk.chat.completions.create(model="gpt", messages=HELLO).choices
+        samples = scrape(server.url, authorization=f"Bearer {ADMIN}")
+        paid = value(samples, "lmrouter_cost_usd_total", model="gpt", billable="true")
+        assert paid == pytest.approx(COST_USD)
+        assert ("lmrouter_credit_holds_outstanding", frozenset()) in samples
+        assert value(samples, "lmrouter_credit_holds_outstanding") == 0
+    finally:
+        server.__exit__(None, None, None)
+
+
+def test_several_workers_are_summed(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR set, each worker writes its own files and /metrics sums
+    them, whichever worker answers the scrape."""
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    # per-process state that refuses several workers on SQLite: not needed here
+    text = config(fake.base_url, disabled=["credits", "accounts", "ratelimit"])
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    with RouterServer(text, workers=2, env=env) as server:
+        for _ in range(12):  # fresh connections: the kernel spreads them over both workers
+            with httpx.Client() as http:
+                answer = http.post(
+                    f"{server.openai_url}/chat/completions",
+                    json={"model": "gpt", "messages": HELLO},
+                    headers={"authorization": f"Bearer {ADMIN}"},
+                )
+                assert answer.status_code == 200
+        pids: set[Any] = {p.name.split("_")[-1] for p in folder.glob("counter_*.db")}
+        assert len(pids) == 2, "both workers served requests"
+        for _ in range(4):  # any worker's answer has the same total
+            samples = scrape(server.url)
+            assert value(samples, "lmrouter_requests_total", status="ok") == 12
+            assert value(samples, "lmrouter_tokens_total", type="output") == 12 * 5
+    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the test process is untouched
