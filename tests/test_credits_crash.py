@@ -98,8 +98,11 @@ def crash(server: RouterServer) -> None:
 def check_books(db: Path) -> dict[str, int]:
     """The invariants a crash must not break; returns each user's spendable balance."""
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
-    ledger = dict(query(db, "SELECT user_id, SUM(amount_pico) FROM ledger GROUP BY 1"))
-    lots = dict(query(db, "SELECT user_id, SUM(remaining_pico) FROM credit_lots GROUP BY 1"))
+    with contextlib.closing(sqlite3.connect(db, timeout=10, isolation_level=None)) as conn:
+        conn.execute("BEGIN")  # one snapshot, even while a server writes
+        ledger = dict(conn.execute("SELECT user_id, SUM(amount_pico) FROM ledger GROUP BY 1"))
+        lots = dict(conn.execute("SELECT user_id, SUM(remaining_pico) FROM credit_lots GROUP BY 1"))
+        conn.execute("COMMIT")
     assert ledger == lots
     duplicates = query(
         db, "SELECT request_id, COUNT(*) FROM usage GROUP BY request_id HAVING COUNT(*) > 1"
