@@ -33,3 +33,8 @@ def probe_path(tmp_path_factory: pytest.TempPathFactory) -> str:
         check=True,
     )
     return str(target)
+
+
+# The probe's record reader is shared by the end-to-end tests: `from lmrouter_probe.records
+# import ends`. The source folder is importable; the server gets the installed copy.
+sys.path.insert(0, str(PROBE_SOURCE))

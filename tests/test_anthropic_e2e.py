@@ -6,7 +6,6 @@ upstream itself says; usage and cost must be exact."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lmrouter.testing.fake_anthropic import Behavior, FakeAnthropic
 from lmrouter.testing.fake_openai import Behavior as OpenAIBehavior
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.server import RouterServer
+from lmrouter_probe.records import ends
 
 ADMIN = "sk-admin-anthropic-e2e"
 ANT_KEY = "sk-ant-upstream-secret"
@@ -163,22 +163,6 @@ def direct_claude(fake_claude: FakeAnthropic) -> anthropic.Anthropic:
 @pytest.fixture
 def direct_gpt(fake_gpt: FakeOpenAI) -> openai.OpenAI:
     return openai.OpenAI(base_url=fake_gpt.base_url, api_key=OAI_KEY, max_retries=0)
-
-
-def ends(record: Path, request_id: str, wait: float = 5.0) -> list[dict[str, Any]]:
-    """The probe plugin's request_end records for one request (they land just after the reply)."""
-    deadline = time.monotonic() + wait
-    found: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        if record.exists():
-            lines = record.read_text().splitlines()
-            found = [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-            if found:
-                time.sleep(0.2)  # a second, wrong call would land right after the first
-                lines = record.read_text().splitlines()
-                return [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-        time.sleep(0.02)
-    return found
 
 
 def blocks(message: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ import base64
 import json
 import math
 import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from lmrouter.testing.fake_gemini import Behavior, FakeGemini
 from lmrouter.testing.server import RouterServer
+from lmrouter_probe.records import ends
 
 ADMIN = "sk-admin-gemini-e2e"
 KEY = "AIza-upstream-secret-77"
@@ -126,20 +126,6 @@ def client(router: RouterServer) -> openai.OpenAI:
 @pytest.fixture
 def claude(router: RouterServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=router.url, api_key=ADMIN, max_retries=0)
-
-
-def ends(record: Path, request_id: str, wait: float = 5.0) -> list[dict[str, Any]]:
-    """The probe plugin's request_end records for one request (they land just after the reply)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if record.exists():
-            lines = record.read_text().splitlines()
-            if any(json.loads(line)["request_id"] == request_id for line in lines):
-                time.sleep(0.2)  # a second, wrong call would land right after the first
-                found = map(json.loads, record.read_text().splitlines())
-                return [r for r in found if r["request_id"] == request_id]
-        time.sleep(0.02)
-    return []
 
 
 def gemini_usage(fake: FakeGemini, model: str, body: dict[str, Any]) -> dict[str, Any]:

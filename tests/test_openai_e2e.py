@@ -16,6 +16,7 @@ import pytest
 
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
+from lmrouter_probe.records import ends
 
 ADMIN = "sk-admin-e2e"
 UPSTREAM_KEY = "sk-upstream-secret-42"
@@ -203,22 +204,6 @@ def client(router: RouterServer) -> openai.OpenAI:
 @pytest.fixture
 def direct(fake: FakeOpenAI) -> openai.OpenAI:
     return openai.OpenAI(base_url=fake.base_url, api_key=UPSTREAM_KEY, max_retries=0)
-
-
-def ends(record: Path, request_id: str, wait: float = 5.0) -> list[dict[str, Any]]:
-    """The probe plugin's request_end records for one request (they land just after the reply)."""
-    deadline = time.monotonic() + wait
-    found: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        if record.exists():
-            lines = record.read_text().splitlines()
-            found = [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-            if found:
-                time.sleep(0.2)  # a second, wrong call would land right after the first
-                lines = record.read_text().splitlines()
-                return [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-        time.sleep(0.02)
-    return found
 
 
 def choices(completion: Any) -> list[dict[str, Any]]:
@@ -602,4 +587,3 @@ def test_overhead_header(client: openai.OpenAI) -> None:
         assert time.monotonic() - started > 0.3
         overhead = float(response.headers["x-lmrouter-overhead-ms"])
         assert 0 < overhead < 100
-

@@ -8,7 +8,6 @@ accept, with usage and an exact ``cost``."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from lmrouter.sse import SSEDecoder
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
+from lmrouter_probe.records import ends
 
 ADMIN = "sk-admin-responses"
 UPSTREAM_KEY = "sk-upstream-responses"
@@ -108,20 +108,6 @@ def client(router: RouterServer) -> openai.OpenAI:
 @pytest.fixture
 def direct(fake: FakeOpenAI) -> openai.OpenAI:
     return openai.OpenAI(base_url=fake.base_url, api_key=UPSTREAM_KEY, max_retries=0)
-
-
-def ends(record: Path, request_id: str, wait: float = 5.0) -> list[dict[str, Any]]:
-    """The probe plugin's request_end records for one request (they land just after the reply)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if record.exists():
-            lines = record.read_text().splitlines()
-            if any(json.loads(line)["request_id"] == request_id for line in lines):
-                time.sleep(0.2)  # a second, wrong call would land right after the first
-                lines = record.read_text().splitlines()
-                return [r for r in map(json.loads, lines) if r["request_id"] == request_id]
-        time.sleep(0.02)
-    return []
 
 
 def expected_cost(usage: Any) -> float:
