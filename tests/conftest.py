@@ -35,6 +35,13 @@ def probe_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(target)
 
 
+@pytest.fixture(scope="module")
+def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the probe plugin writes each request_end of this module's router
+    (``[probe] record = "…"`` in its config)."""
+    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
+
+
 # The probe's record reader is shared by the end-to-end tests: `from lmrouter_probe.records
 # import ends`. The source folder is importable; the server gets the installed copy.
 sys.path.insert(0, str(PROBE_SOURCE))

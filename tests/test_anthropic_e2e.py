@@ -132,11 +132,6 @@ def fake_gpt() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
-
-
-@pytest.fixture(scope="module")
 def router(
     fake_claude: FakeAnthropic, fake_gpt: FakeOpenAI, probe_path: str, record: Path
 ) -> Iterator[RouterServer]:

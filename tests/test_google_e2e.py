@@ -108,11 +108,6 @@ def fake() -> Iterator[FakeGemini]:
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
-
-
-@pytest.fixture(scope="module")
 def router(fake: FakeGemini, probe_path: str, record: Path) -> Iterator[RouterServer]:
     with RouterServer(config(fake.base_url, record), python_path=[probe_path]) as server:
         yield server

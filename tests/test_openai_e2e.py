@@ -183,11 +183,6 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
-
-
-@pytest.fixture(scope="module")
 def router(fake: FakeOpenAI, probe_path: str, record: Path) -> Iterator[RouterServer]:
     with socket.socket() as closed:  # a port nobody listens on: connection refused
         closed.bind(("127.0.0.1", 0))

@@ -91,11 +91,6 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
-
-
-@pytest.fixture(scope="module")
 def rpm_router(fake: FakeOpenAI, probe_path: str, record: Path) -> Iterator[RouterServer]:
     text = config(fake.base_url, "rpm = 60", record=record)
     with RouterServer(text, python_path=[probe_path]) as server:

@@ -90,11 +90,6 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
-
-
-@pytest.fixture(scope="module")
 def router(fake: FakeOpenAI, probe_path: str, record: Path) -> Iterator[RouterServer]:
     with RouterServer(config(fake.base_url, record), python_path=[probe_path]) as server:
         yield server
