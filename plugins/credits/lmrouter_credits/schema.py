@@ -76,4 +76,6 @@ CREATE TABLE credits_state (
     revision BIGINT NOT NULL
 );
 INSERT INTO credits_state (id, revision) VALUES (1, 0)""",
+    # 2: the dashboard's usage filters: a user's records of one model, newest first
+    "CREATE INDEX usage_user_model ON usage (user_id, model, created_at)",
 ]
