@@ -22,16 +22,19 @@ from lmrouter_dashboard.web import BASE, Site, Visit
 PAGE_ROWS = 50
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+EXAMPLE_USD = Decimal(20)  # the top-up whose fee the buy form shows as an example
 
 
 def stripe_checkout(site: Site) -> ModuleType | None:
-    """``lmrouter_stripe.checkout`` when the stripe plugin is loaded, else None: the dashboard
-    works without it (no buy form)."""
+    """``lmrouter_stripe.checkout`` when the stripe plugin is loaded and has a secret key, else
+    None: the dashboard works without it (no buy form)."""
     if site.gateway.pm.get_plugin("stripe") is None:
         return None
     try:
         from lmrouter_stripe import checkout  # type: ignore[import-not-found]
     except ImportError:
+        return None
+    if not getattr(site.gateway.config.section("stripe"), "checkout_enabled", True):
         return None
     return checkout
 
@@ -47,11 +50,13 @@ async def _credits_page(
     buy: dict[str, Any] | None = None
     if checkout is not None:
         settings = site.gateway.config.section("stripe")
+        example = min(max(EXAMPLE_USD, settings.min_usd), settings.max_usd)
         buy = {
             "min": settings.min_usd,
             "max": settings.max_usd,
             "fee_percent": settings.fee_percent,
             "fee_fixed": settings.fee_fixed_usd,
+            "example": checkout.quote(settings, example),
             "expire_days": site.gateway.config.section("credits").expire_after_days,
         }
     outcome = await _checkout_outcome(site, visit, summary.lots)
@@ -90,9 +95,7 @@ async def buy(site: Site, visit: Visit) -> Response:
         return visit.render("error.html", status=404, message="Buying credits is not offered.")
     text = visit.form.get("amount", "").strip().lstrip("$")
     try:
-        amount = Decimal(text)
-        if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
-            raise InvalidOperation
+        amount = Decimal(text)  # the stripe plugin checks the range and the cents
     except InvalidOperation:
         return await _credits_page(
             site,
@@ -113,7 +116,14 @@ async def buy(site: Site, visit: Visit) -> Response:
         if inspect.isawaitable(made):
             made = await made
     except checkout.CheckoutError as exc:
-        return await _credits_page(site, visit, status=400, error=str(exc), amount=text)
+        message = exc.message.replace("`amount_usd`", "the amount")
+        return await _credits_page(
+            site,
+            visit,
+            status=exc.status,
+            error=message[:1].upper() + message[1:] + ".",
+            amount=text,
+        )
     return visit.redirect(made.url)
 
 
