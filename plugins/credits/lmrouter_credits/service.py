@@ -89,11 +89,14 @@ async def grant(
 @contextlib.asynccontextmanager
 async def transaction(store: Store) -> AsyncIterator[Tx]:
     """One transaction for changes to credits (the ``*_in`` functions) together with a plugin's
-    own writes, so that a crash applies both or neither; running servers hear of the change once
-    it commits."""
+    own writes, so that a crash applies both or neither; running servers hear of a change to
+    lots once it commits (not of a transaction that changed none, e.g. a replayed webhook)."""
     async with store.transaction() as tx:
+        before = await ledger.revision(tx)
         yield tx
-    _notify()
+        changed = await ledger.revision(tx) != before
+    if changed:
+        _notify()
 
 
 async def add_purchase(

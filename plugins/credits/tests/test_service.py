@@ -58,6 +58,9 @@ def test_history_notes_and_purchases_share_a_transaction(tmp_path: Path, kit: An
                     await service.note_in(tx, user, "refund", "refunded at Stripe", lot_id=lot.id)
                     await service.note_in(tx, user, "dispute", "disputed", lot_id=lot.id)
                 assert created and heard == [1]
+                async with service.transaction(store) as tx:  # the same purchase: no change
+                    _, again = await service.add_purchase_in(tx, user, 5 * USD, "cs_x", paid)
+                assert not again and heard == [1]
                 with pytest.raises(ValueError):
                     async with service.transaction(store) as tx:
                         await service.note_in(tx, user, "spend", "no", lot_id=None)
