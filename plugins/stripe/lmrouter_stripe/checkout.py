@@ -109,7 +109,9 @@ def quote(config: StripeConfig, amount_usd: Decimal | int | str) -> Quote:
             f"`amount_usd` must be {limits(config)} (got {amount})", param="amount_usd"
         )
     if amount != amount.quantize(CENT, context=_EXACT):
-        raise CheckoutError("`amount_usd` must be whole cents (2 decimal places)", "amount_usd")
+        raise CheckoutError(
+            "`amount_usd` must be whole cents (2 decimal places)", param="amount_usd"
+        )
     credit = amount.quantize(CENT, context=_EXACT)
     fee = _EXACT.add(_EXACT.multiply(credit, config.fee_percent.scaleb(-2)), config.fee_fixed_usd)
     fee = fee.quantize(CENT, rounding=ROUND_CEILING, context=_EXACT)
