@@ -195,7 +195,7 @@ async def create_checkout(
             q.credit_pico,
             q.fee_cents,
             q.total_cents,
-            _id(session.get("payment_intent")),
+            _id(getattr(session, "payment_intent", None)),
             clock.to_iso(clock.now_us()),
         ),
     )

@@ -112,7 +112,7 @@ class Endpoints:
             outcome = await processor.process(event)
         except BadEvent as exc:
             raise invalid_request(str(exc)) from None
-        log.info("stripe event", event=event.id, type=event.type, outcome=outcome)
+        log.info("stripe event", event_id=event.id, type=event.type, outcome=outcome)
         return JSONResponse({"received": True, "outcome": outcome})
 
 
