@@ -18,6 +18,7 @@ same session under a new event id, and concurrent deliveries all credit once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -81,9 +82,13 @@ class BadEvent(ValueError):
 
 def decode_event(body: bytes) -> Event:
     try:
-        return msgspec.json.decode(body, type=Event)
+        event = msgspec.json.decode(body, type=Event)
+        clock.check_range(event.created * 1_000_000)
     except msgspec.DecodeError as exc:
         raise BadEvent(f"not a Stripe event: {exc}") from None
+    except ValueError:
+        raise BadEvent("`created` is not a time Stripe would send") from None
+    return event
 
 
 def _object(event: Event, kind: type[Any]) -> Any:
@@ -103,8 +108,8 @@ class Processor:
         self.config = config
         self.expire_after_days = expire_after_days
         self.handlers: dict[str, Callable[[Event], Awaitable[str]]] = {
-            "checkout.session.completed": self.session_completed,
-            "checkout.session.async_payment_succeeded": self.session_paid,
+            "checkout.session.completed": self.session,
+            "checkout.session.async_payment_succeeded": self.session,
             "charge.refunded": self.charge_refunded,
             "charge.dispute.created": self.dispute_created,
         }
@@ -148,17 +153,15 @@ class Processor:
 
     # -- payments -----------------------------------------------------------------------------
 
-    async def session_completed(self, event: Event) -> str:
+    async def session(self, event: Event) -> str:
+        """Completed or cleared: credited once paid; unpaid (a bank debit) waits for
+        ``async_payment_succeeded``; anything else (no payment required) is not a top-up."""
         session = _object(event, Session)
         if session.payment_status == "paid":
             return await self._credit(event, session)
-        # unpaid: an asynchronous payment method, credited by async_payment_succeeded
-        return await self._once(
-            event, session.id, session.payment_intent, lambda tx: self._awaiting(tx, session)
-        )
-
-    async def session_paid(self, event: Event) -> str:
-        return await self._credit(event, _object(event, Session))
+        unpaid = session.payment_status == "unpaid"
+        work = functools.partial(self._awaiting, session=session) if unpaid else _outcome("ignored")
+        return await self._once(event, session.id, session.payment_intent, work)
 
     async def _awaiting(self, tx: Tx, session: Session) -> str:
         await tx.execute(
@@ -309,7 +312,7 @@ class Processor:
         history rows now. Returns the ids of the disputes among them."""
         rows = await tx.fetchall(
             "SELECT id, type, object_id FROM stripe_events "
-            "WHERE payment_intent = ? AND outcome = 'unmatched' ORDER BY created_at, id",
+            "WHERE payment_intent = ? AND outcome = 'unmatched' ORDER BY received_at, id",
             (pi,),
         )
         found = await self._session_of(tx, pi)
