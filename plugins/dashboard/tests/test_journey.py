@@ -176,7 +176,9 @@ def test_the_whole_journey_in_a_browser(
     assert chart.locator("rect").count() == 2  # today's bar: one segment per model
     expect(page.get_by_role("img", name="Daily tokens by model")).to_be_visible()
     expect(page.locator(".legend")).to_contain_text("gpt-x")
-    expect(page.locator("table").last.locator("tbody tr")).to_have_count(4)
+    requests = page.locator("table").last.locator("tbody tr")
+    expect(requests).to_have_count(5)  # the refused one too, with its status
+    expect(requests.last).to_contain_text("402")
     pages.saw("usage")
     page.get_by_label("Key").select_option(label=f"server ({second[:12]}…)")
     page.get_by_role("button", name="Show").click()
