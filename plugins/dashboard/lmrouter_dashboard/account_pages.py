@@ -118,9 +118,20 @@ async def account(site: Site, visit: Visit) -> Response:
 
 async def delete_account(site: Site, visit: Visit) -> Response:
     assert visit.session is not None and visit.session.email is not None
+    # the password check counts towards the sign-in throttle: a stolen session cannot guess
+    throttled = f"email:{visit.session.email}"
+    if site.email_throttle.retry_after(throttled):
+        return visit.render(
+            "account.html",
+            status=429,
+            user=await accounts.get_user(site.store, visit.user_id),
+            error="Too many wrong passwords. Try again later.",
+        )
     user = await accounts.verify_password(
         site.store, visit.session.email, visit.form.get("password", "")
     )
+    if user is None:
+        site.email_throttle.failed(throttled)
     if user is None or user.id != visit.user_id or visit.form.get("confirm") != "yes":
         return visit.render(
             "account.html",

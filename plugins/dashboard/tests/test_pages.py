@@ -4,6 +4,7 @@ BYOK and the admin pages. (The browser journey is in test_journey.py.)"""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import openai
@@ -360,3 +361,60 @@ def test_every_input_on_every_page_has_a_label(kit, router: RouterServer) -> Non
                 assert field.get("id") in parser.labels, (path, field)
                 checked += 1
     assert checked > 20
+
+
+def test_a_new_terms_version_asks_signed_in_users_to_accept_it(
+    kit, tmp_path_factory: pytest.TempPathFactory, fake
+) -> None:
+    workdir = tmp_path_factory.mktemp("terms")
+    first = kit.start(workdir, fake.base_url)
+    try:
+        user = kit.client(first)
+        assert user.signup("terms@example.com", kit.PASSWORD, terms="v1").status_code == 303
+        assert "terms of service changed" not in user.get("/dashboard").text
+        cookie = user.http.cookies["lmr_session"]
+    finally:
+        first.stop()
+    # the operator publishes version 2 (and now runs behind a TLS proxy)
+    second = kit.start(workdir, fake.base_url, terms_version="v2", extra="trust_forwarded = true")
+    try:
+        user = kit.client(second)
+        user.http.cookies.set("lmr_session", cookie, path="/dashboard")  # still signed in
+        home = user.get("/dashboard").text
+        assert "The terms of service changed (version v2)" in home
+        terms = user.get("/dashboard/terms").text
+        assert "Use the router kindly." in terms and "I accept version v2" in terms
+        stale = user.post("/dashboard/terms", {"version": "v1"}, page="/dashboard/terms")
+        assert stale.headers["location"] == "/dashboard/terms"  # not the version shown now
+        assert user.post("/dashboard/terms", {"version": "v2"}).status_code == 303
+        assert "terms of service changed" not in user.get("/dashboard").text
+        accepted = kit.query(
+            second,
+            "SELECT t.version FROM dashboard_terms t JOIN users u ON u.id = t.user_id "
+            "WHERE u.email = 'terms@example.com' ORDER BY t.version",
+        )
+        assert accepted == [("v1",), ("v2",)]
+        # behind the proxy, https requests get a Secure cookie
+        proxied = kit.client(second)
+        proxied.http.headers["x-forwarded-proto"] = "https"
+        form = proxied.get("/dashboard/login")
+        assert "Secure" in form.headers["set-cookie"]
+        # (httpx keeps Secure cookies from a plain-http server: hand it over as a browser would)
+        answer = proxied.http.post(
+            "/dashboard/login",
+            data={
+                "email": "terms@example.com",
+                "password": kit.PASSWORD,
+                "csrf": re.search(r'name="csrf" value="([^"]+)"', form.text).group(1),
+            },
+            headers={"origin": second.url, "cookie": f"lmr_pre={form.cookies['lmr_pre']}"},
+        )
+        assert answer.status_code == 303 and "Secure" in answer.headers["set-cookie"]
+        # a new user signing up accepts v2 at once
+        newcomer = kit.client(second)
+        refused = newcomer.signup("late@example.com", kit.PASSWORD, terms="v1")
+        assert refused.status_code == 400
+        assert newcomer.signup("late@example.com", kit.PASSWORD, terms="v2").status_code == 303
+        assert "terms of service changed" not in newcomer.get("/dashboard").text
+    finally:
+        second.stop()
