@@ -43,7 +43,18 @@ class Endpoints:
             Route("/v1/billing/stripe/webhook", self.webhook, methods=["POST"]),
         ]
 
+    def _processor(self) -> Processor:
+        processor: Processor | None = self.plugin.processor
+        if processor is None:
+            raise RouterError(
+                503,
+                "Buying credits is not available: it needs the accounts and credits plugins.",
+                code="billing_not_configured",
+            )
+        return processor
+
     async def checkout(self, request: Request) -> JSONResponse:
+        self._processor()
         principal = await require_principal(request)
         if principal.kind != "user" or principal.user_id is None:
             raise RouterError(
@@ -84,7 +95,7 @@ class Endpoints:
         )
 
     async def webhook(self, request: Request) -> JSONResponse:
-        processor: Processor = self.plugin.processor
+        processor = self._processor()
         config = processor.config
         if not config.webhook_enabled:
             raise RouterError(

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lmrouter import hookimpl
-from lmrouter.config import ConfigError
 from lmrouter_stripe import client, schema
 from lmrouter_stripe.config import SECTION, StripeConfig
 from lmrouter_stripe.endpoints import Endpoints
@@ -17,7 +16,6 @@ from lmrouter_stripe.events import Processor
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from lmrouter.config import Config
     from lmrouter.gateway import Gateway
 
 log = structlog.get_logger("lmrouter.stripe")
@@ -31,23 +29,17 @@ class StripePlugin:
     def lmrouter_config_section(self) -> tuple[str, type]:
         return SECTION, StripeConfig
 
-    @hookimpl
-    def lmrouter_config_loaded(self, config: Config) -> None:
-        if "credits" not in config.sections or "accounts" not in config.sections:
-            raise ConfigError(
-                "the stripe plugin credits users' accounts: it needs the accounts and credits "
-                "plugins (enable them, or add stripe to [plugins] disabled)",
-                path=config.path,
-                key="plugins.disabled",
-            )
-
-    @hookimpl(trylast=True)  # after the accounts and credits tables these refer to
+    @hookimpl(trylast=True)  # after accounts; SQLite accepts references to tables made later
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 
     @hookimpl
     def lmrouter_startup(self, gateway: Gateway) -> None:
         config: StripeConfig = gateway.config.section(SECTION)
+        if "credits" not in gateway.config.sections or "accounts" not in gateway.config.sections:
+            # nothing to credit: the endpoints say so (503) instead of refusing the config
+            log.warning("the stripe plugin needs the accounts and credits plugins; it is off")
+            return
         expire = gateway.config.section("credits").expire_after_days
         self.processor = Processor(gateway.store, config, expire)
         if not config.checkout_enabled or not config.webhook_enabled:
