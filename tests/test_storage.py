@@ -58,6 +58,26 @@ def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_workers_migrating_one_file_at_once_apply_each_step_once(tmp_path: Path) -> None:
+    """Several router workers start together on one database: each step runs once, and no
+    worker fails on a table another has just made."""
+
+    async def go() -> list[list[tuple[str, int]]]:
+        stores = [SQLiteStore("sqlite:///x", tmp_path / "x.db") for _ in range(4)]
+        for store in stores:
+            await store.open()
+        try:
+            return list(await asyncio.gather(*(migrate(s, manager(Schema(STEPS))) for s in stores)))
+        finally:
+            for store in stores:
+                await store.close()
+
+    applied = run(go())
+    assert sorted(step for steps in applied for step in steps) == [("demo", 1), ("demo", 2)]
+    with sqlite3.connect(tmp_path / "x.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM lmrouter_migrations").fetchone() == (2,)
+
+
 def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     async def go() -> list[Any]:
         store = SQLiteStore("sqlite:///x", tmp_path / "x.db")

@@ -192,6 +192,12 @@ async def migrate(store: Store, pm: PluginManager) -> list[tuple[str, int]]:
             if version in done:
                 continue
             async with store.transaction() as tx:
+                # Several workers start at once: another may have applied it since we looked.
+                if await tx.fetchone(
+                    "SELECT 1 FROM lmrouter_migrations WHERE namespace = ? AND version = ?",
+                    (namespace, version),
+                ):
+                    continue
                 for statement in _statements(sql):
                     await tx.execute(statement)
                 await tx.execute(
