@@ -127,6 +127,7 @@ def test_one_user_never_sees_or_touches_anothers_things(kit, router: RouterServe
     alice = signed_up(kit, router, "iso-alice@example.com")
     bob = signed_up(kit, router, "iso-bob@example.com")
     alice_key = alice.create_key("alice laptop")
+    assert "<td>never</td>" in alice.get("/dashboard/keys").text  # not used yet
     kit.cli(router, "credits", "grant", "iso-alice@example.com", "3.5", "--note", "alice-gift")
     kit.sdk(router, alice_key).chat.completions.create(
         model="gpt-x", messages=[{"role": "user", "content": "hi"}]
@@ -137,6 +138,8 @@ def test_one_user_never_sees_or_touches_anothers_things(kit, router: RouterServe
         ("iso-alice@example.com",),
     )
     kit.within(5, lambda: "1000 / 50" in alice.get("/dashboard/usage").text)
+    # last used: written by the accounts plugin's batch writer, about a second later
+    kit.within(5, lambda: "<td>never</td>" not in alice.get("/dashboard/keys").text)
 
     # Bob's pages show nothing of Alice's, whatever he puts in the URL
     for path, params in [
@@ -159,6 +162,12 @@ def test_one_user_never_sees_or_touches_anothers_things(kit, router: RouterServe
     kit.sdk(router, alice_key).chat.completions.create(
         model="gpt-x", messages=[{"role": "user", "content": "still mine"}]
     )
+    # nor remove her provider key (his own list is what the form acts on)
+    alice.post("/dashboard/byok", {"provider": "up", "key": "sk-alice-own-key"})
+    removed = bob.post("/dashboard/byok/up/remove", {}, csrf=bob.csrf("/dashboard/keys"))
+    assert removed.status_code == 404
+    assert '<span class="tag">saved</span>' in alice.get("/dashboard/byok").text
+    assert '<span class="tag">none</span>' in bob.get("/dashboard/byok").text
     # nor reach the admin pages
     assert bob.get("/dashboard/admin").status_code == 403
     answer = bob.post(
@@ -249,7 +258,7 @@ def test_byok_keys_are_saved_replaced_removed_and_never_shown(kit, router: Route
     assert answer.status_code == 303
     page = user.get("/dashboard/byok").text
     assert "Your provider key is saved" not in page  # the notice is on the redirect target
-    assert provider_key not in page and "saved" in page
+    assert provider_key not in page and '<span class="tag">saved</span>' in page
     assert provider_key not in user.get(answer.headers["location"]).text
     replaced = user.post("/dashboard/byok", {"provider": "up", "key": "sk-another-key-456"})
     assert replaced.status_code == 303
@@ -264,7 +273,8 @@ def test_byok_keys_are_saved_replaced_removed_and_never_shown(kit, router: Route
     assert user.post("/dashboard/byok/up/remove", {}, page="/dashboard/byok").status_code == 303
     again = user.post("/dashboard/byok/up/remove", {}, page="/dashboard/byok")
     assert again.status_code == 404
-    assert kit.query(router, "SELECT COUNT(*) FROM byok_keys") == [(0,)]
+    mine = "SELECT COUNT(*) FROM byok_keys b JOIN users u ON u.id = b.user_id WHERE u.email = ?"
+    assert kit.query(router, mine, ("byok@example.com",)) == [(0,)]
 
 
 def test_admin_grants_credits_and_sees_recent_errors(kit, router: RouterServer) -> None:
