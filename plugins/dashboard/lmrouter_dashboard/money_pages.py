@@ -34,7 +34,7 @@ def stripe_checkout(site: Site) -> ModuleType | None:
         from lmrouter_stripe import checkout  # type: ignore[import-not-found]
     except ImportError:
         return None
-    if not getattr(site.gateway.config.section("stripe"), "checkout_enabled", True):
+    if not site.gateway.config.section("stripe").checkout_enabled:
         return None
     return checkout
 

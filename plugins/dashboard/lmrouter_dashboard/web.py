@@ -59,7 +59,7 @@ NOTICES = {
 HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
         "base-uri 'none'"
     ),
     "Referrer-Policy": "same-origin",

@@ -153,6 +153,11 @@ def test_the_whole_journey_in_a_browser(
     expect(page.locator("#balance")).to_have_text("$0")
     expect(page.locator("#fee")).to_contain_text("$20.00 of credit costs $21.31")
     pages.saw("credits-empty")
+    amount = page.get_by_label(re.compile("Amount in US dollars"))
+    amount.evaluate("e => e.removeAttribute('min')")  # past the browser's own check
+    amount.fill("2")
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page.get_by_role("alert")).to_contain_text("between 5.00 and 1000.00 USD")
     page.get_by_label(re.compile("Amount in US dollars")).fill("20")
     page.get_by_role("button", name="Continue to payment").click()
     expect(page).to_have_url(re.compile(re.escape(stripe_fake.base_url)))

@@ -428,3 +428,11 @@ def test_a_new_terms_version_asks_signed_in_users_to_accept_it(
         assert "terms of service changed" not in newcomer.get("/dashboard").text
     finally:
         second.stop()
+
+
+def test_no_buy_form_while_stripe_has_no_secret_key(kit, router: RouterServer) -> None:
+    user = signed_up(kit, router, "nobuy@example.com")
+    page = user.get("/dashboard/credits").text
+    assert "Buy credits" not in page and "No credits yet" in page
+    answer = user.post("/dashboard/credits/buy", {"amount": "20"}, page="/dashboard/credits")
+    assert answer.status_code == 404 and "not offered" in answer.text
