@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmrouter.config import ConfigError
-from lmrouter.gateway import load
+from lmrouter.app import create_app
+from lmrouter.gateway import Gateway, load
 from lmrouter.storage import SQLiteStore
 from lmrouter_credits.service import DailyUsage
 from lmrouter_dashboard import chart, policy
@@ -198,3 +199,23 @@ def test_a_missing_terms_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "terms.txt").write_text("Be kind.")
     config, _ = load(path)
     assert config.section("dashboard").terms_version == "1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "served"),
+    [
+        ("", True),
+        ("[dashboard]\nenabled = false\n", False),
+        ('[plugins]\ndisabled = ["credits"]\n', False),
+        ('[plugins]\ndisabled = ["dashboard"]\n', False),
+    ],
+)
+def test_pages_are_served_only_when_enabled_with_what_they_need(
+    tmp_path: Path, extra: str, served: bool
+) -> None:
+    path = tmp_path / "lmrouter.toml"
+    path.write_text(extra)
+    app = create_app(Gateway.from_path(path))
+    paths = {getattr(r, "path", "") for r in app.starlette.routes}
+    assert ("/dashboard/login" in paths) is served
+    assert "/v1/credits" in paths or "credits" in extra
