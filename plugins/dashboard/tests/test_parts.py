@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmrouter.config import ConfigError
 from lmrouter.app import create_app
+from lmrouter.config import ConfigError
 from lmrouter.gateway import Gateway, load
 from lmrouter.storage import SQLiteStore
 from lmrouter_credits.service import DailyUsage
