@@ -110,6 +110,15 @@ def test_the_whole_journey_in_a_browser(
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("link", name="help@example.com")).to_be_visible()
     pages.saw("sign-in")
+    # keyboard order: the skip link first, then the form top to bottom
+    focused = []
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        focused.append(
+            page.evaluate("document.activeElement.id || document.activeElement.innerText")
+        )
+    expected = ["Skip to content", "LMRouter", "Sign in", "Sign up", "email", "password"]
+    assert focused[:7] == [*expected, "Sign in"], focused  # the last: the form's button
     page.get_by_role("link", name="Sign up").first.click()
     page.get_by_label("E-mail address").fill(EMAIL)
     page.get_by_label("Password", exact=False).first.fill("short")
