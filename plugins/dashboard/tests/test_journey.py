@@ -79,6 +79,36 @@ api_base = "{stripe_fake.base_url}"
         server.stop()
 
 
+# WCAG 2 contrast of every element with text of its own (SVG charts aside): at least 4.5:1,
+# 3:1 for large text. The background is the nearest ancestor's that is not transparent.
+CONTRAST = """() => {
+  const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4))
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const behind = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.closest("svg")) continue;
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const style = getComputedStyle(el);
+    const [a, b] = [lum(rgb(style.color)), lum(behind(el))].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    const text = el.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${el.tagName} "${text}" ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
+
+
 class Pages:
     """Each page visited: a screenshot, and a check of its accessibility tree."""
 
@@ -91,6 +121,8 @@ class Pages:
         tree = self.page.locator("body").aria_snapshot()
         unnamed = [line for line in tree.splitlines() if UNNAMED.match(line)]
         assert not unnamed, (name, unnamed)
+        low = self.page.evaluate(CONTRAST)
+        assert not low, (name, low)
         self.shots.append(name)
         path = ARTIFACTS / f"{len(self.shots):02d}-{name}.png"
         self.page.screenshot(path=path, full_page=True)
