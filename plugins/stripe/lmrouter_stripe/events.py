@@ -232,18 +232,13 @@ class Processor:
             log.info("a checkout session that is not a top-up; ignored", session=session.id)
             return None
         try:
-            credit = Decimal(credit_text)
-            cents = int(credit.scaleb(2)) if credit.is_finite() else 0
-        except (InvalidOperation, ValueError):
-            cents = 0
-        # the credit must be what was paid for, in USD, besides the fee (a Stripe coupon on a
-        # top-up would make it more than the payment: refused rather than credited in full)
-        if (
-            cents <= 0
-            or Decimal(cents) != credit.scaleb(2)
-            or session.currency != "usd"
-            or (session.amount_total or 0) < cents
-        ):
+            credit = Decimal(credit_text).scaleb(2)
+        except InvalidOperation:
+            credit = Decimal(0)
+        cents = int(credit) if credit.is_finite() and credit == credit.to_integral_value() else 0
+        # the credit must be whole cents, in USD, and no more than was paid (a Stripe coupon on
+        # a top-up would make it more than the payment: refused rather than credited in full)
+        if cents <= 0 or session.currency != "usd" or (session.amount_total or 0) < cents:
             log.error(
                 "a top-up session does not add up; not credited",
                 session=session.id,
