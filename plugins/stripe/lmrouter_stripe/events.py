@@ -235,7 +235,8 @@ class Processor:
             credit = Decimal(credit_text).scaleb(2)
         except InvalidOperation:
             credit = Decimal(0)
-        cents = int(credit) if credit.is_finite() and credit == credit.to_integral_value() else 0
+        whole = credit.is_finite() and credit.adjusted() < 15 and credit == int(credit)
+        cents = int(credit) if whole else 0
         # the credit must be whole cents, in USD, and no more than was paid (a Stripe coupon on
         # a top-up would make it more than the payment: refused rather than credited in full)
         if cents <= 0 or session.currency != "usd" or (session.amount_total or 0) < cents:
