@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -233,7 +233,7 @@ class Processor:
             return None
         try:
             credit = Decimal(credit_text).scaleb(2)
-        except InvalidOperation:
+        except ArithmeticError:  # not a number, or beyond Decimal's range
             credit = Decimal(0)
         whole = credit.is_finite() and credit.adjusted() < 15 and credit == int(credit)
         cents = int(credit) if whole else 0
