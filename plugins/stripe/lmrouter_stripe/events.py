@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -232,18 +232,14 @@ class Processor:
             log.info("a checkout session that is not a top-up; ignored", session=session.id)
             return None
         try:
-            credit = Decimal(credit_text)
-            cents = int(credit.scaleb(2)) if credit.is_finite() else 0
-        except (InvalidOperation, ValueError):
-            cents = 0
-        # the credit must be what was paid for, in USD, besides the fee (a Stripe coupon on a
-        # top-up would make it more than the payment: refused rather than credited in full)
-        if (
-            cents <= 0
-            or Decimal(cents) != credit.scaleb(2)
-            or session.currency != "usd"
-            or (session.amount_total or 0) < cents
-        ):
+            credit = Decimal(credit_text).scaleb(2)
+        except ArithmeticError:  # not a number, or beyond Decimal's range
+            credit = Decimal(0)
+        whole = credit.is_finite() and credit.adjusted() < 15 and credit == int(credit)
+        cents = int(credit) if whole else 0
+        # the credit must be whole cents, in USD, and no more than was paid (a Stripe coupon on
+        # a top-up would make it more than the payment: refused rather than credited in full)
+        if cents <= 0 or session.currency != "usd" or (session.amount_total or 0) < cents:
             log.error(
                 "a top-up session does not add up; not credited",
                 session=session.id,

@@ -198,9 +198,18 @@ class FakeStripe(FakeServer[Behavior]):
 
     # -- deliveries -----------------------------------------------------------------------------
 
-    def _signed(
-        self, evt: dict[str, Any], secret: str | None, timestamp: int | None
-    ) -> tuple[bytes, dict[str, str]]:
+    def signed(
+        self,
+        evt: dict[str, Any],
+        *,
+        url: str | None = None,
+        secret: str | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """What Stripe would send for ``evt``: (url, body, headers with its signature)."""
+        target = url or self.webhook_url
+        if target is None:
+            raise RuntimeError("FakeStripe.webhook_url is not set")
         body = orjson.dumps(evt)
         signature = sign(body, self.webhook_secret if secret is None else secret, timestamp)
         headers = {
@@ -208,21 +217,12 @@ class FakeStripe(FakeServer[Behavior]):
             "stripe-signature": signature,
             "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         }
-        return body, headers
+        return target, body, headers
 
-    def deliver(
-        self,
-        evt: dict[str, Any],
-        *,
-        url: str | None = None,
-        secret: str | None = None,
-        timestamp: int | None = None,
-    ) -> Delivery:
-        """Sign ``evt`` and POST it (blocking) to ``url`` or :attr:`webhook_url`."""
-        body, headers = self._signed(evt, secret, timestamp)
-        target = url or self.webhook_url
-        if target is None:
-            raise RuntimeError("FakeStripe.webhook_url is not set")
+    def deliver(self, evt: dict[str, Any], **how: Any) -> Delivery:
+        """Sign ``evt`` and POST it (blocking) to :attr:`webhook_url`; ``how``: the ``url``,
+        ``secret`` and ``timestamp`` to use instead (see :meth:`signed`)."""
+        target, body, headers = self.signed(evt, **how)
         request = urllib.request.Request(target, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -232,19 +232,9 @@ class FakeStripe(FakeServer[Behavior]):
         self.deliveries.append(delivery)
         return delivery
 
-    async def deliver_async(
-        self,
-        evt: dict[str, Any],
-        *,
-        url: str | None = None,
-        secret: str | None = None,
-        timestamp: int | None = None,
-    ) -> Delivery:
+    async def deliver_async(self, evt: dict[str, Any], **how: Any) -> Delivery:
         """:meth:`deliver` without blocking the event loop."""
-        body, headers = self._signed(evt, secret, timestamp)
-        target = url or self.webhook_url
-        if target is None:
-            raise RuntimeError("FakeStripe.webhook_url is not set")
+        target, body, headers = self.signed(evt, **how)
         async with (
             aiohttp.ClientSession() as http,
             http.post(target, data=body, headers=headers) as response,

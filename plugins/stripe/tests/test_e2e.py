@@ -306,6 +306,8 @@ def test_forged_stale_malformed_and_unsigned_deliveries_are_refused(
     for response in refused:
         assert response.status_code == 400, response.text
         assert response.json()["error"]["type"] == "invalid_request_error"
+    for how in ({"secret": "whsec_forged"}, {"timestamp": int(time.time()) - 3600}):
+        assert fake.deliver(evt, **how).status == 400
     signed_wrong = post_event(router, orjson.dumps(evt), secret="whsec_forged")
     assert "Stripe-Signature" in signed_wrong.json()["error"]["message"]
     assert credits(router, key)["lots"] == []
@@ -321,8 +323,9 @@ def test_replays_and_new_event_ids_credit_once(
 ) -> None:
     _, key = cli.user_with_key("replay@example.com")
     session_id = top_up(router, key, "12.34")
-    evt = fake.complete(session_id)
-    assert outcome(post_event(router, evt)) == "credited"
+    first = fake.pay(session_id)  # completes the session and delivers the event
+    assert first.status == 200 and orjson.loads(first.body)["outcome"] == "credited"
+    evt = first.event
     assert outcome(post_event(router, evt)) == "duplicate"  # the same event again
     renamed = {**evt, "id": "evt_" + "r" * 24}  # the same session under a new event id
     assert outcome(post_event(router, renamed)) == "already_credited"

@@ -117,6 +117,8 @@ def test_sessions_that_are_not_paid_top_ups(tmp_path: Path) -> None:
                 (session(user, "cs_b", credit="10.001"), "ignored"),  # not whole cents
                 (session(user, "cs_c", credit="-1"), "ignored"),
                 (session(user, "cs_d", credit="ten"), "ignored"),
+                (session(user, "cs_g", credit="1e999999"), "ignored"),
+                (session(user, "cs_h", credit="NaN"), "ignored"),
                 ({**session(user, "cs_e"), "currency": "eur"}, "ignored"),
                 (session(user, "cs_f", paid="unpaid"), "awaiting_payment"),
             ]
