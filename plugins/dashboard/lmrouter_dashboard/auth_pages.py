@@ -22,12 +22,9 @@ def _next(visit: Visit) -> str:
 
 
 def _too_many(visit: Visit, template: str, seconds: int, **context: object) -> Response:
-    minutes = max(1, round(seconds / 60))
+    wait = f"{seconds} seconds" if seconds < 90 else f"{round(seconds / 60)} minutes"
     response = visit.render(
-        template,
-        status=429,
-        error=f"Too many failed attempts. Try again in {minutes} minute{'s' * (minutes > 1)}.",
-        **context,
+        template, status=429, error=f"Too many failed attempts. Try again in {wait}.", **context
     )
     response.headers["Retry-After"] = str(seconds)
     return response
@@ -51,9 +48,14 @@ async def _accept(site: Site, user_id: str) -> None:
 # -- sign-up ---------------------------------------------------------------------------------
 
 
+_CLOSED = "Sign-up is closed on this router: ask its operator for an account."
+
+
 async def signup_form(site: Site, visit: Visit) -> Response:
     if visit.session is not None:
         return visit.redirect(BASE)
+    if not site.settings.allow_signup:
+        return visit.render("error.html", status=403, message=_CLOSED)
     return visit.render("signup.html", email="", error=None, min_chars=_min(site))
 
 
@@ -63,7 +65,7 @@ def _min(site: Site) -> int:
 
 async def signup(site: Site, visit: Visit) -> Response:
     if not site.settings.allow_signup:
-        return visit.render("error.html", status=403, message="Sign-up is closed on this router.")
+        return visit.render("error.html", status=403, message=_CLOSED)
     email = visit.form.get("email", "").strip()
     password = visit.form.get("password", "")
 

@@ -176,6 +176,7 @@ class Visit:
             notice=NOTICES.get(self.request.query_params.get("done", "")),
             terms_notice=self.session is not None and not self.session.terms_ok,
             terms_version=settings.terms_version,
+            signup_open=settings.allow_signup,
             terms_url=settings.terms_url or (f"{BASE}/terms" if settings.terms_file else ""),
             **context,
         )

@@ -186,6 +186,7 @@ def test_failed_sign_ins_are_throttled(kit, router: RouterServer) -> None:
     answer = client.login("throttled@example.com", kit.PASSWORD)  # even the right one, now
     assert answer.status_code == 429 and "Too many failed attempts" in answer.text
     assert 25 <= int(answer.headers["retry-after"]) <= 30
+    assert "Try again in 30 seconds" in answer.text or "Try again in 29 seconds" in answer.text
     # another address from the same client is not locked out by this one's failures
     signed_up(kit, router, "unthrottled@example.com").close()
     assert client.login("unthrottled@example.com", kit.PASSWORD).status_code == 303
@@ -385,8 +386,9 @@ def test_a_new_terms_version_asks_signed_in_users_to_accept_it(
         cookie = user.http.cookies["lmr_session"]
     finally:
         first.stop()
-    # the operator publishes version 2 (and now runs behind a TLS proxy)
-    second = kit.start(workdir, fake.base_url, terms_version="v2", extra="trust_forwarded = true")
+    # the operator publishes version 2, now runs behind a TLS proxy, and closes sign-up
+    extra = "trust_forwarded = true\nallow_signup = false"
+    second = kit.start(workdir, fake.base_url, terms_version="v2", extra=extra)
     try:
         user = kit.client(second)
         user.http.cookies.set("lmr_session", cookie, path="/dashboard")  # still signed in
@@ -420,12 +422,24 @@ def test_a_new_terms_version_asks_signed_in_users_to_accept_it(
             headers={"origin": second.url, "cookie": f"lmr_pre={form.cookies['lmr_pre']}"},
         )
         assert answer.status_code == 303 and "Secure" in answer.headers["set-cookie"]
-        # a new user signing up accepts v2 at once
+        # sign-up is closed: the form says so, and a post is refused
         newcomer = kit.client(second)
-        refused = newcomer.signup("late@example.com", kit.PASSWORD, terms="v1")
-        assert refused.status_code == 400
-        assert newcomer.signup("late@example.com", kit.PASSWORD, terms="v2").status_code == 303
-        assert "terms of service changed" not in newcomer.get("/dashboard").text
+        assert "Sign-up is closed" in newcomer.get("/dashboard/signup").text
+        assert 'href="/dashboard/signup"' not in newcomer.get("/dashboard/login").text
+        closed = newcomer.post(
+            "/dashboard/signup",
+            {
+                "email": "late@example.com",
+                "password": kit.PASSWORD,
+                "password2": kit.PASSWORD,
+                "terms": "v2",
+            },
+            page="/dashboard/login",
+        )
+        assert closed.status_code == 403 and "Sign-up is closed" in closed.text
+        assert kit.query(second, "SELECT COUNT(*) FROM users WHERE email = 'late@example.com'") == [
+            (0,)
+        ]
     finally:
         second.stop()
 
