@@ -130,13 +130,17 @@ async def buy(site: Site, visit: Visit) -> Response:
 # -- usage -----------------------------------------------------------------------------------
 
 
+_FIRST_DAY, _LAST_DAY = date(1970, 1, 1), date(8999, 12, 31)  # the credits clock's range
+
+
 def _day(text: str | None, default: date) -> tuple[date, bool]:
     if not text:
         return default, True
     try:
-        return date.fromisoformat(text), True
+        day = date.fromisoformat(text)
     except ValueError:
         return default, False
+    return (day, True) if _FIRST_DAY <= day <= _LAST_DAY else (default, False)
 
 
 def _iso(day: date) -> str:

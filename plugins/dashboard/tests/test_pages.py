@@ -450,3 +450,21 @@ def test_no_buy_form_while_stripe_has_no_secret_key(kit, router: RouterServer) -
     assert "Buy credits" not in page and "No credits yet" in page
     answer = user.post("/dashboard/credits/buy", {"amount": "20"}, page="/dashboard/credits")
     assert answer.status_code == 404 and "not offered" in answer.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start": "0001-01-01", "end": "9999-12-31"},
+        {"start": "2025-02-30", "end": "yesterday"},
+        {"start": "2030-01-01", "end": "2020-01-01"},
+        {"after": "not|a cursor", "key": "' OR 1=1 --", "model": "<script>x</script>"},
+        {"after": "2025-01-01T00:00:00.000000Z|zzz", "limit": "5000"},
+    ],
+)
+def test_odd_usage_filters_get_a_page_not_an_error(kit, router: RouterServer, params) -> None:
+    user = kit.client(router)
+    user.signup(f"odd{abs(hash(str(params)))}@example.com", kit.PASSWORD, terms="v1")
+    page = user.get("/dashboard/usage", **params)
+    assert page.status_code == 200
+    assert "<script>" not in page.text  # escaped, as every value from the URL
