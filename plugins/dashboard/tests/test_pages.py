@@ -9,8 +9,11 @@ from html.parser import HTMLParser
 
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lmrouter.testing.server import RouterServer
+from lmrouter_dashboard.testing import DashboardClient
 
 
 def signed_up(kit, router: RouterServer, email: str):
@@ -468,3 +471,37 @@ def test_odd_usage_filters_get_a_page_not_an_error(kit, router: RouterServer, pa
     page = user.get("/dashboard/usage", **params)
     assert page.status_code == 200
     assert "<script>" not in page.text  # escaped, as every value from the URL
+
+
+FIELDS = ("name", "provider", "key", "amount", "note", "password", "confirm", "version", "next")
+POSTS = (
+    "/dashboard/keys",
+    "/dashboard/byok",
+    "/dashboard/byok/up/remove",
+    "/dashboard/credits/buy",
+    "/dashboard/account/delete",
+    "/dashboard/terms",
+    "/dashboard/keys/nope/revoke",
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(POSTS),
+    form=st.dictionaries(st.sampled_from(FIELDS), st.text(max_size=300), max_size=5),
+)
+def test_any_form_gets_an_answer_never_a_server_error(
+    kit, router: RouterServer, path: str, form: dict[str, str]
+) -> None:
+    if router.url not in _fuzzing:
+        client = signed_up(kit, router, "fuzz@example.com")
+        _fuzzing[router.url] = (client, client.csrf("/dashboard/keys"))
+    client, token = _fuzzing[router.url]
+    answer = client.post(path, form, csrf=token)
+    assert answer.status_code in (200, 303, 400, 404, 429), (path, form, answer.text[:300])
+    assert client.get("/dashboard/keys").status_code == 200  # still signed in: never deleted
+
+
+_fuzzing: dict[str, tuple[DashboardClient, str]] = {}  # per server: a signed-in client
