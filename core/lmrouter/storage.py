@@ -106,11 +106,15 @@ class SQLiteStore:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside the try: a caller cancelled while BEGIN waits for aiosqlite's
+                # thread still has it run (queued statements always run, in order), and the
+                # ROLLBACK queued after it keeps the connection from staying in a transaction.
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield _SQLiteTx(self.db)
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # BEGIN itself failed
+                    await self.db.execute("ROLLBACK")
                 raise
             else:
                 await self.db.execute("COMMIT")
@@ -284,6 +288,12 @@ class BatchWriter:
                 # One bad operation must not hold the others back: run each on its own.
                 self.failures += 1
                 await self._one_by_one(batch)
+            except BaseException:
+                # Cancelled mid-write (stop() during a background flush): the transaction rolled
+                # back, so the batch goes back for the flush that stop() runs next. (Were the
+                # commit done after all, the operations run again: they must be idempotent.)
+                self._pending[:0] = batch
+                raise
 
     async def _one_by_one(self, batch: list[Operation]) -> None:
         for index, operation in enumerate(batch):
@@ -295,6 +305,9 @@ class BatchWriter:
                 raise
             except Exception:
                 log.exception("write operation failed and was dropped", operation=operation)
+            except BaseException:
+                self._pending[:0] = batch[index:]
+                raise
 
     @property
     def pending(self) -> int:
