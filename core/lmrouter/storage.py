@@ -242,7 +242,8 @@ class BatchWriter:
     seconds (or sooner once ``max_batch`` wait), off the request path. ``stop()`` flushes.
 
     A batch is atomic: after a crash, either all of its operations happened or none did. What a
-    crash can lose is the last interval's batch, never part of one."""
+    crash can lose is the last interval's batch, never part of one. A batch whose outcome is
+    unknown (a commit cut short) runs again, so operations must be idempotent."""
 
     def __init__(self, store: Store, *, interval: float = 0.05, max_batch: int = 1000) -> None:
         self.store = store
