@@ -5,7 +5,6 @@ for a batch, and a request's charge shows up within ``[credits] flush_interval``
 
 from __future__ import annotations
 
-import inspect
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from types import ModuleType
@@ -106,15 +105,13 @@ async def buy(site: Site, visit: Visit) -> Response:
         )
     back = f"{visit.origin}{BASE}/credits"
     try:
-        made = checkout.create_checkout(
+        made = await checkout.create_checkout(
             site.gateway,
             visit.user_id,
             amount,
             success_url=f"{back}?checkout=success&session_id={{CHECKOUT_SESSION_ID}}",
             cancel_url=f"{back}?done=cancelled",
         )
-        if inspect.isawaitable(made):
-            made = await made
     except checkout.CheckoutError as exc:
         message = exc.message.replace("`amount_usd`", "the amount")
         return await _credits_page(
