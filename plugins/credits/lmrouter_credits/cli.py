@@ -130,11 +130,13 @@ async def cmd_show(args: argparse.Namespace, store: Store, settings: CreditsConf
     if not data["lots"]:
         print("no credit lots")
         return 0
-    header = ("lot", "source", "amount", "remaining", "purchased", "expires")
+    # source: grant or purchase; ref: where a purchase came from (the Stripe Checkout Session)
+    header = ("lot", "source", "ref", "amount", "remaining", "purchased", "expires")
     rows = [
         (
             str(lot["id"]),
-            lot["source_ref"] or lot["source"],
+            lot["source"],
+            lot["source_ref"] or "-",
             lot["amount_usd"],
             lot["remaining_usd"],
             lot["purchased_at"][:19] + "Z",

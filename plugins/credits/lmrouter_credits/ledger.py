@@ -126,6 +126,22 @@ async def add_lot(
     return lot, True
 
 
+NOTE_KINDS = frozenset({"refund", "dispute"})
+
+
+async def add_note(
+    tx: Tx, user_id: str, kind: str, note: str, *, lot_id: int | None, now_us: int
+) -> None:
+    """A ledger row of amount 0: history that moves no money (see ``NOTE_KINDS``)."""
+    if kind not in NOTE_KINDS:
+        raise ValueError(f"unknown ledger note kind {kind!r}")
+    await tx.execute(
+        "INSERT INTO ledger (user_id, kind, amount_pico, lot_id, note, created_at) "
+        "VALUES (?, ?, 0, ?, ?, ?)",
+        (user_id, kind, lot_id, note, to_iso(now_us)),
+    )
+
+
 async def lots_of(reader: Reader, user_id: str) -> list[Lot]:
     """All of a user's lots, spent and expired ones too, earliest expiry first."""
     rows = await reader.fetchall(

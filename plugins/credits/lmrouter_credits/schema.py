@@ -76,4 +76,24 @@ CREATE TABLE credits_state (
     revision BIGINT NOT NULL
 );
 INSERT INTO credits_state (id, revision) VALUES (1, 0)""",
+    # 2: history rows for what happened to a purchase outside the router (a card payment
+    # refunded or disputed at Stripe): amount 0, because purchases are final and the credits
+    # stay; SQLite cannot alter a CHECK, so the table is rebuilt with its rows and indexes
+    """CREATE TABLE ledger_v2 (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    kind TEXT NOT NULL CHECK (kind IN ('grant', 'purchase', 'spend', 'expiry', 'adjustment',
+        'refund', 'dispute')),
+    amount_pico BIGINT NOT NULL CHECK (kind NOT IN ('refund', 'dispute') OR amount_pico = 0),
+    lot_id INTEGER REFERENCES credit_lots (id),
+    request_id TEXT,
+    note TEXT,
+    created_at TEXT NOT NULL
+);
+INSERT INTO ledger_v2 (id, user_id, kind, amount_pico, lot_id, request_id, note, created_at)
+    SELECT id, user_id, kind, amount_pico, lot_id, request_id, note, created_at FROM ledger;
+DROP TABLE ledger;
+ALTER TABLE ledger_v2 RENAME TO ledger;
+CREATE INDEX ledger_user ON ledger (user_id, created_at);
+CREATE INDEX ledger_lot ON ledger (lot_id)""",
 ]

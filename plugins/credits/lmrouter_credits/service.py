@@ -8,7 +8,8 @@ made with the CLI is spendable at once without a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,19 +20,22 @@ from lmrouter_credits import clock, ledger
 from lmrouter_credits.ledger import Expired, Lot, Reader
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Store
+    from lmrouter.storage import Store, Tx
 
 __all__ = [
     "Expired",
     "Lot",
     "add_purchase",
+    "add_purchase_in",
     "balance",
     "grant",
     "lot_json",
     "lots",
+    "note_in",
     "subscribe",
     "summary",
     "sweep",
+    "transaction",
     "user_id_for_email",
 ]
 
@@ -82,6 +86,19 @@ async def grant(
     return lot
 
 
+@contextlib.asynccontextmanager
+async def transaction(store: Store) -> AsyncIterator[Tx]:
+    """One transaction for changes to credits (the ``*_in`` functions) together with a plugin's
+    own writes, so that a crash applies both or neither; running servers hear of a change to
+    lots once it commits (not of a transaction that changed none, e.g. a replayed webhook)."""
+    async with store.transaction() as tx:
+        before = await ledger.revision(tx)
+        yield tx
+        changed = await ledger.revision(tx) != before
+    if changed:
+        _notify()
+
+
 async def add_purchase(
     store: Store,
     user_id: str,
@@ -94,23 +111,49 @@ async def add_purchase(
 ) -> tuple[Lot, bool]:
     """Credit a paid purchase, once: ``source_ref`` (the Stripe Checkout Session id) is unique,
     so a replayed webhook returns the lot it created the first time, with ``False``."""
-    if not source_ref:
-        raise ValueError("a purchase needs its source_ref (e.g. the Checkout Session id)")
-    async with store.transaction() as tx:
-        lot, created = await ledger.add_lot(
+    async with transaction(store) as tx:
+        return await add_purchase_in(
             tx,
             user_id,
-            "purchase",
             amount_pico,
-            purchased_us=_us(purchased_at),
+            source_ref,
+            purchased_at,
             expire_after_days=expire_after_days,
-            now_us=clock.now_us(),
-            source_ref=source_ref,
             note=note,
         )
-    if created:
-        _notify()
-    return lot, created
+
+
+async def add_purchase_in(
+    tx: Tx,
+    user_id: str,
+    amount_pico: int,
+    source_ref: str,
+    purchased_at: datetime,
+    *,
+    expire_after_days: int = DEFAULT_EXPIRE_AFTER_DAYS,
+    note: str | None = None,
+) -> tuple[Lot, bool]:
+    """:func:`add_purchase` inside a :func:`transaction`."""
+    if not source_ref:
+        raise ValueError("a purchase needs its source_ref (e.g. the Checkout Session id)")
+    return await ledger.add_lot(
+        tx,
+        user_id,
+        "purchase",
+        amount_pico,
+        purchased_us=_us(purchased_at),
+        expire_after_days=expire_after_days,
+        now_us=clock.now_us(),
+        source_ref=source_ref,
+        note=note,
+    )
+
+
+async def note_in(tx: Tx, user_id: str, kind: str, note: str, *, lot_id: int | None) -> None:
+    """Record in a user's ledger history, inside a :func:`transaction`, what happened to a
+    purchase outside the router: ``kind`` ``refund`` or ``dispute``. The row moves no money
+    (purchases are final), so the ledger still sums to the lots."""
+    await ledger.add_note(tx, user_id, kind, note, lot_id=lot_id, now_us=clock.now_us())
 
 
 async def balance(reader: Reader, user_id: str, *, at: datetime | None = None) -> int:

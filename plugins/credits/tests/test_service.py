@@ -35,6 +35,75 @@ def test_a_purchase_is_credited_once_per_source_ref(tmp_path: Path, kit: Any) ->
     asyncio.run(go())
 
 
+def test_history_notes_and_purchases_share_a_transaction(tmp_path: Path, kit: Any) -> None:
+    """What the Stripe plugin does: a purchase and its own record in one transaction (both or
+    neither), and refund/dispute notes that move no money, so the ledger still sums to the lots.
+    """
+
+    async def go() -> None:
+        heard: list[int] = []
+        unsubscribe = service.subscribe(lambda: heard.append(1))
+        try:
+            async with kit.store(tmp_path / "c.db") as store:
+                user = await kit.user(store, "n@example.com")
+                paid = datetime(2025, 6, 1, tzinfo=UTC)
+                with pytest.raises(RuntimeError):
+                    async with service.transaction(store) as tx:
+                        await service.add_purchase_in(tx, user, 5 * USD, "cs_x", paid)
+                        raise RuntimeError("crash before commit")
+                assert await store.fetchall("SELECT * FROM credit_lots") == []
+                assert heard == []
+                async with service.transaction(store) as tx:
+                    lot, created = await service.add_purchase_in(tx, user, 5 * USD, "cs_x", paid)
+                    await service.note_in(tx, user, "refund", "refunded at Stripe", lot_id=lot.id)
+                    await service.note_in(tx, user, "dispute", "disputed", lot_id=lot.id)
+                assert created and heard == [1]
+                async with service.transaction(store) as tx:  # the same purchase: no change
+                    _, again = await service.add_purchase_in(tx, user, 5 * USD, "cs_x", paid)
+                assert not again and heard == [1]
+                with pytest.raises(ValueError):
+                    async with service.transaction(store) as tx:
+                        await service.note_in(tx, user, "spend", "no", lot_id=None)
+                with pytest.raises(sqlite3.IntegrityError):  # the schema refuses money in a note
+                    await store.execute(
+                        "INSERT INTO ledger (user_id, kind, amount_pico, created_at) "
+                        "VALUES (?, 'refund', -1, 'x')",
+                        (user,),
+                    )
+                rows = await store.fetchall("SELECT kind, amount_pico, lot_id, note FROM ledger")
+                assert rows == [
+                    ("purchase", 5 * USD, lot.id, None),
+                    ("refund", 0, lot.id, "refunded at Stripe"),
+                    ("dispute", 0, lot.id, "disputed"),
+                ]
+                assert await kit.sums(store) == {user: (5 * USD, 5 * USD)}
+        finally:
+            unsubscribe()
+
+    asyncio.run(go())
+
+
+def test_the_ledger_rebuild_keeps_rows(tmp_path: Path, kit: Any) -> None:
+    """Migration 2 rebuilds the ledger table (a wider CHECK): rows written before it survive."""
+
+    async def go() -> None:
+        path = tmp_path / "c.db"
+        async with kit.store(path) as store:
+            user = await kit.user(store, "old@example.com")
+            await service.grant(store, user, 3 * USD, note="before")
+            await store.execute("DELETE FROM lmrouter_migrations WHERE namespace = 'credits' "
+                                "AND version = 2")  # fmt: skip
+        async with kit.store(path) as store:  # migration 2 runs again over the existing rows
+            rows = await store.fetchall("SELECT kind, amount_pico, note FROM ledger")
+            assert rows == [("grant", 3 * USD, "before")]
+            indexes = await store.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'"
+            )
+            assert {name for (name,) in indexes} == {"ledger_user", "ledger_lot"}
+
+    asyncio.run(go())
+
+
 def test_lots_must_hold_money(tmp_path: Path, kit: Any) -> None:
     async def go() -> None:
         async with kit.store(tmp_path / "c.db") as store:
@@ -97,6 +166,9 @@ def test_grant_show_and_sweep(config: Path, capsys: pytest.CaptureFixture[str]) 
 
     code, out, _ = cli(capsys, "credits", "show", "ann@example.com", "--config", c)
     assert code == 0 and "balance 0.000001 USD" in out and "(expired)" in out
+    header, first_row = out.splitlines()[1:3]
+    assert header.split() == ["lot", "source", "ref", "amount", "remaining", "purchased", "expires"]
+    assert first_row.split()[1:4] == ["grant", "-", "2.5"]
 
     code, out, _ = cli(capsys, "credits", "sweep", "--as-of", "2025-01-30", "--config", c)
     assert out.strip() == "expired 0 lots of 0 users: 0 USD"  # not due yet on the 30th

@@ -1,0 +1,58 @@
+"""The ``stripe`` plugin: users buy prepaid credits through Stripe Checkout. Nothing per
+request: two endpoints, two tables, and an async Stripe client per server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from lmrouter import hookimpl
+from lmrouter_stripe import client, schema
+from lmrouter_stripe.config import SECTION, StripeConfig
+from lmrouter_stripe.endpoints import Endpoints
+from lmrouter_stripe.events import Processor
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from lmrouter.gateway import Gateway
+
+log = structlog.get_logger("lmrouter.stripe")
+
+
+class StripePlugin:
+    def __init__(self) -> None:
+        self.processor: Processor | None = None
+
+    @hookimpl
+    def lmrouter_config_section(self) -> tuple[str, type]:
+        return SECTION, StripeConfig
+
+    @hookimpl(trylast=True)  # after accounts; SQLite accepts references to tables made later
+    def lmrouter_migrations(self) -> tuple[str, list[str]]:
+        return schema.NAMESPACE, schema.MIGRATIONS
+
+    @hookimpl
+    def lmrouter_startup(self, gateway: Gateway) -> None:
+        config: StripeConfig = gateway.config.section(SECTION)
+        if "credits" not in gateway.config.sections or "accounts" not in gateway.config.sections:
+            # nothing to credit: the endpoints say so (503) instead of refusing the config
+            log.warning("the stripe plugin needs the accounts and credits plugins; it is off")
+            return
+        expire = gateway.config.section("credits").expire_after_days
+        self.processor = Processor(gateway.store, config, expire)
+        if not config.checkout_enabled or not config.webhook_enabled:
+            log.info(
+                "buying credits is off until [stripe] secret_key and webhook_secret are set",
+                checkout=config.checkout_enabled,
+                webhook=config.webhook_enabled,
+            )
+
+    @hookimpl
+    async def lmrouter_shutdown(self, gateway: Gateway) -> None:
+        await client.close(gateway)
+
+    @hookimpl
+    def lmrouter_routes(self, gateway: Gateway) -> list[BaseRoute]:
+        return list(Endpoints(self).routes())
