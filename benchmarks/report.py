@@ -238,6 +238,7 @@ def summarize(
                 "ttft_p90": _diff(m.ttft_p90_ms, base.ttft_p90_ms),
                 "ttft_p99": _diff(m.ttft_p99_ms, base.ttft_p99_ms),
             }
+
     def pair(name: str, base_name: str) -> dict[str, float | None]:
         row = {}
         for kind in ("json", "stream"):
@@ -247,9 +248,7 @@ def summarize(
             # CPU per request, inverted so that above 1 means cheaper, like req/s above 1
             row[f"{kind}_cpu"] = _ratio(b and b.cpu_us_per_req, m and m.cpu_us_per_req)
             # what the plugins add to each request, in CPU µs
-            row[f"{kind}_cpu_us_added"] = _diff(
-                m and m.cpu_us_per_req, b and b.cpu_us_per_req
-            )
+            row[f"{kind}_cpu_us_added"] = _diff(m and m.cpu_us_per_req, b and b.cpu_us_per_req)
         return row
 
     ratios: dict[str, dict[str, Any]] = {}
