@@ -158,3 +158,24 @@ def test_a_wrapper_sends_every_call_through_pluggy() -> None:
     assert hook.caller is not None
     assert run(hook.first("gw", "sk-2", {})) == "principal for sk-2"
     assert seen == ["before", "after"]
+
+
+def test_start_is_synchronous_until_an_implementation_is_not() -> None:
+    calls: list[tuple[str, str, tuple[Any, ...]]] = []
+
+    async def later() -> None:
+        calls.append(("b", "awaited", ()))
+
+    pm = build(Recorder("a", calls), Recorder("b", calls, admit=later), Recorder("c", calls))
+    hook = Hook(pm, "lmrouter_admit")
+    assert Hook(build(Recorder("x", [])), "lmrouter_admit").start("ctx") is None
+    pending = hook.start("ctx")
+    assert pending is not None
+    assert [c[0] for c in calls] == ["c", "b"]  # "a" waits for b's awaitable
+    run(pending)  # type: ignore[arg-type]
+    assert [c[:2] for c in calls] == [
+        ("c", "admit"),
+        ("b", "admit"),
+        ("b", "awaited"),
+        ("a", "admit"),
+    ]

@@ -10,7 +10,7 @@ import importlib.metadata
 import inspect
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,10 +144,27 @@ class Hook:
         return bool(self.functions)
 
     async def call(self, *args: Any) -> None:
+        pending = self.start(*args)
+        if pending is not None:
+            await pending
+
+    def start(self, *args: Any) -> Awaitable[None] | None:
+        """:meth:`call` without a coroutine when it can: None when every implementation
+        answered synchronously (the usual case), else an awaitable that awaits the one that did
+        not and calls the rest."""
         if self.caller is not None:
-            await call(self.caller(**dict(zip(self.names, args, strict=True))))
-            return
-        for function in self.functions:
+            return call(self.caller(**dict(zip(self.names, args, strict=True))))
+        functions = self.functions
+        for index, function in enumerate(functions):
+            result = function(*args)
+            if result is not None and inspect.isawaitable(result):
+                return self._finish(result, functions[index + 1 :], args)
+        return None
+
+    @staticmethod
+    async def _finish(pending: Awaitable[Any], rest: tuple[Any, ...], args: tuple[Any, ...]):
+        await pending
+        for function in rest:
             result = function(*args)
             if result is not None and inspect.isawaitable(result):
                 await result

@@ -106,8 +106,9 @@ class ProxyEndpoint:
         cancelled = False
         try:
             try:
-                if self.admit:
-                    await self.admit.call(ctx)
+                pending = self.admit.start(ctx)
+                if pending is not None:
+                    await pending
             except RouterError as err:
                 outcome = Outcome("refused", err.status, error=err)
                 await _send_error(send, dialect, err, request_id, ctx.response_headers)
@@ -140,8 +141,9 @@ class ProxyEndpoint:
 
     async def _end(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:
-            if self.request_end:
-                await self.request_end.call(ctx, outcome)
+            pending = self.request_end.start(ctx, outcome)
+            if pending is not None:
+                await pending
         except Exception:
             log.exception("lmrouter_request_end failed", request_id=ctx.request_id)
         self._log(ctx.request_id, ctx, outcome)
