@@ -45,9 +45,21 @@ def run(config: Config, *, host: str | None, port: int | None, workers: int | No
     return 0  # not reached: execv returns only by raising
 
 
+_FLAGS = {  # sys.flags that a command-line switch sets, kept across the exec
+    "dont_write_bytecode": "-B",
+    "no_user_site": "-s",
+    "ignore_environment": "-E",
+    "isolated": "-I",
+    "safe_path": "-P",
+}
+
+
 def _interpreter_options() -> list[str]:
-    """The running interpreter's ``-X`` options and warning filters, kept across the exec."""
-    opts = [f"-W{w}" for w in sys.warnoptions]
+    """The running interpreter's switches, ``-X`` options and warning filters, kept across
+    the exec."""
+    opts = [switch for flag, switch in _FLAGS.items() if getattr(sys.flags, flag, False)]
+    opts += ["-O"] * sys.flags.optimize
+    opts += [f"-W{w}" for w in sys.warnoptions]
     for name, value in sys._xoptions.items():
         opts.append(f"-X{name}" if value is True else f"-X{name}={value}")
     return opts
