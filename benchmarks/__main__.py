@@ -25,8 +25,9 @@ from benchmarks.scenarios import JSON_BODY, Bench, Placement, post
 from benchmarks.targets import Skip, Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = ("direct", "nginx", "aiohttp-proxy", "router-bare", "router-full", "litellm")
-DEFAULT_TARGETS = "direct,nginx,aiohttp-proxy,router-bare,router-full"
+ROUTERS = tuple(f"router-{name}" for name in targets.PLUGIN_SETS)
+TARGETS = ("direct", "nginx", "aiohttp-proxy", *ROUTERS, "litellm")
+DEFAULT_TARGETS = ",".join(TARGETS[:-1])
 DEFAULT_RATES = "250,500,1000,2000,4000,8000"
 
 
@@ -172,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                 extras["server_errors"][name] = count
                 if count:
                     notes.append(f"{name} logged {count} errors during the run; the first: {first}")
-        if not failed and "router-full" in started:
-            extras["router_full_credits_spent_usd"] = targets.credits_spent(started["router-full"])
+        if not failed:
+            extras["credits_spent_usd"] = {
+                name: targets.credits_spent(target)
+                for name, target in started.items()
+                if target.role == "router"
+            }
         if failed and args.keep:
             print(f"--keep: processes left running, logs in {workdir}:", file=sys.stderr)
             for proc in procs:
@@ -203,7 +208,7 @@ def start_target(name: str, workdir: Path, placement: Placement, upstream: Targe
         return Target("direct", port, key="sk-upstream")
     if name == "aiohttp-proxy":
         return targets.start_aiohttp_proxy(workdir, cpus, port)
-    if name in ("router-bare", "router-full"):
+    if name in ROUTERS:
         return targets.start_router(workdir, cpus, port, name.removeprefix("router-"))
     if name == "nginx":
         return peers.start_nginx(workdir, cpus, port, tools)

@@ -127,7 +127,16 @@ LIMITS = {
     "full_added_p99_ms": 5.0,
     "streams_rss_mb": 150.0,  # the router's peak RSS with --streams concurrent slow streams
     "bare_added_p50_c1_ms": 1.0,  # router-bare minus direct, one connection
+    "money_vs_bare": 0.85,  # router-money req/s ÷ router-bare req/s: the money path < 15 %
+    "ratelimit_vs_bare": 0.95,  # router-ratelimit req/s ÷ router-bare req/s: limits < 5 %
 }
+# What each plugin set costs: (target, the same router without those plugins), same run.
+PLUGIN_PAIRS = (
+    ("router-money", "router-bare"),
+    ("router-ratelimit", "router-bare"),
+    ("router-full", "router-bare"),
+    ("router-full", "router-money"),
+)
 FULL_RATE = 500
 
 
@@ -229,6 +238,19 @@ def summarize(
                 "ttft_p90": _diff(m.ttft_p90_ms, base.ttft_p90_ms),
                 "ttft_p99": _diff(m.ttft_p99_ms, base.ttft_p99_ms),
             }
+
+    def pair(name: str, base_name: str) -> dict[str, float | None]:
+        row = {}
+        for kind in ("json", "stream"):
+            m = _find(runs, name, f"{kind}-c{connections}")
+            b = _find(runs, base_name, f"{kind}-c{connections}")
+            row[f"{kind}_rps"] = _ratio(m and m.rps, b and b.rps)
+            # CPU per request, inverted so that above 1 means cheaper, like req/s above 1
+            row[f"{kind}_cpu"] = _ratio(b and b.cpu_us_per_req, m and m.cpu_us_per_req)
+            # what the plugins add to each request, in CPU µs
+            row[f"{kind}_cpu_us_added"] = _diff(m and m.cpu_us_per_req, b and b.cpu_us_per_req)
+        return row
+
     ratios: dict[str, dict[str, Any]] = {}
     for name in names:
         if name in ("direct", "nginx", "aiohttp-proxy"):  # baselines are the columns
@@ -236,20 +258,21 @@ def summarize(
         for base_name in BASELINES:
             if base_name == name or base_name not in per:
                 continue
-            row = {}
-            for kind in ("json", "stream"):
-                m = _find(runs, name, f"{kind}-c{connections}")
-                b = _find(runs, base_name, f"{kind}-c{connections}")
-                row[f"{kind}_rps"] = _ratio(m and m.rps, b and b.rps)
-                # CPU per request, inverted so that above 1 means cheaper, like req/s above 1
-                row[f"{kind}_cpu"] = _ratio(b and b.cpu_us_per_req, m and m.cpu_us_per_req)
-            ratios.setdefault(name, {})[base_name] = row
-    checks = _checks(per, added, ratios)
+            row = pair(name, base_name)
+            ratios.setdefault(name, {})[base_name] = {
+                k: v for k, v in row.items() if not k.endswith("_added")
+            }
+    plugin_cost: dict[str, dict[str, Any]] = {}
+    for name, base_name in PLUGIN_PAIRS:
+        if name in per and base_name in per:
+            plugin_cost.setdefault(name, {})[base_name] = pair(name, base_name)
+    checks = _checks(per, added, ratios, plugin_cost)
     return {
         "targets": per,
         "added_latency_ms": added,
         "ttft_overhead_ms": ttft,
         "ratios": ratios,
+        "plugin_cost": plugin_cost,
         "checks": checks,
         "checks_pass": {k: v["pass"] for k, v in checks.items()},
         "limits": LIMITS,
@@ -257,7 +280,7 @@ def summarize(
 
 
 def _checks(
-    per: dict[str, Any], added: dict[str, Any], ratios: dict[str, Any]
+    per: dict[str, Any], added: dict[str, Any], ratios: dict[str, Any], plugin_cost: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     def check(value: float | None, limit: float, above: bool, text: str) -> dict[str, Any]:
         ok = None if value is None else (value >= limit if above else value < limit)
@@ -304,6 +327,20 @@ def _checks(
             False,
             f"{name} peak RSS < 150 MB with the concurrent slow streams",
         )
+    out["money_vs_bare"] = check(
+        plugin_cost.get("router-money", {}).get("router-bare", {}).get("json_rps"),
+        LIMITS["money_vs_bare"],
+        True,
+        "router-money req/s ÷ router-bare req/s (json, closed loop) ≥ 0.85: accounts + credits "
+        "cost < 15 % (#4)",
+    )
+    out["ratelimit_vs_bare"] = check(
+        plugin_cost.get("router-ratelimit", {}).get("router-bare", {}).get("json_rps"),
+        LIMITS["ratelimit_vs_bare"],
+        True,
+        "router-ratelimit req/s ÷ router-bare req/s (json, closed loop) ≥ 0.95: rate limiting "
+        "costs < 5 % (#5)",
+    )
     return out
 
 
@@ -440,6 +477,40 @@ def markdown(result: dict[str, Any]) -> str:
         "llrrrr",
         rows,
     )
+    if summ.get("plugin_cost"):
+        lines += [
+            "## What the plugins cost (same run)",
+            "",
+            "Each router beside the same router without those plugins: req/s ratio, CPU ratio "
+            "(above 1: cheaper) and the CPU µs the plugins add per request. `router-money` is "
+            "accounts + credits, `router-ratelimit` is the bare router plus the rate limiter "
+            "(limits set, never binding), `router-full` is all three.",
+            "",
+        ]
+        rows = []
+        for name, by_base in summ["plugin_cost"].items():
+            for base_name, r in by_base.items():
+                rows.append(
+                    [name, base_name]
+                    + [fmt(r[f"json_{k}"], 2) for k in ("rps", "cpu")]
+                    + [fmt(r["json_cpu_us_added"], 0)]
+                    + [fmt(r[f"stream_{k}"], 2) for k in ("rps", "cpu")]
+                    + [fmt(r["stream_cpu_us_added"], 0)]
+                )
+        lines += _table(
+            [
+                "target",
+                "without its plugins",
+                "json req/s ratio",
+                "json CPU ratio",
+                "json CPU µs added",
+                "stream req/s ratio",
+                "stream CPU ratio",
+                "stream CPU µs added",
+            ],
+            "llrrrrrr",
+            rows,
+        )
     lines += ["## Added latency over direct (ms, same run)", ""]
     rows = []
     for scenario, by_target in summ["added_latency_ms"].items():
@@ -602,12 +673,12 @@ def markdown(result: dict[str, Any]) -> str:
             if m.scenario != "sweep"
         ],
     )
-    spent = result.get("extras", {}).get("router_full_credits_spent_usd")
-    if spent is not None:
-        lines.append(
-            f"router-full's user spent ${spent} of credits in the run (read back with "
-            "`lmrouter credits show --json`): credits were metered on every request.\n"
-        )
+    for name, spent in result.get("extras", {}).get("credits_spent_usd", {}).items():
+        if spent is not None:
+            lines.append(
+                f"{name}'s user spent ${spent} of credits in the run (read back with "
+                "`lmrouter credits show --json`): credits were metered on every request.\n"
+            )
     for note in result.get("notes", []):
         lines.append(f"Note: {note}\n")
     return "\n".join(lines).rstrip() + "\n"

@@ -1,14 +1,19 @@
 """What is measured: the upstream, and the targets put in front of it (or not, for ``direct``).
 
-The router runs as two targets, one per plugin set:
+The router runs as one target per plugin set:
 
 - ``router-bare``: pass-through only. Every installed plugin but the ``openai`` provider is
   disabled, and requests carry an operator key (no accounts, no credits, no rate limit).
 - ``router-full``: ``accounts`` + ``credits`` + ``ratelimit`` on SQLite, set up with the real CLI
   (``lmrouter users add``, ``keys create``, ``credits grant``) and driven with that user's key,
   so every request is authenticated, admitted by the rate limiter, holds and settles credits.
-  When one of those plugins is missing or fails, the target is skipped with the reason: a
-  benchmark of a router without them would be a different benchmark under the same name.
+- ``router-money``: the money path alone, ``accounts`` + ``credits`` set up the same way, no
+  rate limiter: its ratio to ``router-bare`` is what issue #4's target is about.
+- ``router-ratelimit``: ``router-bare`` plus ``ratelimit`` (limits set but never binding), with
+  the operator key: its ratio to ``router-bare`` is issue #5's.
+
+When one of a set's plugins is missing or fails, the target is skipped with the reason: a
+benchmark of a router without them would be a different benchmark under the same name.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ PYTHON = sys.executable
 CHAT_PATH = "/v1/chat/completions"
 OPERATOR_KEY = "sk-bench"
 FULL_PLUGINS = ("accounts", "credits", "ratelimit")
+# Plugin sets by target suffix (``router-SET``), beyond the provider every set keeps.
+PLUGIN_SETS: dict[str, tuple[str, ...]] = {
+    "bare": (),
+    "full": FULL_PLUGINS,
+    "money": ("accounts", "credits"),
+    "ratelimit": ("ratelimit",),
+}
 PROVIDER_PLUGIN = "openai"
 BENCH_USER = "bench@example.com"
 GRANT_USD = "1000000"
@@ -190,21 +202,21 @@ def _cli(config: Path, *args: str) -> str:
 def start_router(
     workdir: Path, cpus: str | None, upstream_port: int, plugin_set: str = "bare"
 ) -> Target:
-    """``router-bare`` or ``router-full`` (see the module docstring); raises Skip for ``full``
-    when its plugins are not installed or their setup commands fail."""
+    """``router-SET`` for a set of :data:`PLUGIN_SETS` (see the module docstring); raises Skip
+    when the set's plugins are not installed or their setup commands fail."""
     name = f"router-{plugin_set}"
     installed = installed_plugins()
     keep: tuple[str, ...] = (PROVIDER_PLUGIN,)
     if PROVIDER_PLUGIN not in installed:
         raise Skip(f"the {PROVIDER_PLUGIN!r} provider plugin is not installed")
-    if plugin_set == "full":
-        missing = [p for p in FULL_PLUGINS if p not in installed]
-        if missing:
-            raise Skip(
-                "plugins not installed: "
-                + ", ".join(f"{p} (pip install -e plugins/{p})" for p in missing)
-            )
-        keep += FULL_PLUGINS
+    wanted = PLUGIN_SETS[plugin_set]
+    missing = [p for p in wanted if p not in installed]
+    if missing:
+        raise Skip(
+            "plugins not installed: "
+            + ", ".join(f"{p} (pip install -e plugins/{p})" for p in missing)
+        )
+    keep += wanted
     disabled = sorted(set(installed) - set(keep))
     config = workdir / name / "lmrouter.toml"
     config.parent.mkdir(exist_ok=True)
@@ -214,23 +226,23 @@ def start_router(
         disabled=json.dumps(disabled),
     )
     key = OPERATOR_KEY
-    if plugin_set == "full":
+    if wanted:
         try:
             claimed = claimed_sections(keep)
         except Exception as exc:  # a plugin that fails to load: say which and why
             raise Skip(f"the plugins failed to load: {exc!r}") from None
         for section, body in FULL_SECTIONS.items():
-            if section in claimed:
+            if section in claimed and section in wanted:
                 text += f"[{section}]\n{body}"
-        config.write_text(text)
+    config.write_text(text)
+    if "accounts" in wanted:  # a user's key, so that requests are authenticated and metered
         _cli(config, "users", "add", BENCH_USER)
         lines = _cli(config, "keys", "create", BENCH_USER, "--name", "bench").strip().splitlines()
         if not lines or not lines[-1].strip():
             raise Skip("`lmrouter keys create` printed no key")
         key = lines[-1].strip()
-        _cli(config, "credits", "grant", BENCH_USER, GRANT_USD, "--note", "benchmark")
-    else:
-        config.write_text(text)
+        if "credits" in wanted:
+            _cli(config, "credits", "grant", BENCH_USER, GRANT_USD, "--note", "benchmark")
     port = free_port()
     binary = Path(PYTHON).with_name("lmrouter")
     cmd = [str(binary)] if binary.exists() else [PYTHON, "-m", "lmrouter.cli"]
@@ -248,9 +260,9 @@ def start_router(
 
 
 def credits_spent(target: Target) -> str | None:
-    """USD the full router's user spent in the run (the grant minus the balance), read with
+    """USD the metered router's user spent in the run (the grant minus the balance), read with
     ``lmrouter credits show --json``: proof that credits were metered, or None."""
-    if target.config is None:
+    if target.config is None or "credits" not in PLUGIN_SETS[target.name.removeprefix("router-")]:
         return None
     try:
         doc = json.loads(_cli(target.config, "credits", "show", BENCH_USER, "--json"))

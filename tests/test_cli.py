@@ -56,6 +56,23 @@ def test_check_good_config_summarises(tmp_path: Path) -> None:
     assert "has no api_key" in result.stdout  # a warning, not an error
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `lmrouter check | head -0`: every write meets a closed pipe
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "lmrouter.cli", "check", "--config", str(write(tmp_path, GOOD))],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
 def test_check_default_config_in_repo() -> None:
     result = run("check", cwd=REPO, env={"LMROUTER_CONFIG": ""})
     assert result.returncode == 0, result.stderr

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,15 @@ def request_id_of(scope: dict[str, Any]) -> bytes:
             if _SAFE_ID.match(value):
                 return bytes(value)
             break
-    return os.urandom(12).hex().encode()
+    return new_request_id()
+
+
+def new_request_id() -> bytes:
+    """24 hex digits: the time in milliseconds (12), then 48 random bits. Ids that sort by time
+    make an index on them (usage records have one) grow at its end, as a time column's does;
+    random ids land all over it, which costs a metered router more than SQLite's every other
+    write per request once the table is large."""
+    return b"%012x%s" % (time.time_ns() // 1_000_000, os.urandom(6).hex().encode())
 
 
 class RouterApp:

@@ -52,7 +52,11 @@ class ProxyEndpoint:
     def __init__(self, gateway: Gateway, dialect: Dialect) -> None:
         self.gateway = gateway
         self.dialect = dialect
-        self.hook = gateway.pm.hook
+        pm = gateway.pm
+        self.authenticate = plugins.Hook(pm, "lmrouter_authenticate")
+        self.admit = plugins.Hook(pm, "lmrouter_admit")
+        self.upstream_key = plugins.Hook(pm, "lmrouter_upstream_key")
+        self.request_end = plugins.Hook(pm, "lmrouter_request_end")
         self.max_body = int(gateway.config.server.max_body_mb * 1024 * 1024)
         self.routing = gateway.config.core.routing
         self.log_requests = gateway.config.server.log_requests
@@ -71,11 +75,7 @@ class ProxyEndpoint:
                 raise invalid_api_key(
                     "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
                 )
-            principal = await plugins.first(
-                self.hook.lmrouter_authenticate(
-                    gateway=self.gateway, api_key=api_key, headers=headers
-                )
-            )
+            principal = await self.authenticate.first(self.gateway, api_key, headers)
             if principal is None:
                 raise invalid_api_key()
             parsed = dialect.parse(body)
@@ -106,7 +106,9 @@ class ProxyEndpoint:
         cancelled = False
         try:
             try:
-                await plugins.call(self.hook.lmrouter_admit(ctx=ctx))
+                pending = self.admit.start(ctx)
+                if pending is not None:
+                    await pending
             except RouterError as err:
                 outcome = Outcome("refused", err.status, error=err)
                 await _send_error(send, dialect, err, request_id, ctx.response_headers)
@@ -139,7 +141,9 @@ class ProxyEndpoint:
 
     async def _end(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:
-            await plugins.call(self.hook.lmrouter_request_end(ctx=ctx, outcome=outcome))
+            pending = self.request_end.start(ctx, outcome)
+            if pending is not None:
+                await pending
         except Exception:
             log.exception("lmrouter_request_end failed", request_id=ctx.request_id)
         self._log(ctx.request_id, ctx, outcome)
@@ -261,7 +265,7 @@ class ProxyEndpoint:
         send: Any,
     ) -> Outcome:
         ctx.billable = True  # each attempt decides afresh (a BYOK key may cover only some routes)
-        key = await plugins.first(self.hook.lmrouter_upstream_key(ctx=ctx, route=route))
+        key = await self.upstream_key.first(ctx, route) if self.upstream_key else None
         key = key or provider.config.api_key
         dialect = self.dialect
         native = dialect.name in provider.native_dialects

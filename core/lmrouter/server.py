@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -10,9 +11,6 @@ from lmrouter.config import Config
 
 
 def run(config: Config, *, host: str | None, port: int | None, workers: int | None) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-
     server = config.server
     host = host or server.host
     port = port or server.port
@@ -31,15 +29,37 @@ def run(config: Config, *, host: str | None, port: int | None, workers: int | No
             file=sys.stderr,
             flush=True,
         )
-    Granian(
-        "lmrouter.app:serve_app",
-        factory=True,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        loop=Loops.auto,
-        log_level=server.log_level if server.log_level != "warning" else "warn",  # type: ignore[arg-type]
-        workers_kill_timeout=int(server.shutdown_timeout),
-    ).serve()
-    return 0
+    settings = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": server.log_level if server.log_level != "warning" else "warn",
+        "workers_kill_timeout": int(server.shutdown_timeout),
+    }
+    # Become the slim supervisor (see lmrouter.launcher): the same process, without the
+    # plugins and config loaded above.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, *_interpreter_options(), "-m", "lmrouter.launcher"]
+    os.execv(sys.executable, [*argv, json.dumps(settings)])
+    return 0  # not reached: execv returns only by raising
+
+
+_FLAGS = {  # sys.flags that a command-line switch sets, kept across the exec
+    "dont_write_bytecode": "-B",
+    "no_user_site": "-s",
+    "ignore_environment": "-E",
+    "isolated": "-I",
+    "safe_path": "-P",
+}
+
+
+def _interpreter_options() -> list[str]:
+    """The running interpreter's switches, ``-X`` options and warning filters, kept across
+    the exec."""
+    opts = [switch for flag, switch in _FLAGS.items() if getattr(sys.flags, flag, False)]
+    opts += ["-O"] * sys.flags.optimize
+    opts += [f"-W{w}" for w in sys.warnoptions]
+    for name, value in sys._xoptions.items():
+        opts.append(f"-X{name}" if value is True else f"-X{name}={value}")
+    return opts

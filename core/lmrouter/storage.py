@@ -72,6 +72,8 @@ class SQLiteStore:
                 "PRAGMA synchronous=NORMAL",  # WAL + NORMAL: durable across process crashes
                 "PRAGMA foreign_keys=ON",
                 "PRAGMA busy_timeout=5000",
+                # deleted personal data is zeroed, not left in free space (some builds' default)
+                "PRAGMA secure_delete=ON",
             ):
                 await self._db.execute(pragma)
         except sqlite3.Error as exc:

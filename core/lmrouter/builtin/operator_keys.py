@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class OperatorKeys:
     def __init__(self) -> None:
         self._by_digest: dict[bytes, Principal] = {}
+        self._lengths: frozenset[int] = frozenset()
 
     @hookimpl
     def lmrouter_startup(self, gateway: Gateway) -> None:
@@ -27,11 +28,14 @@ class OperatorKeys:
             for i, key in enumerate(keys)
             if key.strip()  # an empty entry (unset ${VAR:-}) never authenticates
         }
+        self._lengths = frozenset(len(key) for key in keys if key.strip())
 
     @hookimpl(tryfirst=True)
     def lmrouter_authenticate(
         self, gateway: Gateway, api_key: str, headers: Any
     ) -> Principal | None:
+        if len(api_key) not in self._lengths:  # a user's key: no hash to compute
+            return None
         return self._by_digest.get(_digest(api_key))
 
 

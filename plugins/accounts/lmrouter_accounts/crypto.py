@@ -12,11 +12,6 @@ import base64
 import binascii
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 _NONCE_BYTES = 12
 _INFO = b"lmrouter-accounts byok v1"  # binds the derived key to this one purpose
 
@@ -27,6 +22,12 @@ class BoxError(Exception):
 
 class SecretBox:
     def __init__(self, secret: str) -> None:
+        # Imported here: OpenSSL's bindings weigh about 7 MB in every worker, and a router
+        # without ``[accounts] secret`` never makes a box.
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         if not secret:
             raise ValueError("empty secret")
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
@@ -47,6 +48,8 @@ class SecretBox:
         if len(raw) <= _NONCE_BYTES + 16:
             raise BoxError("too short")
         nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        from cryptography.exceptions import InvalidTag
+
         try:
             plaintext = self._aead.decrypt(nonce, sealed, _associated(user_id, provider))
         except InvalidTag:

@@ -232,6 +232,22 @@ def test_delete_erases_personal_data_and_keeps_the_id(db: Any, db_path: Path) ->
     assert rows(db_path, "SELECT COUNT(*) FROM byok_keys WHERE user_id = ?", (user_id,)) == [(0,)]
 
 
+def test_delete_leaves_no_trace_of_personal_data_on_disk(db: Any, db_path: Path) -> None:
+    # SQLite keeps a deleted or overwritten value in free space unless told to zero it
+    async def go() -> None:
+        async with db() as store:
+            user = await service.create_user(store, "erase-me@example.com", password="p" * 12)
+            await service.create_key(store, user.id, name="erase-me laptop")
+            await service.create_user(store, "stays@example.com")
+            await store.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the data reaches the file
+            await service.delete_user(store, user.id)
+
+    run(go())
+    on_disk = raw_bytes(db_path)
+    assert b"stays@example.com" in on_disk  # the check can see what is there
+    assert b"erase-me" not in on_disk
+
+
 def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(db: Any, db_path: Path) -> None:
     box = SecretBox(SECRET)
     provider_key = "sk-proj-users-very-own-key-1234567890"

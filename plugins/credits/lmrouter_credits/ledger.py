@@ -290,19 +290,21 @@ class Settlement:
         self.seq = seq
 
 
-async def write_settlements(tx: Tx, items: Sequence[Settlement]) -> None:
+async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool = True) -> None:
     """Draw each charge from its user's lots (unexpired at the request's end, earliest expiry
     first; one ``spend`` ledger row per lot touched) and insert the usage records. A handful of
-    statements per batch, however many requests it holds. Records already written (a batch run
-    again after a commit that reported failure) are skipped, charge and all."""
+    statements per batch, however many requests it holds. When ``rerun`` (the batch may have
+    been written before: run again after a commit that reported failure), records already
+    written are skipped, charge and all; a batch's first run (usage ids are new) skips the
+    look."""
     if not items:
         return
     present: set[str] = set()
-    ids = [s.usage_id for s in items]
+    ids = [s.usage_id for s in items] if rerun else []
     for chunk in _chunks(ids):
         rows = await tx.fetchall(f"SELECT id FROM usage WHERE id IN ({_marks(len(chunk))})", chunk)
         present.update(row[0] for row in rows)
-    todo = [s for s in items if s.usage_id not in present]
+    todo = [s for s in items if s.usage_id not in present] if present else list(items)
     payers = sorted({s.user_id for s in todo if s.charge > 0 and s.user_id is not None})
     lots: dict[str, list[list[Any]]] = defaultdict(list)
     for chunk in _chunks(payers):

@@ -294,6 +294,7 @@ class _Flush:
         self.items: list[Settlement] | None = None
 
     async def __call__(self, tx: Tx) -> None:
+        first_run = self.items is None
         if self.items is None:
             meter = self.meter
             self.items, meter._pending = meter._pending, []
@@ -301,15 +302,15 @@ class _Flush:
             for item in self.items:
                 if item.seq:
                     item.wallet.unflushed.pop(item.seq, None)
-        await _write(tx, self.items)
+        await _write(tx, self.items, rerun=not first_run)
 
 
-async def _write(tx: Tx, items: list[Settlement]) -> None:
+async def _write(tx: Tx, items: list[Settlement], rerun: bool) -> None:
     """All settlements at once; if that fails for a reason that will not pass (a constraint),
     each on its own, so one bad record costs only itself."""
     await tx.execute("SAVEPOINT credits_batch")
     try:
-        await ledger.write_settlements(tx, items)
+        await ledger.write_settlements(tx, items, rerun=rerun)
     except TRANSIENT:
         raise
     except Exception:
@@ -317,7 +318,7 @@ async def _write(tx: Tx, items: list[Settlement]) -> None:
         for item in items:
             await tx.execute("SAVEPOINT credits_one")
             try:
-                await ledger.write_settlements(tx, [item])
+                await ledger.write_settlements(tx, [item], rerun=rerun)
             except TRANSIENT:
                 raise
             except Exception:

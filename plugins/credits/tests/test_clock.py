@@ -12,7 +12,8 @@ from lmrouter_credits.clock import check_range, from_iso, to_iso
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # from year 1000 to 9999 (four digits), in microseconds since the epoch
-MICROS = st.integers(-30_610_224_000 * 10**6, 253_402_300_799 * 10**6 + 999_999)
+LOWEST, HIGHEST = -30_610_224_000 * 10**6, 253_402_300_799 * 10**6 + 999_999
+MICROS = st.integers(LOWEST, HIGHEST)
 
 
 @given(MICROS)
@@ -39,3 +40,14 @@ def test_lot_dates_stay_in_range() -> None:
     for text in ("1969-12-31T23:59:59Z", "9000-01-01"):
         with pytest.raises(ValueError, match="between 1970 and 9000"):
             check_range(from_iso(text))
+
+
+@given(MICROS, st.lists(st.integers(-2_000_000, 2_000_000), min_size=1, max_size=20))
+def test_to_iso_is_strftime_for_times_close_together(start: int, steps: list[int]) -> None:
+    """The writer stamps many requests of the same second in a row (to_iso keeps that second's
+    text): every one of them, and the ones across a second's edge, still reads right."""
+    us = start
+    for step in steps:
+        us = min(max(us + step, LOWEST), HIGHEST)
+        expected = (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert to_iso(us) == expected

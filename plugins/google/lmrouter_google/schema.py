@@ -158,7 +158,7 @@ class _Converter:
             }
             required = schema.get("required")
             if isinstance(required, list):
-                kept = [name for name in required if name in properties]
+                kept = [n for n in required if isinstance(n, str) and n in properties]
                 if kept:
                     out["required"] = kept
             ordering = schema.get("propertyOrdering")

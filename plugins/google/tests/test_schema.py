@@ -83,6 +83,12 @@ def test_strips_unsupported_keys_recursively_but_keeps_property_names() -> None:
     }
 
 
+def test_required_names_that_are_not_strings_are_dropped() -> None:
+    # found by hypothesis: an unhashable entry in `required` raised TypeError
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": [{}, "a", 3]}
+    assert for_gemini(schema)["required"] == ["a"]
+
+
 def test_nullable_unions_consts_and_enums() -> None:
     schema = {
         "type": "object",

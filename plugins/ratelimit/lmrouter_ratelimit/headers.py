@@ -60,6 +60,32 @@ def _anthropic_time(reset_ns: int) -> bytes:
     return full_at.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
 
 
+# Encoded once: a limit's header (a key's limits rarely change) and a reset rounded to the
+# millisecond (a handful of values recur: a bucket far from empty resets within 1 ms).
+_limits: dict[tuple[str, int], Header] = {}
+_resets: dict[int, bytes] = {}
+_CACHE_MAX = 4096
+
+
+def _limit_header(kind: str, limit: int) -> Header:
+    header = _limits.get((kind, limit))
+    if header is None:
+        if len(_limits) >= _CACHE_MAX:
+            _limits.clear()
+        header = _limits[kind, limit] = (_OPENAI[kind][0], b"%d" % limit)
+    return header
+
+
+def _reset(reset_ns: int) -> bytes:
+    ms = -(-reset_ns // _MS)
+    text = _resets.get(ms)
+    if text is None:
+        if len(_resets) >= _CACHE_MAX:
+            _resets.clear()
+        text = _resets[ms] = duration(ms * _MS).encode()
+    return text
+
+
 def quota_headers(decision: Decision, anthropic: bool = False) -> list[Header]:
     out: list[Header] = []
     for kind, quota in (("requests", decision.requests), ("tokens", decision.tokens)):
@@ -68,9 +94,9 @@ def quota_headers(decision: Decision, anthropic: bool = False) -> list[Header]:
         limit, remaining, reset_ns = quota
         names = _OPENAI[kind]
         out += (
-            (names[0], b"%d" % limit),
+            _limit_header(kind, limit),
             (names[1], b"%d" % remaining),
-            (names[2], duration(reset_ns).encode()),
+            (names[2], _reset(reset_ns)),
         )
         if anthropic:
             names = _ANTHROPIC[kind]

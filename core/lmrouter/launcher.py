@@ -1,0 +1,37 @@
+"""The process ``lmrouter serve`` becomes once the config is valid: granian's supervisor alone.
+
+``serve`` validates the config and loads every plugin first, so that mistakes are printed before
+anything listens; then it replaces itself (``exec``, same process id, same signals) with this
+module, which imports granian and nothing of the router. Granian forks its workers from here,
+and each worker builds the router itself (``lmrouter.app:serve_app``). Without this the
+supervisor, which serves no request, would keep every plugin's imports resident for the
+server's whole life: tens of megabytes, counted again in each forked worker's RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    settings = json.loads(argv[0])
+    Granian(
+        "lmrouter.app:serve_app",
+        factory=True,
+        address=settings["host"],
+        port=settings["port"],
+        interface=Interfaces.ASGI,
+        workers=settings["workers"],
+        loop=Loops.auto,
+        log_level=settings["log_level"],
+        workers_kill_timeout=settings["workers_kill_timeout"],
+    ).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
