@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
+# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
+CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
@@ -18,10 +20,23 @@ $(STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	$(PIP) install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	@touch $@
 
+# Installed with apt when absent (CI runs as root); elsewhere, say what to run.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else \
+	  echo "error: the dashboard's browser tests need Chromium at $@;" \
+	    "install it with: sudo apt-get install --no-install-recommends chromium" >&2; \
+	  exit 1; \
+	fi
+	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
+
 run: $(STAMP)
 	$(BIN)/lmrouter serve --config config/lmrouter.toml
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -58,6 +58,26 @@ def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_workers_migrating_one_file_at_once_apply_each_step_once(tmp_path: Path) -> None:
+    """Several router workers start together on one database: each step runs once, and no
+    worker fails on a table another has just made."""
+
+    async def go() -> list[list[tuple[str, int]]]:
+        stores = [SQLiteStore("sqlite:///x", tmp_path / "x.db") for _ in range(4)]
+        for store in stores:
+            await store.open()
+        try:
+            return list(await asyncio.gather(*(migrate(s, manager(Schema(STEPS))) for s in stores)))
+        finally:
+            for store in stores:
+                await store.close()
+
+    applied = run(go())
+    assert sorted(step for steps in applied for step in steps) == [("demo", 1), ("demo", 2)]
+    with sqlite3.connect(tmp_path / "x.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM lmrouter_migrations").fetchone() == (2,)
+
+
 def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     async def go() -> list[Any]:
         store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
@@ -99,6 +119,63 @@ def test_batch_writer_is_atomic_isolates_bad_ops_and_flushes_on_stop(tmp_path: P
     rows, pending = run(go())
     assert rows == [("a",), ("b",), ("c",)]
     assert pending == 0
+
+
+def test_a_transaction_cancelled_while_it_begins_leaves_the_connection_usable(
+    tmp_path: Path,
+) -> None:
+    async def go() -> list[Any]:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        await migrate(store, manager(Schema(STEPS)))
+
+        async def write() -> None:
+            async with store.transaction() as tx:
+                await tx.execute("INSERT INTO notes (text) VALUES ('never')")
+
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0)  # the task now waits for BEGIN to run in aiosqlite's thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with store.transaction() as tx:  # not "a transaction within a transaction"
+            await tx.execute("INSERT INTO notes (text) VALUES ('next')")
+        rows = await store.fetchall("SELECT text FROM notes")
+        await store.close()
+        return rows
+
+    assert run(go()) == [("next",)]
+
+
+def test_batch_writer_stopped_mid_write_loses_nothing(tmp_path: Path) -> None:
+    """stop() while the background task is inside a batch's transaction: the cancelled batch
+    rolls back and is written by stop()'s own flush, not dropped."""
+
+    async def go() -> list[Any]:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        await migrate(store, manager(Schema(STEPS)))
+        writer = BatchWriter(store, interval=0.01)
+        inside = asyncio.Event()
+
+        async def slow(tx: Any) -> None:
+            await tx.execute("INSERT INTO notes (text) VALUES ('slow')")
+            inside.set()
+            await asyncio.sleep(0.2)  # a long batch: stop() arrives in the middle
+
+        async def quick(tx: Any) -> None:
+            await tx.execute("INSERT OR IGNORE INTO notes (text) VALUES ('quick')")
+
+        writer.start()
+        writer.add(quick)
+        writer.add(slow)
+        await inside.wait()
+        await writer.stop()
+        rows = await store.fetchall("SELECT text FROM notes ORDER BY text")
+        await store.close()
+        return rows
+
+    assert run(go()) == [("quick",), ("slow",)]
 
 
 def test_batch_writer_keeps_everything_when_the_disk_fails(tmp_path: Path) -> None:

@@ -108,11 +108,15 @@ class SQLiteStore:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside the try: a caller cancelled while BEGIN waits for aiosqlite's
+                # thread still has it run (queued statements always run, in order), and the
+                # ROLLBACK queued after it keeps the connection from staying in a transaction.
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield _SQLiteTx(self.db)
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # BEGIN itself failed
+                    await self.db.execute("ROLLBACK")
                 raise
             else:
                 await self.db.execute("COMMIT")
@@ -194,6 +198,12 @@ async def migrate(store: Store, pm: PluginManager) -> list[tuple[str, int]]:
             if version in done:
                 continue
             async with store.transaction() as tx:
+                # Several workers start at once: another may have applied it since we looked.
+                if await tx.fetchone(
+                    "SELECT 1 FROM lmrouter_migrations WHERE namespace = ? AND version = ?",
+                    (namespace, version),
+                ):
+                    continue
                 for statement in _statements(sql):
                     await tx.execute(statement)
                 await tx.execute(
@@ -234,7 +244,8 @@ class BatchWriter:
     seconds (or sooner once ``max_batch`` wait), off the request path. ``stop()`` flushes.
 
     A batch is atomic: after a crash, either all of its operations happened or none did. What a
-    crash can lose is the last interval's batch, never part of one."""
+    crash can lose is the last interval's batch, never part of one. A batch whose outcome is
+    unknown (a commit cut short) runs again, so operations must be idempotent."""
 
     def __init__(self, store: Store, *, interval: float = 0.05, max_batch: int = 1000) -> None:
         self.store = store
@@ -280,6 +291,12 @@ class BatchWriter:
                 # One bad operation must not hold the others back: run each on its own.
                 self.failures += 1
                 await self._one_by_one(batch)
+            except BaseException:
+                # Cancelled mid-write (stop() during a background flush): the transaction rolled
+                # back, so the batch goes back for the flush that stop() runs next. (Were the
+                # commit done after all, the operations run again: they must be idempotent.)
+                self._pending[:0] = batch
+                raise
 
     async def _one_by_one(self, batch: list[Operation]) -> None:
         for index, operation in enumerate(batch):
@@ -291,6 +308,9 @@ class BatchWriter:
                 raise
             except Exception:
                 log.exception("write operation failed and was dropped", operation=operation)
+            except BaseException:
+                self._pending[:0] = batch[index:]
+                raise
 
     @property
     def pending(self) -> int:

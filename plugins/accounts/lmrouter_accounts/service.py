@@ -213,15 +213,35 @@ async def get_user(store: Store, user_id: str) -> User | None:
     return _user(row) if row else None
 
 
-async def list_users(store: Store, *, include_deleted: bool = True) -> list[User]:
-    """Every user, oldest first, with the number of keys that still work."""
-    where = "" if include_deleted else "WHERE u.status <> 'deleted'"
-    rows = await store.fetchall(
-        f"SELECT u.id, u.email, u.status, u.is_admin, u.created_at, u.deleted_at, "
-        f"u.password_hash IS NOT NULL, "
-        f"(SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL) "
-        f"FROM users u {where} ORDER BY u.created_at, u.id"
+async def list_users(
+    store: Store,
+    *,
+    include_deleted: bool = True,
+    email_contains: str | None = None,
+    limit: int | None = None,
+) -> list[User]:
+    """Users, oldest first, with the number of keys that still work; only those whose email
+    contains ``email_contains`` (without case) when given, and at most ``limit``."""
+    where: list[str] = [] if include_deleted else ["u.status <> 'deleted'"]
+    params: list[Any] = []
+    if email_contains:
+        # LIKE with its wildcards escaped: the text is matched as typed
+        pattern = re.sub(r"([\\%_])", r"\\\1", email_contains.strip().lower())
+        where.append("u.email LIKE ? ESCAPE '\\'")
+        params.append(f"%{pattern}%")
+    sql = (
+        "SELECT u.id, u.email, u.status, u.is_admin, u.created_at, u.deleted_at, "
+        "u.password_hash IS NOT NULL, "
+        "(SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL) "
+        "FROM users u"
     )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY u.created_at, u.id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    rows = await store.fetchall(sql, params)
     return [_user(row, active_keys=int(row[7])) for row in rows]
 
 

@@ -289,3 +289,29 @@ def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(db: Any, db_pat
             assert await service.byok_providers(store, user_id) == []
 
     run(remove())
+
+
+def test_users_are_listed_by_a_search_matched_as_typed(db: Any) -> None:
+    async def go() -> None:
+        async with db() as store:
+            for email in ("ann@example.com", "an_n@example.com", "bob@corp.example", "x%y@z.io"):
+                await service.create_user(store, email)
+            gone = await service.create_user(store, "gone@example.com")
+            await service.delete_user(store, gone.id)
+
+            def emails(users: list[service.User]) -> list[str | None]:
+                return [u.email for u in users]
+
+            found = await service.list_users(store, email_contains="AN")
+            assert sorted(emails(found)) == ["an_n@example.com", "ann@example.com"]  # type: ignore[type-var]
+            # LIKE's wildcards are plain characters here
+            assert emails(await service.list_users(store, email_contains="n_n")) == [
+                "an_n@example.com"
+            ]
+            assert emails(await service.list_users(store, email_contains="%")) == ["x%y@z.io"]
+            assert len(await service.list_users(store)) == 5
+            live = await service.list_users(store, include_deleted=False)
+            assert len(live) == 4 and all(u.status == "active" for u in live)
+            assert len(await service.list_users(store, limit=3)) == 3
+
+    run(go())

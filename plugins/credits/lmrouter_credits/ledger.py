@@ -161,6 +161,19 @@ async def balance(reader: Reader, user_id: str, at_us: int) -> int:
     return int(row[0]) if row else 0
 
 
+async def balances(reader: Reader, user_ids: Sequence[str], at_us: int) -> dict[str, int]:
+    """:func:`balance` of several users in a few queries (users with nothing are left out)."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(user_ids)):
+        rows = await reader.fetchall(
+            "SELECT user_id, SUM(remaining_pico) FROM credit_lots WHERE expires_at > ? "
+            f"AND remaining_pico > 0 AND user_id IN ({_marks(len(chunk))}) GROUP BY user_id",
+            (to_iso(at_us), *chunk),
+        )
+        found.update((row[0], int(row[1])) for row in rows)
+    return found
+
+
 async def live_lots(reader: Reader, user_ids: Sequence[str]) -> dict[str, list[LotState]]:
     """For wallets: every lot with something remaining, expired or not (the wallet drops the
     expired ones itself, after replaying charges made while they were still valid)."""
@@ -359,8 +372,7 @@ class UsageQuery(msgspec.Struct, kw_only=True):
     limit: int = 100
 
 
-async def usage_rows(reader: Reader, query: UsageQuery) -> list[dict[str, Any]]:
-    """Newest first; at most ``limit + 1`` rows (the extra one says there are more)."""
+def _filters(query: UsageQuery) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     for column, op, value in (
@@ -373,6 +385,12 @@ async def usage_rows(reader: Reader, query: UsageQuery) -> list[dict[str, Any]]:
         if value is not None:
             where.append(f"{column} {op} ?")
             params.append(value)
+    return where, params
+
+
+async def usage_rows(reader: Reader, query: UsageQuery) -> list[dict[str, Any]]:
+    """Newest first; at most ``limit + 1`` rows (the extra one says there are more)."""
+    where, params = _filters(query)
     if query.after is not None:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params += [query.after[0], query.after[0], query.after[1]]
@@ -383,6 +401,33 @@ async def usage_rows(reader: Reader, query: UsageQuery) -> list[dict[str, Any]]:
     params.append(query.limit + 1)
     rows = await reader.fetchall(sql, params)
     return [dict(zip(USAGE_COLUMNS, row, strict=True)) for row in rows]
+
+
+class DailyUsage(msgspec.Struct, frozen=True):
+    """One model's use on one UTC day."""
+
+    day: str  # YYYY-MM-DD
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_pico: int
+    charged_pico: int
+
+
+async def daily_usage(reader: Reader, query: UsageQuery) -> list[DailyUsage]:
+    """Sums per UTC day and model over the records ``query`` selects (``after`` and ``limit``
+    are ignored), oldest day first. Times are fixed-width ISO text, so the day is a prefix."""
+    where, params = _filters(query)
+    sql = (
+        "SELECT substr(created_at, 1, 10) AS day, model, COUNT(*), SUM(prompt_tokens), "
+        "SUM(completion_tokens), SUM(cost_pico), SUM(charged_pico) FROM usage"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " GROUP BY day, model ORDER BY day, model"
+    rows = await reader.fetchall(sql, params)
+    return [DailyUsage(r[0], r[1], *(int(v) for v in r[2:])) for r in rows]
 
 
 async def user_id_for_email(reader: Reader, email: str) -> str | None:

@@ -96,4 +96,6 @@ DROP TABLE ledger;
 ALTER TABLE ledger_v2 RENAME TO ledger;
 CREATE INDEX ledger_user ON ledger (user_id, created_at);
 CREATE INDEX ledger_lot ON ledger (lot_id)""",
+    # 3: the dashboard's usage filters: a user's records of one model, newest first
+    "CREATE INDEX usage_user_model ON usage (user_id, model, created_at)",
 ]

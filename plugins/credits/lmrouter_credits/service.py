@@ -17,17 +17,29 @@ import msgspec
 
 from lmrouter.money import format_usd
 from lmrouter_credits import clock, ledger
-from lmrouter_credits.ledger import Expired, Lot, Reader
+from lmrouter_credits.ledger import (
+    DailyUsage,
+    Expired,
+    Lot,
+    Reader,
+    UsageQuery,
+    daily_usage,
+    usage_rows,
+)
 
 if TYPE_CHECKING:
     from lmrouter.storage import Store, Tx
 
 __all__ = [
+    "DailyUsage",
     "Expired",
     "Lot",
+    "UsageQuery",
     "add_purchase",
     "add_purchase_in",
     "balance",
+    "balances",
+    "daily_usage",
     "grant",
     "lot_json",
     "lots",
@@ -36,6 +48,7 @@ __all__ = [
     "summary",
     "sweep",
     "transaction",
+    "usage_rows",
     "user_id_for_email",
 ]
 
@@ -159,6 +172,11 @@ async def note_in(tx: Tx, user_id: str, kind: str, note: str, *, lot_id: int | N
 async def balance(reader: Reader, user_id: str, *, at: datetime | None = None) -> int:
     """pico-USD the user can spend: the remainder of their lots unexpired at ``at`` (now)."""
     return await ledger.balance(reader, user_id, _us(at))
+
+
+async def balances(reader: Reader, user_ids: list[str]) -> dict[str, int]:
+    """:func:`balance` of several users at once (users without credits are left out)."""
+    return await ledger.balances(reader, user_ids, clock.now_us())
 
 
 async def lots(reader: Reader, user_id: str) -> list[Lot]:

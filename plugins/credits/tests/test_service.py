@@ -204,3 +204,71 @@ def test_mistakes_are_clear_errors(config: Path, capsys: pytest.CaptureFixture[s
     early = ("--purchased-at", "0999-01-01", "--config", c)
     code, _, err = cli(capsys, "credits", "grant", "b@example.com", "1", *early)
     assert code == 1 and "between 1970 and 9000" in err
+
+
+def test_daily_usage_and_balances_are_one_users_and_use_the_indexes(
+    tmp_path: Path, kit: Any
+) -> None:
+    """What the dashboard reads: sums per day and model, filtered like the usage records, and
+    several users' balances at once."""
+
+    async def go() -> None:
+        async with kit.store(tmp_path / "d.db") as store:
+            ann = await kit.user(store, "ann@example.com")
+            bob = await kit.user(store, "bob@example.com")
+            await service.grant(store, ann, 2 * USD)
+            rows = [
+                # (user, key, model, day, prompt, completion, cost)
+                (ann, "k1", "a", "2025-03-01T10:00:00.000000Z", 10, 1, 3),
+                (ann, "k1", "a", "2025-03-01T23:59:59.999999Z", 20, 2, 4),
+                (ann, "k2", "b", "2025-03-01T12:00:00.000000Z", 5, 5, 7),
+                (ann, "k2", "a", "2025-03-02T00:00:00.000000Z", 1, 1, 1),
+                (bob, "k3", "a", "2025-03-01T10:00:00.000000Z", 99, 99, 99),
+            ]
+            await store.executemany(
+                "INSERT INTO usage (id, request_id, user_id, key_id, principal, model, dialect, "
+                "attempts, status, http_status, prompt_tokens, completion_tokens, cost_pico, "
+                "charged_pico, billable, total_ms, created_at) "
+                "VALUES (?, ?, ?, ?, 'p', ?, 'openai.chat', 1, 'ok', 200, ?, ?, ?, ?, 1, 1, ?)",
+                [
+                    (f"u{i}", f"r{i}", u, k, m, p, c, cost, cost, at)
+                    for i, (u, k, m, at, p, c, cost) in enumerate(rows)
+                ],
+            )
+            query = service.UsageQuery(user_id=ann, start="2025-03-01", end="2025-03-03")
+            daily = await service.daily_usage(store, query)
+            assert [
+                (d.day, d.model, d.requests, d.prompt_tokens, d.charged_pico) for d in daily
+            ] == [
+                ("2025-03-01", "a", 2, 30, 7),
+                ("2025-03-01", "b", 1, 5, 7),
+                ("2025-03-02", "a", 1, 1, 1),
+            ]
+            by_key = service.UsageQuery(user_id=ann, key_id="k2")
+            assert [(d.day, d.model) for d in await service.daily_usage(store, by_key)] == [
+                ("2025-03-01", "b"),
+                ("2025-03-02", "a"),
+            ]
+            stranger = service.UsageQuery(user_id=bob, key_id="k1")  # another user's key: nothing
+            assert await service.daily_usage(store, stranger) == []
+            assert await service.balances(store, [ann, bob, "nobody"]) == {ann: 2 * USD}
+            for sql, params, index in [
+                (
+                    "SELECT 1 FROM usage WHERE user_id = ? AND model = ? AND created_at >= ? "
+                    "ORDER BY created_at DESC",
+                    (ann, "a", "2025"),
+                    "usage_user_model",
+                ),
+                (
+                    "SELECT 1 FROM usage WHERE user_id = ? AND created_at >= ? "
+                    "ORDER BY created_at DESC",
+                    (ann, "2025"),
+                    "usage_user",
+                ),
+            ]:
+                plan = " ".join(
+                    str(r) for r in await store.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+                )
+                assert index in plan, plan
+
+    asyncio.run(go())

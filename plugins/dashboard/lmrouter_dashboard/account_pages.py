@@ -1,0 +1,146 @@
+"""A user's own things: the overview, API keys, their provider keys (BYOK), deleting the
+account. Every query names the signed-in user: another user's key id is "no such key"."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from lmrouter_accounts import service as accounts
+from lmrouter_accounts.plugin import box_for
+from lmrouter_credits import service as credits
+from lmrouter_dashboard.web import BASE, Site, Visit
+
+
+async def home(site: Site, visit: Visit) -> Response:
+    if visit.session is not None and visit.session.user_id is None:
+        return visit.redirect(f"{BASE}/admin")
+    keys = await accounts.list_keys(site.store, visit.user_id)
+    balance = await credits.balance(site.store, visit.user_id)
+    return visit.render(
+        "home.html",
+        balance=balance,
+        active_keys=sum(1 for k in keys if k.revoked_at is None),
+    )
+
+
+# -- API keys --------------------------------------------------------------------------------
+
+
+async def _keys_page(
+    site: Site,
+    visit: Visit,
+    *,
+    status: int = 200,
+    new: accounts.NewKey | None = None,
+    error: str | None = None,
+) -> Response:
+    keys = await accounts.list_keys(site.store, visit.user_id)
+    keys.reverse()  # newest first
+    return visit.render("keys.html", status=status, keys=keys, new=new, error=error)
+
+
+async def keys(site: Site, visit: Visit) -> Response:
+    return await _keys_page(site, visit)
+
+
+async def create_key(site: Site, visit: Visit) -> Response:
+    try:
+        new = await accounts.create_key(site.store, visit.user_id, name=visit.form.get("name", ""))
+    except accounts.AccountsError as exc:
+        return await _keys_page(site, visit, status=400, error=str(exc).capitalize() + ".")
+    # Shown on this answer only: the secret is not stored anywhere it could be shown from again.
+    return await _keys_page(site, visit, new=new)
+
+
+async def revoke_key(site: Site, visit: Visit) -> Response:
+    try:
+        await accounts.revoke_key(
+            site.store, visit.request.path_params["key_id"], user_id=visit.user_id
+        )
+    except accounts.AccountsError:
+        return visit.render("error.html", status=404, message="There is no such key.")
+    return visit.redirect(f"{BASE}/keys?done=revoked")
+
+
+# -- BYOK ------------------------------------------------------------------------------------
+
+
+async def _byok_page(
+    site: Site, visit: Visit, *, status: int = 200, error: str | None = None
+) -> Response:
+    stored = set(await accounts.byok_providers(site.store, visit.user_id))
+    return visit.render(
+        "byok.html",
+        status=status,
+        providers=sorted(site.gateway.providers),
+        stored=stored,
+        enabled=box_for(site.gateway.config) is not None,
+        error=error,
+    )
+
+
+async def byok(site: Site, visit: Visit) -> Response:
+    return await _byok_page(site, visit)
+
+
+async def set_byok(site: Site, visit: Visit) -> Response:
+    provider = visit.form.get("provider", "")
+    try:
+        await accounts.set_byok(
+            site.store,
+            box_for(site.gateway.config),
+            visit.user_id,
+            provider,
+            visit.form.get("key", ""),
+            providers=site.gateway.providers,
+        )
+    except accounts.AccountsError as exc:
+        # The message names the problem, never the key.
+        return await _byok_page(site, visit, status=400, error=str(exc).capitalize() + ".")
+    return visit.redirect(f"{BASE}/byok?done=byok_saved")
+
+
+async def remove_byok(site: Site, visit: Visit) -> Response:
+    try:
+        await accounts.remove_byok(site.store, visit.user_id, visit.request.path_params["provider"])
+    except accounts.AccountsError as exc:
+        return await _byok_page(site, visit, status=404, error=str(exc).capitalize() + ".")
+    return visit.redirect(f"{BASE}/byok?done=byok_removed")
+
+
+# -- the account -----------------------------------------------------------------------------
+
+
+async def account(site: Site, visit: Visit) -> Response:
+    user = await accounts.get_user(site.store, visit.user_id)
+    return visit.render("account.html", user=user, error=None)
+
+
+async def delete_account(site: Site, visit: Visit) -> Response:
+    assert visit.session is not None and visit.session.email is not None
+    # the password check counts towards the sign-in throttle: a stolen session cannot guess
+    throttled = f"email:{visit.session.email}"
+    if site.email_throttle.retry_after(throttled):
+        return visit.render(
+            "account.html",
+            status=429,
+            user=await accounts.get_user(site.store, visit.user_id),
+            error="Too many wrong passwords. Try again later.",
+        )
+    user = await accounts.verify_password(
+        site.store, visit.session.email, visit.form.get("password", "")
+    )
+    if user is None:
+        site.email_throttle.failed(throttled)
+    if user is None or user.id != visit.user_id or visit.form.get("confirm") != "yes":
+        return visit.render(
+            "account.html",
+            status=400,
+            user=await accounts.get_user(site.store, visit.user_id),
+            error="Tick the box and enter your password to delete the account.",
+        )
+    await accounts.delete_user(site.store, visit.user_id)  # every key revoked at once
+    await site.sessions.end_user(visit.user_id)
+    response = visit.redirect(f"{BASE}/login?done=deleted")
+    visit.sign_out(response)
+    return response

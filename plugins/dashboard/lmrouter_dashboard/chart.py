@@ -1,0 +1,147 @@
+"""Daily stacked bar charts as server-rendered SVG: no script, no external service. The page
+also carries the same numbers as a table (the accessible equivalent).
+
+Geometry uses floats; the numbers shown (axis labels, tooltips) come from the exact integers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+from html import escape
+
+import msgspec
+
+from lmrouter_credits.service import DailyUsage
+
+# Okabe-Ito: told apart with the common colour-vision deficiencies; grey is "other models".
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#6B5B00")
+OTHER_COLOUR = "#8A8A8A"
+OTHER = "other models"
+WIDTH, HEIGHT = 720, 220
+LEFT, RIGHT, TOP, BOTTOM = 64, 8, 10, 26
+PICO = 10**12
+
+
+class Series(msgspec.Struct, frozen=True):
+    name: str
+    colour: str
+
+
+def _tokens(row: DailyUsage) -> int:
+    return row.prompt_tokens + row.completion_tokens
+
+
+def days_between(start: date, end: date) -> list[str]:
+    """Every day from ``start`` to ``end`` inclusive, as YYYY-MM-DD."""
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def series(rows: list[DailyUsage]) -> tuple[list[Series], dict[str, str]]:
+    """The models to stack (the biggest spenders, then tokens), each with its colour, and a map
+    from every model to the series it is drawn in."""
+    weight: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for row in rows:
+        spent, tokens = weight[row.model]
+        weight[row.model] = (spent + row.charged_pico, tokens + _tokens(row))
+    ranked = sorted(weight, key=lambda m: (-weight[m][0], -weight[m][1], m))
+    if len(ranked) <= len(PALETTE):
+        shown, rest = ranked, []
+    else:
+        shown, rest = ranked[: len(PALETTE) - 1], ranked[len(PALETTE) - 1 :]
+    out = [Series(m, PALETTE[i]) for i, m in enumerate(shown)]
+    if rest:
+        out.append(Series(OTHER, OTHER_COLOUR))
+    where = {m: m for m in shown} | {m: OTHER for m in rest}
+    return out, where
+
+
+def usd_label(pico: int) -> str:
+    """An axis or tooltip amount: cents when it is a dollar or more, else four significant
+    digits."""
+    value = Decimal(pico) / PICO
+    if value == 0:
+        return "$0"
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4g}" if value >= Decimal("0.0001") else f"${value:.2e}"
+
+
+def count_label(n: int) -> str:
+    for size, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{suffix}"
+    return str(n)
+
+
+def _nice_top(value: float) -> float:
+    """A round number at or above ``value`` for the axis: 1, 2, 2.5 or 5 times a power of ten."""
+    if value <= 0:
+        return 1.0
+    power = 10.0 ** int(f"{value:e}".split("e")[1])
+    for step in (1, 2, 2.5, 5, 10):
+        if step * power >= value:
+            return step * power
+    return 10 * power
+
+
+def svg(
+    title: str,
+    days: list[str],
+    rows: list[DailyUsage],
+    palette: list[Series],
+    where: dict[str, str],
+    *,
+    measure: str,
+) -> str:
+    """A stacked bar chart of ``measure`` (``charged_pico`` or ``tokens``) per day and series."""
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        totals[(row.day, where[row.model])] += (
+            row.charged_pico if measure == "charged_pico" else _tokens(row)
+        )
+    label = usd_label if measure == "charged_pico" else count_label
+    per_day = [sum(totals[(d, s.name)] for s in palette) for d in days]
+    top = _nice_top(max(per_day, default=0) / (PICO if measure == "charged_pico" else 1))
+    scale_unit = PICO if measure == "charged_pico" else 1
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_w / max(len(days), 1)
+    bar = max(slot * 0.8, 1.0)
+    ident = "chart-" + measure
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-labelledby="{ident}-t" xmlns="http://www.w3.org/2000/svg">'
+        f'<title id="{ident}-t">{escape(title)}</title>'
+    ]
+    for i in range(5):  # grid lines and their labels
+        fraction = i / 4
+        y = TOP + plot_h * (1 - fraction)
+        value = int(top * fraction * scale_unit)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="#d0d0d0" stroke-width="1"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#333">{escape(label(value))}</text>'
+        )
+    every = max(1, round(len(days) / 8))
+    for index, day in enumerate(days):
+        x = LEFT + index * slot + (slot - bar) / 2
+        y = TOP + plot_h
+        for s in palette:
+            value = totals.get((day, s.name), 0)
+            if not value:
+                continue
+            height = plot_h * value / (top * scale_unit)
+            y -= height
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{max(height, 0.5):.1f}" '
+                f'fill="{s.colour}"><title>{escape(f"{day} · {s.name}: {label(value)}")}'
+                "</title></rect>"
+            )
+        if index % every == 0:
+            parts.append(
+                f'<text x="{LEFT + index * slot + slot / 2:.1f}" y="{HEIGHT - 8}" '
+                f'text-anchor="middle" font-size="11" fill="#333">{day[5:]}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,151 @@
+"""What the dashboard tests share: the real router (granian) with the accounts, credits and
+dashboard plugins on a real SQLite file, a fake OpenAI upstream, and the `lmrouter` CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import openai
+import pytest
+
+from lmrouter.cli import main
+from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+from lmrouter.testing.server import RouterServer
+from lmrouter_dashboard.testing import DashboardClient
+
+OPERATOR = "sk-operator-dashboard-tests"
+PASSWORD = "correct battery staple horse"
+# the fake reports 1000 prompt and 50 completion tokens: at $1 / $2 per 1M, $0.0011 a request
+USAGE = {"prompt_tokens": 1000, "completion_tokens": 50}
+TERMS = "These are the terms.\n\nUse the router kindly."
+
+
+def config(upstream: str, *, terms_version: str = "v1", extra: str = "") -> str:
+    return f"""
+[auth]
+keys = ["{OPERATOR}"]
+[storage]
+url = "sqlite:///dashboard.db"
+[accounts]
+secret = "a-test-secret-of-enough-length"
+[credits]
+flush_interval = 0.02
+[dashboard]
+support_contact = "help@example.com"
+terms_file = "terms.txt"
+terms_version = "{terms_version}"
+{extra}
+
+[providers.up]
+type = "openai"
+base_url = "{upstream}"
+api_key = "sk-upstream"
+
+[[models]]
+id = "gpt-x"
+max_output_tokens = 100
+  [[models.routes]]
+  provider = "up"
+  model = "gpt-x-up"
+  price = {{ input = 1, output = 2 }}
+
+[[models]]
+id = "gpt-y"
+max_output_tokens = 100
+  [[models.routes]]
+  provider = "up"
+  model = "gpt-y-up"
+  price = {{ input = 1, output = 2 }}
+
+[[models]]
+id = "broken"
+  [[models.routes]]
+  provider = "up"
+  model = "broken-up"
+  price = {{ input = 1, output = 2 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    fake.script("gpt-x-up", Behavior(usage=USAGE))
+    fake.script("gpt-y-up", Behavior(usage=USAGE))
+    fake.script("broken-up", Behavior(status=500))
+    with fake.run_in_thread():
+        yield fake
+
+
+def start(workdir: Path, upstream: str, **options: Any) -> RouterServer:
+    (workdir / "terms.txt").write_text(TERMS)
+    return RouterServer(config(upstream, **options), workdir=workdir).start()
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[RouterServer]:
+    server = start(tmp_path_factory.mktemp("dashboard"), fake.base_url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(router: RouterServer) -> Iterator[DashboardClient]:
+    with DashboardClient(router.url) as c:
+        yield c
+
+
+class Kit:
+    """Helpers for the tests (``kit`` fixture): pytest's importlib mode keeps conftest from
+    being imported by name."""
+
+    OPERATOR = OPERATOR
+    PASSWORD = PASSWORD
+    TERMS = TERMS
+    start = staticmethod(start)
+
+    @staticmethod
+    def client(router: RouterServer) -> DashboardClient:
+        return DashboardClient(router.url)
+
+    @staticmethod
+    def cli(router: RouterServer, *args: str, stdin: str = "") -> str:
+        """The `lmrouter` command on the server's config and database, in this process."""
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            mock.patch("sys.stdin", io.StringIO(stdin)),
+        ):
+            code = main([*args, "--config", str(router.config_path)])
+        assert code == 0, err.getvalue()
+        return out.getvalue()
+
+    @staticmethod
+    def query(router: RouterServer, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with contextlib.closing(sqlite3.connect(router.workdir / "dashboard.db", timeout=10)) as db:
+            return db.execute(sql, params).fetchall()
+
+    @staticmethod
+    def sdk(router: RouterServer, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=router.openai_url, api_key=key, max_retries=0)
+
+    @staticmethod
+    def within(seconds: float, attempt: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + seconds
+        while not attempt():
+            assert time.monotonic() < deadline, f"not within {seconds}s"
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def kit() -> type[Kit]:
+    return Kit
