@@ -27,6 +27,7 @@ import pytest
 from lmrouter.cli import main
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
+from lmrouter_credits.testing import ledger_matches_lots
 
 ADMIN = "sk-admin-credits-e2e"
 HELLO = [{"role": "user", "content": "Hello!"}]
@@ -147,17 +148,6 @@ def get(router: RouterServer, path: str, key: str | None, **params: Any) -> http
 
 def pico(usd: str) -> int:
     return int(Decimal(usd) * PICO)
-
-
-def ledger_matches_lots(db: Path) -> None:
-    """Per user, the ledger sums to what the lots hold."""
-    # One read transaction: a batch the server commits between two queries would skew them.
-    with contextlib.closing(sqlite3.connect(db, timeout=10, isolation_level=None)) as conn:
-        conn.execute("BEGIN")
-        ledger = dict(conn.execute("SELECT user_id, SUM(amount_pico) FROM ledger GROUP BY 1"))
-        lots = dict(conn.execute("SELECT user_id, SUM(remaining_pico) FROM credit_lots GROUP BY 1"))
-        conn.execute("COMMIT")
-    assert ledger == lots
 
 
 def gauge(exposition: str) -> float:

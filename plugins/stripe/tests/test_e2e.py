@@ -23,6 +23,7 @@ import stripe
 
 from lmrouter.cli import main
 from lmrouter.testing.server import RouterServer
+from lmrouter_credits.testing import ledger_matches_lots
 from lmrouter_stripe.testing import FakeStripe, event, parse_form, sign
 
 ADMIN = "sk-admin-stripe-e2e"
@@ -103,15 +104,6 @@ def db(router: RouterServer) -> Path:
 def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def ledger_matches_lots(db: Path) -> None:
-    with contextlib.closing(sqlite3.connect(db, timeout=10, isolation_level=None)) as conn:
-        conn.execute("BEGIN")
-        ledger = dict(conn.execute("SELECT user_id, SUM(amount_pico) FROM ledger GROUP BY 1"))
-        lots = dict(conn.execute("SELECT user_id, SUM(remaining_pico) FROM credit_lots GROUP BY 1"))
-        conn.execute("COMMIT")
-    assert ledger == lots
 
 
 def checkout(router: RouterServer, key: str | None, body: Any) -> httpx.Response:
