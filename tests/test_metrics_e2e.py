@@ -177,6 +177,33 @@ def test_counters_match_the_requests_sent(router: RouterServer) -> None:
     assert any(name == "python_info" for name, _ in after)
 
 
+def test_requests_refused_before_admission_are_counted(router: RouterServer) -> None:
+    before = scrape(router.url)
+    wrong = openai.OpenAI(base_url=router.openai_url, api_key="sk-nobody", max_retries=0)
+    for _ in range(2):
+        with pytest.raises(openai.AuthenticationError):
+            wrong.chat.completions.create(model="gpt", messages=HELLO)
+    sdk = openai.OpenAI(base_url=router.openai_url, api_key=ADMIN, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="no-such-model", messages=HELLO)
+    claude = anthropic.Anthropic(base_url=router.url, api_key="sk-nobody", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        claude.messages.create(model="gpt", max_tokens=20, messages=HELLO)  # type: ignore[arg-type]
+    after = scrape(router.url)
+
+    def added(**labels: str) -> float:
+        name = "lmrouter_requests_refused_total"
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    chat = {"dialect": "openai.chat"}
+    assert added(**chat, status="401", code="invalid_api_key") == 2
+    assert added(**chat, status="404", code="model_not_found") == 1
+    assert added(dialect="anthropic.messages", status="401") == 1
+    assert added() == 4
+    # never labelled by the model a caller sent
+    assert not any("no-such-model" in str(labels) for _, labels in after)
+
+
 def test_admin_key_or_loopback_only(router: RouterServer, fake: FakeOpenAI) -> None:
     assert scrape(router.url, authorization=f"Bearer {ADMIN}")  # an operator key
     assert scrape(router.url)  # no key, from loopback

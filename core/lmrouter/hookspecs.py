@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
     from lmrouter.config import Config, Route
     from lmrouter.context import Outcome, Principal, RequestContext
+    from lmrouter.errors import RouterError
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
 
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"
@@ -113,6 +114,13 @@ def lmrouter_admit(ctx: RequestContext) -> Awaitable[None] | None:
 def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[str | None] | None:
     """*First result wins.* Per attempt: a provider key to use instead of the provider's own
     (BYOK). Set ``ctx.billable = False`` when the caller pays the provider directly."""
+
+
+@hookspec
+def lmrouter_request_refused(dialect: str, error: RouterError) -> None:
+    """A request answered with ``error`` before admission (no or unknown key, a body that does
+    not parse, an unknown model): no context exists yet and ``lmrouter_request_end`` will not
+    run. Synchronous and cheap: a flood of bad keys calls it for each one. (API 1.2)"""
 
 
 @hookspec

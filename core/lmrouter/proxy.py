@@ -57,6 +57,7 @@ class ProxyEndpoint:
         self.admit = plugins.Hook(pm, "lmrouter_admit")
         self.upstream_key = plugins.Hook(pm, "lmrouter_upstream_key")
         self.request_end = plugins.Hook(pm, "lmrouter_request_end")
+        self.request_refused = plugins.Hook(pm, "lmrouter_request_refused")
         self.max_body = int(gateway.config.server.max_body_mb * 1024 * 1024)
         self.routing = gateway.config.core.routing
         self.log_requests = gateway.config.server.log_requests
@@ -101,6 +102,11 @@ class ProxyEndpoint:
         except RouterError as err:
             await _send_error(send, dialect, err, request_id)
             self._log(request_id, None, Outcome("refused", err.status, error=err))
+            if self.request_refused:
+                try:
+                    self.request_refused.start(dialect.name, err)
+                except Exception:
+                    log.exception("lmrouter_request_refused failed", request_id=request_id)
             return
 
         cancelled = False

@@ -30,6 +30,14 @@ class Instruments:
             (*ROUTE_LABELS, "status", "code"),
             registry=registry,
         )
+        self.refused = Counter(
+            "lmrouter_requests_refused",
+            "Requests answered before admission, by dialect, HTTP status and error code: no or "
+            "unknown key (401), suspended account (403), bad body (400, 413), unknown model "
+            "(404). Not labelled by model: a caller may send any name.",
+            ("dialect", "status", "code"),
+            registry=registry,
+        )
         self.tokens = Counter(
             "lmrouter_tokens",
             "Tokens by type: input (prompt, cached included), output (completion), cached "

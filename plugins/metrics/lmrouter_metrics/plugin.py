@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from lmrouter.context import Outcome, RequestContext
+    from lmrouter.errors import RouterError
     from lmrouter.gateway import Gateway
 
 SECTION = "metrics"
@@ -71,6 +72,10 @@ class MetricsPlugin:
                 child = self._streams[ctx.model.id] = self.m.active_streams.labels(ctx.model.id)
             child.inc()
             ctx.state[STREAM] = child
+
+    @hookimpl
+    def lmrouter_request_refused(self, dialect: str, error: RouterError) -> None:
+        self.m.refused.labels(dialect, str(error.status), error.code or "").inc()
 
     @hookimpl
     def lmrouter_request_end(self, ctx: RequestContext, outcome: Outcome) -> None:
