@@ -5,12 +5,10 @@ BYOK keys go upstream in place of the provider's key and are never written anywh
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import openai
 import pytest
 
 from lmrouter.testing.fake_openai import FakeOpenAI
+from lmrouter.testing.operator import query
 from lmrouter.testing.server import RouterServer
 
 ADMIN = "sk-admin-accounts-e2e"
@@ -102,11 +101,6 @@ class Cli:
 def on_disk(db: Path) -> bytes:
     """Every byte SQLite keeps for the database: the file and its WAL."""
     return b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")))
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def request_log(router: RouterServer, request_id: str, wait: float = 5.0) -> dict[str, Any]:

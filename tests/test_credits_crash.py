@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import re
 import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from lmrouter.cli import main
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+from lmrouter.testing.operator import cli, query
 from lmrouter.testing.server import RouterServer
 
 HELLO = [{"role": "user", "content": "Hello!"}]
@@ -48,19 +46,6 @@ id = "paid"
   model = "paid-x"
   price = {{ input = 0, output = 2 }}
 """
-
-
-def cli(config_path: Path, *args: str) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([*args, "--config", str(config_path)])
-    assert code == 0, err.getvalue()
-    return out.getvalue()
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def descendants(pid: int) -> list[int]:

@@ -7,11 +7,8 @@ Prices here are USD per 1M tokens: input 1, output 2, i.e. 1e6 and 2e6 pico-USD 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,8 +21,9 @@ import httpx
 import openai
 import pytest
 
-from lmrouter.cli import main
+from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+from lmrouter.testing.operator import query
 from lmrouter.testing.server import RouterServer
 from lmrouter_credits.testing import ledger_matches_lots
 
@@ -84,11 +82,7 @@ class Cli:
         self.config_path = config_path
 
     def __call__(self, *args: str) -> str:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([*args, "--config", str(self.config_path)])
-        assert code == 0, err.getvalue()
-        return out.getvalue()
+        return operator.cli(self.config_path, *args)
 
     def user_with_key(self, email: str) -> str:
         self("users", "add", email)
@@ -134,11 +128,6 @@ def cli(router: RouterServer) -> Cli:
 @pytest.fixture(scope="module")
 def db(router: RouterServer) -> Path:
     return router.workdir / "credits.db"
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def get(router: RouterServer, path: str, key: str | None, **params: Any) -> httpx.Response:

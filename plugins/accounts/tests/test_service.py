@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lmrouter.testing.operator import query
 from lmrouter_accounts import service
 from lmrouter_accounts.crypto import SecretBox
 from lmrouter_accounts.service import AccountsError
@@ -22,11 +21,6 @@ PROVIDERS = ("openai", "anthropic")
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def raw_bytes(path: Path) -> bytes:
@@ -73,7 +67,7 @@ def test_passwords_are_argon2_hashes(db: Any, db_path: Path) -> None:
             assert await service.verify_password(store, "c@example.com", "now it has one")
 
     run(go())
-    stored = rows(db_path, "SELECT password_hash FROM users WHERE email = 'a@example.com'")[0][0]
+    stored = query(db_path, "SELECT password_hash FROM users WHERE email = 'a@example.com'")[0][0]
     assert stored.startswith("$argon2id$")
     assert "correct horse" not in stored
 
@@ -96,7 +90,7 @@ def test_keys_have_the_documented_shape_and_only_a_hash_is_stored(db: Any, db_pa
         assert new.key.prefix == new.secret[:12]
     assert first.secret != second.secret
     assert first.key.name == "laptop"
-    stored = rows(db_path, "SELECT hash, prefix FROM api_keys")
+    stored = query(db_path, "SELECT hash, prefix FROM api_keys")
     assert sorted(stored) == sorted(
         (hashlib.sha256(k.secret.encode()).hexdigest(), k.secret[:12]) for k in (first, second)
     )
@@ -145,7 +139,7 @@ def test_revoke_is_idempotent_and_scoped_to_the_owner(db: Any) -> None:
 
 def test_changes_that_affect_callers_bump_the_revision(db: Any, db_path: Path) -> None:
     def revision() -> int:
-        return int(rows(db_path, "SELECT revision FROM accounts_state")[0][0])
+        return int(query(db_path, "SELECT revision FROM accounts_state")[0][0])
 
     async def go() -> list[int]:
         async with db() as store:
@@ -215,21 +209,21 @@ def test_delete_erases_personal_data_and_keeps_the_id(db: Any, db_path: Path) ->
 
     user_id, revoked = run(go())
     assert revoked == 2
-    assert rows(
+    assert query(
         db_path,
         "SELECT email, password_hash, status, is_admin, deleted_at IS NOT NULL "
         "FROM users WHERE id = ?",
         (user_id,),
     ) == [(None, None, "deleted", 0, 1)]
     assert (
-        rows(
+        query(
             db_path,
             "SELECT name, revoked_at IS NOT NULL FROM api_keys WHERE user_id = ?",
             (user_id,),
         )
         == [("", 1)] * 3
     )
-    assert rows(db_path, "SELECT COUNT(*) FROM byok_keys WHERE user_id = ?", (user_id,)) == [(0,)]
+    assert query(db_path, "SELECT COUNT(*) FROM byok_keys WHERE user_id = ?", (user_id,)) == [(0,)]
 
 
 def test_delete_leaves_no_trace_of_personal_data_on_disk(db: Any, db_path: Path) -> None:
@@ -276,7 +270,7 @@ def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(db: Any, db_pat
             return user.id
 
     user_id = run(go())
-    [(ciphertext,)] = rows(
+    [(ciphertext,)] = query(
         db_path, "SELECT ciphertext FROM byok_keys WHERE user_id = ?", (user_id,)
     )
     assert box.decrypt(ciphertext, user_id, "openai") == provider_key

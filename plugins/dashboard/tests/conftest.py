@@ -3,19 +3,15 @@ dashboard plugins on a real SQLite file, a fake OpenAI upstream, and the `lmrout
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import openai
 import pytest
 
-from lmrouter.cli import main
+from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 from lmrouter_dashboard.testing import DashboardClient
@@ -119,20 +115,11 @@ class Kit:
     @staticmethod
     def cli(router: RouterServer, *args: str, stdin: str = "") -> str:
         """The `lmrouter` command on the server's config and database, in this process."""
-        out, err = io.StringIO(), io.StringIO()
-        with (
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-            mock.patch("sys.stdin", io.StringIO(stdin)),
-        ):
-            code = main([*args, "--config", str(router.config_path)])
-        assert code == 0, err.getvalue()
-        return out.getvalue()
+        return operator.cli(router.config_path, *args, stdin=stdin)
 
     @staticmethod
     def query(router: RouterServer, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with contextlib.closing(sqlite3.connect(router.workdir / "dashboard.db", timeout=10)) as db:
-            return db.execute(sql, params).fetchall()
+        return operator.query(router.workdir / "dashboard.db", sql, params)
 
     @staticmethod
     def sdk(router: RouterServer, key: str) -> openai.OpenAI:

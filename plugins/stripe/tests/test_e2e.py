@@ -5,11 +5,8 @@ Stripe's scheme, and the ``lmrouter`` commands on the same SQLite file."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +18,8 @@ import orjson
 import pytest
 import stripe
 
-from lmrouter.cli import main
+from lmrouter.testing import operator
+from lmrouter.testing.operator import query
 from lmrouter.testing.server import RouterServer
 from lmrouter_credits.testing import ledger_matches_lots
 from lmrouter_stripe.testing import FakeStripe, event, parse_form, sign
@@ -60,11 +58,7 @@ class Cli:
         self.config_path = config_path
 
     def __call__(self, *args: str) -> str:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([*args, "--config", str(self.config_path)])
-        assert code == 0, err.getvalue()
-        return out.getvalue()
+        return operator.cli(self.config_path, *args)
 
     def user_with_key(self, email: str) -> tuple[str, str]:
         """(user id, API key) of a new user."""
@@ -99,11 +93,6 @@ def cli(router: RouterServer) -> Cli:
 @pytest.fixture(scope="module")
 def db(router: RouterServer) -> Path:
     return router.workdir / "stripe.db"
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def checkout(router: RouterServer, key: str | None, body: Any) -> httpx.Response:

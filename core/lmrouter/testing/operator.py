@@ -1,0 +1,33 @@
+"""What an operator does beside a running router, for tests: the ``lmrouter`` command on its
+config, and a look straight into its SQLite file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sqlite3
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+
+def cli(config_path: Path, *args: str, stdin: str = "") -> str:
+    """``lmrouter ARGS --config CONFIG_PATH`` in this process; its stdout. A non-zero exit fails
+    the test with what the command printed on stderr."""
+    from lmrouter.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        mock.patch("sys.stdin", io.StringIO(stdin)),
+    ):
+        code = main([*args, "--config", str(config_path)])
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows read on a connection of their own, as another process would (waits out a write)."""
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+        return conn.execute(sql, params).fetchall()
