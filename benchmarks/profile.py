@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,24 +39,8 @@ def ensure_py_spy() -> str:
     if found:
         return found
     binary = loadgen.TOOLS_DIR / "py-spy" / "bin" / "py-spy"
-    if not binary.exists():
-        print(f"py-spy not found: pip install py-spy=={PY_SPY_VERSION} --target", file=sys.stderr)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--target",
-            str(loadgen.TOOLS_DIR / "py-spy"),
-            f"py-spy=={PY_SPY_VERSION}",
-        ]
-        env = {**os.environ, "PIP_CONSTRAINT": ""}
-        if subprocess.run(cmd, check=False, env=env).returncode or not binary.exists():
-            raise RuntimeError("py-spy could not be installed with pip")
-        os.chmod(binary, 0o755)
+    if not binary.exists() and loadgen.pip_tool("py-spy", PY_SPY_VERSION) is None:
+        raise RuntimeError("py-spy could not be installed with pip")
     return str(binary)
 
 
