@@ -45,8 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(scenarios.SCENARIOS),
         help=f"scenarios to run, from {','.join(scenarios.SCENARIOS)} (default: all)",
     )
-    add("--duration", type=float, default=10.0, help="closed-loop throughput, per payload (10 s)")
-    add("--rounds", type=int, default=2, help="throughput: alternating rounds, best kept (2)")
+    add("--duration", type=float, default=12.0, help="closed-loop throughput, per payload (12 s)")
+    add(
+        "--rounds",
+        type=int,
+        default=4,
+        help="throughput: rounds in counterbalanced order, best kept, ratios paired per round (4)",
+    )
     add("--connections", type=int, default=32, help="throughput runs (default 32)")
     add("--latency-duration", type=float, default=4.0, help="one-connection runs, TTFT (4 s)")
     add("--warmup", type=float, default=2.0, help="seconds per payload before measuring (2 s)")

@@ -56,6 +56,7 @@ class Measurement:
     upstream_cpu_pct: float | None = None
     loadgen_cpu_pct: float | None = None
     round_rps: list[float] | None = None  # req/s of each round, when the best of several is kept
+    round_cpu_us: list[float | None] | None = None  # and the CPU µs per request of each
     peak_rss_mb: float | None = None  # the target's process group, summed, sampled during the run
     peak_pss_mb: float | None = None  # the same with shared pages split between their users
     # Open-loop sweep steps: past capacity (errors or drops), and whether CPU 1 (upstream + load

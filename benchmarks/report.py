@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from importlib import metadata
@@ -154,8 +155,27 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 3)
 
 
-def _ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
-    return None if not a or not b else round(a / b, digits)
+ROUNDS = {"rps": "round_rps", "cpu_us_per_req": "round_cpu_us"}
+
+
+def _paired(m: Measurement | None, b: Measurement | None, attr: str) -> list[tuple[float, float]]:
+    """``(row, baseline)`` values of ``attr`` to compare: round by round when both ran the same
+    rounds (each pair measured back to back, so a machine that drifts during the run shifts
+    both), else the kept figures."""
+    if m is None or b is None:
+        return []
+    mine, theirs = getattr(m, ROUNDS[attr]), getattr(b, ROUNDS[attr])
+    if mine and theirs and len(mine) == len(theirs):
+        pairs = [(x, y) for x, y in zip(mine, theirs, strict=True) if x and y]
+        if pairs:
+            return pairs
+    x, y = getattr(m, attr), getattr(b, attr)
+    return [(x, y)] if x and y else []
+
+
+def _mean_ratio(pairs: list[tuple[float, float]]) -> float | None:
+    """The geometric mean of x ÷ y: the mean of ratios that treats double and half alike."""
+    return round(statistics.geometric_mean(x / y for x, y in pairs), 3) if pairs else None
 
 
 def _added(m: Measurement | None, base: Measurement | None) -> dict[str, float | None] | None:
@@ -244,11 +264,15 @@ def summarize(
         for kind in ("json", "stream"):
             m = _find(runs, name, f"{kind}-c{connections}")
             b = _find(runs, base_name, f"{kind}-c{connections}")
-            row[f"{kind}_rps"] = _ratio(m and m.rps, b and b.rps)
+            rps = _paired(m, b, "rps")
+            cpu = _paired(m, b, "cpu_us_per_req")
+            row[f"{kind}_rps"] = _mean_ratio(rps)
             # CPU per request, inverted so that above 1 means cheaper, like req/s above 1
-            row[f"{kind}_cpu"] = _ratio(b and b.cpu_us_per_req, m and m.cpu_us_per_req)
+            row[f"{kind}_cpu"] = _mean_ratio([(y, x) for x, y in cpu])
             # what the plugins add to each request, in CPU µs
-            row[f"{kind}_cpu_us_added"] = _diff(m and m.cpu_us_per_req, b and b.cpu_us_per_req)
+            row[f"{kind}_cpu_us_added"] = (
+                round(statistics.fmean(x - y for x, y in cpu), 1) if cpu else None
+            )
         return row
 
     ratios: dict[str, dict[str, Any]] = {}
@@ -455,7 +479,8 @@ def markdown(result: dict[str, Any]) -> str:
         "## Ratios to each baseline (same run)",
         "",
         "req/s of the row ÷ req/s of the baseline, and CPU per request of the baseline ÷ the "
-        "row's (above 1: the row is cheaper). On a busy machine trust the CPU ratio.",
+        "row's (above 1: the row is cheaper); the geometric mean over rounds of each round's "
+        "ratio. On a busy machine trust the CPU ratio.",
         "",
     ]
     rows = []
@@ -482,7 +507,8 @@ def markdown(result: dict[str, Any]) -> str:
             "## What the plugins cost (same run)",
             "",
             "Each router beside the same router without those plugins: req/s ratio, CPU ratio "
-            "(above 1: cheaper) and the CPU µs the plugins add per request. `router-money` is "
+            "(above 1: cheaper) and the CPU µs the plugins add per request, each the mean over "
+            "rounds of the two targets' figures in that round. `router-money` is "
             "accounts + credits, `router-ratelimit` is the bare router plus the rate limiter "
             "(limits set, never binding), `router-full` is all three.",
             "",
@@ -628,7 +654,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "## Every closed-loop run",
         "",
-        f"wrk; each {c}-connection run is the best of {params['rounds']} alternating rounds "
+        f"wrk; each {c}-connection run is the best of {params['rounds']} rounds, the targets "
+        "taking turns in counterbalanced order (A B, B A, …) "
         "(errors summed over all rounds). *target wait %*: time runnable but waiting for a CPU.",
         "",
     ]

@@ -318,10 +318,13 @@ class Bench:
             plan.append(("ttft", self.ttft(a.latency_duration), 1))
         for _, run, n in plan:
             done: dict[str, list[Measurement]] = {name: [] for name in self.started}
-            # Rounds alternate between targets (A, B, C, A, B, C) and each keeps its best:
-            # outside load only ever slows a round down.
-            for _ in range(n):
-                for target in self.started.values():
+            # Rounds alternate between targets, in counterbalanced order (A B C, C B A, A B C…):
+            # this machine drifts by several percent within a minute, and a fixed order would
+            # hand the same target the fresher slot of every round. Each keeps its best round
+            # (outside load only ever slows a round down); ratios pair targets round by round.
+            for index in range(n):
+                order = list(self.started.values())
+                for target in order if index % 2 == 0 else order[::-1]:
                     self.check_alive()
                     m = self.sampled(run, target)
                     done[target.name].append(m)
@@ -409,6 +412,7 @@ def best(rounds: list[Measurement]) -> Measurement:
             errors[key] = errors.get(key, 0) + value
     top.errors = errors
     top.round_rps = [m.rps for m in rounds]
+    top.round_cpu_us = [m.cpu_us_per_req for m in rounds]
     top.peak_rss_mb = max(m.peak_rss_mb or 0 for m in rounds) or None
     top.peak_pss_mb = max(m.peak_pss_mb or 0 for m in rounds) or None
     top.note = (top.note + f" best of {len(rounds)} rounds").strip()

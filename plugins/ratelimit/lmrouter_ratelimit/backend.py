@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lmrouter_ratelimit.gcra import Bucket
+import msgspec
+
+from lmrouter_ratelimit.gcra import MINUTE_NS, Bucket
 
 if TYPE_CHECKING:
     from lmrouter.gateway import Gateway
@@ -42,8 +44,10 @@ Quota = tuple[int, int, int]
 nanoseconds until fully replenished)``. A plain tuple: one is made per limit per request."""
 
 
-@dataclass(slots=True)  # not frozen: one is made per request, and frozen doubles __init__
-class Decision:
+class Decision(msgspec.Struct, gc=False):
+    """One admission's answer. A msgspec Struct: one is made per request, and its C ``__init__``
+    costs half a dataclass's (no cycles: ``gc=False`` keeps it away from the collector too)."""
+
     allowed: bool
     requests: Quota | None = None
     tokens: Quota | None = None
@@ -92,12 +96,21 @@ class BackendFactory(Protocol):
 
 
 class _KeyState:
-    __slots__ = ("active", "requests", "tokens")
+    __slots__ = ("active", "limits", "requests", "tokens")
 
     def __init__(self) -> None:
+        self.limits: Limits | None = None  # what the buckets are tuned to
         self.requests: Bucket | None = None
         self.tokens: Bucket | None = None
         self.active = 0
+
+    def tune(self, now: int, limits: Limits) -> None:
+        """Buckets for ``limits``: made, retuned (keeping their level) or dropped. Requests
+        carry the same Limits object while a key's limits stay the same, so the request path
+        compares identity and calls this only on a change."""
+        self.requests = _bucket(self.requests, now, limits.rpm, limits.rpm_burst)
+        self.tokens = _bucket(self.tokens, now, limits.tpm, limits.tpm_burst)
+        self.limits = limits
 
     def idle(self, now: int) -> bool:
         return (
@@ -107,7 +120,9 @@ class _KeyState:
         )
 
 
-def _bucket(current: Bucket | None, now: int, per_minute: int, capacity: int) -> Bucket:
+def _bucket(current: Bucket | None, now: int, per_minute: int, capacity: int) -> Bucket | None:
+    if not per_minute:
+        return None  # unlimited: a limit removed later forgets its level, as it should
     if current is None:
         return Bucket(per_minute, capacity)
     if current.per_minute != per_minute or current.capacity != capacity:
@@ -165,39 +180,90 @@ class MemoryBackend:
         if now >= self._next_sweep:
             self._sweep(now)
         state = self._keys.get(key)
+        if state is None or state.limits is not limits:
+            return self._decide(key, limits, tokens, now)
+        # The usual case written out, since it runs on every request: every limit has room.
+        # This is Bucket.try_take's arithmetic, inlined (a call and its tuple cost as much),
+        # and it takes nothing until all limits agree; anything else goes to _decide.
+        concurrent = limits.max_concurrent
+        if concurrent and state.active >= concurrent:
+            return self._decide(key, limits, tokens, now)
+        requests: Quota | None = None
+        tokens_quota: Quota | None = None
+        mark = None
+        by_request, by_token = state.requests, state.tokens
+        if by_request is not None:
+            per_minute = by_request.per_minute
+            at = now * per_minute
+            tat = by_request.tat
+            end = (tat if tat > at else at) + MINUTE_NS
+            used = end - at
+            room = by_request.capacity * MINUTE_NS
+            if used > room:
+                return self._decide(key, limits, tokens, now)
+        if by_token is not None:
+            tokens = tokens if tokens < by_token.capacity else by_token.capacity
+            per_minute_t = by_token.per_minute
+            at_t = now * per_minute_t
+            tat = by_token.tat
+            end_t = (tat if tat > at_t else at_t) + tokens * MINUTE_NS
+            used_t = end_t - at_t
+            room_t = by_token.capacity * MINUTE_NS
+            if used_t > room_t:
+                return self._decide(key, limits, tokens, now)
+            by_token.tat = end_t
+            tokens_quota = (
+                per_minute_t,
+                (room_t - used_t) // MINUTE_NS,
+                -(-used_t // per_minute_t),
+            )
+            mark = (end_t, by_token.shift)
+        else:
+            tokens = 0
+        if by_request is not None:
+            by_request.tat = end
+            requests = (per_minute, (room - used) // MINUTE_NS, -(-used // per_minute))
+        if concurrent:
+            state.active += 1
+        return Decision(True, requests, tokens_quota, tokens, mark, concurrent > 0)
+
+    def _decide(self, key: str, limits: Limits, tokens: int, now: int) -> Decision:
+        """The general case: a new key, new limits, or a limit without room."""
+        state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState()
+        if state.limits is not limits:
+            state.tune(now, limits)
         # Take from each bucket as we go and put everything back if one refuses: nothing
         # else runs in between, so restoring the old value is exact.
         wait, refused_by, reserve = 0, None, 0
         requests: Quota | None = None
         tokens_quota: Quota | None = None
-        rpm, tpm = limits.rpm, limits.tpm
-        if rpm:
-            by_request = state.requests = _bucket(state.requests, now, rpm, limits.rpm_burst)
+        by_request, by_token = state.requests, state.tokens
+        if by_request is not None:
             before_requests = by_request.tat
             wait, left, reset = by_request.try_take(now, 1)
-            requests = (rpm, left, reset)
+            requests = (by_request.per_minute, left, reset)
             if wait:
                 refused_by = "requests"
-        if tpm:
-            by_token = state.tokens = _bucket(state.tokens, now, tpm, limits.tpm_burst)
+        if by_token is not None:
             before_tokens = by_token.tat
-            reserve = tokens if tokens < limits.tpm_burst else limits.tpm_burst
+            reserve = tokens if tokens < by_token.capacity else by_token.capacity
             token_wait, left, reset = by_token.try_take(now, reserve)
-            tokens_quota = (tpm, left, reset)
+            tokens_quota = (by_token.per_minute, left, reset)
             if token_wait > wait:
                 wait, refused_by = token_wait, "tokens"
-        if limits.max_concurrent and state.active >= limits.max_concurrent:
+        concurrent = limits.max_concurrent
+        if concurrent and state.active >= concurrent:
             wait = max(wait, CONCURRENCY_RETRY_NS)
             refused_by = refused_by or "concurrency"
         if refused_by is not None:  # put back what was taken; show the state as it stays
-            if rpm and refused_by != "requests":
+            if by_request is not None and refused_by != "requests":
                 by_request.tat = before_requests
-                requests = (rpm, *by_request.try_take(now, 0)[1:])
-            if tpm and refused_by != "tokens":
+                requests = (by_request.per_minute, *by_request.try_take(now, 0)[1:])
+            if by_token is not None and refused_by != "tokens":
                 by_token.tat = before_tokens
-                tokens_quota = (tpm, *by_token.try_take(now, 0)[1:])
+                tokens_quota = (by_token.per_minute, *by_token.try_take(now, 0)[1:])
             return Decision(
                 False,
                 requests,
@@ -206,11 +272,10 @@ class MemoryBackend:
                 retry_after_ns=wait,
                 requested=reserve,
             )
-        slot = limits.max_concurrent > 0
-        if slot:
+        if concurrent:
             state.active += 1
-        mark = (by_token.tat, by_token.shift) if tpm else None
-        return Decision(True, requests, tokens_quota, reserve, mark, slot)
+        mark = None if by_token is None else (by_token.tat, by_token.shift)
+        return Decision(True, requests, tokens_quota, reserve, mark, concurrent > 0)
 
     def settle_now(self, key: str, limits: Limits, decision: Decision, used: int) -> None:
         delta = used - decision.reserved if limits.tpm else 0
@@ -221,11 +286,14 @@ class MemoryBackend:
             state = self._keys[key] = _KeyState()
         if delta:
             now = self._clock()
-            by_token = state.tokens = _bucket(state.tokens, now, limits.tpm, limits.tpm_burst)
-            if delta > 0:
-                by_token.charge(now, delta)
-            elif decision.mark is not None:
-                by_token.refund(now, -delta, decision.mark)
+            if state.limits is not limits:
+                state.tune(now, limits)
+            by_token = state.tokens
+            if by_token is not None:
+                if delta > 0:
+                    by_token.charge(now, delta)
+                elif decision.mark is not None:
+                    by_token.refund(now, -delta, decision.mark)
         if decision.slot:
             state.active -= 1
 

@@ -62,17 +62,18 @@ def _anthropic_time(reset_ns: int) -> bytes:
 
 # Encoded once: a limit's header (a key's limits rarely change) and a reset rounded to the
 # millisecond (a handful of values recur: a bucket far from empty resets within 1 ms).
-_limits: dict[tuple[str, int], Header] = {}
+_limits: dict[str, dict[int, Header]] = {"requests": {}, "tokens": {}}
 _resets: dict[int, bytes] = {}
 _CACHE_MAX = 4096
 
 
 def _limit_header(kind: str, limit: int) -> Header:
-    header = _limits.get((kind, limit))
+    known = _limits[kind]
+    header = known.get(limit)
     if header is None:
-        if len(_limits) >= _CACHE_MAX:
-            _limits.clear()
-        header = _limits[kind, limit] = (_OPENAI[kind][0], b"%d" % limit)
+        if len(known) >= _CACHE_MAX:
+            known.clear()
+        header = known[limit] = (_OPENAI[kind][0], b"%d" % limit)
     return header
 
 
@@ -86,9 +87,24 @@ def _reset(reset_ns: int) -> bytes:
     return text
 
 
+_REQUESTS, _TOKENS = _OPENAI["requests"], _OPENAI["tokens"]
+
+
 def quota_headers(decision: Decision, anthropic: bool = False) -> list[Header]:
+    """OpenAI's three headers per limit that applies (and Anthropic's when asked). The usual
+    case is written out rather than looped: it runs on every response."""
+    requests, tokens = decision.requests, decision.tokens
+    if requests is not None and tokens is not None and not anthropic:  # the usual case
+        return [
+            _limit_header("requests", requests[0]),
+            (_REQUESTS[1], b"%d" % requests[1]),
+            (_REQUESTS[2], _reset(requests[2])),
+            _limit_header("tokens", tokens[0]),
+            (_TOKENS[1], b"%d" % tokens[1]),
+            (_TOKENS[2], _reset(tokens[2])),
+        ]
     out: list[Header] = []
-    for kind, quota in (("requests", decision.requests), ("tokens", decision.tokens)):
+    for kind, quota in (("requests", requests), ("tokens", tokens)):
         if quota is None:
             continue
         limit, remaining, reset_ns = quota

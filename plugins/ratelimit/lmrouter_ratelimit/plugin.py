@@ -28,6 +28,7 @@ SECTION = "ratelimit"
 BACKENDS_GROUP = "lmrouter.ratelimit_backends"
 STATE = "ratelimit"  # ctx.state key: (key, limits, decision) of an admitted request
 NO_OUTPUT = frozenset({"openai.embeddings"})  # dialects whose answers are not generated tokens
+ANTHROPIC = "anthropic.messages"  # also gets anthropic-ratelimit-* headers
 _LIMIT_CACHE_MAX = 4096
 
 
@@ -133,7 +134,7 @@ class RateLimitPlugin:
 
     def _apply(self, ctx: RequestContext, key: str, limits: Limits, decision: Decision) -> None:
         """Headers for the response, whatever it is; a 429 when refused."""
-        headers = quota_headers(decision, anthropic=ctx.dialect == "anthropic.messages")
+        headers = quota_headers(decision, anthropic=ctx.dialect == ANTHROPIC)
         if not decision.allowed:
             headers += retry_headers(decision.retry_after_ns)
             raise RouterError(

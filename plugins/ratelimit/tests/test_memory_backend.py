@@ -189,3 +189,60 @@ def test_a_refusal_never_changes_anything(
         else:
             assert seen() == before or before == (), decision.refused_by
             assert decision.retry_after_ns > 0
+
+
+class Reference(MemoryBackend):
+    """Every admission through the general path: what the written-out usual case must equal.
+    (Sending the general path more than it needs is only slower; a fast path that admits what
+    the general one refuses, or answers differently, fails here.)"""
+
+    def admit_now(self, key: str, limits: Limits, tokens: int) -> Any:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return self._decide(key, limits, tokens, now)
+
+
+@settings(max_examples=200)
+@given(
+    limits=st.lists(
+        st.builds(
+            lambda rpm, tpm, concurrent, burst: Limits(
+                rpm, max(1, rpm * burst // 4) if rpm else 0, tpm, tpm, concurrent
+            ),
+            st.integers(0, 6),
+            st.integers(0, 60),
+            st.integers(0, 3),
+            st.integers(1, 4),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    # Small numbers and whole seconds, so that buckets fill exactly to the brim often.
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, SECOND, 10 * SECOND, 1]),  # time passing
+            st.integers(0, 2),  # which limits (a key's limits may change)
+            st.integers(0, 70),  # tokens asked for
+            st.integers(-1, 80),  # settle the oldest with this many used; -1: not yet
+        ),
+        max_size=60,
+    ),
+)
+def test_the_fast_path_decides_as_the_general_one(
+    limits: list[Limits], ops: list[tuple[int, int, int, int]]
+) -> None:
+    fast, clock = backend()
+    reference = Reference(clock=clock)
+    held: list[tuple[Limits, Any, Any]] = []
+    for gap, pick, tokens, used in ops:
+        clock.now += gap
+        chosen = limits[pick % len(limits)]
+        mine, theirs = fast.admit_now("k", chosen, tokens), reference.admit_now("k", chosen, tokens)
+        assert mine == theirs
+        if mine.allowed:
+            held.append((chosen, mine, theirs))
+        if used >= 0 and held:
+            chosen, mine, theirs = held.pop(0)
+            fast.settle_now("k", chosen, mine, used)
+            reference.settle_now("k", chosen, theirs, used)
