@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=4,
         help="throughput: rounds in counterbalanced order, best kept, ratios paired per round (4)",
     )
+    add(
+        "--pair-rounds",
+        type=int,
+        default=6,
+        help="plugin cost: back-to-back rounds per router and its baseline (6)",
+    )
+    add("--pair-round", type=float, default=2.0, help="plugin cost: seconds per round (2 s)")
     add("--connections", type=int, default=32, help="throughput runs (default 32)")
     add("--latency-duration", type=float, default=4.0, help="one-connection runs, TTFT (4 s)")
     add("--warmup", type=float, default=2.0, help="seconds per payload before measuring (2 s)")
@@ -83,6 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.duration = min(args.duration, 2.0)
         args.rounds = 1
+        args.pair_rounds, args.pair_round = 2, 1.0
         args.latency_duration = min(args.latency_duration, 2.0)
         args.warmup = min(args.warmup, 1.0)
         args.step_duration = min(args.step_duration, 2.0)
@@ -265,6 +273,8 @@ def write(
             key: getattr(args, key)
             for key in (
                 "rounds",
+                "pair_rounds",
+                "pair_round",
                 "duration",
                 "latency_duration",
                 "connections",

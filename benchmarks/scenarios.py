@@ -289,7 +289,10 @@ class Bench:
             per += 0.7 * len(a.rate_list) * (a.step_duration + 1.5)
         if "streams" in only:
             per += a.streams_duration + 3
-        return n * per
+        pairs = 0
+        if "throughput" in only:
+            pairs = sum(x in self.started and y in self.started for x, y in report.PLUGIN_PAIRS)
+        return n * per + pairs * 2 * a.pair_rounds * 2 * (a.pair_round + 0.3)
 
     def measure(self, only: set[str]) -> list[Measurement]:
         a = self.args
@@ -331,12 +334,46 @@ class Bench:
                     self.show(m)
                     time.sleep(0.5)
             runs += [best(ms) for ms in done.values()]
+        if "throughput" in only:
+            runs += self.plugin_pairs()
         if "sweep" in only and self.k6:
             runs += self.sweep()
         if "streams" in only:
             runs += self.streams()
         self.check_alive()
         return runs
+
+    def plugin_pairs(self) -> list[Measurement]:
+        """What a plugin set costs, measured as closely as this machine allows: each router and
+        the same router without those plugins, back to back in short rounds (A B, B A, A B…),
+        so the two figures of a round are seconds apart. The rounds above put a target and its
+        baseline up to half a minute apart, and in that time this machine's speed wanders by
+        more than the 5 % asked of the rate limiter. Scenario ``KIND-pair-TARGET-BASE``, for
+        both targets of the pair."""
+        a = self.args
+        out = []
+        for name, base in report.PLUGIN_PAIRS:
+            if name not in self.started or base not in self.started:
+                continue
+            pair = (self.started[name], self.started[base])
+            for kind in ("json", "stream"):
+                scenario = report.pair_scenario(kind, name, base)
+                run = self.wrk(kind, a.connections, a.pair_round, scenario=scenario)
+                done: dict[str, list[Measurement]] = {name: [], base: []}
+                for index in range(a.pair_rounds):
+                    for target in pair if index % 2 == 0 else pair[::-1]:
+                        self.check_alive()
+                        m = self.sampled(run, target)
+                        done[target.name].append(m)
+                        time.sleep(0.2)
+                out += [best(ms) for ms in done.values()]
+                mine, theirs = out[-2], out[-1]
+                print(
+                    f"{scenario:<28} {name} ÷ {base}: req/s "
+                    f"{report.fmt(report.mean_ratio(report.paired(mine, theirs, 'rps')), 3)}",
+                    file=sys.stderr,
+                )
+        return out
 
     def sweep(self) -> list[Measurement]:
         """Open loop at rising rates, every target at one rate before the next rate. A target
