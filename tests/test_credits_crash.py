@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sqlite3
 import time
@@ -20,7 +19,7 @@ import openai
 import pytest
 
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
-from lmrouter.testing.operator import cli, query
+from lmrouter.testing.operator import cli, query, user_with_key
 from lmrouter.testing.server import RouterServer
 
 HELLO = [{"role": "user", "content": "Hello!"}]
@@ -160,9 +159,7 @@ def test_sigkill_mid_burst_leaks_nothing(tmp_path: Path) -> None:
         first = RouterServer(text, workdir=tmp_path).start()
         config_path = first.config_path
         db = tmp_path / "crash.db"
-        cli(config_path, "users", "add", "crash@example.com")
-        key = cli(config_path, "keys", "create", "crash@example.com").strip().splitlines()[-1]
-        assert re.fullmatch(r"sk-lmr-\S+", key)
+        key = user_with_key(config_path, "crash@example.com")
         cli(config_path, "credits", "grant", "crash@example.com", "0.0036")  # 60 streams' worth
         try:
             results = asyncio.run(burst(first.openai_url, key, 150, 0.15, first))

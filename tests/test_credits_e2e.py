@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -85,10 +84,7 @@ class Cli:
         return operator.cli(self.config_path, *args)
 
     def user_with_key(self, email: str) -> str:
-        self("users", "add", email)
-        key = self("keys", "create", email).strip().splitlines()[-1]
-        assert re.fullmatch(r"sk-lmr-\S+", key)
-        return key
+        return operator.user_with_key(self.config_path, email)
 
     def show(self, email: str) -> dict[str, Any]:
         return json.loads(self("credits", "show", email, "--json"))

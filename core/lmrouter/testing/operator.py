@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,14 @@ def cli(config_path: Path, *args: str, stdin: str = "") -> str:
         code = main([*args, "--config", str(config_path)])
     assert code == 0, err.getvalue()
     return out.getvalue()
+
+
+def user_with_key(config_path: Path, email: str, *key_args: str) -> str:
+    """A new user and an API key for them: the secret, the last line ``keys create`` prints."""
+    cli(config_path, "users", "add", email)
+    key = cli(config_path, "keys", "create", email, *key_args).strip().splitlines()[-1]
+    assert re.fullmatch(r"sk-lmr-\S+", key), key
+    return key
 
 
 def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -62,9 +61,7 @@ class Cli:
 
     def user_with_key(self, email: str) -> tuple[str, str]:
         """(user id, API key) of a new user."""
-        self("users", "add", email)
-        key = self("keys", "create", email).strip().splitlines()[-1]
-        assert re.fullmatch(r"sk-lmr-\S+", key)
+        key = operator.user_with_key(self.config_path, email)
         db = self.config_path.parent / "stripe.db"
         [(user_id,)] = query(db, "SELECT id FROM users WHERE email = ?", (email,))
         return user_id, key
