@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmrouter import hookimpl
 from lmrouter.config import validate
@@ -209,3 +211,60 @@ def test_store_urls(tmp_path: Path) -> None:
     config.core.storage.url = "postgresql://db/lmrouter"
     with pytest.raises(StorageError, match="postgresql"):
         store_for(config, manager())
+
+
+# -- executemany: an INSERT runs as multi-row statements -----------------------------------------
+
+MANY_TABLE = "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, kind TEXT NOT NULL, f REAL)"
+MANY_INSERT = "INSERT INTO t (k, v, kind, f) VALUES (?, ?, 'x(y)', ?) ON CONFLICT (k) DO NOTHING"
+many_rows = st.lists(
+    st.tuples(
+        st.integers(0, 40),  # small keys: conflicts within a chunk and across chunks
+        st.one_of(st.none(), st.text(max_size=5)),
+        st.floats(allow_nan=False),
+    ),
+    max_size=1200,  # past _MAX_ROWS: several chunks of different sizes
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=many_rows)
+def test_executemany_inserts_what_row_by_row_inserts(tmp_path_factory: Any, rows: Any) -> None:
+    path = tmp_path_factory.mktemp("many") / "x.db"
+
+    async def go() -> list[Any]:
+        store = SQLiteStore("sqlite:///x", path)
+        await store.open()
+        try:
+            await store.execute(MANY_TABLE)
+            async with store.transaction() as tx:
+                await tx.executemany(MANY_INSERT, iter(rows))  # any iterable
+            return await store.fetchall("SELECT * FROM t ORDER BY k")
+        finally:
+            await store.close()
+
+    expected = sqlite3.connect(":memory:")
+    expected.execute(MANY_TABLE)
+    expected.executemany(MANY_INSERT, rows)
+    assert run(go()) == expected.execute("SELECT * FROM t ORDER BY k").fetchall()
+
+
+def test_executemany_checks_every_rows_width_and_is_atomic_in_a_transaction(
+    tmp_path: Path,
+) -> None:
+    async def go() -> None:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        await store.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        insert = "INSERT INTO t (k, v) VALUES (?, ?)"
+        with pytest.raises(sqlite3.ProgrammingError, match="2 values"):
+            async with store.transaction() as tx:  # a short row would shift every value after it
+                await tx.executemany(insert, [(1, "a"), (2,), (3, "c")])
+        with pytest.raises(sqlite3.IntegrityError):
+            async with store.transaction() as tx:
+                await tx.executemany(insert, [(k, "v") for k in range(600)] + [(700, None)])
+        assert await store.fetchone("SELECT COUNT(*) FROM t") == (0,)
+        await store.executemany("UPDATE t SET v = ? WHERE k = ?", [])  # not an INSERT: as before
+        await store.close()
+
+    run(go())

