@@ -153,7 +153,7 @@ class _SQLiteTx:
         # two threads hand it back and forth hundreds of times a batch. One INSERT of many rows
         # steps once. Measured with the app driven in-process: accounts + credits cost 31 µs
         # of CPU a request over the bare router row by row, 16 µs in chunks of 32 rows, and
-        # more again in chunks of 64 or more (each holds the GIL longer while it binds).
+        # more again in chunks of 64 or more (why is not established).
         head, row, tail, width = parts
         rows = rows if isinstance(rows, Sequence) else list(rows)
         most = max(1, min(_MAX_ROWS, _MAX_PARAMS // width))
