@@ -320,20 +320,7 @@ class Bench:
         if "ttft" in only:
             plan.append(("ttft", self.ttft(a.latency_duration), 1))
         for _, run, n in plan:
-            done: dict[str, list[Measurement]] = {name: [] for name in self.started}
-            # Rounds alternate between targets, in counterbalanced order (A B C, C B A, A B C…):
-            # this machine drifts by several percent within a minute, and a fixed order would
-            # hand the same target the fresher slot of every round. Each keeps its best round
-            # (outside load only ever slows a round down); ratios pair targets round by round.
-            for index in range(n):
-                order = list(self.started.values())
-                for target in order if index % 2 == 0 else order[::-1]:
-                    self.check_alive()
-                    m = self.sampled(run, target)
-                    done[target.name].append(m)
-                    self.show(m)
-                    time.sleep(0.5)
-            runs += [best(ms) for ms in done.values()]
+            runs += self.counterbalanced(run, list(self.started.values()), n, pause=0.5, show=True)
         if "throughput" in only:
             runs += self.plugin_pairs()
         if "sweep" in only and self.k6:
@@ -342,6 +329,24 @@ class Bench:
             runs += self.streams()
         self.check_alive()
         return runs
+
+    def counterbalanced(
+        self, run: Callable, order: list[Target], n: int, pause: float, show: bool = False
+    ) -> list[Measurement]:
+        """``n`` rounds of ``run`` on each target, in counterbalanced order (A B C, C B A, A B C…):
+        this machine drifts by several percent within a minute, and a fixed order would hand the
+        same target the fresher slot of every round. Each target's best round, in ``order``
+        (outside load only ever slows a round down); ratios pair targets round by round."""
+        done: dict[str, list[Measurement]] = {target.name: [] for target in order}
+        for index in range(n):
+            for target in order if index % 2 == 0 else order[::-1]:
+                self.check_alive()
+                m = self.sampled(run, target)
+                done[target.name].append(m)
+                if show:
+                    self.show(m)
+                time.sleep(pause)
+        return [best(ms) for ms in done.values()]
 
     def plugin_pairs(self) -> list[Measurement]:
         """What a plugin set costs, measured as closely as this machine allows: each router and
@@ -355,19 +360,12 @@ class Bench:
         for name, base in report.PLUGIN_PAIRS:
             if name not in self.started or base not in self.started:
                 continue
-            pair = (self.started[name], self.started[base])
+            pair = [self.started[name], self.started[base]]
             for kind in ("json", "stream"):
                 scenario = report.pair_scenario(kind, name, base)
                 run = self.wrk(kind, a.connections, a.pair_round, scenario=scenario)
-                done: dict[str, list[Measurement]] = {name: [], base: []}
-                for index in range(a.pair_rounds):
-                    for target in pair if index % 2 == 0 else pair[::-1]:
-                        self.check_alive()
-                        m = self.sampled(run, target)
-                        done[target.name].append(m)
-                        time.sleep(0.2)
-                out += [best(ms) for ms in done.values()]
-                mine, theirs = out[-2], out[-1]
+                mine, theirs = self.counterbalanced(run, pair, a.pair_rounds, pause=0.2)
+                out += [mine, theirs]
                 print(
                     f"{scenario:<28} {name} ÷ {base}: req/s "
                     f"{report.fmt(report.mean_ratio(report.paired(mine, theirs, 'rps')), 3)}",
