@@ -457,6 +457,11 @@ async def _watch_disconnect(
         message = await receive()
         if message["type"] == "http.disconnect":
             disconnected.set()
+            # Wake the relay's pending read with an exception of this request's own before
+            # closing. ``close()`` alone would wake it with aiohttp's one module-wide
+            # "Connection closed" exception, whose traceback grows by the relay's frames at
+            # every raise: each abandoned stream's context stayed reachable from it for good.
+            response.content.set_exception(_ClientGone())
             response.close()
             return
 

@@ -1,0 +1,234 @@
+"""Nothing a request leaves behind outlives it.
+
+In-process: the real app (``create_app``) driven through ASGI by a small client that behaves like
+granian (``send`` raises once the client has gone, ``receive`` answers ``http.disconnect``), in
+front of the faithful fake OpenAI on loopback. After a few thousand requests of one shape, the
+counts of the router's own objects and of live tasks must be back where they started. Nothing is
+timed: a leak shows as objects that are still reachable after a full collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import uvloop
+
+from lmrouter.app import RouterApp, create_app
+from lmrouter.context import RequestContext
+from lmrouter.gateway import Gateway
+from lmrouter.proxy import Headers
+from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
+
+KEY = "sk-leak-test"
+CONFIG = """
+[storage]
+url = "sqlite:///router.db"
+[plugins]
+disabled = ["accounts", "credits", "ratelimit", "stripe", "dashboard", "metrics"]
+[auth]
+keys = ["{key}"]
+[server]
+log_requests = false
+[providers.openai]
+type = "openai"
+base_url = "{base}"
+api_key = "sk-upstream"
+[[models]]
+id = "m"
+max_output_tokens = 100
+  [[models.routes]]
+  provider = "openai"
+  model = "gpt-4o-mini"
+  price = {{ input = 1, output = 2 }}
+"""
+
+# Objects of the request path: one of each per request while it runs, none once it has ended.
+TRACKED = (RequestContext, Headers, aiohttp.ClientResponse, asyncio.Task)
+
+
+def counts() -> dict[str, int]:
+    gc.collect()
+    found = dict.fromkeys((t.__name__ for t in TRACKED), 0)
+    for obj in gc.get_objects():
+        for kind in TRACKED:
+            if isinstance(obj, kind):
+                found[kind.__name__] += 1
+    return found
+
+
+class Client:
+    """One ASGI request as granian presents it. ``leave`` is when the client hangs up:
+    ``"after_first_chunk"`` (a user pressing stop), ``"before_first_byte"``, or ``None``."""
+
+    def __init__(self, body: bytes, leave: str | None) -> None:
+        self.body = body
+        self.leave = leave
+        self.gone = asyncio.Event()
+        self.sent_body = False
+        self.status: int | None = None
+        self.chunks: list[bytes] = []
+        if leave == "before_first_byte":
+            self.gone.set()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.sent_body:
+            self.sent_body = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.gone.is_set() and self.leave is not None:
+            raise OSError("client disconnected")  # what granian's send does
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        else:
+            self.chunks.append(message.get("body", b""))
+            if self.leave == "after_first_chunk":
+                self.gone.set()
+
+    def scope(self, path: str) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [
+                (b"authorization", f"Bearer {KEY}".encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(self.body)).encode()),
+            ],
+            "lmrouter.request_id": "",
+        }
+
+
+@contextlib.asynccontextmanager
+async def router(tmp_path: Path, behavior: Behavior) -> AsyncIterator[tuple[RouterApp, FakeOpenAI]]:
+    """The app and its upstream, both in this event loop (uvloop, as under granian)."""
+    fake = FakeOpenAI()
+    fake.script("gpt-4o-mini", behavior)
+    await fake.start()
+    path = tmp_path / "lmrouter.toml"
+    path.write_text(CONFIG.format(key=KEY, base=fake.base_url))
+    gateway = Gateway.from_path(path)
+    await gateway.start()
+    try:
+        yield create_app(gateway), fake
+    finally:
+        await gateway.stop()
+        await fake.stop()
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
+
+
+def chat(stream: bool) -> bytes:
+    return orjson.dumps(
+        {"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi " * 20}]}
+    )
+
+
+async def run_many(
+    app: RouterApp, make: Callable[[], Client], n: int, *, cancel_after: float | None = None
+) -> list[Client]:
+    """``n`` requests, 16 at a time, as a busy server would see them."""
+    clients: list[Client] = []
+    gate = asyncio.Semaphore(16)
+
+    async def one() -> None:
+        async with gate:
+            client = make()
+            clients.append(client)
+            call = app(client.scope("/v1/chat/completions"), client.receive, client.send)
+            if cancel_after is None:
+                await call
+                return
+            task = asyncio.ensure_future(call)
+            await asyncio.sleep(cancel_after)
+            task.cancel()  # what granian does with a request whose client has gone
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return clients
+
+
+async def assert_no_growth(
+    app: RouterApp, make: Callable[[], Client], *, n: int = 2000, **kw: Any
+) -> list[Client]:
+    await run_many(app, make, 50, **kw)  # warm-up: pools, caches, lazy imports
+    before = counts()
+    clients = await run_many(app, make, n, **kw)
+    await asyncio.sleep(0.05)  # let closed connections call connection_lost
+    after = counts()
+    grown = {k: after[k] - before[k] for k in after if after[k] - before[k] > 5}
+    assert not grown, f"after {n} requests these are still alive: {grown}"
+    return clients
+
+
+@pytest.mark.timeout(300)
+def test_streams_abandoned_after_the_first_chunk_leave_nothing(tmp_path: Path) -> None:
+    # Slow enough that the client is gone while the relay waits for the next upstream chunk:
+    # the router must close the upstream then, and keep nothing of the request.
+    async def scenario() -> None:
+        async with router(tmp_path, Behavior(text="x" * 80, chunk_delay=0.002)) as (app, fake):
+            clients = await assert_no_growth(app, lambda: Client(chat(True), "after_first_chunk"))
+            assert all(c.status == 200 and len(c.chunks) == 1 for c in clients)
+            assert len(fake.disconnects) >= 2000, "the upstream was closed when the client left"
+
+    run(scenario())
+
+
+@pytest.mark.timeout(300)
+def test_streams_read_to_the_end_leave_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with router(tmp_path, Behavior(text="x" * 40, chunk_delay=0.001)) as (app, _):
+            clients = await assert_no_growth(app, lambda: Client(chat(True), None), n=1000)
+            assert all(c.chunks[-1] == b"" or b"[DONE]" in b"".join(c.chunks) for c in clients)
+
+    run(scenario())
+
+
+@pytest.mark.timeout(300)
+def test_clients_gone_before_the_first_byte_leave_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with router(tmp_path, Behavior(text="x" * 40, chunk_delay=0.001)) as (app, _):
+            clients = await assert_no_growth(app, lambda: Client(chat(True), "before_first_byte"))
+            assert all(c.status is None for c in clients), "nothing reached a client that had left"
+
+    run(scenario())
+
+
+@pytest.mark.timeout(300)
+def test_upstreams_failing_mid_stream_leave_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with router(
+            tmp_path, Behavior(text="x" * 40, chunk_delay=0.001, drop_after_chunks=3)
+        ) as (app, _):
+            clients = await assert_no_growth(app, lambda: Client(chat(True), None))
+            assert all(b"upstream" in b"".join(c.chunks) for c in clients), (
+                "each got an error event"
+            )
+
+    run(scenario())
+
+
+@pytest.mark.timeout(300)
+def test_cancelled_non_streaming_requests_leave_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with router(tmp_path, Behavior(text="x" * 40, first_byte_delay=0.05)) as (app, _):
+            clients = await assert_no_growth(
+                app, lambda: Client(chat(False), "before_first_byte"), n=500, cancel_after=0.01
+            )
+            assert all(c.status is None for c in clients)
+
+    run(scenario())
