@@ -310,6 +310,7 @@ class BatchWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushed = asyncio.Condition()
+        self._writing = 0  # batches taken from _pending whose transaction has not ended
         self.failures = 0
 
     def add(self, operation: Operation) -> None:
@@ -332,6 +333,7 @@ class BatchWriter:
         """Write everything added so far (and wait for it)."""
         while self._pending:
             batch, self._pending = self._pending, []
+            self._writing += 1
             try:
                 async with self.store.transaction() as tx:
                     for operation in batch:
@@ -352,6 +354,8 @@ class BatchWriter:
                 # commit done after all, the operations run again: they must be idempotent.)
                 self._pending[:0] = batch
                 raise
+            finally:
+                self._writing -= 1
 
     async def _one_by_one(self, batch: list[Operation]) -> None:
         for index, operation in enumerate(batch):
@@ -370,6 +374,12 @@ class BatchWriter:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits and nothing is being written: every operation added so far has ended
+        (committed, or failed for good and logged)."""
+        return not self._pending and not self._writing
 
     async def _run(self) -> None:
         while True:

@@ -224,7 +224,7 @@ class Authenticator:
 
     async def _write_last_used(self, key_id: str, tx: Tx) -> None:
         self._queued.discard(key_id)
-        at = self._last_used.get(key_id)
+        at = self._last_used.pop(key_id, None)  # the next use adds it again
         if at is not None:
             stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
             await tx.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (stamp, key_id))
@@ -273,6 +273,7 @@ class Authenticator:
             log.error("a stored BYOK key does not decrypt", provider=provider, reason=str(exc))
             raise _unreadable(provider) from None
         if generation == self.generation:
+            _bounded(self.byok, MAX_KNOWN)
             self.byok[(user_id, provider)] = provider_key
         ctx.billable = False
         return provider_key
@@ -287,7 +288,7 @@ def _unreadable(provider: str) -> RouterError:
     )
 
 
-def _bounded(cache: dict[str, Any], limit: int) -> None:
+def _bounded(cache: dict[Any, Any], limit: int) -> None:
     """Make room for one entry: drop the oldest (dicts keep insertion order)."""
     while len(cache) >= limit:
         del cache[next(iter(cache))]

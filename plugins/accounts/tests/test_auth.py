@@ -246,6 +246,28 @@ def test_last_used_is_written_off_the_request_path_once_per_key(db: Any, db_path
             used = [k.last_used_at for k in await service.list_keys(store, user.id)]
             assert all(used) and used[0].startswith(service.now()[:10])
             assert authn._writer.pending == 0
+            assert authn._last_used == {}, "written times are forgotten: memory follows traffic"
+
+    run(go())
+
+
+def test_cached_byok_keys_are_bounded(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "MAX_KNOWN", 2)
+
+    async def go() -> None:
+        async with db() as store, started(store) as authn:
+            for n in range(5):
+                user = await service.create_user(store, f"u{n}@example.com")
+                new = await service.create_key(store, user.id)
+                await service.set_byok(
+                    store, SecretBox(SECRET), user.id, "openai", OWN_KEY, providers=PROVIDERS
+                )
+                principal = await resolve(authn.authenticate(new.secret))
+                ctx = Ctx(principal)
+                route = Route(provider="openai", model="m")
+                assert await resolve(authn.upstream_key(ctx, route)) == OWN_KEY  # type: ignore[arg-type]
+                assert len(authn.byok) <= 2 and len(authn.known) <= 2
+            assert (user.id, "openai") in authn.byok, "the newest stays, the oldest go"
 
     run(go())
 

@@ -43,6 +43,9 @@ log = structlog.get_logger("lmrouter.credits")
 HOLD = "credits.hold"  # ctx.state key: the pico-USD this request holds
 POLL_INTERVAL = 0.5  # seconds between looks at credits_state.revision
 READ_TIMEOUT = 5.0  # seconds a consistent read waits for the writer before reading directly
+# A wallet unused this long is dropped from memory (the next request reads it again), so memory
+# follows the users active lately, not every user since start.
+WALLET_IDLE = 600.0
 
 T = TypeVar("T")
 
@@ -154,6 +157,8 @@ class Meter:
         wallet = None
         if user_id is not None:
             wallet = self.wallets.get(user_id)
+            if wallet is not None:
+                wallet.last_used = at
             if hold is not None and wallet is not None:
                 wallet.held -= hold
                 wallet.holds -= 1
@@ -244,9 +249,29 @@ class Meter:
         self.seen_revision = max(self.seen_revision, revision)
         log.debug("credits reloaded", wallets=len(users), revision=revision)
 
+    def evict_idle(self, now: int, idle: float = WALLET_IDLE) -> int:
+        """Forget wallets unused for ``idle`` seconds; returns how many. Only when every charge
+        taken so far is in the database (nothing queued here or in the writer, nothing being
+        written): then a wallet read afresh holds exactly what the evicted one did. A wallet
+        with a hold is in use, however old its last settlement."""
+        if self._pending or not self.writer.idle:
+            return 0
+        cutoff = now - int(idle * 1_000_000)
+        idle_users = [
+            user_id
+            for user_id, wallet in self.wallets.items()
+            if wallet.last_used < cutoff and not wallet.holds and not wallet.unflushed
+        ]
+        for user_id in idle_users:
+            del self.wallets[user_id]
+        return len(idle_users)
+
     async def _poll(self) -> None:
-        while True:
+        sweeps = int(WALLET_IDLE / 10 / POLL_INTERVAL)  # look for idle wallets 10 times an idle
+        for polls in itertools.count(1):
             await asyncio.sleep(POLL_INTERVAL)
+            if polls % sweeps == 0:
+                self.evict_idle(now_us())
             try:
                 current = await ledger.revision(self.store)
             except Exception:

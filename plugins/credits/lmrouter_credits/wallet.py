@@ -19,12 +19,13 @@ LotState = list[int]
 
 
 class Wallet:
-    __slots__ = ("_total", "_until", "held", "holds", "lots", "unflushed")
+    __slots__ = ("_total", "_until", "held", "holds", "last_used", "lots", "unflushed")
 
     def __init__(self, lots: list[LotState], now: int) -> None:
         self.held = 0  # pico-USD reserved by requests in flight
         self.holds = 0  # how many requests hold something
         self.unflushed: dict[int, tuple[int, int]] = {}  # seq → (charge, at_us), not yet written
+        self.last_used = now  # µs: the last settlement (or the load), for evicting idle wallets
         self.lots: list[LotState] = []
         self._total = 0  # remaining of the lots in ``lots``
         self._until = NEVER  # when the earliest lot expires: recompute then

@@ -415,3 +415,39 @@ def test_a_balance_that_cannot_be_read_is_a_503_and_is_read_again_later(
             assert meter.wallets[mo].available(now_us()) == USD - 2 * 10**6
 
     run(go())
+
+
+def test_idle_wallets_are_evicted_and_read_again_exactly(tmp_path: Path, kit: Any) -> None:
+    async def go() -> None:
+        async with kit.store(tmp_path / "c.db") as store:
+            alice = await kit.user(store, "alice@example.com")
+            bob = await kit.user(store, "bob@example.com")
+            for user in (alice, bob):
+                await service.grant(store, user, 1 * USD)
+            meter = kit.meter(store)
+            model = kit.model()
+            usage = Usage(prompt_tokens=90, completion_tokens=10)
+            for user in (alice, bob):
+                ctx = kit.ctx(model, kit.principal(user), max_output_tokens=100, prompt_chars=360)
+                await admitted(meter, ctx)
+                meter.end(ctx, kit.outcome(ctx, usage))
+            balance = meter.wallets[alice].balance
+            held = kit.ctx(model, kit.principal(bob), max_output_tokens=100, prompt_chars=360)
+            await admitted(meter, held)  # bob has a request in flight
+            later = now_us() + 601 * 10**6
+            # Charges not yet written: nothing may go (a wallet read now would miss them).
+            assert meter.evict_idle(later) == 0 and set(meter.wallets) == {alice, bob}
+            await meter.writer.flush()
+            assert meter.evict_idle(now_us()) == 0, "used moments ago"
+            assert meter.evict_idle(later) == 1 and set(meter.wallets) == {bob}, "bob holds"
+            ctx = kit.ctx(model, kit.principal(alice), max_output_tokens=100, prompt_chars=360)
+            await admitted(meter, ctx)  # read afresh from the database
+            assert meter.wallets[alice].balance == balance
+            meter.end(held, kit.outcome(held, usage))
+            meter.end(ctx, kit.outcome(ctx, usage))
+            await meter.writer.flush()
+            assert meter.evict_idle(now_us() + 601 * 10**6) == 2 and meter.wallets == {}
+            left = USD - 2 * (90 * 10**6 + 10 * 2 * 10**6)  # two requests each
+            assert await kit.sums(store) == {alice: (left, left), bob: (left, left)}
+
+    run(go())
