@@ -43,8 +43,10 @@ test: $(STAMP) $(CHROMIUM)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The overhead run, then the memory soak (about 14 minutes more: see benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.soak
 
 # Re-pin after changing dependencies: resolves afresh in a scratch venv, writes constraints.txt.
 lock:
