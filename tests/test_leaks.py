@@ -105,6 +105,7 @@ class Client:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(self.body)).encode()),
             ],
+            "query_string": b"",
             "lmrouter.request_id": "",
         }
 

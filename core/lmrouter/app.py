@@ -27,11 +27,14 @@ from lmrouter import __version__, plugins
 from lmrouter.context import Principal
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import embeddings as embeddings_dialect
+from lmrouter.dialects import gemini as gemini_dialect
 from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
 from lmrouter.errors import RouterError, invalid_api_key, model_not_found
 from lmrouter.gateway import Gateway
+from lmrouter.providers import UpstreamFailure
 from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
+from lmrouter.usage import estimate_tokens
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -61,9 +64,15 @@ class RouterApp:
     on the hot path saves tens of microseconds a request and a wrapper on every streamed chunk.
     """
 
-    def __init__(self, starlette: Starlette, endpoints: dict[str, ProxyEndpoint]) -> None:
+    def __init__(
+        self,
+        starlette: Starlette,
+        endpoints: dict[str, ProxyEndpoint],
+        gemini: dict[str, ProxyEndpoint] | None = None,
+    ) -> None:
         self.starlette = starlette
         self.endpoints = endpoints
+        self.gemini = gemini or {}  # Gemini method name → its endpoint
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -73,7 +82,7 @@ class RouterApp:
         rid = request_id.decode()
         scope["lmrouter.request_id"] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
-        endpoint = self.endpoints.get(scope["path"])
+        endpoint = self.endpoints.get(scope["path"]) or self._gemini(scope)
         if endpoint is not None and scope["method"] == "POST":
             await endpoint(scope, receive, send)  # it sets x-request-id itself
             return
@@ -85,11 +94,29 @@ class RouterApp:
 
         await self.starlette(scope, receive, send_with_id)
 
+    def _gemini(self, scope: dict[str, Any]) -> ProxyEndpoint | None:
+        """``/v1beta/models/{model}:{method}`` (or under ``/v1/``): the model may hold ``/``,
+        the method follows the last ``:``."""
+        path: str = scope["path"]
+        for prefix in GEMINI_PREFIXES:
+            if path.startswith(prefix):
+                model, colon, method = path[len(prefix) :].rpartition(":")
+                endpoint = self.gemini.get(method)
+                if colon and model and endpoint is not None:
+                    scope["lmrouter.model"] = model.removeprefix("models/")
+                    return endpoint
+        return None
+
+
+GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+
 
 def dialect_of(request: Request) -> Any:
     """Errors outside the model endpoints answer in the dialect the caller evidently speaks."""
     if request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
         return anthropic_dialect
+    if speaks_gemini(request):
+        return gemini_dialect
     return openai_dialect
 
 
@@ -97,7 +124,7 @@ async def require_principal(request: Request) -> Principal:
     """For plugin and admin endpoints: the caller, or a 401 in their dialect."""
     gateway: Gateway = request.app.state.gateway
     headers = Headers.from_scope(request.scope)
-    key = api_key_from(headers)
+    key = api_key_from(headers, request.scope["query_string"])
     if key is None:
         raise invalid_api_key(
             "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
@@ -161,9 +188,35 @@ def _model_entry(gateway: Gateway, model_id: str, anthropic: bool) -> dict[str, 
     return {"id": model.id, "object": "model", "created": 0, "owned_by": owner}
 
 
+def _gemini_model(gateway: Gateway, model_id: str) -> dict[str, Any]:
+    model = gateway.models[model_id]
+    entry: dict[str, Any] = {
+        "name": f"models/{model.id}",
+        "displayName": model.id,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    }
+    if model.max_output_tokens:
+        entry["outputTokenLimit"] = model.max_output_tokens
+    return entry
+
+
+def speaks_gemini(request: Request) -> bool:
+    """google-genai names itself in ``x-goog-api-client``; Gemini keys come as
+    ``x-goog-api-key`` or ``?key=``."""
+    headers = request.headers
+    return (
+        request.url.path.startswith("/v1beta/")
+        or "x-goog-api-client" in headers
+        or "x-goog-api-key" in headers
+        or "key" in request.query_params
+    )
+
+
 async def list_models(request: Request) -> Response:
     await require_principal(request)
     gateway: Gateway = request.app.state.gateway
+    if speaks_gemini(request):
+        return JSONResponse({"models": [_gemini_model(gateway, m) for m in gateway.models]})
     anthropic = "anthropic-version" in request.headers
     data = [_model_entry(gateway, model_id, anthropic) for model_id in gateway.models]
     if anthropic:
@@ -182,9 +235,37 @@ async def get_model(request: Request) -> Response:
     await require_principal(request)
     gateway: Gateway = request.app.state.gateway
     model_id = request.path_params["model_id"]
+    if speaks_gemini(request):
+        model_id = model_id.removeprefix("models/")
+        if model_id not in gateway.models:
+            raise model_not_found(model_id)
+        return JSONResponse(_gemini_model(gateway, model_id))
     if model_id not in gateway.models:
         raise model_not_found(model_id)
     return JSONResponse(_model_entry(gateway, model_id, "anthropic-version" in request.headers))
+
+
+async def count_tokens(request: Request) -> Response:
+    """Gemini's ``:countTokens``: the provider's own count where the model's first route has a
+    counter (Google routes), else an estimate from the text, marked so in
+    ``x-lmrouter-token-count: estimate``. Nothing is charged."""
+    await require_principal(request)
+    gateway: Gateway = request.app.state.gateway
+    model_id = request.path_params["model_id"].removeprefix("models/")
+    model = gateway.models.get(model_id)
+    if model is None:
+        raise model_not_found(model_id)
+    body = await request.body()
+    route = model.routes[0]
+    provider = gateway.providers[route.provider]
+    try:
+        counted = await provider.count_tokens(route, "gemini.generate", body)
+    except UpstreamFailure:
+        counted = None  # the estimate still answers the question
+    if counted is not None:
+        return JSONResponse({"totalTokens": counted})
+    estimate = estimate_tokens(len(gemini_dialect.text_of(body)))
+    return JSONResponse({"totalTokens": estimate}, headers={"x-lmrouter-token-count": "estimate"})
 
 
 # -- assembly ---------------------------------------------------------------------------------
@@ -202,9 +283,17 @@ def create_app(gateway: Gateway) -> RouterApp:
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/v1/models", list_models),
+        Route("/v1beta/models", list_models),
+        Route("/v1/models/{model_id:path}:countTokens", count_tokens, methods=["POST"]),
+        Route("/v1beta/models/{model_id:path}:countTokens", count_tokens, methods=["POST"]),
         Route("/v1/models/{model_id:path}", get_model),
+        Route("/v1beta/models/{model_id:path}", get_model),
     ]
     endpoints = {path: ProxyEndpoint(gateway, dialect) for path, dialect in DIALECT_ROUTES}
+    gemini = {
+        method: ProxyEndpoint(gateway, dialect)
+        for method, dialect in gemini_dialect.METHODS.items()
+    }
     # Registered with Starlette too, so that other methods get a proper 405.
     routes += [Route(path, app, methods=["POST"]) for path, app in endpoints.items()]
     for extra in gateway.pm.hook.lmrouter_routes(gateway=gateway):
@@ -227,7 +316,7 @@ def create_app(gateway: Gateway) -> RouterApp:
         exception_handlers={RouterError: router_error, HTTPException: http_error},
     )
     app.state.gateway = gateway
-    return RouterApp(app, endpoints)
+    return RouterApp(app, endpoints, gemini)
 
 
 def serve_app() -> Any:

@@ -139,6 +139,12 @@ class Provider:
         """A fresh parser turning this provider's stream into IR events."""
         raise NotImplementedError
 
+    async def count_tokens(self, route: Route, dialect: str, body: bytes) -> int | None:
+        """The provider's own count of the prompt in ``body`` (a request in ``dialect``), or
+        None when it has no counter for it (the router then estimates). Raise
+        ``UpstreamFailure`` when the counter fails."""
+        return None
+
     def error_message(self, status: int, body: bytes) -> str:
         """The provider's own words from an error body; override for unusual shapes."""
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import structlog
@@ -16,6 +17,7 @@ from lmrouter import plugins
 from lmrouter.context import Attempt, Outcome, RequestContext
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
+from lmrouter.money import format_usd
 from lmrouter.providers import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -37,13 +39,22 @@ class Headers(dict[str, str]):
         return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
 
 
-def api_key_from(headers: Headers) -> str | None:
+def api_key_from(headers: Headers, query: bytes = b"") -> str | None:
+    """The caller's key: ``Authorization: Bearer``, ``x-api-key`` (Anthropic's SDKs),
+    ``x-goog-api-key`` or ``?key=`` (Gemini's)."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return headers.get("x-api-key") or None
+    key = headers.get("x-api-key") or headers.get("x-goog-api-key")
+    if key:
+        return key
+    if b"key=" in query:
+        for name, value in parse_qsl(query.decode("latin-1")):
+            if name == "key" and value:
+                return value
+    return None
 
 
 class ProxyEndpoint:
@@ -71,7 +82,7 @@ class ProxyEndpoint:
         outcome: Outcome | None = None
         try:
             body = await self._read_body(receive, headers)
-            api_key = api_key_from(headers)
+            api_key = api_key_from(headers, scope["query_string"])
             if api_key is None:
                 raise invalid_api_key(
                     "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
@@ -80,6 +91,9 @@ class ProxyEndpoint:
             if principal is None:
                 raise invalid_api_key()
             parsed = dialect.parse(body)
+            if dialect.model_in_path:
+                parsed.doc["model"] = scope["lmrouter.model"]
+                parsed = parsed._replace(model=scope["lmrouter.model"])
             model = self.gateway.models.get(parsed.model)
             if model is None:
                 raise model_not_found(parsed.model)
@@ -320,6 +334,8 @@ class ProxyEndpoint:
         else:
             answer = provider.parse(ctx, ctx.ir, body)
             body, usage, cost = finish_converted(dialect, answer, ctx.doc, route.rates)
+        if dialect.cost_header:  # a dialect whose answers have no place for the cost
+            ctx.response_headers.append((b"x-lmrouter-cost", format_usd(cost).encode()))
         await send(
             {
                 "type": "http.response.start",

@@ -93,3 +93,7 @@ class Dialect:
     render: Callable[[Any, dict[str, Any], int], bytes] | None = None  # (IR answer, doc, cost)
     renderer: Callable[[dict[str, Any], bool], StreamRenderer] | None = None  # (doc, wants_usage)
     stream_content_type: bytes = b"text/event-stream; charset=utf-8"
+    # Gemini's API names the model in the path: the endpoint sets it from the scope.
+    model_in_path: bool = False
+    # Its answers have no field for the cost: a whole answer gets ``x-lmrouter-cost``.
+    cost_header: bool = False

@@ -318,6 +318,7 @@ class FakeGemini(FakeServer[Behavior]):
                 "streamGenerateContent": self._generate,
                 "batchEmbedContents": self._batch_embed,
                 "embedContent": self._embed,
+                "countTokens": self._count,
             }.get(method)
             if handler is None:
                 raise _ApiError(404, f"Method not found: models.{method}")
@@ -515,6 +516,17 @@ class FakeGemini(FakeServer[Behavior]):
         if behavior.status is not None:
             raise _scripted_error(behavior, model)
         return _json_response({"embedding": {"values": _vector(text, body, behavior)}})
+
+    async def _count(
+        self, request: web.BaseRequest, model: str, method: str, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        """``countTokens``: ``{contents}`` or ``{generateContentRequest}``, counted as
+        ``generateContent`` would count its prompt."""
+        inner = _field(body, "generate_content_request")
+        counted = inner if isinstance(inner, dict) else body
+        if not isinstance(_field(counted, "contents"), list):
+            raise _ApiError(400, "* CountTokensRequest.contents: contents is required.")
+        return _json_response({"totalTokens": _prompt_tokens(counted)})
 
 
 # -- request checks ----------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class GoogleProvider(Provider):
     type = "google"
     Config = GoogleConfig
     converts = frozenset({"chat", "embeddings"})
+    native_dialects = frozenset({"gemini.generate"})  # Gemini's own API, forwarded as it is
 
     def __init__(self, name: str, config: GoogleConfig) -> None:
         super().__init__(name, config)
@@ -66,6 +67,32 @@ class GoogleProvider(Provider):
         model = model.removeprefix("models/")
         return f"{self.root}/models/{quote(model, safe='-._~')}:{method}"
 
+    def _headers(self, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["x-goog-api-key"] = key
+        return headers
+
+    def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
+        return UpstreamRequest(self.url(route.model, method), self._headers(key), ctx.body)
+
+    async def count_tokens(self, route: Route, dialect: str, body: bytes) -> int | None:
+        if dialect != "gemini.generate":
+            return None
+        request = UpstreamRequest(
+            self.url(route.model, "countTokens"), self._headers(self.config.api_key), body
+        )
+        response = await self.open(request, stream=False, budget=self.config.first_byte_timeout)
+        if response.status >= 400:
+            raise await self.read_error(response, self.config.api_key)
+        try:
+            answer = orjson.loads(await response.read())
+        finally:
+            response.release()
+        total = answer.get("totalTokens") if isinstance(answer, dict) else None
+        return total if isinstance(total, int) else None
+
     def build(self, ctx: RequestContext, request: Any, route: Route, key: str) -> UpstreamRequest:
         if isinstance(request, ir.EmbeddingRequest):
             model = route.model.removeprefix("models/")
@@ -75,10 +102,7 @@ class GoogleProvider(Provider):
             body = chat.build(request)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
             url = self.url(route.model, method)
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["x-goog-api-key"] = key
-        return UpstreamRequest(url, headers, orjson.dumps(body))
+        return UpstreamRequest(url, self._headers(key), orjson.dumps(body))
 
     def parse(self, ctx: RequestContext, request: Any, body: bytes) -> Any:
         model = _upstream_model(ctx, request)

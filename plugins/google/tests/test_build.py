@@ -62,7 +62,7 @@ def test_the_plugin_is_found_through_its_entry_point() -> None:
     found = {e.name: e.value for e in entry_points(group="lmrouter.plugins")}
     assert found.get("google") == "lmrouter_google"
     assert GoogleProvider.converts == {"chat", "embeddings"}
-    assert not GoogleProvider.native_dialects
+    assert GoogleProvider.native_dialects == {"gemini.generate"}  # Gemini's own API, as it is
 
 
 def test_url_and_key_header() -> None:

@@ -11,12 +11,14 @@ representation: see :mod:`lmrouter_openai.chat` for what is converted and how.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import msgspec
 import orjson
 
 from lmrouter import hookimpl, ir
-from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
+from lmrouter.dialects.openai import WireUsage
+from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
 from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ class OpenAIProvider(Provider):
     type = "openai"
     Config = OpenAIConfig
     native_dialects = frozenset({"openai.chat", "openai.embeddings"})
-    converts = frozenset({"chat"})
+    converts = frozenset({"chat", "embeddings"})
     paths: ClassVar[dict[str, str]] = {
         "openai.chat": "/chat/completions",
         "openai.embeddings": "/embeddings",
@@ -68,9 +70,13 @@ class OpenAIProvider(Provider):
             body = orjson.dumps(doc)
         return UpstreamRequest(self.urls[ctx.dialect], self._headers(key), body)
 
-    def build(
-        self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
-    ) -> UpstreamRequest:
+    def build(self, ctx: RequestContext, request: Any, route: Route, key: str) -> UpstreamRequest:
+        if isinstance(request, ir.EmbeddingRequest):
+            doc: dict[str, Any] = {"model": route.model, "input": request.inputs}
+            if request.dimensions:
+                doc["dimensions"] = request.dimensions
+            url = self.urls["openai.embeddings"]
+            return UpstreamRequest(url, self._headers(key), orjson.dumps(doc))
         body = request_body(
             request,
             route.model,
@@ -79,7 +85,9 @@ class OpenAIProvider(Provider):
         )
         return UpstreamRequest(self.urls["openai.chat"], self._headers(key), orjson.dumps(body))
 
-    def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
+    def parse(self, ctx: RequestContext, request: Any, body: bytes) -> Any:
+        if isinstance(request, ir.EmbeddingRequest):
+            return parse_embeddings(body, ctx.route.model if ctx.route else request.model)
         return parse_completion(body)
 
     def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> ChatStreamParser:
@@ -90,6 +98,30 @@ class OpenAIProvider(Provider):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+
+class _Embedding(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _Embeddings(msgspec.Struct):
+    data: list[_Embedding]
+    usage: WireUsage | None = None
+
+
+def parse_embeddings(body: bytes, model: str) -> ir.EmbeddingResponse:
+    """An ``/embeddings`` answer (float vectors: the request asked for no other encoding)."""
+    try:
+        answer = msgspec.json.decode(body, type=_Embeddings)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise UpstreamFailure(
+            "the embeddings answer could not be read", status=502, retryable=True,
+            upstream_status=200,
+        ) from None  # fmt: skip
+    vectors = [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
+    usage = answer.usage.normalize() if answer.usage else None
+    return ir.EmbeddingResponse(model=model, vectors=vectors, usage=usage)
 
 
 @hookimpl

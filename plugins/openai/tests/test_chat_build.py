@@ -39,8 +39,8 @@ def assistant(*parts: ir.Part) -> ir.Message:
     return ir.Message(role="assistant", parts=list(parts))
 
 
-def test_provider_converts_chat() -> None:
-    assert OpenAIProvider.converts == frozenset({"chat"})
+def test_provider_converts_chat_and_embeddings() -> None:
+    assert OpenAIProvider.converts == frozenset({"chat", "embeddings"})
 
 
 def test_an_anthropic_style_tool_conversation() -> None:
