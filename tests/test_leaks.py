@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,21 @@ from lmrouter.app import RouterApp, create_app
 from lmrouter.context import RequestContext
 from lmrouter.gateway import Gateway
 from lmrouter.proxy import Headers
+from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 
 KEY = "sk-leak-test"
+BARE = '["accounts", "credits", "ratelimit", "stripe", "dashboard", "metrics"]'
+FULL = '["stripe", "dashboard", "metrics"]'  # accounts + credits + ratelimit on
 CONFIG = """
 [storage]
 url = "sqlite:///router.db"
 [plugins]
-disabled = ["accounts", "credits", "ratelimit", "stripe", "dashboard", "metrics"]
+disabled = {disabled}
+[ratelimit]
+rpm = 100000000
+tpm = 100000000000
+max_concurrent = 100000
 [auth]
 keys = ["{key}"]
 [server]
@@ -68,8 +76,9 @@ class Client:
     """One ASGI request as granian presents it. ``leave`` is when the client hangs up:
     ``"after_first_chunk"`` (a user pressing stop), ``"before_first_byte"``, or ``None``."""
 
-    def __init__(self, body: bytes, leave: str | None) -> None:
+    def __init__(self, body: bytes, leave: str | None, key: str = KEY) -> None:
         self.body = body
+        self.key = key
         self.leave = leave
         self.gone = asyncio.Event()
         self.sent_body = False
@@ -101,7 +110,7 @@ class Client:
             "method": "POST",
             "path": path,
             "headers": [
-                (b"authorization", f"Bearer {KEY}".encode()),
+                (b"authorization", f"Bearer {self.key}".encode()),
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(self.body)).encode()),
             ],
@@ -111,13 +120,15 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def router(tmp_path: Path, behavior: Behavior) -> AsyncIterator[tuple[RouterApp, FakeOpenAI]]:
+async def router(
+    tmp_path: Path, behavior: Behavior, disabled: str = BARE
+) -> AsyncIterator[tuple[RouterApp, FakeOpenAI]]:
     """The app and its upstream, both in this event loop (uvloop, as under granian)."""
     fake = FakeOpenAI()
     fake.script("gpt-4o-mini", behavior)
     await fake.start()
     path = tmp_path / "lmrouter.toml"
-    path.write_text(CONFIG.format(key=KEY, base=fake.base_url))
+    path.write_text(CONFIG.format(key=KEY, base=fake.base_url, disabled=disabled))
     gateway = Gateway.from_path(path)
     await gateway.start()
     try:
@@ -164,14 +175,33 @@ async def run_many(
 
 
 async def assert_no_growth(
-    app: RouterApp, make: Callable[[], Client], *, n: int = 2000, **kw: Any
+    app: RouterApp,
+    make: Callable[[], Client],
+    *,
+    n: int = 2000,
+    fake: FakeOpenAI | None = None,
+    check: Callable[[list[Client]], None] | None = None,
+    **kw: Any,
 ) -> list[Client]:
+    """With ``fake``, every object counts (the fake's own records are forgotten before each
+    census, and the clients before the last): no kind of object may grow by one per request,
+    the router's own or a library's. Then the clients are not returned: ``check`` sees them."""
     await run_many(app, make, 50, **kw)  # warm-up: pools, caches, lazy imports
+    if fake is not None:
+        fake.reset()
     before = counts()
+    before_all = len(gc.get_objects())
     clients = await run_many(app, make, n, **kw)
     await asyncio.sleep(0.05)  # let closed connections call connection_lost
+    if check is not None:
+        check(clients)
+    if fake is not None:
+        fake.reset()
+        clients.clear()
     after = counts()
     grown = {k: after[k] - before[k] for k in after if after[k] - before[k] > 5}
+    if fake is not None and len(gc.get_objects()) - before_all > n // 20:
+        grown["all objects"] = len(gc.get_objects()) - before_all
     assert not grown, f"after {n} requests these are still alive: {grown}"
     return clients
 
@@ -231,5 +261,31 @@ def test_cancelled_non_streaming_requests_leave_nothing(tmp_path: Path) -> None:
                 app, lambda: Client(chat(False), "before_first_byte"), n=500, cancel_after=0.01
             )
             assert all(c.status is None for c in clients)
+
+    run(scenario())
+
+
+@pytest.mark.timeout(300)
+def test_the_full_plugin_set_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Accounts, credits and rate limits on, a user's key, and every way a request can end."""
+    config = tmp_path / "lmrouter.toml"
+    config.write_text(CONFIG.format(key=KEY, base="http://127.0.0.1:9", disabled=FULL))
+    key = operator.user_with_key(config, "leak@example.com")
+    operator.cli(config, "credits", "grant", "leak@example.com", "1000")
+    kinds = [(True, "after_first_chunk"), (True, None), (False, None), (True, "before_first_byte")]
+    made = itertools.count()
+
+    def mixed() -> Client:
+        stream, leave = kinds[next(made) % len(kinds)]
+        return Client(chat(stream), leave, key)
+
+    async def scenario() -> None:
+        behavior = Behavior(text="x" * 40, chunk_delay=0.002)
+
+        def check(clients: list[Client]) -> None:
+            assert {c.status for c in clients} == {200, None}
+
+        async with router(tmp_path, behavior, FULL) as (app, fake):
+            await assert_no_growth(app, mixed, n=1000, fake=fake, check=check)
 
     run(scenario())
