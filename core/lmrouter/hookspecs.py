@@ -11,7 +11,9 @@ and the first non-``None`` answer is used. To refuse a request, raise
 :class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each: keep them cheap.
 
 ``API_VERSION`` changes its major number when a hook's signature or meaning changes
-incompatibly, its minor number when hooks are added.
+incompatibly, its minor number when hooks are added. A plugin declares the versions it
+supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
+is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
 
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"

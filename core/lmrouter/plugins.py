@@ -1,14 +1,35 @@
-"""The plugin manager: entry-point discovery, built-in plugins, async-aware hook calls.
+"""The plugin manager: entry-point discovery, built-in plugins, load-time checks, async-aware
+hook calls.
 
 Built-in plugins are registered exactly like third-party ones, through the same hooks. Set
 ``LMROUTER_TRACE_HOOKS=1`` to log every hook call with its arguments and results.
+
+Mistakes are found when the plugins load, never left to pass silently: a hook name no spec
+declares (a typo: ``lmrouter_admt``), an implementation taking an argument its spec does not
+name, an ``api_version`` range that excludes this core's :data:`~lmrouter.hookspecs.API_VERSION`,
+a required plugin that is missing or disabled, a plugin that fails to import. Each marks the
+plugin as failed (:attr:`PluginInfo.error`); ``lmrouter plugins`` lists it, ``check`` and
+``serve`` refuse to start until it is fixed, uninstalled or disabled.
+
+Hook order follows from what plugins declare, as class or module attributes:
+
+- ``requires = ["credits"]``: this plugin needs those plugins (an error without them) and its
+  implementations run after theirs — its migrations after their tables exist, its
+  ``request_end`` after their settlement;
+- ``after = ["credits"]``: only the order, when those plugins are there.
+
+Otherwise plugins run in reverse name order (pluggy calls the last registered first), and
+``tryfirst``/``trylast`` on an implementation still win over both.
+``lmrouter plugins --hooks`` prints each hook's implementations in call order.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import inspect
 import os
+import re
 import sys
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
@@ -20,6 +41,10 @@ from lmrouter import hookspecs
 
 ENTRY_POINT_GROUP = "lmrouter.plugins"
 BUILTINS = {"operator_keys": "lmrouter.builtin.operator_keys:OperatorKeys"}
+
+
+class PluginError(Exception):
+    """A plugin mistake found at load time (two plugins claiming one name, for one)."""
 
 
 @dataclass(frozen=True)
@@ -38,35 +63,71 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
         self.traced = False
+        # names in ``[plugins] disabled`` that no installed plugin has (a typo, most likely)
+        self.unknown_disabled: list[str] = []
+
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.infos if info.error]
+
+
+@dataclass
+class _Candidate:
+    name: str
+    plugin: Any
+    distribution: str | None
+    version: str | None
+    requires: tuple[str, ...]
+    after: tuple[str, ...]
 
 
 def build(disabled: Iterable[str] = ()) -> PluginManager:
-    """Register built-ins and every installed ``lmrouter.plugins`` entry point not disabled."""
+    """Register the built-ins and every installed ``lmrouter.plugins`` entry point not disabled,
+    in the order their declarations call for, and check each one."""
     pm = PluginManager()
     disabled = set(disabled)
+    found: list[tuple[str, Any, str | None, str | None]] = []  # name, loader, dist, version
     for name, target in BUILTINS.items():
         module_name, _, attr = target.partition(":")
-        _register(
-            pm,
-            _instantiate(getattr(importlib.import_module(module_name), attr)),
-            name,
-            "lmrouter",
-            None,
+        found.append(
+            (
+                name,
+                lambda m=module_name, a=attr: getattr(importlib.import_module(m), a),
+                "lmrouter",
+                None,
+            )
         )
-    for ep in sorted(
+    entry_points = sorted(
         importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
-    ):
-        dist = ep.dist.name if ep.dist else None
-        version = ep.dist.version if ep.dist else None
-        if ep.name in disabled:
-            pm.infos.append(PluginInfo(ep.name, dist, version, False, ()))
+    )
+    found.extend(
+        (ep.name, ep.load, ep.dist.name if ep.dist else None, ep.dist.version if ep.dist else None)
+        for ep in entry_points
+    )
+    pm.unknown_disabled = sorted(disabled - {name for name, *_ in found})
+
+    candidates: list[_Candidate] = []
+    for name, loader, dist, version in found:
+        if name in disabled:
+            pm.infos.append(PluginInfo(name, dist, version, False, ()))
             continue
         try:
-            plugin = _instantiate(ep.load())
-        except Exception as exc:  # a broken third-party plugin must say so, not crash import
-            pm.infos.append(PluginInfo(ep.name, dist, version, False, (), error=repr(exc)))
+            plugin = _instantiate(loader())
+            _check_api(plugin)
+            requires = _names(plugin, "requires")
+            after = _names(plugin, "after")
+        except PluginError as exc:
+            pm.infos.append(PluginInfo(name, dist, version, False, (), error=str(exc)))
             continue
-        _register(pm, plugin, ep.name, dist, version)
+        except Exception as exc:  # a broken third-party plugin must say so, not crash import
+            pm.infos.append(PluginInfo(name, dist, version, False, (), error=repr(exc)))
+            continue
+        candidates.append(_Candidate(name, plugin, dist, version, requires, after))
+
+    builtins = [c for c in candidates if c.name in BUILTINS]
+    for candidate in [*builtins, *_registration_order(pm, candidates, disabled)]:
+        _register(pm, candidate)
+    pm.infos.sort(key=lambda info: (info.name not in BUILTINS, info.name))
+    pm.check_pending()  # every offender was unregistered above; this guards the core's own
     if os.environ.get("LMROUTER_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[hooks] {text}"))
         pm.enable_tracing()
@@ -74,15 +135,170 @@ def build(disabled: Iterable[str] = ()) -> PluginManager:
     return pm
 
 
+def _names(plugin: Any, attribute: str) -> tuple[str, ...]:
+    value = getattr(plugin, attribute, ())
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise PluginError(f"`{attribute}` must be a list of plugin names, got {value!r}")
+    return tuple(value)
+
+
+def _registration_order(
+    pm: PluginManager, candidates: list[_Candidate], disabled: set[str]
+) -> list[_Candidate]:
+    """The entry-point plugins in the order to register them: pluggy calls the last registered
+    first, so a plugin is registered before the ones it requires or comes after. Among plugins
+    free to go, the call order is reverse name order, as it was before plugins could declare
+    any. A plugin whose requirement is absent fails; so does a cycle."""
+    loaded = {c.name: c for c in candidates if c.name not in BUILTINS}
+    while True:  # a failure can make a plugin that requires it fail too
+        missing = {
+            c.name: need
+            for c in loaded.values()
+            for need in c.requires
+            if need not in loaded and need not in BUILTINS
+        }
+        if not missing:
+            break
+        for name, need in missing.items():
+            why = "disabled" if need in disabled else "not installed or failed to load"
+            c = loaded.pop(name)
+            pm.infos.append(
+                PluginInfo(
+                    c.name,
+                    c.distribution,
+                    c.version,
+                    False,
+                    (),
+                    error=f"requires plugin {need!r}, which is {why}",
+                )
+            )
+    before = {name: set() for name in loaded}  # name -> plugins whose hooks run before its
+    for c in loaded.values():
+        before[c.name] |= {n for n in (*c.requires, *c.after) if n in loaded}
+    calls: list[_Candidate] = []
+    while before:
+        ready = sorted(name for name, deps in before.items() if not deps)
+        if not ready:
+            cycle = ", ".join(sorted(before))
+            for name in sorted(before):
+                c = loaded[name]
+                pm.infos.append(
+                    PluginInfo(
+                        c.name,
+                        c.distribution,
+                        c.version,
+                        False,
+                        (),
+                        error=f"`requires`/`after` form a cycle among: {cycle}",
+                    )
+                )
+            break
+        chosen = ready[-1]
+        calls.append(loaded[chosen])
+        del before[chosen]
+        for deps in before.values():
+            deps.discard(chosen)
+    return calls[::-1]
+
+
 def _instantiate(obj: Any) -> Any:
     """A plugin is a module or a class; a class gets one fresh instance per plugin manager."""
     return obj() if inspect.isclass(obj) else obj
 
 
-def _register(pm: PluginManager, plugin: Any, name: str, dist: str | None, version: str | None):
-    pm.register(plugin, name=name)
-    hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
-    pm.infos.append(PluginInfo(name, dist, version, True, hooks))
+def _register(pm: PluginManager, c: _Candidate) -> None:
+    try:
+        pm.register(c.plugin, name=c.name)
+    except pluggy.PluginValidationError as exc:  # e.g. an argument the spec does not name
+        pm.infos.append(PluginInfo(c.name, c.distribution, c.version, False, (), error=str(exc)))
+        return
+    unknown = sorted(h.name for h in pm.get_hookcallers(c.plugin) or () if not h.has_spec())
+    if unknown:
+        pm.unregister(c.plugin)
+        pm.infos.append(
+            PluginInfo(
+                c.name,
+                c.distribution,
+                c.version,
+                False,
+                (),
+                error="; ".join(_unknown_hook(name) for name in unknown),
+            )
+        )
+        return
+    hooks = tuple(sorted(h.name for h in pm.get_hookcallers(c.plugin) or ()))
+    pm.infos.append(PluginInfo(c.name, c.distribution, c.version, True, hooks))
+
+
+def _unknown_hook(name: str) -> str:
+    known = [n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_")]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"implements {name}, which is not a hook{hint}"
+
+
+_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(\d+)(?:\.(\d+))?\s*$")
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+def api_compatible(supported: str, api: str = hookspecs.API_VERSION) -> bool:
+    """Whether ``api`` is in ``supported``: comma-separated clauses of ``>=``, ``>``, ``<=``,
+    ``<``, ``==`` or ``!=`` and ``MAJOR[.MINOR]`` (``">=1.3, <2"``). ``"1"`` means ``==1.*``."""
+    have = _version(api)
+    for clause in supported.split(","):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            raise PluginError(f"`api_version` {supported!r}: cannot read {clause.strip()!r}")
+        op, major, minor = match.group(1), int(match.group(2)), match.group(3)
+        want = (major, int(minor or 0))
+        if op is None:
+            ok = have[0] == major and (minor is None or have[1] == want[1])
+        else:
+            ok = {
+                ">=": have >= want,
+                "<=": have <= want,
+                ">": have > want,
+                "<": have < want,
+                "==": have == want,
+                "!=": have != want,
+            }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _check_api(plugin: Any) -> None:
+    """A plugin may declare ``api_version = ">=1.3, <2"``: the hook API versions it supports."""
+    supported = getattr(plugin, "api_version", None)
+    if supported is None:
+        return
+    if not isinstance(supported, str):
+        raise PluginError(f"`api_version` must be a string like '>=1.3, <2', got {supported!r}")
+    if not api_compatible(supported):
+        raise PluginError(
+            f"supports hook API {supported}, but this lmrouter has hook API "
+            f"{hookspecs.API_VERSION}: install a version of the plugin made for it"
+        )
+
+
+def answers(pm: PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Each implementation's answer with its plugin's name, in call order: for the start-up
+    hooks whose answers must not collide (provider types, config sections)."""
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    return [
+        (impl.plugin_name, impl.function(**{name: kwargs[name] for name in impl.argnames}))
+        for impl in impls[::-1]
+    ]
+
+
+def call_order(pm: PluginManager, hook: str) -> list[str]:
+    """The plugins implementing ``hook``, in the order they are called."""
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    return [impl.plugin_name for impl in impls[::-1]]
 
 
 async def call(results: list[Any]) -> None:
