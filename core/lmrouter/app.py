@@ -102,9 +102,8 @@ async def require_principal(request: Request) -> Principal:
         raise invalid_api_key(
             "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
         )
-    principal = await plugins.first(
-        gateway.pm.hook.lmrouter_authenticate(gateway=gateway, api_key=key, headers=headers)
-    )
+    # first result wins, as on the proxy path: nothing after the first answer is called
+    principal = await plugins.Hook(gateway.pm, "lmrouter_authenticate").first(gateway, key, headers)
     if principal is None:
         raise invalid_api_key()
     return principal

@@ -5,10 +5,17 @@ that implements some of these hooks with ``@lmrouter.hookimpl``. First-party plu
 else. A class is instantiated once per server, so it can keep state on ``self``.
 
 Hooks that run per request (``authenticate``, ``admit``, ``upstream_key``, ``request_end``) may
-be ``async def`` or return an awaitable; the core awaits what they return. Hooks marked *first
-result wins* are called in pluggy order (``tryfirst``/``trylast``, then last-registered first)
-and the first non-``None`` answer is used. To refuse a request, raise
+be ``async def`` or return an awaitable; the core awaits what they return. Hooks declared
+``firstresult=True`` (*first result wins*) are called in order until one answers: the first
+non-``None`` answer, once awaited, is used and no later implementation is called. The core calls
+them through :class:`lmrouter.plugins.Hook`, which awaits each answer before deciding (pluggy's
+own ``firstresult`` would stop at the first coroutine). To refuse a request, raise
 :class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each: keep them cheap.
+
+Call order: ``tryfirst`` implementations, then the others, then ``trylast`` ones; within each
+group, a plugin runs after the plugins it names in ``requires`` or ``after`` (see
+:mod:`lmrouter.plugins`), otherwise in reverse name order. ``lmrouter plugins --hooks`` prints
+the order of an installation.
 
 ``API_VERSION`` changes its major number when a hook's signature or meaning changes
 incompatibly, its minor number when hooks are added. A plugin declares the versions it
@@ -95,7 +102,7 @@ def lmrouter_provider_types() -> dict[str, type[Provider]] | None:
     """Provider adapter classes by the ``type`` name used in ``[providers.NAME]``."""
 
 
-@hookspec
+@hookspec(firstresult=True)
 def lmrouter_authenticate(
     gateway: Gateway, api_key: str, headers: Any
 ) -> Principal | Awaitable[Principal | None] | None:
@@ -112,7 +119,7 @@ def lmrouter_admit(ctx: RequestContext) -> Awaitable[None] | None:
     undoes its own reservation."""
 
 
-@hookspec
+@hookspec(firstresult=True)
 def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[str | None] | None:
     """*First result wins.* Per attempt: a provider key to use instead of the provider's own
     (BYOK). Set ``ctx.billable = False`` when the caller pays the provider directly."""

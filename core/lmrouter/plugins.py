@@ -285,6 +285,32 @@ def _check_api(plugin: Any) -> None:
         )
 
 
+def describe_order(pm: PluginManager) -> list[str]:
+    """``lmrouter plugins --hooks``: every hook with its implementations in call order."""
+    lines = []
+    for name in sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_")):
+        caller = getattr(pm.hook, name)
+        first = " (first result wins)" if caller.spec.opts.get("firstresult") else ""
+        lines.append(f"{name}{first}")
+        impls = caller.get_hookimpls()[::-1]
+        for index, impl in enumerate(impls, 1):
+            marks = [
+                m for m in ("tryfirst", "trylast", "wrapper", "hookwrapper") if getattr(impl, m)
+            ]
+            plugin = pm.get_plugin(impl.plugin_name)
+            marks += [
+                f"{what} {', '.join(getattr(plugin, what))}"
+                for what in ("requires", "after")
+                if getattr(plugin, what, ())
+            ]
+            lines.append(
+                f"  {index}. {impl.plugin_name}" + (f"  ({'; '.join(marks)})" if marks else "")
+            )
+        if not impls:
+            lines.append("  (no implementation)")
+    return lines
+
+
 def answers(pm: PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Each implementation's answer with its plugin's name, in call order: for the start-up
     hooks whose answers must not collide (provider types, config sections)."""
@@ -334,23 +360,26 @@ class Hook:
     couple of microseconds a call (keyword matching, the result list, the tracing hooks) and
     four such calls run per request.
 
-    The semantics are those of :func:`call` and :func:`first` over pluggy's results, with one
-    difference that follows the contract more closely: an implementation's awaitable is
-    awaited before the next implementation is called, so a refusal (``RouterError``) stops
-    the request before later plugins reserve anything, whether it came synchronously or not;
-    and :meth:`first` calls nothing after the first answer. With hook tracing on, or with a
-    hook wrapper registered, every call goes through pluggy instead. Resolve after every plugin
-    is registered (the app does, at build).
+    The spec says how a hook is called: ``firstresult=True`` hooks with :meth:`first` (the first
+    non-None answer, awaited, wins; nothing after it is called), the others with :meth:`call` or
+    :meth:`start` (every implementation, in order). Calling a hook the other way is a
+    ``TypeError``. An implementation's awaitable is awaited before the next implementation is
+    called, so a refusal (``RouterError``) stops the request before later plugins reserve
+    anything, whether it came synchronously or not. With hook tracing on, or with a hook
+    wrapper registered, every call goes through pluggy instead, with the same semantics.
+    Resolve after every plugin is registered (the app does, at build).
     """
 
-    __slots__ = ("caller", "functions", "names")
+    __slots__ = ("caller", "firstresult", "functions", "name", "names")
 
     def __init__(self, pm: PluginManager, name: str) -> None:
         caller = getattr(pm.hook, name)
         impls = caller.get_hookimpls()
         spec = caller.spec
         assert spec is not None, name
+        self.name = name
         self.names: tuple[str, ...] = tuple(spec.argnames)
+        self.firstresult = bool(spec.opts.get("firstresult"))
         wrapped = pm.traced or any(i.hookwrapper or i.wrapper for i in impls)
         self.caller = caller if wrapped else None
         self.functions = tuple(_positional(i.function, i.argnames, self.names) for i in impls[::-1])
@@ -358,6 +387,19 @@ class Hook:
     def __bool__(self) -> bool:
         """False when no plugin implements the hook: the caller may skip it altogether."""
         return bool(self.functions)
+
+    def _through_pluggy(self, args: tuple[Any, ...]) -> list[Any]:
+        """Every implementation's result, through pluggy (so tracing and wrappers see the
+        call). Not ``caller(...)``: for a ``firstresult`` hook pluggy would stop at the first
+        coroutine, before knowing whether it answers None."""
+        caller = self.caller
+        assert caller is not None
+        kwargs = dict(zip(self.names, args, strict=True))
+        return caller._hookexec(caller.name, caller.get_hookimpls(), kwargs, False)
+
+    def _misused(self) -> TypeError:
+        how = "first()" if self.firstresult else "call() or start()"
+        return TypeError(f"{self.name} is called with {how}, as its spec says")
 
     async def call(self, *args: Any) -> None:
         pending = self.start(*args)
@@ -368,8 +410,10 @@ class Hook:
         """:meth:`call` without a coroutine when it can: None when every implementation
         answered synchronously (the usual case), else an awaitable that awaits the one that did
         not and calls the rest."""
+        if self.firstresult:
+            raise self._misused()
         if self.caller is not None:
-            return call(self.caller(**dict(zip(self.names, args, strict=True))))
+            return call(self._through_pluggy(args))
         functions = self.functions
         for index, function in enumerate(functions):
             result = function(*args)
@@ -386,8 +430,10 @@ class Hook:
                 await result
 
     async def first(self, *args: Any) -> Any:
+        if not self.firstresult:
+            raise self._misused()
         if self.caller is not None:
-            return await first(self.caller(**dict(zip(self.names, args, strict=True))))
+            return await first(self._through_pluggy(args))
         for function in self.functions:
             result = function(*args)
             if result is not None and inspect.isawaitable(result):

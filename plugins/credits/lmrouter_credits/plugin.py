@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 class Credits:
+    after = ["accounts"]  # its tables refer to the accounts tables, made first
+
     def __init__(self) -> None:
         self.meter: Meter | None = None
         self._lock: guard.ProcessLock | None = None
@@ -37,7 +39,7 @@ class Credits:
     def lmrouter_config_loaded(self, config: Config) -> None:
         guard.check_config(config)
 
-    @hookimpl(trylast=True)  # after the accounts tables that these refer to
+    @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 

@@ -44,6 +44,8 @@ def terms_path(config: Config) -> Path | None:
 
 
 class Dashboard:
+    after = ["accounts"]  # its sessions refer to the accounts tables, made first
+
     def __init__(self) -> None:
         self.site: Site | None = None
         self.errors = RecentErrors()
@@ -64,7 +66,7 @@ class Dashboard:
                 f"terms file {str(path)!r} not found", path=config.path, key="dashboard.terms_file"
             )
 
-    @hookimpl(trylast=True)  # after the accounts tables that sessions are joined with
+    @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 

@@ -34,6 +34,8 @@ class MetricsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class MetricsPlugin:
+    after = ["credits"]  # credits settle before metrics count a request's end
+
     def __init__(self) -> None:
         # A registry of our own: two routers in one process (tests) never collide, and the
         # default registry (process metrics, other plugins' gauges) is exported beside it.

@@ -22,6 +22,8 @@ log = structlog.get_logger("lmrouter.stripe")
 
 
 class StripePlugin:
+    after = ["accounts", "credits"]  # its payments refer to users and credit lots, made first
+
     def __init__(self) -> None:
         self.processor: Processor | None = None
 
@@ -29,7 +31,7 @@ class StripePlugin:
     def lmrouter_config_section(self) -> tuple[str, type]:
         return SECTION, StripeConfig
 
-    @hookimpl(trylast=True)  # after accounts; SQLite accepts references to tables made later
+    @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 
