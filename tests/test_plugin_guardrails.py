@@ -220,3 +220,70 @@ def test_check_and_serve_exit_with_the_message(tmp_path: Path, site: Site) -> No
         timeout=60,
     )
     assert listing.returncode == 0 and "FAILED" in listing.stdout
+
+
+OFFERS = """
+from lmrouter.hookspecs import hookspec
+
+class Spec:
+    @hookspec
+    def lmrouter_offers_thing(self, thing):
+        "A hook this plugin calls, for other plugins to implement."
+
+class Plugin:
+    @hookimpl
+    def lmrouter_addhooks(self, pluginmanager):
+        pluginmanager.add_hookspecs(Spec)
+"""
+
+USES = """
+class Plugin:
+    @hookimpl
+    def lmrouter_offers_thing(self, thing):
+        return thing * 2
+"""
+
+
+def test_a_plugin_adds_hooks_that_others_implement(tmp_path: Path, site: Site) -> None:
+    site.add("offers", OFFERS)
+    site.add("uses", USES)  # "uses" sorts after "offers": registered first, before the spec
+    _, pm = load(config(tmp_path))
+    assert pm.hook.lmrouter_offers_thing(thing=21) == [42]
+    order = "\n".join(plugins.describe_order(pm))
+    assert "lmrouter_offers_thing\n  1. uses" in order
+    message = refusal(tmp_path, '[plugins]\ndisabled = ["offers"]\n')
+    assert (
+        "plugin 'uses' failed to load: implements lmrouter_offers_thing, which is not a hook"
+        in message
+    )
+
+
+STORE = """
+class OneBoxStore:
+    multiprocess = {multiprocess}
+
+    def __init__(self, url, config):
+        self.url = url
+
+class Plugin:
+    @hookimpl
+    def lmrouter_store_types(self):
+        return {{"onebox": OneBoxStore}}
+"""
+
+
+@pytest.mark.parametrize("multiprocess", [False, True])
+def test_workers_follow_the_store_not_its_url(
+    tmp_path: Path, site: Site, multiprocess: bool
+) -> None:
+    """Accounts and credits keep state per process: they ask the store whether several
+    processes may share it, so a plugin's one-process store is refused too, not only sqlite://."""
+    site.add("onebox", STORE.format(multiprocess=multiprocess))
+    extra = '[storage]\nurl = "onebox://here"\n[server]\nworkers = 2\n'
+    extra += '[plugins]\ndisabled = ["ratelimit"]\n'  # its memory backend is per process too
+    if multiprocess:
+        cfg, _ = load(config(tmp_path, extra))
+        assert cfg.store_multiprocess
+    else:
+        message = refusal(tmp_path, extra)
+        assert "`server.workers`" in message and "cannot run 2 workers" in message

@@ -89,25 +89,14 @@ def test_order_follows_requires_and_after() -> None:
     class After(Answers):
         after = ["needs"]
 
-    found = [
-        plugins._Candidate(
-            name,
-            plugin,
-            None,
-            None,
-            plugins._names(plugin, "requires"),
-            plugins._names(plugin, "after"),
-        )
-        for name, plugin in [
-            ("after", After("after", calls)),
-            ("needs", Needs("needs", calls)),
-            ("zz", Answers("zz", calls)),
-            ("aa", Answers("aa", calls)),
-        ]
-    ]
-    pm = PluginManager()
-    for candidate in plugins._registration_order(pm, found, set()):
-        plugins._register(pm, candidate)
+    pm = plugins.manager(
+        {
+            "after": After("after", calls),
+            "needs": Needs("needs", calls),
+            "zz": Answers("zz", calls),
+            "aa": Answers("aa", calls),
+        }
+    )
     # zz before needs (requires), needs before after (after); aa free: reverse name order
     assert plugins.call_order(pm, "lmrouter_admit") == ["zz", "needs", "after", "aa"]
 

@@ -120,6 +120,9 @@ class Config:
     providers: dict[str, Any]  # name -> the adapter's Config struct
     sections: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
+    # Whether the configured store may serve several processes (``Store.multiprocess``): set
+    # when the config is loaded, for plugins that refuse ``workers > 1`` without one.
+    store_multiprocess: bool = False
 
     def section(self, name: str) -> Any:
         return self.sections[name]

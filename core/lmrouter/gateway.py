@@ -87,7 +87,8 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
     if workers and workers.isdigit():
         cfg.core.server.workers = int(workers)
     try:
-        storage.store_for(cfg, pm)  # a URL nobody can open is a config mistake
+        # a URL nobody can open is a config mistake
+        cfg.store_multiprocess = storage.store_for(cfg, pm).multiprocess
     except storage.StorageError as exc:
         raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
     pm.hook.lmrouter_config_loaded(config=cfg)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from lmrouter.context import Outcome, Principal, RequestContext
     from lmrouter.errors import RouterError
     from lmrouter.gateway import Gateway
+    from lmrouter.plugins import PluginManager
     from lmrouter.providers import Provider
 
 API_VERSION = "1.3"
@@ -48,6 +49,13 @@ PROJECT = "lmrouter"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def lmrouter_addhooks(pluginmanager: PluginManager) -> None:
+    """Right after every plugin is registered: add the hooks this plugin offers to others, with
+    ``pluginmanager.add_hookspecs(module_or_class)`` (pytest's ``pytest_addhooks``). Their specs
+    then check the implementations other plugins registered, like the core's own. (API 1.3)"""
 
 
 @hookspec

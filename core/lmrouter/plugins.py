@@ -123,16 +123,68 @@ def build(disabled: Iterable[str] = ()) -> PluginManager:
             continue
         candidates.append(_Candidate(name, plugin, dist, version, requires, after))
 
-    builtins = [c for c in candidates if c.name in BUILTINS]
-    for candidate in [*builtins, *_registration_order(pm, candidates, disabled)]:
-        _register(pm, candidate)
-    pm.infos.sort(key=lambda info: (info.name not in BUILTINS, info.name))
-    pm.check_pending()  # every offender was unregistered above; this guards the core's own
+    _assemble(pm, candidates, disabled)
     if os.environ.get("LMROUTER_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[hooks] {text}"))
         pm.enable_tracing()
         pm.traced = True
     return pm
+
+
+def manager(named: dict[str, Any]) -> PluginManager:
+    """A plugin manager holding these plugin objects (by plugin name), ordered and checked as
+    :func:`build` orders and checks installed ones: for tests and embedders that pick their
+    plugins themselves. A plugin that fails a check raises :class:`PluginError`."""
+    pm = PluginManager()
+    candidates = [
+        _Candidate(name, plugin, None, None, _names(plugin, "requires"), _names(plugin, "after"))
+        for name, plugin in named.items()
+    ]
+    _assemble(pm, candidates, set())
+    failures = pm.failures()
+    if failures:
+        raise PluginError("; ".join(f"plugin {i.name!r}: {i.error}" for i in failures))
+    return pm
+
+
+def _assemble(pm: PluginManager, candidates: list[_Candidate], disabled: set[str]) -> None:
+    """Register the candidates in order, let them add hook specs (``lmrouter_addhooks``), then
+    refuse any implementation of a hook that still has no spec."""
+    builtins = [c for c in candidates if c.name in BUILTINS]
+    registered = []
+    for candidate in [*builtins, *_registration_order(pm, candidates, disabled)]:
+        try:
+            pm.register(candidate.plugin, name=candidate.name)
+        except pluggy.PluginValidationError as exc:  # e.g. an argument the spec does not name
+            _fail(pm, candidate, str(exc))
+            continue
+        registered.append(candidate)
+    for candidate in registered:
+        try:
+            for impl in pm.hook.lmrouter_addhooks.get_hookimpls():
+                if impl.plugin is candidate.plugin:
+                    impl.function(pluginmanager=pm)
+        except Exception as exc:  # a spec clashing with an implementation already registered
+            pm.unregister(candidate.plugin)
+            _fail(pm, candidate, f"lmrouter_addhooks failed: {exc}")
+            registered.remove(candidate)
+    for candidate in registered:
+        callers = pm.get_hookcallers(candidate.plugin) or ()
+        unknown = sorted(h.name for h in callers if not h.has_spec())
+        if unknown:
+            pm.unregister(candidate.plugin)
+            _fail(pm, candidate, "; ".join(_unknown_hook(pm, name) for name in unknown))
+            continue
+        hooks = tuple(sorted(h.name for h in callers))
+        pm.infos.append(
+            PluginInfo(candidate.name, candidate.distribution, candidate.version, True, hooks)
+        )
+    pm.infos.sort(key=lambda info: (info.name not in BUILTINS, info.name))
+    pm.check_pending()  # every offender was unregistered above; this guards the core's own
+
+
+def _fail(pm: PluginManager, c: _Candidate, error: str) -> None:
+    pm.infos.append(PluginInfo(c.name, c.distribution, c.version, False, (), error=error))
 
 
 def _names(plugin: Any, attribute: str) -> tuple[str, ...]:
@@ -206,32 +258,13 @@ def _instantiate(obj: Any) -> Any:
     return obj() if inspect.isclass(obj) else obj
 
 
-def _register(pm: PluginManager, c: _Candidate) -> None:
-    try:
-        pm.register(c.plugin, name=c.name)
-    except pluggy.PluginValidationError as exc:  # e.g. an argument the spec does not name
-        pm.infos.append(PluginInfo(c.name, c.distribution, c.version, False, (), error=str(exc)))
-        return
-    unknown = sorted(h.name for h in pm.get_hookcallers(c.plugin) or () if not h.has_spec())
-    if unknown:
-        pm.unregister(c.plugin)
-        pm.infos.append(
-            PluginInfo(
-                c.name,
-                c.distribution,
-                c.version,
-                False,
-                (),
-                error="; ".join(_unknown_hook(name) for name in unknown),
-            )
-        )
-        return
-    hooks = tuple(sorted(h.name for h in pm.get_hookcallers(c.plugin) or ()))
-    pm.infos.append(PluginInfo(c.name, c.distribution, c.version, True, hooks))
+def _specified(pm: PluginManager) -> list[str]:
+    """Every hook with a spec: the core's and those plugins added."""
+    return sorted(name for name, caller in vars(pm.hook).items() if caller.has_spec())
 
 
-def _unknown_hook(name: str) -> str:
-    known = [n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_")]
+def _unknown_hook(pm: PluginManager, name: str) -> str:
+    known = _specified(pm)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"implements {name}, which is not a hook{hint}"
@@ -288,7 +321,7 @@ def _check_api(plugin: Any) -> None:
 def describe_order(pm: PluginManager) -> list[str]:
     """``lmrouter plugins --hooks``: every hook with its implementations in call order."""
     lines = []
-    for name in sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_")):
+    for name in _specified(pm):
         caller = getattr(pm.hook, name)
         first = " (first result wins)" if caller.spec.opts.get("firstresult") else ""
         lines.append(f"{name}{first}")

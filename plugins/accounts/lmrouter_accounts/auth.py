@@ -84,7 +84,7 @@ def _answer(rows: list[Row]) -> Principal | object | None:
         key_prefix=prefix,
         is_admin=bool(is_admin),
         limits=limits,
-        extra={"byok_providers": frozenset(row[9] for row in rows if row[9] is not None)},
+        byok_providers=frozenset(row[9] for row in rows if row[9] is not None),
     )
 
 
@@ -242,7 +242,7 @@ class Authenticator:
             if provider_key:
                 ctx.billable = False
             return provider_key
-        providers = principal.extra.get("byok_providers")
+        providers = principal.byok_providers
         if providers is None or principal.user_id is None:
             return None  # not one of our principals
         if route.provider not in providers:

@@ -36,7 +36,7 @@ def check_single_process(config: Config) -> None:
     """The caches live in each process: with several workers on SQLite (which has no way to tell
     the others), a revoked key could keep working in a worker that did not hear of it."""
     workers = config.server.workers
-    if workers > 1 and config.core.storage.url.startswith("sqlite:"):
+    if workers > 1 and not config.store_multiprocess:
         raise ConfigError(
             f"the accounts plugin cannot run {workers} workers on a sqlite:// store: the "
             "embedded store serves one process, and each worker caches keys in its own memory, "

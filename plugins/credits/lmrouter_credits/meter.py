@@ -132,7 +132,7 @@ class Meter:
             prompt_tokens=estimate_tokens(ctx.prompt_chars),
             completion_tokens=ctx.max_output_tokens or self.default_output,
         )
-        byok = ctx.principal.extra.get("byok_providers") or ()
+        byok = ctx.principal.byok_providers or ()
         worst = 0
         for route in ctx.model.routes:
             cost = route.rates.cost(usage)
