@@ -23,15 +23,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lmrouter import __version__, plugins
-from lmrouter.context import Principal
+from lmrouter import __version__
+from lmrouter.auth import require_principal
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import embeddings as embeddings_dialect
 from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
-from lmrouter.errors import RouterError, invalid_api_key, model_not_found
+from lmrouter.errors import RouterError, model_not_found
 from lmrouter.gateway import Gateway
-from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
+from lmrouter.proxy import ProxyEndpoint
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -91,22 +91,6 @@ def dialect_of(request: Request) -> Any:
     if request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
         return anthropic_dialect
     return openai_dialect
-
-
-async def require_principal(request: Request) -> Principal:
-    """For plugin and admin endpoints: the caller, or a 401 in their dialect."""
-    gateway: Gateway = request.app.state.gateway
-    headers = Headers.from_scope(request.scope)
-    key = api_key_from(headers)
-    if key is None:
-        raise invalid_api_key(
-            "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
-        )
-    # first result wins, as on the proxy path: nothing after the first answer is called
-    principal = await plugins.Hook(gateway.pm, "lmrouter_authenticate").first(gateway, key, headers)
-    if principal is None:
-        raise invalid_api_key()
-    return principal
 
 
 async def router_error(request: Request, exc: Exception) -> Response:
