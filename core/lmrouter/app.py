@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
 
 from lmrouter import __version__
 from lmrouter.auth import require_principal
@@ -36,7 +37,7 @@ from lmrouter.proxy import ProxyEndpoint
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def request_id_of(scope: dict[str, Any]) -> bytes:
+def request_id_of(scope: Scope) -> bytes:
     """The caller's ``x-request-id`` when it is sane, else a fresh one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -65,7 +66,7 @@ class RouterApp:
         self.starlette = starlette
         self.endpoints = endpoints
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.starlette(scope, receive, send)
             return
@@ -78,7 +79,7 @@ class RouterApp:
             await endpoint(scope, receive, send)  # it sets x-request-id itself
             return
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)

@@ -221,9 +221,9 @@ def validate(
             continue
         schema = sections.get(name)
         if schema is None:
-            known = sorted(set(CoreConfig.__struct_fields__) | set(sections))
+            names = sorted(set(CoreConfig.__struct_fields__) | set(sections))
             raise ConfigError(
-                f"unknown section; known sections: {', '.join(known)}", path=path, key=name
+                f"unknown section; known sections: {', '.join(names)}", path=path, key=name
             )
         plugin_sections[name] = _convert(value, schema, path=path, prefix=name)
     for name, schema in sections.items():  # a plugin's defaults apply when its table is absent

@@ -224,7 +224,8 @@ def _registration_order(
                     error=f"requires plugin {need!r}, which is {why}",
                 )
             )
-    before = {name: set() for name in loaded}  # name -> plugins whose hooks run before its
+    # name -> the plugins whose hooks run before its own
+    before: dict[str, set[str]] = {name: set() for name in loaded}
     for c in loaded.values():
         before[c.name] |= {n for n in (*c.requires, *c.after) if n in loaded}
     calls: list[_Candidate] = []

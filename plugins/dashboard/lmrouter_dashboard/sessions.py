@@ -106,7 +106,7 @@ class Sessions:
         return self.sign("csrf", token)
 
     def csrf_ok(self, token: str | None, sent: str | None) -> bool:
-        return bool(token and sent) and hmac.compare_digest(sent, self.csrf(token))  # type: ignore[arg-type]
+        return bool(token and sent) and hmac.compare_digest(sent, self.csrf(token))  # type: ignore[arg-type,type-var]
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ def is_loopback(host: str | None) -> bool:
 
 
 def has_key(headers: dict[str, str] | object) -> bool:
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get  # type: ignore[union-attr]
     return bool(get("authorization") or get("x-api-key"))
 
 
