@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test lint bench install lock clean
+.PHONY: run test lint bench docs install lock clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test: $(STAMP) $(CHROMIUM)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+# The plugin reference (docs/plugins.md) and the README's hook table, from the code's docstrings.
+docs: $(STAMP)
+	$(BIN)/python -m lmrouter.hookdocs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

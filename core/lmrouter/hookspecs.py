@@ -66,9 +66,10 @@ def lmrouter_config_section() -> tuple[str, type] | None:
 
 @hookspec
 def lmrouter_config_loaded(config: Config) -> None:
-    """After the config validated: check what spans sections (e.g. ``[server] workers`` against
-    a store or backend that is per process) and raise ``ConfigError`` to refuse. Runs for
-    ``lmrouter check`` and before ``serve`` starts any worker."""
+    """After the config validated: check what spans sections in ``config`` (e.g. ``[server]
+    workers`` against a store that is per process: ``config.store_multiprocess``) and raise
+    ``ConfigError`` to refuse. Runs for ``lmrouter check`` and before ``serve`` starts any
+    worker."""
 
 
 @hookspec
@@ -79,30 +80,36 @@ def lmrouter_migrations() -> tuple[str, Sequence[str]] | None:
 @hookspec
 def lmrouter_store_types() -> dict[str, Any] | None:
     """Store classes by URL scheme (``postgresql``) for ``[storage] url``; each is called as
-    ``cls(url, config)`` and implements :class:`lmrouter.storage.Store`."""
+    ``cls(url, config)`` and implements :class:`lmrouter.Store` (``multiprocess`` included)."""
 
 
 @hookspec
 def lmrouter_startup(gateway: Gateway) -> Awaitable[None] | None:
     """Server start, inside each worker's event loop, after ``gateway.store`` is open and
-    migrated: load caches, start batch writers (:class:`lmrouter.storage.BatchWriter`)."""
+    migrated: load caches, start batch writers (:class:`lmrouter.BatchWriter`). ``gateway``
+    also holds ``config``, ``providers`` and ``models``."""
 
 
 @hookspec
 def lmrouter_shutdown(gateway: Gateway) -> Awaitable[None] | None:
-    """Server stop, after in-flight requests ended: flush batch writers, close pools."""
+    """Server stop, after in-flight requests ended: flush batch writers, close pools. ``gateway``
+    is the one ``lmrouter_startup`` saw."""
 
 
 @hookspec
 def lmrouter_routes(gateway: Gateway) -> Sequence[BaseRoute] | None:
-    """Extra Starlette routes (``/v1/credits``, dashboards, webhooks), added at app build."""
+    """Extra Starlette routes (``/v1/credits``, dashboards, webhooks), added at app build.
+    ``gateway`` is not started yet: read ``request.app.state.gateway`` in the endpoints, and
+    :func:`lmrouter.require_principal` for the caller."""
 
 
 @hookspec
 def lmrouter_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add CLI subcommands: ``subparsers.add_parser(name, parents=[subparsers.common])`` gives the
     ``--config`` flag; ``set_defaults(func=f)`` with ``f(args) -> int | None``, which may call
-    ``lmrouter.cli.load_config(args)``. Raise ``ConfigError`` for a clear message and exit 1."""
+    ``lmrouter.load(lmrouter.find_config(args.config))`` for the config and plugin manager, and
+    ``lmrouter.opened_store(config, pm)`` for the database. Raise ``ConfigError`` for a clear
+    message and exit 1."""
 
 
 @hookspec
@@ -116,12 +123,14 @@ def lmrouter_authenticate(
 ) -> Principal | Awaitable[Principal | None] | None:
     """*First result wins.* Who is calling with ``api_key``: a Principal, or None when the key
     is not one of yours. Raise ``RouterError`` for a key of yours that is refused (revoked,
-    suspended)."""
+    suspended). ``headers``: the request's headers (lower-case names); ``gateway``: the running
+    router. Runs before the body is read, for every request: keep it cheap (cache)."""
 
 
 @hookspec
 def lmrouter_admit(ctx: RequestContext) -> Awaitable[None] | None:
-    """Before going upstream: raise ``RouterError`` to refuse (rate limit, credit hold). Keep
+    """Before going upstream with ``ctx`` (caller, model, request): raise ``RouterError`` to
+    refuse (rate limit, credit hold). Keep
     what you reserved on ``ctx.state``: ``lmrouter_request_end`` runs for every request that
     reached admission, refused ones included (``outcome.status == "refused"``), so each plugin
     undoes its own reservation."""
@@ -129,19 +138,22 @@ def lmrouter_admit(ctx: RequestContext) -> Awaitable[None] | None:
 
 @hookspec(firstresult=True)
 def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[str | None] | None:
-    """*First result wins.* Per attempt: a provider key to use instead of the provider's own
-    (BYOK). Set ``ctx.billable = False`` when the caller pays the provider directly."""
+    """*First result wins.* Per attempt at ``route`` (provider, upstream model, price): a
+    provider key to use instead of the provider's own (BYOK). Set ``ctx.billable = False`` when
+    the caller pays the provider directly."""
 
 
 @hookspec
 def lmrouter_request_refused(dialect: str, error: RouterError) -> None:
     """A request answered with ``error`` before admission (no or unknown key, a body that does
     not parse, an unknown model): no context exists yet and ``lmrouter_request_end`` will not
-    run. Synchronous and cheap: a flood of bad keys calls it for each one. (API 1.2)"""
+    run. ``dialect`` names the endpoint's dialect (``openai.chat``, ``anthropic.messages``…).
+    Synchronous and cheap: a flood of bad keys calls it for each one. (API 1.2)"""
 
 
 @hookspec
 def lmrouter_request_end(ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
     """Exactly once per request that reached admission, whatever happened (success, upstream
-    error, client disconnect, cancellation), with the final usage and cost. Keep it cheap:
-    enqueue database writes to a batch writer instead of awaiting them here."""
+    error, client disconnect, cancellation): ``ctx`` as admission left it, ``outcome`` with the
+    status, final usage and cost. Keep it cheap: enqueue database writes to a batch writer
+    instead of awaiting them here."""
