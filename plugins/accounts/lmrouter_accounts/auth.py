@@ -22,18 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lmrouter.context import Principal
-from lmrouter.errors import RouterError
-from lmrouter.storage import BatchWriter
+from lmrouter import BatchWriter, Principal, RouterError
 from lmrouter_accounts import keys, service
 from lmrouter_accounts.crypto import BoxError, SecretBox
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
-    from lmrouter.storage import Row, Store, Tx
+    from lmrouter import RequestContext, Route, Row, Store, Tx
 
 log = structlog.get_logger("lmrouter.accounts")
 

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lmrouter import hookimpl
-from lmrouter.config import ConfigError
+from lmrouter import ConfigError, hookimpl
 from lmrouter_accounts import schema
 from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.config import AccountsConfig
@@ -17,9 +16,7 @@ from lmrouter_accounts.crypto import SecretBox
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from lmrouter.config import Config, Route
-    from lmrouter.context import Principal, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Principal, RequestContext, Route
 
 log = structlog.get_logger("lmrouter.accounts")
 

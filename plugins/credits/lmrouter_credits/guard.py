@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from lmrouter.config import ConfigError
+from lmrouter import ConfigError
 
 if TYPE_CHECKING:
-    from lmrouter.config import Config
-    from lmrouter.storage import Store
+    from lmrouter import Config, Store
 
 try:
     import fcntl

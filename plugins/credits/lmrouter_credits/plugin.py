@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 
     from starlette.routing import BaseRoute
 
-    from lmrouter.config import Config
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Outcome, RequestContext
 
 
 class Credits:

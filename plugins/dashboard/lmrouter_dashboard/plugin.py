@@ -9,8 +9,7 @@ import structlog
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lmrouter import hookimpl
-from lmrouter.config import ConfigError
+from lmrouter import ConfigError, hookimpl
 from lmrouter_dashboard import account_pages, admin_pages, auth_pages, money_pages, schema
 from lmrouter_dashboard.config import DashboardConfig
 from lmrouter_dashboard.recent import RecentErrors
@@ -24,9 +23,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
-    from lmrouter.config import Config
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Outcome, RequestContext
 
 log = structlog.get_logger("lmrouter.dashboard")
 

@@ -25,7 +25,7 @@ import msgspec
 from lmrouter_credits import clock
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Store
+    from lmrouter import Store
 
 HOUR_US = 3_600_000_000
 _DERIVE = b"lmrouter-dashboard-v1"

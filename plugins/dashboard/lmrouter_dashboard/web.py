@@ -23,12 +23,12 @@ import structlog
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from lmrouter.money import format_usd
+from lmrouter import format_usd
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
     from lmrouter_dashboard.config import DashboardConfig
     from lmrouter_dashboard.recent import RecentErrors
     from lmrouter_dashboard.sessions import Session, Sessions

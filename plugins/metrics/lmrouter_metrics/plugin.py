@@ -10,17 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lmrouter import hookimpl
-from lmrouter.app import require_principal
+from lmrouter import hookimpl, require_principal
 from lmrouter_metrics import access
 from lmrouter_metrics.instruments import Instruments, RouteSeries
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.errors import RouterError
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway, Outcome, RequestContext, RouterError
 
 SECTION = "metrics"
 STREAM = "metrics.stream"  # ctx.state: the gauge child an admitted stream raised

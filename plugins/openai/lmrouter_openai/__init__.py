@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import orjson
 
-from lmrouter import hookimpl, ir
-from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
+from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl, ir
 from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
 
 if TYPE_CHECKING:
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
+    from lmrouter import RequestContext, Route
 
 
 class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):

@@ -27,7 +27,7 @@ from lmrouter_stripe import client
 from lmrouter_stripe.config import SECTION, StripeConfig
 
 if TYPE_CHECKING:
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
 
 __all__ = ["Checkout", "CheckoutError", "Quote", "create_checkout", "quote", "settings"]
 

@@ -16,7 +16,7 @@ from lmrouter_stripe.events import Processor
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
 
 log = structlog.get_logger("lmrouter.stripe")
 
