@@ -287,3 +287,12 @@ def test_workers_follow_the_store_not_its_url(
     else:
         message = refusal(tmp_path, extra)
         assert "`server.workers`" in message and "cannot run 2 workers" in message
+
+
+def test_an_order_cycle_fails_both_plugins(tmp_path: Path, site: Site) -> None:
+    site.add("hen", 'class Plugin:\n    after = ["egg"]\n')
+    site.add("egg", 'class Plugin:\n    requires = ["hen"]\n')
+    message = refusal(tmp_path)
+    assert "form a cycle among: egg, hen" in message
+    failed = {i.name for i in plugins.build().failures()}
+    assert {"hen", "egg"} <= failed

@@ -159,7 +159,7 @@ def _assemble(pm: PluginManager, candidates: list[_Candidate], disabled: set[str
             _fail(pm, candidate, str(exc))
             continue
         registered.append(candidate)
-    for candidate in registered:
+    for candidate in list(registered):
         try:
             for impl in pm.hook.lmrouter_addhooks.get_hookimpls():
                 if impl.plugin is candidate.plugin:
@@ -213,17 +213,7 @@ def _registration_order(
             break
         for name, need in missing.items():
             why = "disabled" if need in disabled else "not installed or failed to load"
-            c = loaded.pop(name)
-            pm.infos.append(
-                PluginInfo(
-                    c.name,
-                    c.distribution,
-                    c.version,
-                    False,
-                    (),
-                    error=f"requires plugin {need!r}, which is {why}",
-                )
-            )
+            _fail(pm, loaded.pop(name), f"requires plugin {need!r}, which is {why}")
     # name -> the plugins whose hooks run before its own
     before: dict[str, set[str]] = {name: set() for name in loaded}
     for c in loaded.values():
@@ -234,17 +224,7 @@ def _registration_order(
         if not ready:
             cycle = ", ".join(sorted(before))
             for name in sorted(before):
-                c = loaded[name]
-                pm.infos.append(
-                    PluginInfo(
-                        c.name,
-                        c.distribution,
-                        c.version,
-                        False,
-                        (),
-                        error=f"`requires`/`after` form a cycle among: {cycle}",
-                    )
-                )
+                _fail(pm, loaded[name], f"`requires`/`after` form a cycle among: {cycle}")
             break
         chosen = ready[-1]
         calls.append(loaded[chosen])
