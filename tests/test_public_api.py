@@ -66,3 +66,17 @@ def test_the_check_catches_an_internal_import(tmp_path: Path) -> None:
         "from lmrouter.app import ...",
         "import lmrouter.storage",
     ]
+
+
+FIRST_PARTY = sorted(
+    p.name for p in (REPO / "plugins").iterdir() if (p / "pyproject.toml").is_file()
+)
+
+
+@pytest.mark.parametrize("name", FIRST_PARTY)
+def test_first_party_plugins_declare_the_api_they_are_written_for(name: str) -> None:
+    from lmrouter import plugins
+
+    plugin = plugins.build().get_plugin(name)
+    assert plugin is not None, f"plugin {name!r} did not load"
+    assert plugins.api_compatible(plugin.api_version)

@@ -45,6 +45,8 @@ def check_single_process(config: Config) -> None:
 
 
 class AccountsPlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
     def __init__(self) -> None:
         self.auth: Authenticator | None = None
 

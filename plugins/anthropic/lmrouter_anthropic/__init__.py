@@ -43,6 +43,8 @@ from lmrouter import (
 )
 from lmrouter import anthropic_tool_input as tool_input
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
 

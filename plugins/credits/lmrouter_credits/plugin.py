@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 class Credits:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
     after = ["accounts"]  # its tables refer to the accounts tables, made first
 
     def __init__(self) -> None:

@@ -41,6 +41,7 @@ def terms_path(config: Config) -> Path | None:
 
 
 class Dashboard:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
     after = ["accounts"]  # its sessions refer to the accounts tables, made first
 
     def __init__(self) -> None:

@@ -34,6 +34,8 @@ import orjson
 from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl, ir
 from lmrouter_google import chat, embed, wire
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
 

@@ -31,6 +31,7 @@ class MetricsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class MetricsPlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
     after = ["credits"]  # credits settle before metrics count a request's end
 
     def __init__(self) -> None:

@@ -18,6 +18,8 @@ import orjson
 from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl, ir
 from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
 

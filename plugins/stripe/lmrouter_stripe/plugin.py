@@ -22,6 +22,7 @@ log = structlog.get_logger("lmrouter.stripe")
 
 
 class StripePlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
     after = ["accounts", "credits"]  # its payments refer to users and credit lots, made first
 
     def __init__(self) -> None:
