@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test lint bench install lock clean
+.PHONY: run test lint bench docs install lock clean
 
 install: $(STAMP)
 
@@ -38,10 +38,15 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+# The plugin reference (docs/plugins.md) and the README's hook table, from the code's docstrings.
+docs: $(STAMP)
+	$(BIN)/python -m lmrouter.hookdocs
 
 # The overhead run, then the memory soak (about 14 minutes more: see benchmarks/README.md).
 bench: $(STAMP)
@@ -59,4 +64,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

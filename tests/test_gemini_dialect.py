@@ -66,7 +66,9 @@ def test_relay_passes_bytes_and_reads_usage_at_any_chunking(
 @settings(max_examples=100, deadline=None)
 @given(
     texts=st.lists(st.text(min_size=1, max_size=8), max_size=8),
-    arguments=st.dictionaries(st.text(min_size=1, max_size=5), st.integers(), max_size=4),
+    arguments=st.dictionaries(
+        st.text(min_size=1, max_size=5), st.integers(-(2**53), 2**53), max_size=4
+    ),
     split=st.integers(min_value=0, max_value=60),
 )
 def test_renderer_streams_text_and_whole_function_calls(

@@ -1,4 +1,15 @@
-"""LMRouter: a self-hostable LLM API router."""
+"""LMRouter: a self-hostable LLM API router.
+
+This module is the public plugin API: everything a plugin may use is importable from here
+(``from lmrouter import hookimpl, RequestContext, RouterError``), plus the ``lmrouter.ir`` and
+``lmrouter.sse`` modules (the internal representation of a chat and the SSE codec, for provider
+adapters) and ``lmrouter.testing`` (fakes and a real-server fixture, for plugin tests). Every
+other module under ``lmrouter.*`` is internal: it may change in any release. First-party plugins
+keep to the same rule; ``tests/test_public_api.py`` checks them.
+
+What is stable follows ``API_VERSION`` (see :mod:`lmrouter.hookspecs`): a name removed from
+``__all__`` or changed incompatibly raises its major number.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,6 +18,85 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
-from lmrouter.hookspecs import API_VERSION, hookimpl
+from lmrouter import ir, sse
+from lmrouter.auth import require_principal
+from lmrouter.config import Config, ConfigError, Model, Price, Route, find_config
+from lmrouter.context import Attempt, Outcome, Principal, RequestContext, Status
+from lmrouter.dialects.anthropic import TO_FINISH as ANTHROPIC_FINISH_REASONS
+from lmrouter.dialects.anthropic import WireUsage as AnthropicWireUsage
+from lmrouter.dialects.anthropic import tool_input as anthropic_tool_input
+from lmrouter.dialects.openai import WireUsage as OpenAIWireUsage
+from lmrouter.errors import (
+    RouterError,
+    body_too_large,
+    invalid_api_key,
+    invalid_request,
+    model_not_found,
+)
+from lmrouter.gateway import Gateway, load
+from lmrouter.hookspecs import API_VERSION, hookimpl, hookspec
+from lmrouter.money import PICO_PER_USD, Rates, format_usd, parse_usd, usd
+from lmrouter.plugins import PluginError, PluginManager
+from lmrouter.providers import (
+    Provider,
+    ProviderConfig,
+    UpstreamFailure,
+    UpstreamRequest,
+    redact,
+)
+from lmrouter.storage import TRANSIENT, BatchWriter, Row, StorageError, Store, Tx
+from lmrouter.storage import opened as opened_store
+from lmrouter.usage import Usage, estimate_tokens
 
-__all__ = ["API_VERSION", "__version__", "hookimpl"]
+__all__ = [
+    "ANTHROPIC_FINISH_REASONS",
+    "API_VERSION",
+    "PICO_PER_USD",
+    "TRANSIENT",
+    "AnthropicWireUsage",
+    "Attempt",
+    "BatchWriter",
+    "Config",
+    "ConfigError",
+    "Gateway",
+    "Model",
+    "OpenAIWireUsage",
+    "Outcome",
+    "PluginError",
+    "PluginManager",
+    "Price",
+    "Principal",
+    "Provider",
+    "ProviderConfig",
+    "Rates",
+    "RequestContext",
+    "Route",
+    "RouterError",
+    "Row",
+    "Status",
+    "StorageError",
+    "Store",
+    "Tx",
+    "UpstreamFailure",
+    "UpstreamRequest",
+    "Usage",
+    "__version__",
+    "anthropic_tool_input",
+    "body_too_large",
+    "estimate_tokens",
+    "find_config",
+    "format_usd",
+    "hookimpl",
+    "hookspec",
+    "invalid_api_key",
+    "invalid_request",
+    "ir",
+    "load",
+    "model_not_found",
+    "opened_store",
+    "parse_usd",
+    "redact",
+    "require_principal",
+    "sse",
+    "usd",
+]

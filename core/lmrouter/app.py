@@ -22,24 +22,25 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
 
-from lmrouter import __version__, plugins
-from lmrouter.context import Principal
+from lmrouter import __version__
+from lmrouter.auth import require_principal
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import embeddings as embeddings_dialect
 from lmrouter.dialects import gemini as gemini_dialect
 from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
-from lmrouter.errors import RouterError, invalid_api_key, model_not_found
+from lmrouter.errors import RouterError, model_not_found
 from lmrouter.gateway import Gateway
 from lmrouter.providers import UpstreamFailure
-from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
+from lmrouter.proxy import ProxyEndpoint
 from lmrouter.usage import estimate_tokens
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def request_id_of(scope: dict[str, Any]) -> bytes:
+def request_id_of(scope: Scope) -> bytes:
     """The caller's ``x-request-id`` when it is sane, else a fresh one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -74,7 +75,7 @@ class RouterApp:
         self.endpoints = endpoints
         self.gemini = gemini or {}  # Gemini method name → its endpoint
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.starlette(scope, receive, send)
             return
@@ -87,14 +88,14 @@ class RouterApp:
             await endpoint(scope, receive, send)  # it sets x-request-id itself
             return
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
         await self.starlette(scope, receive, send_with_id)
 
-    def _gemini(self, scope: dict[str, Any]) -> ProxyEndpoint | None:
+    def _gemini(self, scope: Scope) -> ProxyEndpoint | None:
         """``/v1beta/models/{model}:{method}`` (or under ``/v1/``): the model may hold ``/``,
         the method follows the last ``:``."""
         path: str = scope["path"]
@@ -118,23 +119,6 @@ def dialect_of(request: Request) -> Any:
     if speaks_gemini(request):
         return gemini_dialect
     return openai_dialect
-
-
-async def require_principal(request: Request) -> Principal:
-    """For plugin and admin endpoints: the caller, or a 401 in their dialect."""
-    gateway: Gateway = request.app.state.gateway
-    headers = Headers.from_scope(request.scope)
-    key = api_key_from(headers, request.scope["query_string"])
-    if key is None:
-        raise invalid_api_key(
-            "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
-        )
-    principal = await plugins.first(
-        gateway.pm.hook.lmrouter_authenticate(gateway=gateway, api_key=key, headers=headers)
-    )
-    if principal is None:
-        raise invalid_api_key()
-    return principal
 
 
 async def router_error(request: Request, exc: Exception) -> Response:

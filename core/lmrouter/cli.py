@@ -79,6 +79,10 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
 def cmd_plugins(args: argparse.Namespace) -> int:
     pm = plugins.build(_disabled(args))
     print(f"lmrouter {__version__}, hook API {API_VERSION}")
+    if args.hooks:
+        for line in plugins.describe_order(pm):
+            print(line)
+        return 0
     for info in pm.infos:
         state = "enabled" if info.enabled else ("FAILED" if info.error else "disabled")
         dist = f"{info.distribution} {info.version or ''}".strip() if info.distribution else "-"
@@ -123,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     listing = sub.add_parser("plugins", parents=[common], help="list installed plugins")
+    listing.add_argument(
+        "--hooks", action="store_true", help="each hook's implementations, in call order"
+    )
     listing.set_defaults(func=cmd_plugins)
 
     # Plugins add parsers to ``sub``; ``parents=[sub.common]`` gives them the --config flag.

@@ -120,6 +120,9 @@ class Config:
     providers: dict[str, Any]  # name -> the adapter's Config struct
     sections: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
+    # Whether the configured store may serve several processes (``Store.multiprocess``): set
+    # when the config is loaded, for plugins that refuse ``workers > 1`` without one.
+    store_multiprocess: bool = False
 
     def section(self, name: str) -> Any:
         return self.sections[name]
@@ -218,9 +221,9 @@ def validate(
             continue
         schema = sections.get(name)
         if schema is None:
-            known = sorted(set(CoreConfig.__struct_fields__) | set(sections))
+            names = sorted(set(CoreConfig.__struct_fields__) | set(sections))
             raise ConfigError(
-                f"unknown section; known sections: {', '.join(known)}", path=path, key=name
+                f"unknown section; known sections: {', '.join(names)}", path=path, key=name
             )
         plugin_sections[name] = _convert(value, schema, path=path, prefix=name)
     for name, schema in sections.items():  # a plugin's defaults apply when its table is absent

@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Principal:
-    """An authenticated caller. ``kind`` is ``operator``, ``user`` or ``byok``."""
+    """An authenticated caller. ``kind`` is ``operator``, ``user`` or ``byok``.
+
+    ``byok_providers``: the providers for which the caller stored a key of their own, so that
+    their routes cost no credits (the accounts plugin fills it, credits reads it); None when the
+    plugin that authenticated the caller keeps no such keys. ``limits``: ``rpm``, ``tpm``,
+    ``max_concurrent`` set on the key. ``extra``: private to the plugin that made the principal;
+    another plugin reading it depends on that plugin's internals."""
 
     id: str
     kind: str = "user"
@@ -24,6 +30,7 @@ class Principal:
     key_prefix: str | None = None
     is_admin: bool = False
     limits: dict[str, int] = field(default_factory=dict)
+    byok_providers: frozenset[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,19 +15,55 @@ if TYPE_CHECKING:
 
 
 def provider_types(pm: plugins.PluginManager) -> dict[str, type[Provider]]:
+    """Adapter classes by type name; two plugins offering one name is a :class:`PluginError`."""
     types: dict[str, type[Provider]] = {}
-    for answer in pm.hook.lmrouter_provider_types():
-        types.update(answer or {})
+    owners: dict[str, str] = {}
+    for plugin, answer in plugins.answers(pm, "lmrouter_provider_types"):
+        for kind, cls in (answer or {}).items():
+            _claim(owners, kind, plugin, "provider type")
+            types[kind] = cls
     return types
 
 
 def config_sections(pm: plugins.PluginManager) -> dict[str, type]:
+    """Plugin config tables by name; one the core or another plugin owns is a
+    :class:`PluginError`."""
     sections: dict[str, type] = {}
-    for answer in pm.hook.lmrouter_config_section():
+    owners = {name: "the core" for name in config_mod.CoreConfig.__struct_fields__}
+    for plugin, answer in plugins.answers(pm, "lmrouter_config_section"):
         if answer:
             name, schema = answer
+            _claim(owners, name, plugin, "config section")
             sections[name] = schema
     return sections
+
+
+def _claim(owners: dict[str, str], name: str, plugin: str, what: str) -> None:
+    owner = owners.setdefault(name, f"plugin {plugin!r}")
+    if owner != f"plugin {plugin!r}":
+        raise plugins.PluginError(
+            f"plugin {plugin!r} and {owner} both claim the {what} {name!r}: "
+            "disable one of them in [plugins] disabled"
+        )
+
+
+def check_plugins(pm: plugins.PluginManager, path: Path | None) -> None:
+    """Refuse what ``serve`` and ``check`` must not run with: a plugin that failed to load, a
+    name in ``[plugins] disabled`` that no plugin has."""
+    for info in pm.failures():
+        raise config_mod.ConfigError(
+            f"plugin {info.name!r} failed to load: {info.error}. Fix or uninstall it, or "
+            f'add "{info.name}" to [plugins] disabled',
+            path=path,
+        )
+    if pm.unknown_disabled:
+        installed = ", ".join(sorted(info.name for info in pm.infos))
+        raise config_mod.ConfigError(
+            f"no installed plugin is called {', '.join(map(repr, pm.unknown_disabled))}; "
+            f"installed plugins: {installed}",
+            path=path,
+            key="plugins.disabled",
+        )
 
 
 def load(path: Path) -> tuple[Config, plugins.PluginManager]:
@@ -37,20 +73,22 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
         raw.get("plugins", {}).get("disabled", []) if isinstance(raw.get("plugins"), dict) else []
     )
     pm = plugins.build(disabled if isinstance(disabled, list) else [])
+    check_plugins(pm, path)
     # Sections that belong to a plugin the operator disabled are kept but not checked.
     off = {info.name for info in pm.infos if not info.enabled}
+    try:
+        sections, types = config_sections(pm), provider_types(pm)
+    except plugins.PluginError as exc:
+        raise config_mod.ConfigError(str(exc), path=path) from None
     cfg = config_mod.validate(
-        raw,
-        path=path,
-        sections=config_sections(pm),
-        provider_types=provider_types(pm),
-        disabled_sections=frozenset(off),
+        raw, path=path, sections=sections, provider_types=types, disabled_sections=frozenset(off)
     )
     workers = os.environ.get("LMROUTER_WORKERS")  # `serve --workers N` overrides the file
     if workers and workers.isdigit():
         cfg.core.server.workers = int(workers)
     try:
-        storage.store_for(cfg, pm)  # a URL nobody can open is a config mistake
+        # a URL nobody can open is a config mistake
+        cfg.store_multiprocess = storage.store_for(cfg, pm).multiprocess
     except storage.StorageError as exc:
         raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
     pm.hook.lmrouter_config_loaded(config=cfg)

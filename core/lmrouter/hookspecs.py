@@ -5,13 +5,22 @@ that implements some of these hooks with ``@lmrouter.hookimpl``. First-party plu
 else. A class is instantiated once per server, so it can keep state on ``self``.
 
 Hooks that run per request (``authenticate``, ``admit``, ``upstream_key``, ``request_end``) may
-be ``async def`` or return an awaitable; the core awaits what they return. Hooks marked *first
-result wins* are called in pluggy order (``tryfirst``/``trylast``, then last-registered first)
-and the first non-``None`` answer is used. To refuse a request, raise
+be ``async def`` or return an awaitable; the core awaits what they return. Hooks declared
+``firstresult=True`` (*first result wins*) are called in order until one answers: the first
+non-``None`` answer, once awaited, is used and no later implementation is called. The core calls
+them through :class:`lmrouter.plugins.Hook`, which awaits each answer before deciding (pluggy's
+own ``firstresult`` would stop at the first coroutine). To refuse a request, raise
 :class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each: keep them cheap.
 
+Call order: ``tryfirst`` implementations, then the others, then ``trylast`` ones; within each
+group, a plugin runs after the plugins it names in ``requires`` or ``after`` (see
+:mod:`lmrouter.plugins`), otherwise in reverse name order. ``lmrouter plugins --hooks`` prints
+the order of an installation.
+
 ``API_VERSION`` changes its major number when a hook's signature or meaning changes
-incompatibly, its minor number when hooks are added.
+incompatibly, its minor number when hooks are added. A plugin declares the versions it
+supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
+is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
 """
 
 from __future__ import annotations
@@ -30,15 +39,23 @@ if TYPE_CHECKING:
     from lmrouter.context import Outcome, Principal, RequestContext
     from lmrouter.errors import RouterError
     from lmrouter.gateway import Gateway
+    from lmrouter.plugins import PluginManager
     from lmrouter.providers import Provider
 
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def lmrouter_addhooks(pluginmanager: PluginManager) -> None:
+    """Right after every plugin is registered: add the hooks this plugin offers to others, with
+    ``pluginmanager.add_hookspecs(module_or_class)`` (pytest's ``pytest_addhooks``). Their specs
+    then check the implementations other plugins registered, like the core's own. (API 1.3)"""
 
 
 @hookspec
@@ -49,9 +66,10 @@ def lmrouter_config_section() -> tuple[str, type] | None:
 
 @hookspec
 def lmrouter_config_loaded(config: Config) -> None:
-    """After the config validated: check what spans sections (e.g. ``[server] workers`` against
-    a store or backend that is per process) and raise ``ConfigError`` to refuse. Runs for
-    ``lmrouter check`` and before ``serve`` starts any worker."""
+    """After the config validated: check what spans sections in ``config`` (e.g. ``[server]
+    workers`` against a store that is per process: ``config.store_multiprocess``) and raise
+    ``ConfigError`` to refuse. Runs for ``lmrouter check`` and before ``serve`` starts any
+    worker."""
 
 
 @hookspec
@@ -62,30 +80,36 @@ def lmrouter_migrations() -> tuple[str, Sequence[str]] | None:
 @hookspec
 def lmrouter_store_types() -> dict[str, Any] | None:
     """Store classes by URL scheme (``postgresql``) for ``[storage] url``; each is called as
-    ``cls(url, config)`` and implements :class:`lmrouter.storage.Store`."""
+    ``cls(url, config)`` and implements :class:`lmrouter.Store` (``multiprocess`` included)."""
 
 
 @hookspec
 def lmrouter_startup(gateway: Gateway) -> Awaitable[None] | None:
     """Server start, inside each worker's event loop, after ``gateway.store`` is open and
-    migrated: load caches, start batch writers (:class:`lmrouter.storage.BatchWriter`)."""
+    migrated: load caches, start batch writers (:class:`lmrouter.BatchWriter`). ``gateway``
+    also holds ``config``, ``providers`` and ``models``."""
 
 
 @hookspec
 def lmrouter_shutdown(gateway: Gateway) -> Awaitable[None] | None:
-    """Server stop, after in-flight requests ended: flush batch writers, close pools."""
+    """Server stop, after in-flight requests ended: flush batch writers, close pools. ``gateway``
+    is the one ``lmrouter_startup`` saw."""
 
 
 @hookspec
 def lmrouter_routes(gateway: Gateway) -> Sequence[BaseRoute] | None:
-    """Extra Starlette routes (``/v1/credits``, dashboards, webhooks), added at app build."""
+    """Extra Starlette routes (``/v1/credits``, dashboards, webhooks), added at app build.
+    ``gateway`` is not started yet: read ``request.app.state.gateway`` in the endpoints, and
+    :func:`lmrouter.require_principal` for the caller."""
 
 
 @hookspec
 def lmrouter_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add CLI subcommands: ``subparsers.add_parser(name, parents=[subparsers.common])`` gives the
     ``--config`` flag; ``set_defaults(func=f)`` with ``f(args) -> int | None``, which may call
-    ``lmrouter.cli.load_config(args)``. Raise ``ConfigError`` for a clear message and exit 1."""
+    ``lmrouter.load(lmrouter.find_config(args.config))`` for the config and plugin manager, and
+    ``lmrouter.opened_store(config, pm)`` for the database. Raise ``ConfigError`` for a clear
+    message and exit 1."""
 
 
 @hookspec
@@ -93,38 +117,43 @@ def lmrouter_provider_types() -> dict[str, type[Provider]] | None:
     """Provider adapter classes by the ``type`` name used in ``[providers.NAME]``."""
 
 
-@hookspec
+@hookspec(firstresult=True)
 def lmrouter_authenticate(
     gateway: Gateway, api_key: str, headers: Any
 ) -> Principal | Awaitable[Principal | None] | None:
     """*First result wins.* Who is calling with ``api_key``: a Principal, or None when the key
     is not one of yours. Raise ``RouterError`` for a key of yours that is refused (revoked,
-    suspended)."""
+    suspended). ``headers``: the request's headers (lower-case names); ``gateway``: the running
+    router. Runs before the body is read, for every request: keep it cheap (cache)."""
 
 
 @hookspec
 def lmrouter_admit(ctx: RequestContext) -> Awaitable[None] | None:
-    """Before going upstream: raise ``RouterError`` to refuse (rate limit, credit hold). Keep
+    """Before going upstream with ``ctx`` (caller, model, request): raise ``RouterError`` to
+    refuse (rate limit, credit hold). Keep
     what you reserved on ``ctx.state``: ``lmrouter_request_end`` runs for every request that
     reached admission, refused ones included (``outcome.status == "refused"``), so each plugin
     undoes its own reservation."""
 
 
-@hookspec
+@hookspec(firstresult=True)
 def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[str | None] | None:
-    """*First result wins.* Per attempt: a provider key to use instead of the provider's own
-    (BYOK). Set ``ctx.billable = False`` when the caller pays the provider directly."""
+    """*First result wins.* Per attempt at ``route`` (provider, upstream model, price): a
+    provider key to use instead of the provider's own (BYOK). Set ``ctx.billable = False`` when
+    the caller pays the provider directly."""
 
 
 @hookspec
 def lmrouter_request_refused(dialect: str, error: RouterError) -> None:
     """A request answered with ``error`` before admission (no or unknown key, a body that does
     not parse, an unknown model): no context exists yet and ``lmrouter_request_end`` will not
-    run. Synchronous and cheap: a flood of bad keys calls it for each one. (API 1.2)"""
+    run. ``dialect`` names the endpoint's dialect (``openai.chat``, ``anthropic.messages``…).
+    Synchronous and cheap: a flood of bad keys calls it for each one. (API 1.2)"""
 
 
 @hookspec
 def lmrouter_request_end(ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
     """Exactly once per request that reached admission, whatever happened (success, upstream
-    error, client disconnect, cancellation), with the final usage and cost. Keep it cheap:
-    enqueue database writes to a batch writer instead of awaiting them here."""
+    error, client disconnect, cancellation): ``ctx`` as admission left it, ``outcome`` with the
+    status, final usage and cost. Keep it cheap: enqueue database writes to a batch writer
+    instead of awaiting them here."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO, cast
 
 import orjson
 import structlog
@@ -21,13 +22,17 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         renderer: structlog.types.Processor = structlog.processors.JSONRenderer(
             serializer=lambda obj, **_: orjson.dumps(obj, default=str).decode()
         )
-        processors = [*shared, structlog.processors.format_exc_info, renderer]
+        processors: list[structlog.types.Processor] = [
+            *shared,
+            structlog.processors.format_exc_info,
+            renderer,
+        ]
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", _Stderr())),
         cache_logger_on_first_use=True,
     )
 

@@ -10,6 +10,7 @@ classification are here, once.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -99,7 +100,7 @@ class _ErrorBody(msgspec.Struct):
 
 class Provider:
     type: ClassVar[str]
-    Config: ClassVar[type[ProviderConfig]] = ProviderConfig
+    Config: ClassVar[builtins.type[ProviderConfig]] = ProviderConfig  # `type` is the name above
     native_dialects: ClassVar[frozenset[str]] = frozenset()  # forwarded untouched: prepare()
     converts: ClassVar[frozenset[str]] = frozenset()  # IR kinds served: build/parse/stream_parser
 

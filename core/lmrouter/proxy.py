@@ -14,13 +14,15 @@ import aiohttp
 import structlog
 
 from lmrouter import plugins
-from lmrouter.context import Attempt, Outcome, RequestContext
+from lmrouter.context import Attempt, Outcome, RequestContext, Status
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
 from lmrouter.money import format_usd
 from lmrouter.providers import UpstreamFailure
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from lmrouter.config import Route
     from lmrouter.dialects import Dialect, StreamRelay
     from lmrouter.gateway import Gateway
@@ -35,7 +37,7 @@ class Headers(dict[str, str]):
     """Request headers, lower-case names, last value wins: all the pipeline and hooks need."""
 
     @classmethod
-    def from_scope(cls, scope: dict[str, Any]) -> Headers:
+    def from_scope(cls, scope: Scope) -> Headers:
         return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
 
 
@@ -73,7 +75,7 @@ class ProxyEndpoint:
         self.routing = gateway.config.core.routing
         self.log_requests = gateway.config.server.log_requests
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request_id: str = scope["lmrouter.request_id"]
         headers = Headers.from_scope(scope)
@@ -148,9 +150,9 @@ class ProxyEndpoint:
             raise
         except Exception:
             log.exception("request failed", request_id=request_id)
-            err = RouterError(500, "Internal error in the router.", code="internal_error")
-            outcome = Outcome("error", 500, error=err)
-            await _send_error(send, dialect, err, request_id, ctx.response_headers, quiet=True)
+            internal = RouterError(500, "Internal error in the router.", code="internal_error")
+            outcome = Outcome("error", 500, error=internal)
+            await _send_error(send, dialect, internal, request_id, ctx.response_headers, quiet=True)
         finally:
             if outcome is not None:
                 outcome.total_ms = (time.perf_counter() - ctx.started) * 1000
@@ -392,7 +394,7 @@ class ProxyEndpoint:
         first_byte_ms = (time.perf_counter() - ctx.started) * 1000
         disconnected = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, disconnected, response))
-        status = "ok"
+        status: Status = "ok"
         error: RouterError | None = None
         try:
             await send(

@@ -47,9 +47,15 @@ class Tx(Protocol):
 
 
 class Store(Tx, Protocol):
-    """A database. Each statement outside :meth:`transaction` commits on its own."""
+    """A database. Each statement outside :meth:`transaction` commits on its own.
+
+    ``multiprocess``: whether several router processes (workers, hosts) may use the store at
+    once and see each other's writes at once. The embedded SQLite store may not: plugins that
+    keep state per process refuse ``workers > 1`` on it by reading
+    :attr:`lmrouter.config.Config.store_multiprocess`, never the URL."""
 
     url: str
+    multiprocess: bool
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -61,6 +67,8 @@ class SQLiteStore:
     """aiosqlite on one connection, WAL mode. One process only: several router workers need a
     server database (the PostgreSQL plugin). Transactions are ``BEGIN IMMEDIATE`` and
     serialised here, so they never deadlock on SQLite's lock upgrade."""
+
+    multiprocess = False
 
     def __init__(self, url: str, path: Path) -> None:
         self.url = url

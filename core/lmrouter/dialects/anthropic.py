@@ -661,10 +661,10 @@ class MessagesRenderer:
                 block = {"type": "tool_use", "id": event.id, "name": event.name, "input": {}}
                 self.tools[event.index] = self._open("tool_use", block, out, force=True)
             elif isinstance(event, ir.ToolCallDelta):
-                index = self.tools.get(event.index)
-                if index is not None and event.arguments:
+                tool = self.tools.get(event.index)
+                if tool is not None and event.arguments:
                     delta = {"type": "input_json_delta", "partial_json": event.arguments}
-                    out.append(self._delta(index, delta))
+                    out.append(self._delta(tool, delta))
             elif isinstance(event, ir.Finish):
                 self.finish_reason = event.finish_reason
                 self.stop_sequence = event.stop_sequence
@@ -694,7 +694,7 @@ class MessagesRenderer:
 
     def _start(self, answer_id: str) -> bytes:
         self.started = True
-        message = {
+        message: dict[str, Any] = {
             "id": message_id(answer_id),
             "type": "message",
             "role": "assistant",

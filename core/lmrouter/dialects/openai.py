@@ -506,7 +506,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         elif isinstance(message, _InTool):
             result = ir.ToolResult(
                 id=message.tool_call_id,
-                content=_texts(message.content),
+                content=[*_texts(message.content)],
                 name=names.get(message.tool_call_id, ""),
             )
             _append(messages, "user", [result])

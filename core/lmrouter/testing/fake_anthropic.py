@@ -44,7 +44,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import web
@@ -376,7 +376,7 @@ def _invalid(message: str) -> _ApiError:
     return _ApiError(400, "invalid_request_error", message)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -733,7 +733,7 @@ def _stream_events(req: _Request, plan: _Plan, mid: str) -> list[Event]:
     """Every event of the stream, encoded, each flagged whether it is a content delta."""
     usage = plan.usage
     start_usage = {**usage, "output_tokens": 1}  # the real API counts its first token here
-    message = {
+    message: dict[str, Any] = {
         "id": mid,
         "type": "message",
         "role": "assistant",

@@ -933,7 +933,7 @@ def _blocked(plan: _Plan, behavior: Behavior, model: str, response_id: str) -> d
 
 
 def _safety_ratings(blocked: bool) -> list[dict[str, Any]]:
-    ratings = [
+    ratings: list[dict[str, Any]] = [
         {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
         {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "NEGLIGIBLE"},
         {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},

@@ -395,8 +395,8 @@ class FakeOpenAI(FakeServer[Behavior]):
             arguments = orjson.dumps(sample_arguments(function.get("parameters"))).decode()
             tool_pieces = split_text(arguments, size)
         else:
-            text = behavior.text
-            if text is None:
+            text = behavior.text or ""
+            if behavior.text is None:
                 text = "Hello! You said: " + _last_user_text(req.messages)[:40]
         choices = []
         for i in range(req.n):
@@ -1028,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     ready = context.Semaphore(0)
     workers = [
-        context.Process(target=_worker, args=(args, port, ready), daemon=True)
+        context.Process(target=_worker, args=(args, port, ready), daemon=True)  # type: ignore[attr-defined]
         for _ in range(args.workers)
     ]
     stop = threading.Event()

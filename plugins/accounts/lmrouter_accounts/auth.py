@@ -22,18 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lmrouter.context import Principal
-from lmrouter.errors import RouterError
-from lmrouter.storage import BatchWriter
+from lmrouter import BatchWriter, Principal, RouterError
 from lmrouter_accounts import keys, service
 from lmrouter_accounts.crypto import BoxError, SecretBox
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
-    from lmrouter.storage import Row, Store, Tx
+    from lmrouter import RequestContext, Route, Row, Store, Tx
 
 log = structlog.get_logger("lmrouter.accounts")
 
@@ -84,7 +80,7 @@ def _answer(rows: list[Row]) -> Principal | object | None:
         key_prefix=prefix,
         is_admin=bool(is_admin),
         limits=limits,
-        extra={"byok_providers": frozenset(row[9] for row in rows if row[9] is not None)},
+        byok_providers=frozenset(row[9] for row in rows if row[9] is not None),
     )
 
 
@@ -242,7 +238,7 @@ class Authenticator:
             if provider_key:
                 ctx.billable = False
             return provider_key
-        providers = principal.extra.get("byok_providers")
+        providers = principal.byok_providers
         if providers is None or principal.user_id is None:
             return None  # not one of our principals
         if route.provider not in providers:

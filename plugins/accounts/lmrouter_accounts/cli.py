@@ -10,14 +10,12 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from lmrouter import storage
-from lmrouter.config import Config, find_config
-from lmrouter.gateway import load
+from lmrouter import Config, Store, find_config, load, opened_store
 from lmrouter_accounts import service
 from lmrouter_accounts.plugin import box_for
 from lmrouter_accounts.service import AccountsError
 
-Command = Callable[[argparse.Namespace, Config, storage.Store], Coroutine[Any, Any, None]]
+Command = Callable[[argparse.Namespace, Config, Store], Coroutine[Any, Any, None]]
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +75,7 @@ def _run(command: Command, args: argparse.Namespace) -> int:
     config, pm = load(find_config(args.config).resolve())
 
     async def go() -> None:
-        async with storage.opened(config, pm) as store:
+        async with opened_store(config, pm) as store:
             await command(args, config, store)
 
     try:
@@ -103,7 +101,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 # -- users --------------------------------------------------------------------------------------
 
 
-async def users_add(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def users_add(args: argparse.Namespace, config: Config, store: Store) -> None:
     password = None
     if args.password_stdin:
         password = _secret_from_stdin("Password: ")
@@ -114,7 +112,7 @@ async def users_add(args: argparse.Namespace, config: Config, store: storage.Sto
     print(f"created user {user.email}{role}, id {user.id}")
 
 
-async def users_list(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def users_list(args: argparse.Namespace, config: Config, store: Store) -> None:
     users = await service.list_users(store)
     if not users:
         print("no users")
@@ -136,19 +134,19 @@ async def users_list(args: argparse.Namespace, config: Config, store: storage.St
     )
 
 
-async def users_suspend(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def users_suspend(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     changed = await service.suspend_user(store, user.id)
     print(f"suspended {user.email}" if changed else f"{user.email} was already suspended")
 
 
-async def users_resume(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def users_resume(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     changed = await service.resume_user(store, user.id)
     print(f"resumed {user.email}" if changed else f"{user.email} was not suspended")
 
 
-async def users_delete(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def users_delete(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     revoked = await service.delete_user(store, user.id)
     print(
@@ -160,7 +158,7 @@ async def users_delete(args: argparse.Namespace, config: Config, store: storage.
 # -- keys ---------------------------------------------------------------------------------------
 
 
-async def keys_create(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def keys_create(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     new = await service.create_key(
         store,
@@ -181,7 +179,7 @@ async def keys_create(args: argparse.Namespace, config: Config, store: storage.S
     print(new.secret)  # alone on the last line, for scripts
 
 
-async def keys_list(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def keys_list(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     found = await service.list_keys(store, user.id)
     if not found:
@@ -204,7 +202,7 @@ async def keys_list(args: argparse.Namespace, config: Config, store: storage.Sto
     )
 
 
-async def keys_revoke(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def keys_revoke(args: argparse.Namespace, config: Config, store: Store) -> None:
     before = await service.get_key(store, args.key_id.strip())
     key = await service.revoke_key(store, args.key_id.strip())
     if before is not None and before.revoked_at is not None:
@@ -216,7 +214,7 @@ async def keys_revoke(args: argparse.Namespace, config: Config, store: storage.S
 # -- BYOK ---------------------------------------------------------------------------------------
 
 
-async def byok_set(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def byok_set(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     box = box_for(config)
     service.check_byok_target(box, args.provider, providers=config.providers)
@@ -225,7 +223,7 @@ async def byok_set(args: argparse.Namespace, config: Config, store: storage.Stor
     print(f"stored {user.email}'s own key for {args.provider} (encrypted)")
 
 
-async def byok_remove(args: argparse.Namespace, config: Config, store: storage.Store) -> None:
+async def byok_remove(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
     await service.remove_byok(store, user.id, args.provider)
     print(f"removed {user.email}'s own key for {args.provider}")

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lmrouter import hookimpl
-from lmrouter.config import ConfigError
+from lmrouter import ConfigError, hookimpl
 from lmrouter_accounts import schema
 from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.config import AccountsConfig
@@ -17,9 +16,7 @@ from lmrouter_accounts.crypto import SecretBox
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from lmrouter.config import Config, Route
-    from lmrouter.context import Principal, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Principal, RequestContext, Route
 
 log = structlog.get_logger("lmrouter.accounts")
 
@@ -36,7 +33,7 @@ def check_single_process(config: Config) -> None:
     """The caches live in each process: with several workers on SQLite (which has no way to tell
     the others), a revoked key could keep working in a worker that did not hear of it."""
     workers = config.server.workers
-    if workers > 1 and config.core.storage.url.startswith("sqlite:"):
+    if workers > 1 and not config.store_multiprocess:
         raise ConfigError(
             f"the accounts plugin cannot run {workers} workers on a sqlite:// store: the "
             "embedded store serves one process, and each worker caches keys in its own memory, "
@@ -48,6 +45,8 @@ def check_single_process(config: Config) -> None:
 
 
 class AccountsPlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
     def __init__(self) -> None:
         self.auth: Authenticator | None = None
 

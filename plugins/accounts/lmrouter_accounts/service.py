@@ -24,7 +24,7 @@ import msgspec
 from lmrouter_accounts import keys, passwords
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Row, Store, Tx
+    from lmrouter import Row, Store, Tx
     from lmrouter_accounts.crypto import SecretBox
 
 __all__ = [

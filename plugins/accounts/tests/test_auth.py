@@ -92,7 +92,7 @@ def test_a_key_is_looked_up_once_then_served_from_memory(db: Any) -> None:
                 key_prefix=new.secret[:12],
                 is_admin=False,
                 limits={"rpm": 60, "max_concurrent": 2},
-                extra={"byok_providers": frozenset({"openai"})},
+                byok_providers=frozenset({"openai"}),
             )
             for _ in range(100):
                 assert authn.authenticate(new.secret) is principal  # no awaitable: memory
@@ -293,7 +293,7 @@ def test_byok_key_is_decrypted_once_and_makes_the_request_unbillable(db: Any) ->
             await service.remove_byok(store, user.id, "openai")
             assert authn.byok == {}
             principal = await resolve(authn.authenticate(new.secret))
-            assert principal.extra["byok_providers"] == frozenset()
+            assert principal.byok_providers == frozenset()
             ctx = Ctx(principal)
             assert authn.upstream_key(ctx, Route(provider="openai", model="m")) is None  # type: ignore[arg-type]
             assert ctx.billable is True

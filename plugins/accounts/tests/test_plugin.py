@@ -70,10 +70,10 @@ def test_one_worker_starts_and_authenticates_through_the_hooks(tmp_path: Path) -
         try:
             user = await service.create_user(gateway.store, "a@example.com")
             new = await service.create_key(gateway.store, user.id)
-            hook = gateway.pm.hook.lmrouter_authenticate
-            found = await plugins.first(hook(gateway=gateway, api_key=new.secret, headers={}))
+            hook = plugins.Hook(gateway.pm, "lmrouter_authenticate")
+            found = await hook.first(gateway, new.secret, {})
             assert found.user_id == user.id and found.key_id == new.key.id
-            assert await plugins.first(hook(gateway=gateway, api_key="sk-x", headers={})) is None
+            assert await hook.first(gateway, "sk-x", {}) is None
         finally:
             await gateway.stop()
 

@@ -29,14 +29,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import orjson
 
-from lmrouter import hookimpl, ir, sse
-from lmrouter.dialects.anthropic import TO_FINISH, WireUsage, tool_input
-from lmrouter.errors import invalid_request
-from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
+from lmrouter import ANTHROPIC_FINISH_REASONS as TO_FINISH
+from lmrouter import AnthropicWireUsage as WireUsage
+from lmrouter import (
+    Provider,
+    ProviderConfig,
+    UpstreamFailure,
+    UpstreamRequest,
+    hookimpl,
+    invalid_request,
+    ir,
+    sse,
+)
+from lmrouter import anthropic_tool_input as tool_input
+
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
 
 if TYPE_CHECKING:
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
+    from lmrouter import RequestContext, Route
 
 DEFAULT_MAX_TOKENS = 4096
 MIN_THINKING_BUDGET = 1024  # Anthropic refuses smaller budgets

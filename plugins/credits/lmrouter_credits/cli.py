@@ -10,14 +10,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from lmrouter import storage
-from lmrouter.config import ConfigError, find_config
-from lmrouter.gateway import load
-from lmrouter.money import format_usd, parse_usd
+from lmrouter import ConfigError, find_config, format_usd, load, opened_store, parse_usd
 from lmrouter_credits import clock, service
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Store
+    from lmrouter import Store
     from lmrouter_credits.config import CreditsConfig
 
 
@@ -68,7 +65,7 @@ def _command(fn: Command) -> Callable[[argparse.Namespace], int | None]:
         settings = config.section("credits")
 
         async def go() -> int | None:
-            async with storage.opened(config, pm) as store:
+            async with opened_store(config, pm) as store:
                 return await fn(args, store, settings)
 
         return asyncio.run(go())

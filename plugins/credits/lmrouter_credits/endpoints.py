@@ -11,16 +11,14 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lmrouter.app import require_principal
-from lmrouter.errors import RouterError, invalid_request
-from lmrouter.money import format_usd
+from lmrouter import RouterError, format_usd, invalid_request, require_principal
 from lmrouter_credits import clock, ledger, service
 from lmrouter_credits.ledger import UsageQuery
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from lmrouter.context import Principal
+    from lmrouter import Principal
     from lmrouter_credits.meter import Meter
 
 DEFAULT_LIMIT = 100

@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from lmrouter.config import ConfigError
+from lmrouter import ConfigError
 
 if TYPE_CHECKING:
-    from lmrouter.config import Config
-    from lmrouter.storage import Store
+    from lmrouter import Config, Store
 
 try:
     import fcntl
@@ -32,7 +31,7 @@ MESSAGE = (
 
 def check_config(config: Config) -> None:
     workers = config.server.workers
-    if workers > 1 and config.core.storage.url.startswith("sqlite:"):
+    if workers > 1 and not config.store_multiprocess:
         raise ConfigError(
             MESSAGE.format(why=f"{workers} workers would each spend the whole balance"),
             path=config.path,
@@ -47,7 +46,7 @@ class ProcessLock:
     def __init__(self, store: Store) -> None:
         self.handle: IO[bytes] | None = None
         path = getattr(store, "path", None)
-        if fcntl is None or not store.url.startswith("sqlite:") or path is None:
+        if fcntl is None or store.multiprocess or path is None:
             return
         if Path(path) == Path(":memory:"):
             return

@@ -15,7 +15,7 @@ import msgspec
 from lmrouter_credits.clock import DAY_US, from_iso, to_iso
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Tx
+    from lmrouter import Tx
     from lmrouter_credits.wallet import LotState
 
 

@@ -24,18 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from lmrouter.errors import RouterError
-from lmrouter.money import format_usd
-from lmrouter.storage import TRANSIENT, BatchWriter
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter import TRANSIENT, BatchWriter, RouterError, Usage, estimate_tokens, format_usd
 from lmrouter_credits import ledger, service
 from lmrouter_credits.clock import now_us
 from lmrouter_credits.ledger import Settlement
 from lmrouter_credits.wallet import Fee, Wallet
 
 if TYPE_CHECKING:
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.storage import Store, Tx
+    from lmrouter import Outcome, RequestContext, Store, Tx
     from lmrouter_credits.config import CreditsConfig
 
 log = structlog.get_logger("lmrouter.credits")
@@ -135,7 +131,7 @@ class Meter:
             prompt_tokens=estimate_tokens(ctx.prompt_chars),
             completion_tokens=ctx.max_output_tokens or self.default_output,
         )
-        byok = ctx.principal.extra.get("byok_providers") or ()
+        byok = ctx.principal.byok_providers or ()
         worst = 0
         for route in ctx.model.routes:
             cost = route.rates.cost(usage)

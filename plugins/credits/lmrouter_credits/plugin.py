@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
     from starlette.routing import BaseRoute
 
-    from lmrouter.config import Config
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Outcome, RequestContext
 
 
 class Credits:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    after = ["accounts"]  # its tables refer to the accounts tables, made first
+
     def __init__(self) -> None:
         self.meter: Meter | None = None
         self._lock: guard.ProcessLock | None = None
@@ -37,7 +38,7 @@ class Credits:
     def lmrouter_config_loaded(self, config: Config) -> None:
         guard.check_config(config)
 
-    @hookimpl(trylast=True)  # after the accounts tables that these refer to
+    @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 

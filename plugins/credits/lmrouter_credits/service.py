@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from lmrouter.money import format_usd
+from lmrouter import format_usd
 from lmrouter_credits import clock, ledger
 from lmrouter_credits.ledger import (
     DailyUsage,
@@ -28,7 +28,7 @@ from lmrouter_credits.ledger import (
 )
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Store, Tx
+    from lmrouter import Store, Tx
 
 __all__ = [
     "DailyUsage",

@@ -70,7 +70,7 @@ class Kit:
             kind="user",
             user_id=user_id,
             key_id=f"key-{user_id}",
-            extra={"byok_providers": byok},
+            byok_providers=byok,
         )
 
     @staticmethod

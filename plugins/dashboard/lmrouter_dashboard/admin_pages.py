@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from lmrouter.money import parse_usd
+from lmrouter import parse_usd
 from lmrouter_accounts import service as accounts
 from lmrouter_credits import service as credits
 from lmrouter_dashboard.web import BASE, Site, Visit

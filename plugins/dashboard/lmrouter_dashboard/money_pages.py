@@ -184,7 +184,8 @@ async def usage(site: Site, visit: Visit) -> Response:
     keys = await accounts.list_keys(site.store, visit.user_id)
     days = chart.days_between(start, end)
     palette, where = chart.series(daily)
-    models = sorted(set(site.gateway.models) | {d.model for d in daily} | ({model} - {None}))
+    chosen = {model} if model is not None else set()
+    models = sorted(set(site.gateway.models) | {d.model for d in daily} | chosen)
     filters = {
         "start": start.isoformat(),
         "end": end.isoformat(),

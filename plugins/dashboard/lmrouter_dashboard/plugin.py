@@ -9,8 +9,7 @@ import structlog
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lmrouter import hookimpl
-from lmrouter.config import ConfigError
+from lmrouter import ConfigError, hookimpl
 from lmrouter_dashboard import account_pages, admin_pages, auth_pages, money_pages, schema
 from lmrouter_dashboard.config import DashboardConfig
 from lmrouter_dashboard.recent import RecentErrors
@@ -24,9 +23,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
-    from lmrouter.config import Config
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Outcome, RequestContext
 
 log = structlog.get_logger("lmrouter.dashboard")
 
@@ -44,6 +41,9 @@ def terms_path(config: Config) -> Path | None:
 
 
 class Dashboard:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    after = ["accounts"]  # its sessions refer to the accounts tables, made first
+
     def __init__(self) -> None:
         self.site: Site | None = None
         self.errors = RecentErrors()
@@ -64,7 +64,7 @@ class Dashboard:
                 f"terms file {str(path)!r} not found", path=config.path, key="dashboard.terms_file"
             )
 
-    @hookimpl(trylast=True)  # after the accounts tables that sessions are joined with
+    @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 

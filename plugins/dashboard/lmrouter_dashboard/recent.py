@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
-    from lmrouter.context import Outcome, RequestContext
+    from lmrouter import Outcome, RequestContext
 
 SIZE = 200
 

@@ -25,7 +25,7 @@ import msgspec
 from lmrouter_credits import clock
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Store
+    from lmrouter import Store
 
 HOUR_US = 3_600_000_000
 _DERIVE = b"lmrouter-dashboard-v1"
@@ -106,7 +106,7 @@ class Sessions:
         return self.sign("csrf", token)
 
     def csrf_ok(self, token: str | None, sent: str | None) -> bool:
-        return bool(token and sent) and hmac.compare_digest(sent, self.csrf(token))  # type: ignore[arg-type]
+        return bool(token and sent) and hmac.compare_digest(sent, self.csrf(token))  # type: ignore[arg-type,type-var]
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -23,12 +23,12 @@ import structlog
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from lmrouter.money import format_usd
+from lmrouter import format_usd
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
     from lmrouter_dashboard.config import DashboardConfig
     from lmrouter_dashboard.recent import RecentErrors
     from lmrouter_dashboard.sessions import Session, Sessions
@@ -260,7 +260,8 @@ def route(
         session = await sessions.find(sessions.token_of(request.cookies.get(SESSION_COOKIE)))
         pre = request.cookies.get(PRE_COOKIE)
         fresh = pre is None or len(pre) != 43
-        visit = Visit(site, request, session, secrets.token_urlsafe(32) if fresh else pre, fresh)
+        seed = secrets.token_urlsafe(32) if fresh or pre is None else pre
+        visit = Visit(site, request, session, seed, fresh)
         if session is None and access != "public":
             next_path = request.url.path if request.method == "GET" else BASE
             response = visit.redirect(f"{BASE}/login?next={quote(next_path)}")

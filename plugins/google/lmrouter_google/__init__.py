@@ -31,17 +31,13 @@ from urllib.parse import quote
 
 import orjson
 
-from lmrouter import hookimpl, ir
-from lmrouter.providers import (
-    Provider,
-    ProviderConfig,
-    UpstreamRequest,
-)
+from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl, ir
 from lmrouter_google import chat, embed, wire
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
+    from lmrouter import RequestContext, Route
 
 __all__ = ["GoogleConfig", "GoogleProvider"]
 

@@ -39,9 +39,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import ir, sse
-from lmrouter.errors import invalid_request
-from lmrouter.providers import UpstreamFailure
+from lmrouter import UpstreamFailure, invalid_request, ir, sse
 from lmrouter_google import schema, wire
 
 EFFORT_BUDGETS: dict[str, int] = {

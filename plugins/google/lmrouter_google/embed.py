@@ -14,10 +14,7 @@ from typing import Any
 
 import msgspec
 
-from lmrouter import ir
-from lmrouter.errors import invalid_request
-from lmrouter.providers import UpstreamFailure
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter import UpstreamFailure, Usage, estimate_tokens, invalid_request, ir
 from lmrouter_google import wire
 
 MAX_BATCH = 100  # Gemini's limit of requests in one batchEmbedContents call

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from lmrouter.usage import Usage
+from lmrouter import Usage
 
 
 class FunctionCall(msgspec.Struct, rename="camel"):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from lmrouter.errors import RouterError, invalid_api_key
+from lmrouter import RouterError, invalid_api_key
 
 if TYPE_CHECKING:
-    from lmrouter.context import Principal
+    from lmrouter import Principal
 
 
 def is_loopback(host: str | None) -> bool:
@@ -26,7 +26,7 @@ def is_loopback(host: str | None) -> bool:
 
 
 def has_key(headers: dict[str, str] | object) -> bool:
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get  # type: ignore[union-attr]
     return bool(get("authorization") or get("x-api-key"))
 
 

@@ -10,17 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lmrouter import hookimpl
-from lmrouter.app import require_principal
+from lmrouter import hookimpl, require_principal
 from lmrouter_metrics import access
 from lmrouter_metrics.instruments import Instruments, RouteSeries
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from lmrouter.context import Outcome, RequestContext
-    from lmrouter.errors import RouterError
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway, Outcome, RequestContext, RouterError
 
 SECTION = "metrics"
 STREAM = "metrics.stream"  # ctx.state: the gauge child an admitted stream raised
@@ -34,6 +31,9 @@ class MetricsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class MetricsPlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    after = ["credits"]  # credits settle before metrics count a request's end
+
     def __init__(self) -> None:
         # A registry of our own: two routers in one process (tests) never collide, and the
         # default registry (process metrics, other plugins' gauges) is exported beside it.

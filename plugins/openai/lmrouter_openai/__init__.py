@@ -16,14 +16,21 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import msgspec
 import orjson
 
-from lmrouter import hookimpl, ir
-from lmrouter.dialects.openai import WireUsage
-from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
+from lmrouter import (
+    OpenAIWireUsage,
+    Provider,
+    ProviderConfig,
+    UpstreamFailure,
+    UpstreamRequest,
+    hookimpl,
+    ir,
+)
 from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
+    from lmrouter import RequestContext, Route
 
 
 class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
@@ -107,7 +114,7 @@ class _Embedding(msgspec.Struct):
 
 class _Embeddings(msgspec.Struct):
     data: list[_Embedding]
-    usage: WireUsage | None = None
+    usage: OpenAIWireUsage | None = None
 
 
 def parse_embeddings(body: bytes, model: str) -> ir.EmbeddingResponse:

@@ -17,9 +17,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import ir, sse
-from lmrouter.dialects.openai import WireUsage
-from lmrouter.providers import UpstreamFailure
+from lmrouter import OpenAIWireUsage as WireUsage
+from lmrouter import UpstreamFailure, ir, sse
 
 # -- requests ---------------------------------------------------------------------------------
 

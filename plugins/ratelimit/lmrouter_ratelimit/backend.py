@@ -20,7 +20,7 @@ import msgspec
 from lmrouter_ratelimit.gcra import MINUTE_NS, Bucket
 
 if TYPE_CHECKING:
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
 
 
 @dataclass(frozen=True, slots=True)

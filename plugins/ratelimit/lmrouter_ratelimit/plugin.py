@@ -5,10 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from lmrouter import hookimpl
-from lmrouter.config import ConfigError
-from lmrouter.errors import RouterError
-from lmrouter.usage import estimate_tokens
+from lmrouter import ConfigError, RouterError, estimate_tokens, hookimpl
 from lmrouter_ratelimit.backend import (
     BackendFactory,
     Decision,
@@ -20,9 +17,7 @@ from lmrouter_ratelimit.config import RateLimitSection
 from lmrouter_ratelimit.headers import duration, quota_headers, retry_headers
 
 if TYPE_CHECKING:
-    from lmrouter.config import Config
-    from lmrouter.context import Outcome, Principal, RequestContext
-    from lmrouter.gateway import Gateway
+    from lmrouter import Config, Gateway, Outcome, Principal, RequestContext
 
 SECTION = "ratelimit"
 BACKENDS_GROUP = "lmrouter.ratelimit_backends"
@@ -33,6 +28,8 @@ _LIMIT_CACHE_MAX = 4096
 
 
 class RateLimitPlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
     def __init__(self) -> None:
         memory = MemoryBackend()
         self.backend: LimiterBackend = memory

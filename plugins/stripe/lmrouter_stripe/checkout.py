@@ -27,7 +27,7 @@ from lmrouter_stripe import client
 from lmrouter_stripe.config import SECTION, StripeConfig
 
 if TYPE_CHECKING:
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
 
 __all__ = ["Checkout", "CheckoutError", "Quote", "create_checkout", "quote", "settings"]
 
@@ -200,7 +200,7 @@ async def create_checkout(
         ),
     )
     log.info("checkout created", session=session.id, user=user_id, credit_usd=str(q.credit_usd))
-    return Checkout(session.id, session.url, q)
+    return Checkout(session.id, session.url or "", q)  # a new session always has its url
 
 
 def _id(value: Any) -> str | None:

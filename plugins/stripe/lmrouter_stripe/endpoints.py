@@ -12,8 +12,7 @@ import structlog
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lmrouter.app import require_principal
-from lmrouter.errors import RouterError, invalid_request
+from lmrouter import RouterError, invalid_request, require_principal
 from lmrouter_stripe import checkout
 from lmrouter_stripe.events import BadEvent, decode_event
 

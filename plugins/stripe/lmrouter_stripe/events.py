@@ -33,7 +33,7 @@ from lmrouter_credits import service as credits
 from lmrouter_stripe.checkout import CENT, META_CREDIT, META_USER, PICO_PER_CENT
 
 if TYPE_CHECKING:
-    from lmrouter.storage import Store, Tx
+    from lmrouter import Store, Tx
     from lmrouter_stripe.config import StripeConfig
 
 log = structlog.get_logger("lmrouter.stripe")

@@ -16,12 +16,15 @@ from lmrouter_stripe.events import Processor
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from lmrouter.gateway import Gateway
+    from lmrouter import Gateway
 
 log = structlog.get_logger("lmrouter.stripe")
 
 
 class StripePlugin:
+    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    after = ["accounts", "credits"]  # its payments refer to users and credit lots, made first
+
     def __init__(self) -> None:
         self.processor: Processor | None = None
 
@@ -29,7 +32,7 @@ class StripePlugin:
     def lmrouter_config_section(self) -> tuple[str, type]:
         return SECTION, StripeConfig
 
-    @hookimpl(trylast=True)  # after accounts; SQLite accepts references to tables made later
+    @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:
         return schema.NAMESPACE, schema.MIGRATIONS
 

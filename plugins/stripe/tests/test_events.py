@@ -13,7 +13,7 @@ import msgspec
 import orjson
 import pytest
 
-from lmrouter.plugins import PluginManager
+from lmrouter.plugins import manager
 from lmrouter.storage import SQLiteStore, migrate
 from lmrouter_accounts import AccountsPlugin
 from lmrouter_accounts import service as accounts
@@ -30,9 +30,7 @@ PICO = 10**12
 async def opened(path: Path, **settings: Any) -> AsyncIterator[tuple[SQLiteStore, Processor]]:
     store = SQLiteStore(f"sqlite:///{path}", path)
     await store.open()
-    pm = PluginManager()
-    for plugin in (AccountsPlugin(), Credits(), StripePlugin()):
-        pm.register(plugin)
+    pm = manager({"accounts": AccountsPlugin(), "credits": Credits(), "stripe": StripePlugin()})
     await migrate(store, pm)
     try:
         yield store, Processor(store, msgspec.convert(settings, StripeConfig), 30)

@@ -13,8 +13,7 @@ from typing import Any
 
 import msgspec
 
-from lmrouter import hookimpl
-from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
+from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl
 
 
 class ProbeProviderConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):

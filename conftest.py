@@ -1,0 +1,55 @@
+"""Suite-wide: the ``e2e`` marker, set automatically. A test is end-to-end when it, a fixture it
+uses, or a function or class of its module that either calls, starts the real router or the CLI
+in another process or drives a browser (``RouterServer``, ``lmrouter_server``, ``subprocess``,
+Playwright). ``pytest -m "not e2e"``
+runs the rest: the in-process suite, in seconds rather than minutes."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+
+PROCESS = re.compile(r"\b(RouterServer|lmrouter_server|subprocess|sync_playwright|playwright)\b")
+
+
+@cache
+def _starts_processes(function: Any) -> bool:
+    try:
+        return bool(PROCESS.search(inspect.getsource(function)))
+    except (OSError, TypeError):  # built-in fixtures have no source to read
+        return False
+
+
+def _reaches(function: Any) -> bool:
+    """``function`` or a helper of its module that it names (one level down) starts one."""
+    if _starts_processes(function):
+        return True
+    module = inspect.getmodule(function)
+    code = getattr(function, "__code__", None)
+    for name in code.co_names if code else ():
+        helper = getattr(module, name, None)
+        local = inspect.isfunction(helper) or inspect.isclass(helper)
+        if local and inspect.getmodule(helper) is module and _starts_processes(helper):
+            return True
+    return False
+
+
+def _is_e2e(item: pytest.Item) -> bool:
+    function = getattr(item, "function", None)
+    if function is not None and _reaches(function):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    for definitions in info.name2fixturedefs.values() if info else ():
+        if any(_reaches(d.func) for d in definitions):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_e2e(item):
+            item.add_marker(pytest.mark.e2e)
