@@ -184,7 +184,9 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         doc["system"] = system
     if tools:
         doc["tools"] = tools
-        choice = draw(st.sampled_from([None, "auto", "any", "none", "tool"]))
+        # Anthropic refuses thinking with a tool choice that forces a tool.
+        forcing = [] if thinking else ["any", "tool"]
+        choice = draw(st.sampled_from([None, "auto", "none", *forcing]))
         if choice is not None:
             doc["tool_choice"] = {"type": choice}
             if choice == "tool":
@@ -402,13 +404,22 @@ def test_output_config_effort(effort: str, expected: str) -> None:
             {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
             "messages[0].content[0].text",
         ),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        (
+            {
+                "messages": [
+                    USER,
+                    {"role": "system", "content": [{"type": "thinking", "thinking": ""}]},
+                ]
+            },
+            "messages[1].content",
+        ),
         ({"tool_choice": {"type": "tool"}}, "tool_choice.name"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
         ({"temperature": "hot"}, "temperature"),
         (
-            {"output_config": {"format": {"type": "json_schema", "schema": {}}}},
-            "output_config.format",
+            {"output_config": {"format": {"type": "xml", "schema": {}}}},
+            "output_config.format.type",
         ),
         ({"output_config": {"effort": "extreme"}}, "output_config.effort"),
     ],

@@ -21,9 +21,10 @@ Mapping choices (the README's support table repeats them):
   signature, so a stateless client that sends the item back keeps multi-turn thinking valid.
   Redacted thinking travels as ``encrypted_content`` with the :data:`REDACTED` prefix.
 - ``reasoning.effort``: ``xhigh``/``max`` → ``high``; ``none`` → no effort setting.
+- ``text.format`` ``json_object`` / ``json_schema`` become the IR's ``response_format``.
 - Only function tools; built-in tools (``web_search``, ``file_search``, ``computer_use``…),
-  ``text.format`` other than ``text``, file inputs and ``file_id`` images are 400s naming the
-  field. Hints without an IR equivalent are accepted and ignored: ``strict``, ``include``,
+  file inputs and ``file_id`` images are 400s naming the field. Hints without an IR
+  equivalent are accepted and ignored: ``strict``, ``include``,
   ``truncation``, ``service_tier``, ``text.verbosity``, ``top_logprobs``, ``max_tool_calls``,
   ``prompt_cache_key``, ``reasoning.summary``, ``metadata`` (echoed back).
 - A finish for ``length`` or ``content_filter`` is ``status: "incomplete"`` with
@@ -182,7 +183,7 @@ class _Turns:
 
 
 def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
-    _check_text(doc)
+    response_format = _response_format(doc)
     _metadata(doc)
     turns = _Turns()
     instructions = doc.get("instructions")
@@ -212,6 +213,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         stream=doc.get("stream") is True,
         reasoning_effort=_effort(doc.get("reasoning")),
         user=_user(doc),
+        response_format=response_format,
     )
 
 
@@ -457,24 +459,39 @@ def _effort(value: Any) -> ir.Effort | None:
     return _EFFORTS[effort]
 
 
-def _check_text(doc: dict[str, Any]) -> None:
-    """``text.format``: plain text only (the IR has no structured output yet)."""
+def _response_format(doc: dict[str, Any]) -> ir.ResponseFormat | None:
+    """``text.format``: plain text, ``json_object``, or ``json_schema`` with its ``name``,
+    ``schema``, ``description`` and ``strict`` (the Responses API puts them in the format
+    itself, where Chat Completions nests them under ``json_schema``)."""
     text = doc.get("text")
     if text is None:
-        return
+        return None
     if not isinstance(text, dict):
         raise invalid_request("`text` must be an object.", "text")
     _one_of(text, "verbosity", "text.verbosity", _VERBOSITIES)
     fmt = text.get("format")
     if fmt is None:
-        return
+        return None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind != "text":
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ir.ResponseFormat(type="json_object")
+    if kind != "json_schema":
         raise invalid_request(
-            f"`text.format` type {kind!r} is not supported yet; only plain text "
-            '({"type": "text"}) is.',
-            "text.format",
+            "`text.format.type` must be one of text, json_object, json_schema.", "text.format.type"
         )
+    assert isinstance(fmt, dict)
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise invalid_request("`text.format.schema` must be an object.", "text.format.schema")
+    return ir.ResponseFormat(
+        type="json_schema",
+        schema=schema,
+        name=_string(fmt, "name", "text.format"),
+        description=_string(fmt, "description", "text.format", required=False),
+        strict=_optional_bool(fmt, "strict"),
+    )
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -497,8 +514,12 @@ def _echo(doc: dict[str, Any]) -> dict[str, Any]:
         for tool in doc.get("tools") or ()
     ]
     text: dict[str, Any] = {"format": {"type": "text"}}
-    if isinstance(doc.get("text"), dict) and doc["text"].get("verbosity") is not None:
-        text["verbosity"] = doc["text"]["verbosity"]
+    asked = doc.get("text")
+    if isinstance(asked, dict):
+        if isinstance(asked.get("format"), dict):
+            text["format"] = asked["format"]
+        if asked.get("verbosity") is not None:
+            text["verbosity"] = asked["verbosity"]
     reasoning = doc.get("reasoning") or {}
     metadata = doc.get("metadata")
     parallel = doc.get("parallel_tool_calls")

@@ -55,6 +55,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import signal
 import struct
 import sys
@@ -80,6 +81,7 @@ from lmrouter.testing.fakeserver import (
     embedding,
     retry_after,
     sample_arguments,
+    sample_json,
     split_text,
 )
 
@@ -253,6 +255,7 @@ class _ChatRequest:
     limit: int | None
     tool: dict[str, Any] | None
     service_tier: str
+    response_format: dict[str, Any] | None = None
 
 
 class FakeOpenAI(FakeServer[Behavior]):
@@ -398,6 +401,8 @@ class FakeOpenAI(FakeServer[Behavior]):
             text = behavior.text
             if text is None:
                 text = "Hello! You said: " + _last_user_text(req.messages)[:40]
+                if req.response_format is not None:
+                    text = _structured_text(req.response_format, text)
         choices = []
         for i in range(req.n):
             if tool is not None:
@@ -661,6 +666,7 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
     if limit is None:
         limit = _positive_int(body, "max_tokens")
     tool = _chosen_tool(body)
+    response_format = _check_response_format(body.get("response_format"), messages)
     tier = body.get("service_tier")
     return _ChatRequest(
         model=model,
@@ -672,7 +678,104 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
         limit=limit,
         tool=tool,
         service_tier=tier if tier in _ECHOED_TIERS else "default",
+        response_format=response_format,
     )
+
+
+_SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _check_response_format(fmt: Any, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``response_format`` as OpenAI checks it; ``None`` for plain text."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict):
+        raise _invalid_type("response_format", "an object", fmt)
+    kind = fmt.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise _ApiError(
+            400,
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object', and"
+            " 'json_schema'.",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        if not any("json" in json.dumps(m.get("content")).lower() for m in messages):
+            raise _ApiError(
+                400,
+                "'messages' must contain the word 'json' in some form, to use 'response_format'"
+                " of type 'json_object'.",
+                param="messages",
+            )
+        return fmt
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _missing("response_format.json_schema")
+    name = spec.get("name")
+    if name is None:
+        raise _missing("response_format.json_schema.name")
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+        raise _ApiError(
+            400,
+            "Invalid 'response_format.json_schema.name': string does not match pattern. Expected"
+            " a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+            param="response_format.json_schema.name",
+            code="invalid_value",
+        )
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise _invalid_type("response_format.json_schema.schema", "an object", schema)
+    if spec.get("strict") is True:
+        problem = _strict_problem(schema or {}, ())
+        if problem:
+            raise _ApiError(
+                400,
+                f"Invalid schema for response_format '{name}': {problem}",
+                param="response_format",
+                code="invalid_json_schema",
+            )
+    return fmt
+
+
+def _strict_problem(schema: Any, context: tuple[str, ...]) -> str | None:
+    """What strict mode refuses in a schema: objects must set ``additionalProperties: false``
+    and require every property (OpenAI's own wording)."""
+    if not isinstance(schema, dict):
+        return None
+    where = f"In context=({', '.join(repr(c) for c in context)}{',' if len(context) == 1 else ''})"
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            return f"{where}, 'additionalProperties' is required to be supplied and to be false."
+        properties = schema.get("properties") or {}
+        missing = [name for name in properties if name not in (schema.get("required") or ())]
+        if missing:
+            return (
+                f"{where}, 'required' is required to be supplied and to be an array including"
+                f" every key in properties. Missing '{missing[0]}'."
+            )
+        for name, sub in properties.items():
+            problem = _strict_problem(sub, (*context, "properties", name))
+            if problem:
+                return problem
+    subs = [schema.get("items"), *(schema.get("anyOf") or ())]
+    subs += list((schema.get("$defs") or {}).values())
+    for sub in subs:
+        problem = _strict_problem(sub, context)
+        if problem:
+            return problem
+    return None
+
+
+def _structured_text(fmt: dict[str, Any], text: str) -> str:
+    """A structured answer: a value that fits the schema, or for ``json_object`` the default
+    text in a JSON object."""
+    if fmt["type"] == "json_schema":
+        return sample_json(fmt["json_schema"].get("schema") or {})
+    return orjson.dumps({"text": text}).decode()
 
 
 def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:

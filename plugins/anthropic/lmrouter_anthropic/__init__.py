@@ -19,17 +19,25 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
   block (Anthropic refuses that with thinking on; turns from other providers never have one).
   With thinking on, ``temperature`` other than 1 and ``top_p`` below 0.95 are left out (Anthropic
   refuses them together). ``temperature`` is capped at 1 (Anthropic's range is 0 to 1).
+* Thinking is left off when the tool choice forces a tool (``any`` or a named tool): Anthropic
+  refuses thinking with forced tool use.
+* Structured output (``response_format``): a JSON schema with an object at its root goes as
+  ``output_config.format`` to models with native structured outputs (Claude Opus 4.1, and 4.5
+  and later; config ``structured_outputs`` overrides the guess from the model name). Otherwise,
+  and for ``json_object``, the answer is asked for through a forced tool whose input is returned
+  as the answer's text (:mod:`lmrouter.structured`).
 * ``n > 1`` is refused (400): Anthropic answers with one message.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 import orjson
 
-from lmrouter import hookimpl, ir, sse
+from lmrouter import hookimpl, ir, sse, structured
 from lmrouter.dialects.anthropic import TO_FINISH, WireUsage, tool_input
 from lmrouter.errors import invalid_request
 from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
@@ -55,6 +63,23 @@ STREAM_ERROR_STATUS: dict[str, int] = {"invalid_request_error": 400, "request_to
 
 class AnthropicConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     version: str = "2023-06-01"  # the anthropic-version header sent upstream
+    # How converted requests ask for structured output: "auto" uses output_config.format on
+    # models known to have it (by name) and a forced tool on the others.
+    structured_outputs: Literal["auto", "native", "tool"] = "auto"
+
+
+# Claude model names with a family and a version: claude-opus-4-1-…, claude-sonnet-4-5, …
+_CLAUDE_VERSION = re.compile(r"claude-(opus|sonnet|haiku)-(\d+)(?:-(\d))?(?=$|[-@])")
+
+
+def native_structured_outputs(model: str) -> bool:
+    """Whether a Claude model takes ``output_config.format`` (Anthropic's documented list: Opus
+    4.1, and every model from 4.5 on)."""
+    match = _CLAUDE_VERSION.search(model)
+    if match is None:
+        return False
+    version = (int(match.group(2)), int(match.group(3) or 0))
+    return version >= (4, 5) or (match.group(1) == "opus" and version == (4, 1))
 
 
 # -- IR → Messages request --------------------------------------------------------------------
@@ -180,10 +205,13 @@ def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
 
 
 def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> dict[str, Any]:
-    """The Messages API body for an IR request (see the module notes for each choice)."""
+    """The Messages API body for an IR request (see the module notes for each choice). A
+    ``response_format`` here goes as ``output_config.format``: a request for a model without
+    it goes through :func:`lmrouter.structured.as_tool_request` first."""
     if request.n > 1:
         raise invalid_request("n: this model answers with one choice; send n = 1.", "n")
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+    forced = False
     system = [block for part in request.system if (block := _text(part)) is not None]
     if system:
         body["system"] = system
@@ -193,12 +221,13 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
         choice = _tool_choice(request)
         if choice is not None:
             body["tool_choice"] = choice
+            forced = choice["type"] in ("any", "tool")
     if request.stop:
         stops = [stop for stop in request.stop if stop.strip()]
         if stops:
             body["stop_sequences"] = stops
     budget = _thinking_budget(request, max_tokens)
-    if budget is not None and _unsigned_tool_turn(body["messages"]):
+    if budget is not None and (forced or _unsigned_tool_turn(body["messages"])):
         budget = None
     temperature, top_p = request.temperature, request.top_p
     if budget is not None:
@@ -211,6 +240,9 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
         body["top_p"] = top_p
     if request.user:
         body["metadata"] = {"user_id": request.user}
+    fmt = request.response_format
+    if fmt is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": fmt.schema}}
     if request.stream:
         body["stream"] = True
     return body
@@ -412,6 +444,7 @@ class AnthropicProvider(Provider):
         root = self.base_url.removesuffix("/v1")
         self.url = root + "/v1/messages"
         self.version = config.version
+        self.structured_outputs = config.structured_outputs
 
     def headers(self, ctx: RequestContext, key: str) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": self.version}
@@ -445,8 +478,21 @@ class AnthropicProvider(Provider):
             or ctx.model.max_output_tokens
             or DEFAULT_MAX_TOKENS
         )
+        if self.answers_by_tool(request, route.model):
+            request = structured.as_tool_request(request)
         body = messages_request(request, route.model, max_tokens)
         return UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+
+    def answers_by_tool(self, request: ir.ChatRequest, model: str) -> bool:
+        """Whether this request's structured answer comes through the forced answer tool."""
+        fmt = request.response_format
+        if fmt is None:
+            return False
+        if fmt.type != "json_schema" or structured.wrapped(fmt) or not fmt.schema:
+            return True  # output_config.format takes an object schema only
+        if self.structured_outputs == "auto":
+            return not native_structured_outputs(model)
+        return self.structured_outputs == "tool"
 
     def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
         try:
@@ -458,10 +504,21 @@ class AnthropicProvider(Provider):
                 retryable=True,
                 upstream_status=200,
             ) from None
-        return chat_response(message)
+        answer = chat_response(message)
+        if request is not None and self.answers_by_tool(request, _model(ctx)):
+            answer = structured.from_tool_answer(answer, request.response_format)
+        return answer
 
-    def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> MessagesStreamParser:
-        return MessagesStreamParser()
+    def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> Any:
+        parser = MessagesStreamParser()
+        if request is not None and self.answers_by_tool(request, _model(ctx)):
+            return structured.ToolAnswerStream(parser, request.response_format)
+        return parser
+
+
+def _model(ctx: RequestContext) -> str:
+    """The upstream model of the route being tried."""
+    return ctx.route.model if ctx.route is not None else ""
 
 
 @hookimpl

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import orjson
 
-from lmrouter import hookimpl, ir
+from lmrouter import hookimpl, ir, structured
 from lmrouter.providers import (
     Provider,
     ProviderConfig,
@@ -72,6 +72,8 @@ class GoogleProvider(Provider):
             body = embed.build(request, model)
             url = self.url(model, "batchEmbedContents")
         else:
+            if answers_by_tool(request):
+                request = structured.as_tool_request(request)
             body = chat.build(request)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
             url = self.url(route.model, method)
@@ -84,10 +86,16 @@ class GoogleProvider(Provider):
         model = _upstream_model(ctx, request)
         if isinstance(request, ir.EmbeddingRequest):
             return embed.parse(request, model, body)
-        return chat.parse(body, model)
+        answer = chat.parse(body, model)
+        if request.response_format is not None and answers_by_tool(request):
+            answer = structured.from_tool_answer(answer, request.response_format)
+        return answer
 
-    def stream_parser(self, ctx: RequestContext, request: Any) -> chat.StreamParser:
-        return chat.StreamParser(_upstream_model(ctx, request))
+    def stream_parser(self, ctx: RequestContext, request: Any) -> Any:
+        parser = chat.StreamParser(_upstream_model(ctx, request))
+        if request.response_format is not None and answers_by_tool(request):
+            return structured.ToolAnswerStream(parser, request.response_format)
+        return parser
 
     def error_message(self, status: int, body: bytes) -> str:
         error = wire.decode_error(body)
@@ -97,6 +105,14 @@ class GoogleProvider(Provider):
 
     def callers_fault(self, status: int, body: bytes) -> bool:
         return super().callers_fault(status, body) and not _ours(body)
+
+
+def answers_by_tool(request: ir.ChatRequest) -> bool:
+    """Gemini takes a response schema (``responseJsonSchema``) but not together with function
+    calling (2.x models answer 400 "Function calling with a response mime type:
+    'application/json' is unsupported"): with tools in play, the answer comes through a forced
+    function instead (:mod:`lmrouter.structured`)."""
+    return request.response_format is not None and bool(request.tools)
 
 
 def _upstream_model(ctx: RequestContext, request: Any) -> str:

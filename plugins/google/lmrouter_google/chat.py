@@ -24,6 +24,9 @@ Request mapping (IR → Gemini):
 - ``tools`` → one ``{functionDeclarations}`` with schemas converted by :mod:`.schema`;
   ``tool_choice`` → ``toolConfig.functionCallingConfig`` AUTO / ANY / NONE, a named tool as ANY
   with ``allowedFunctionNames``. ``parallel_tool_calls`` has no Gemini equivalent.
+- ``response_format`` → ``responseMimeType: "application/json"`` with the JSON Schema as
+  ``responseJsonSchema`` (Gemini 2.5 and later take JSON Schema there as it is); with tools in
+  play the provider asks through a forced function instead (see ``answers_by_tool``);
 - ``n > 1`` is refused (400, ``n``): Gemini's ``candidateCount`` exists, but the IR answer has one
   choice.
 """
@@ -186,6 +189,11 @@ def _generation_config(request: ir.ChatRequest) -> dict[str, Any]:
     thinking = _thinking(request)
     if thinking:
         config["thinkingConfig"] = thinking
+    fmt = request.response_format
+    if fmt is not None:
+        config["responseMimeType"] = "application/json"
+        if fmt.type == "json_schema" and fmt.schema:
+            config["responseJsonSchema"] = fmt.schema
     return config
 
 

@@ -6,7 +6,7 @@ messages right after the assistant turn that called them (images a tool returned
 tool message, so they follow in a user message); thinking is dropped, because OpenAI-compatible
 APIs do not take reasoning back. Answers and streams: ``reasoning_content`` (DeepSeek, vLLM) or
 ``reasoning`` (OpenRouter, Groq, Ollama) becomes thinking; a refusal becomes text; only choice 0
-is read, because the IR carries one answer.
+is read, because the IR carries one answer. A ``response_format`` goes as OpenAI's own.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def request_body(
     body.update((name, value) for name, value in optional.items() if value is not None)
     if request.stop:
         body["stop"] = request.stop
+    if request.response_format is not None:
+        body["response_format"] = response_format(request.response_format, body["messages"])
     if request.n != 1:
         body["n"] = request.n
     if request.stream:
@@ -78,6 +80,31 @@ def request_body(
         if stream_usage:
             body["stream_options"] = {"include_usage": True}
     return body
+
+
+JSON_NOTE = "Answer in JSON."
+
+
+def response_format(fmt: ir.ResponseFormat, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI's ``response_format``. ``json_object`` needs the word "JSON" somewhere in the
+    messages (OpenAI refuses it otherwise): a caller in another dialect had no such rule, so a
+    system note says it when nothing else does."""
+    if fmt.type == "json_object":
+        if not any("json" in str(message.get("content")).lower() for message in messages):
+            messages.insert(0, {"role": "system", "content": JSON_NOTE})
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": _schema_name(fmt.name), "schema": fmt.schema or {}}
+    if fmt.description:
+        spec["description"] = fmt.description
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _schema_name(name: str) -> str:
+    """OpenAI's rule for ``json_schema.name``: ``[a-zA-Z0-9_-]``, at most 64 characters."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in name)
+    return cleaned[:64] or "response"
 
 
 def messages(request: ir.ChatRequest) -> list[dict[str, Any]]:
