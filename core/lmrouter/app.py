@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from lmrouter import __version__, plugins
 from lmrouter.context import Principal
+from lmrouter.count_tokens import count_tokens
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import embeddings as embeddings_dialect
 from lmrouter.dialects import openai as openai_dialect
@@ -203,6 +204,7 @@ def create_app(gateway: Gateway) -> RouterApp:
         Route("/health", health),
         Route("/v1/models", list_models),
         Route("/v1/models/{model_id:path}", get_model),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     ]
     endpoints = {path: ProxyEndpoint(gateway, dialect) for path, dialect in DIALECT_ROUTES}
     # Registered with Starlette too, so that other methods get a proper 405.

@@ -139,6 +139,16 @@ class Provider:
         """A fresh parser turning this provider's stream into IR events."""
         raise NotImplementedError
 
+    def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest | None:
+        """An upstream request counting the input tokens of the Anthropic Messages request in
+        ``ctx.doc`` (``POST /v1/messages/count_tokens``), or ``None`` for a provider without a
+        counter (the router then estimates)."""
+        return None
+
+    def token_count(self, body: bytes) -> int:
+        """The count from the answer to :meth:`count_tokens`' request (``ValueError`` if none)."""
+        raise NotImplementedError
+
     def error_message(self, status: int, body: bytes) -> str:
         """The provider's own words from an error body; override for unusual shapes."""
         try:

@@ -443,6 +443,7 @@ class AnthropicProvider(Provider):
         # base_url is the API root (https://api.anthropic.com); a root given with /v1 works too.
         root = self.base_url.removesuffix("/v1")
         self.url = root + "/v1/messages"
+        self.count_url = root + "/v1/messages/count_tokens"
         self.version = config.version
         self.structured_outputs = config.structured_outputs
 
@@ -460,6 +461,17 @@ class AnthropicProvider(Provider):
         if ctx.doc.get("model") != route.model:
             body = orjson.dumps({**ctx.doc, "model": route.model})
         return UpstreamRequest(self.url, self.headers(ctx, key), body)
+
+    def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        """Anthropic counts for itself: the request is forwarded as it came (model renamed)."""
+        body = orjson.dumps({**ctx.doc, "model": route.model})
+        return UpstreamRequest(self.count_url, self.headers(ctx, key), body)
+
+    def token_count(self, body: bytes) -> int:
+        count = orjson.loads(body).get("input_tokens")
+        if type(count) is not int:
+            raise ValueError("no input_tokens in the count")
+        return count
 
     def callers_fault(self, status: int, body: bytes) -> bool:
         """Anthropic has long answered an exhausted account with a 400 ``invalid_request_error``

@@ -32,6 +32,7 @@ from urllib.parse import quote
 import orjson
 
 from lmrouter import hookimpl, ir, structured
+from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.providers import (
     Provider,
     ProviderConfig,
@@ -77,10 +78,7 @@ class GoogleProvider(Provider):
             body = chat.build(request)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
             url = self.url(route.model, method)
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["x-goog-api-key"] = key
-        return UpstreamRequest(url, headers, orjson.dumps(body))
+        return UpstreamRequest(url, self._headers(key), orjson.dumps(body))
 
     def parse(self, ctx: RequestContext, request: Any, body: bytes) -> Any:
         model = _upstream_model(ctx, request)
@@ -96,6 +94,29 @@ class GoogleProvider(Provider):
         if request.response_format is not None and answers_by_tool(request):
             return structured.ToolAnswerStream(parser, request.response_format)
         return parser
+
+    def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        """Gemini's ``countTokens`` on the request converted as it would be sent."""
+        request = anthropic_dialect.to_ir({**ctx.doc, "max_tokens": 1})
+        model = route.model.removeprefix("models/")
+        inner = chat.build(request)
+        inner.pop("generationConfig", None)  # only what is input counts
+        body = {"generateContentRequest": {"model": f"models/{model}", **inner}}
+        return UpstreamRequest(
+            self.url(model, "countTokens"), self._headers(key), orjson.dumps(body)
+        )
+
+    def token_count(self, body: bytes) -> int:
+        count = orjson.loads(body).get("totalTokens", 0)  # proto3 JSON leaves out a zero
+        if type(count) is not int:
+            raise ValueError("no totalTokens in the count")
+        return count
+
+    def _headers(self, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["x-goog-api-key"] = key
+        return headers
 
     def error_message(self, status: int, body: bytes) -> str:
         error = wire.decode_error(body)
