@@ -24,8 +24,14 @@ ROUTES = {  # model id: (fake, upstream model)
     "anthropic/claude-sonnet-4-5": ("ant", "claude-sonnet-4-5"),
     "openai/gpt-4o-mini": ("oai", "gpt-4o-mini"),
     "google/gemini-2.5-flash": ("gem", "gemini-2.5-flash"),
+    "compat/llama": ("oai", "llama-3.3-70b"),  # the config says it does not reason
+    "compat/qwq": ("oai", "qwq-32b"),  # nobody says: reasoning settings go as asked
 }
-MODELS = list(ROUTES)
+CAPABILITIES = {  # [[models]] keys
+    "openai/gpt-4o-mini": "max_output_tokens = 16384\n",
+    "compat/llama": "reasoning = false\n",
+}
+MODELS = list(ROUTES)[:3]
 
 
 class Fakes:
@@ -59,15 +65,17 @@ def router(fakes: Fakes) -> Iterator[RouterServer]:
             text += f'[providers.{name}]\ntype = "{kinds[name]}"\nbase_url = "{url}"\n'
         for model, (fake, upstream) in ROUTES.items():
             text += (
-                f'[[models]]\nid = "{model}"\n[[models.routes]]\nprovider = "{fake}"\n'
-                f'model = "{upstream}"\n'
+                f'[[models]]\nid = "{model}"\n{CAPABILITIES.get(model, "")}'
+                f'[[models.routes]]\nprovider = "{fake}"\nmodel = "{upstream}"\n'
             )
         with RouterServer(text) as server:
             yield server
 
 
-def replay(router: RouterServer, model: str, path: str = "/v1/messages") -> httpx.Response:
-    body = {**FIXTURE["body"], "model": model}
+def replay(
+    router: RouterServer, model: str, path: str = "/v1/messages", **changes: Any
+) -> httpx.Response:
+    body = {**FIXTURE["body"], "model": model, **changes}
     if path.endswith("count_tokens"):  # what the SDK's count_tokens sends: no output settings
         body = {k: body[k] for k in ("model", "messages", "system", "tools", "thinking")}
     headers = {**FIXTURE["headers"], "x-api-key": ADMIN}
@@ -105,6 +113,11 @@ def test_claude_code_request_streams_on_every_route(
         return
     assert beta is None  # Anthropic's betas mean nothing to other providers
     if model.startswith("openai/"):
+        # gpt-4o-mini takes no reasoning settings and at most 16384 output tokens: what Claude
+        # Code asks of every model is fitted to it, and the response says what was clamped.
+        assert "reasoning_effort" not in sent.json
+        assert sent.json["max_completion_tokens"] == 16384
+        assert response.headers["x-lmrouter-max-tokens-clamped"] == "16384; requested=32000"
         messages = sent.json["messages"]
         assert messages[0]["role"] == "system"
         assert "You are Claude Code" in messages[0]["content"]
@@ -116,6 +129,31 @@ def test_claude_code_request_streams_on_every_route(
         assert "You are Claude Code" in system and MID_CONVERSATION in system
         roles = [content["role"] for content in sent.json["contents"]]
         assert roles == ["user", "model", "user"]
+        # effort "high" as a budget Gemini 2.5 Flash takes
+        assert sent.json["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 24576}
+        assert "x-lmrouter-max-tokens-clamped" not in response.headers  # no cap configured
+
+
+def test_thinking_budget_within_the_models_range(router: RouterServer, fakes: Fakes) -> None:
+    """Claude Code's budgets near 32k are above Gemini 2.5 Flash's most (24576): clamped."""
+    thinking = {"type": "enabled", "budget_tokens": 31999}
+    response = replay(router, "google/gemini-2.5-flash", thinking=thinking, output_config={})
+    assert response.status_code == 200, response.text
+    config = fakes.last("google/gemini-2.5-flash").json["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 24576, "includeThoughts": True}
+    assert config["maxOutputTokens"] == 32000
+
+
+@pytest.mark.parametrize(("model", "sent"), [("compat/llama", False), ("compat/qwq", True)])
+def test_reasoning_setting_of_the_model(
+    router: RouterServer, fakes: Fakes, model: str, sent: bool
+) -> None:
+    response = replay(router, model)
+    assert response.status_code == 200, response.text
+    body = fakes.last(model).json
+    assert ("reasoning_effort" in body) is sent
+    if sent:
+        assert body["reasoning_effort"] == "high"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,10 @@ PROVIDER = AnthropicProvider(
     "claude", AnthropicConfig(type="anthropic", base_url="https://api.anthropic.com")
 )
 CTX: Any = SimpleNamespace(
-    headers={}, max_output_tokens=None, model=SimpleNamespace(max_output_tokens=None)
+    headers={},
+    max_output_tokens=None,
+    model=SimpleNamespace(max_output_tokens=None, reasoning=None),
+    response_headers=[],
 )
 EVENT = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
 RATES = Rates(

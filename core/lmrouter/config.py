@@ -96,7 +96,8 @@ class Route(_Strict, dict=True):
 class Model(_Strict):
     id: str
     routes: list[Route]
-    max_output_tokens: int | None = None
+    max_output_tokens: int | None = None  # also a cap on converted requests (capabilities.py)
+    reasoning: bool | None = None  # send reasoning settings; unset: as the provider knows
     owned_by: str | None = None
     context_window: int | None = None
 

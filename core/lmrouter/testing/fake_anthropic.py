@@ -20,7 +20,8 @@ What it reproduces from the real API, so that converters are built for the real 
   ``tool_choice``, thinking budgets (at least 1024 and below ``max_tokens``), no thinking with
   a forced tool choice, structured output (``output_config.format``, and ``output_format``
   under its beta header) answered with JSON that fits the schema, ``system`` messages inside
-  ``messages`` only under the ``mid-conversation-system-…`` beta header.
+  ``messages`` only under the ``mid-conversation-system-…`` beta header, and no ``thinking``
+  setting at all for Claude 3.5 and older models (by name).
 * ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}`` counted as for a message.
 * The ``message`` object: ``msg_…`` ids, content blocks (thinking with a signature when
   ``thinking`` is enabled, text, ``tool_use`` with an input built from the tool's schema when
@@ -398,6 +399,7 @@ def _is_number(value: Any) -> bool:
 
 
 _SYSTEM_BETA = "mid-conversation-system-"
+_NO_THINKING = re.compile(r"claude-(?:3-5-|3-)(?:haiku|sonnet|opus)")  # before Claude 3.7
 _OUTPUT_FORMAT_BETA = "structured-outputs-2025-11-13"
 
 
@@ -480,6 +482,8 @@ def _validate(body: dict[str, Any], betas: Collection[str] = ()) -> _Request:
     tools = _check_tools(body.get("tools"))
     choice = _check_tool_choice(body.get("tool_choice"), tools)
     thinking = _check_thinking(body.get("thinking"), max_tokens)
+    if body.get("thinking") is not None and _NO_THINKING.search(model):
+        raise _invalid(f"thinking: '{model}' does not support extended thinking.")
     if thinking:
         if choice.get("type") in ("any", "tool"):
             raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")

@@ -39,6 +39,8 @@ What it reproduces from the real API:
   (JSON Schema) or ``responseSchema`` (the OpenAPI subset) answers with JSON that fits it; a
   schema without the JSON MIME type, both schema fields at once, or the JSON MIME type together
   with function declarations (as Gemini 2.x refuses it) are 400s.
+* Thinking budgets within each 2.5 model's documented range (by name), and no thinking
+  settings for Gemini 1.x and 2.0 models.
 * ``:countTokens``: ``{"totalTokens"}`` for ``contents`` or a whole ``generateContentRequest``.
 * ``:batchEmbedContents`` / ``:embedContent``: deterministic unit vectors (``Behavior.dimensions``
   long); ``outputDimensionality`` keeps the leading values *without* re-normalising them
@@ -358,6 +360,7 @@ class FakeGemini(FakeServer[Behavior]):
         self, request: web.BaseRequest, model: str, method: str, body: dict[str, Any]
     ) -> web.StreamResponse:
         _check_generate(body)
+        _check_thinking_budget(model, _field(_field(body, "generationConfig"), "thinkingConfig"))
         stream = method == "streamGenerateContent"
         behavior = self._behavior(model)
         if behavior.first_byte_delay > 0:
@@ -732,6 +735,33 @@ def _check_generation_config(config: Any) -> None:
         raise _invalid(
             "* GenerateContentRequest.generation_config.stop_sequences: the number of"
             " stop_sequences must not exceed 5\n"
+        )
+
+
+# Thinking budgets by model (Google's thinking guide): (least, most, whether 0 is allowed).
+_BUDGETS = (
+    ("2.5-pro", (128, 32768, False)),
+    ("2.5-flash-lite", (512, 24576, True)),
+    ("2.5-flash", (0, 24576, True)),
+)
+
+
+def _check_thinking_budget(model: str, thinking: Any) -> None:
+    if thinking is None:
+        return
+    if model.startswith(("gemini-1.", "gemini-2.0")):
+        raise _invalid("Thinking is not supported for this model.")
+    budget = _field(thinking, "thinkingBudget")
+    limits = next((r for name, r in _BUDGETS if name in model), None)
+    if not isinstance(budget, int) or budget == -1 or limits is None:
+        return
+    least, most, zero = limits
+    if budget == 0 and not zero:
+        raise _invalid("Budget 0 is invalid. This model only works in thinking mode.")
+    if not (budget == 0 or least <= budget <= most):
+        raise _invalid(
+            f"The thinking budget {budget} is invalid. Please choose a value between"
+            f" {0 if zero else least} and {most}."
         )
 
 

@@ -25,7 +25,8 @@ not for a fake's conveniences:
   plus a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set, the
   ``obfuscation`` padding field on every chunk (omitted when
   ``stream_options.include_obfuscation`` is false), ``max_completion_tokens``/``max_tokens``
-  truncation with ``finish_reason: "length"``, and ``data: [DONE]``.
+  truncation with ``finish_reason: "length"``, and ``data: [DONE]``. By model name, what the
+  real models refuse: ``reasoning_effort`` on GPT-4o/4.1/3.5, an output limit above theirs.
 * Non-stream bodies are pretty-printed like the real API's (2-space indent; error bodies 4-space),
   so nothing downstream may assume compact JSON.
 * ``POST /v1/embeddings`` (string, strings, token arrays; ``dimensions``; ``encoding_format``
@@ -328,6 +329,7 @@ class FakeOpenAI(FakeServer[Behavior]):
         self, request: web.BaseRequest, body: dict[str, Any], at: float
     ) -> web.StreamResponse:
         req = _validate_chat(body)
+        _check_model_limits(req.model, body)
         behavior = self._behavior(req.model)
         if behavior.first_byte_delay > 0:
             await self._delay_headers(behavior.first_byte_delay, req.model, req.stream)
@@ -680,6 +682,33 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
         service_tier=tier if tier in _ECHOED_TIERS else "default",
         response_format=response_format,
     )
+
+
+# What the real models refuse, by name: reasoning settings on non-reasoning models, and an
+# output limit above the model's own.
+_NO_REASONING = re.compile(r"^(?:gpt-4o|gpt-4\.1|gpt-3\.5)")
+_OUTPUT_LIMITS = (("gpt-4o", 16384), ("gpt-4.1", 32768), ("gpt-3.5", 4096))
+
+
+def _check_model_limits(model: str, body: dict[str, Any]) -> None:
+    if body.get("reasoning_effort") is not None and _NO_REASONING.match(model):
+        raise _ApiError(
+            400,
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            param="reasoning_effort",
+            code="unsupported_parameter",
+        )
+    limit = next((n for prefix, n in _OUTPUT_LIMITS if model.startswith(prefix)), None)
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = body.get(name)
+        if limit is not None and isinstance(asked, int) and asked > limit:
+            raise _ApiError(
+                400,
+                f"max_tokens is too large: {asked}. This model supports at most {limit}"
+                f" completion tokens, whereas you provided {asked}.",
+                param=name,
+                code="invalid_value",
+            )
 
 
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

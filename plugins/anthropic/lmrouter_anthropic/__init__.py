@@ -13,8 +13,9 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
 * Thinking without a signature (another provider's reasoning text) is dropped: Anthropic refuses
   unsigned thinking blocks. ``reasoning_effort`` low/medium/high becomes a thinking budget of
   1024/4096/16384 tokens (``minimal``: no thinking); the budget counts toward ``max_tokens`` (as
-  reasoning counts toward OpenAI's ``max_completion_tokens``), so it is capped at
-  ``max_tokens - 1`` and thinking is left off when that is below Anthropic's minimum of 1024.
+  reasoning counts toward OpenAI's ``max_completion_tokens``), so it is kept within Anthropic's
+  range, 1024 to ``max_tokens - 1``, and thinking is left off when ``max_tokens`` leaves no room.
+  Claude 3.5 and older take no thinking at all (see :mod:`lmrouter.capabilities`).
   Thinking is also left off when the last assistant turn calls tools without a signed thinking
   block (Anthropic refuses that with thinking on; turns from other providers never have one).
   With thinking on, ``temperature`` other than 1 and ``top_p`` below 0.95 are left out (Anthropic
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import msgspec
 import orjson
 
-from lmrouter import hookimpl, ir, sse, structured
+from lmrouter import capabilities, hookimpl, ir, sse, structured
 from lmrouter.dialects.anthropic import TO_FINISH, WireUsage, tool_input
 from lmrouter.errors import invalid_request
 from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
@@ -70,6 +71,14 @@ class AnthropicConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
 
 # Claude model names with a family and a version: claude-opus-4-1-…, claude-sonnet-4-5, …
 _CLAUDE_VERSION = re.compile(r"claude-(opus|sonnet|haiku)-(\d+)(?:-(\d))?(?=$|[-@])")
+
+
+# Claude models before extended thinking (3.7): they refuse a ``thinking`` setting.
+_NO_THINKING = re.compile(r"claude-(?:3-5-|3-)(?:haiku|sonnet|opus)|claude-(?:instant|2)")
+
+
+def reasoning_default(model: str) -> bool | None:
+    return False if _NO_THINKING.search(model) else None
 
 
 def native_structured_outputs(model: str) -> bool:
@@ -187,9 +196,9 @@ def _thinking_budget(request: ir.ChatRequest, max_tokens: int) -> int | None:
     budget = request.thinking_budget
     if budget is None and request.reasoning_effort is not None:
         budget = EFFORT_BUDGETS.get(request.reasoning_effort)
-    if budget is None:
+    if budget is None or budget <= 0:  # 0: thinking off; Gemini's -1 (dynamic): the default
         return None
-    budget = min(budget, max_tokens - 1)
+    budget = min(max(budget, MIN_THINKING_BUDGET), max_tokens - 1)
     return budget if budget >= MIN_THINKING_BUDGET else None
 
 
@@ -484,6 +493,7 @@ class AnthropicProvider(Provider):
     def build(
         self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
     ) -> UpstreamRequest:
+        request = capabilities.fit(ctx, request, reasoning=reasoning_default(route.model))
         max_tokens = (
             request.max_tokens
             or ctx.max_output_tokens

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import orjson
 
-from lmrouter import hookimpl, ir, structured
+from lmrouter import capabilities, hookimpl, ir, structured
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.providers import (
     Provider,
@@ -73,9 +73,10 @@ class GoogleProvider(Provider):
             body = embed.build(request, model)
             url = self.url(model, "batchEmbedContents")
         else:
+            request = capabilities.fit(ctx, request, reasoning=chat.reasoning_default(route.model))
             if answers_by_tool(request):
                 request = structured.as_tool_request(request)
-            body = chat.build(request)
+            body = chat.build(request, route.model)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
             url = self.url(route.model, method)
         return UpstreamRequest(url, self._headers(key), orjson.dumps(body))

@@ -15,9 +15,14 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import orjson
 
-from lmrouter import hookimpl, ir
+from lmrouter import capabilities, hookimpl, ir
 from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
-from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
+from lmrouter_openai.chat import (
+    ChatStreamParser,
+    parse_completion,
+    reasoning_default,
+    request_body,
+)
 
 if TYPE_CHECKING:
     from lmrouter.config import Route
@@ -71,6 +76,7 @@ class OpenAIProvider(Provider):
     def build(
         self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
     ) -> UpstreamRequest:
+        request = capabilities.fit(ctx, request, reasoning=reasoning_default(route.model))
         body = request_body(
             request,
             route.model,

@@ -12,6 +12,7 @@ is read, because the IR carries one answer. A ``response_format`` goes as OpenAI
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import msgspec
@@ -29,6 +30,21 @@ from lmrouter.providers import UpstreamFailure
 _BUDGET_EFFORTS: tuple[tuple[int, ir.Effort], ...] = ((2048, "low"), (8192, "medium"))
 
 _TOOL_CHOICES: dict[str, str] = {"auto": "auto", "required": "required", "none": "none"}
+
+# OpenAI chat models that refuse ``reasoning_effort`` ("Unsupported parameter"): the GPT-4
+# families, GPT-3.5 and the gpt-5 chat snapshots. Their dated and fine-tuned names start alike.
+_NO_REASONING = re.compile(
+    r"^(?:ft:)?(?:gpt-4o|gpt-4\.1|gpt-4-|gpt-4$|gpt-3\.5|chatgpt-|gpt-5-chat)"
+)
+_REASONING = re.compile(r"^(?:ft:)?(?:o\d|gpt-5)")
+
+
+def reasoning_default(model: str) -> bool | None:
+    """Whether an OpenAI model takes reasoning settings, when its name says (``None`` for the
+    models of compatible servers, which the ``[[models]]`` key ``reasoning`` can settle)."""
+    if _NO_REASONING.match(model):
+        return False
+    return True if _REASONING.match(model) else None
 
 
 def effort_for(request: ir.ChatRequest) -> str | None:

@@ -1,0 +1,52 @@
+"""What a model can take, so that a converted request stays valid for it.
+
+A request converted from another dialect carries settings its caller chose for another kind of
+model: Claude Code asks every model for ``max_tokens`` 32000 and adaptive thinking at high
+effort, which gpt-4o-mini refuses twice over. Before a provider builds its request,
+:func:`fit` applies the model's ``[[models]]`` capabilities:
+
+- ``max_output_tokens`` caps the output limit; a request that asked for more is clamped and the
+  response carries ``x-lmrouter-max-tokens-clamped: <cap>; requested=<asked>``;
+- ``reasoning = false`` sends no reasoning settings (effort, thinking budget); ``true`` sends
+  them as asked; unset, the provider's knowledge of the model decides (``reasoning`` argument).
+
+Pass-through requests are the caller's own and are never changed here. Providers clamp thinking
+budgets to their own documented ranges themselves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from lmrouter import ir
+    from lmrouter.context import RequestContext
+
+CLAMP_HEADER = b"x-lmrouter-max-tokens-clamped"
+
+
+def fit(
+    ctx: RequestContext, request: ir.ChatRequest, *, reasoning: bool | None = None
+) -> ir.ChatRequest:
+    """``request`` as the model of ``ctx`` can take it. ``reasoning`` is the provider's own
+    view of whether the route's model reasons (``None``: it does not know)."""
+    model = getattr(ctx, "model", None)
+    if model is None:  # a provider building outside a request (its own unit tests)
+        return request
+    allowed = model.reasoning if model.reasoning is not None else reasoning
+    changes: dict[str, object] = {}
+    if allowed is False and (
+        request.reasoning_effort is not None or request.thinking_budget is not None
+    ):
+        changes["reasoning_effort"] = None
+        changes["thinking_budget"] = None
+    cap = model.max_output_tokens
+    if cap is not None and request.max_tokens is not None and request.max_tokens > cap:
+        changes["max_tokens"] = cap
+        value = b"%d; requested=%d" % (cap, request.max_tokens)
+        # Once, however many routes are tried.
+        if (CLAMP_HEADER, value) not in ctx.response_headers:
+            ctx.response_headers.append((CLAMP_HEADER, value))
+    return msgspec.structs.replace(request, **changes) if changes else request
