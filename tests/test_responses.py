@@ -265,8 +265,8 @@ def _msg(*content: dict[str, Any], role: str = "user") -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "param"),
     [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": []}]}, "tools[1].type"),
+        ({"tools": [{"type": "custom", "name": "patch"}]}, "tools[0].type"),
+        ({"tools": [WEATHER, {"type": "namespace", "name": "n", "tools": []}]}, "tools[1].tools"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
         ({"tools": [{**WEATHER, "parameters": "x"}]}, "tools[0].parameters"),
         ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice"),

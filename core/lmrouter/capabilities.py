@@ -7,6 +7,9 @@ effort, which gpt-4o-mini refuses twice over. Before a provider builds its reque
 
 - ``max_output_tokens`` caps the output limit; a request that asked for more is clamped and the
   response carries ``x-lmrouter-max-tokens-clamped: <cap>; requested=<asked>``;
+- hosted tools the dialect could not convert (``request.dropped_tools``) are named in
+  ``x-lmrouter-dropped-tools``, or refused with a 400 when ``[routing] unsupported_tools =
+  "reject"``;
 - ``reasoning = false`` sends no reasoning settings (effort, thinking budget); ``true`` sends
   them as asked; unset, the provider's knowledge of the model decides (``reasoning`` argument).
 
@@ -20,11 +23,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from lmrouter.errors import invalid_request
+
 if TYPE_CHECKING:
     from lmrouter import ir
     from lmrouter.context import RequestContext
 
 CLAMP_HEADER = b"x-lmrouter-max-tokens-clamped"
+DROPPED_HEADER = b"x-lmrouter-dropped-tools"
 
 
 def fit(
@@ -35,6 +41,8 @@ def fit(
     model = getattr(ctx, "model", None)
     if model is None:  # a provider building outside a request (its own unit tests)
         return request
+    if request.dropped_tools:
+        _dropped(ctx, request.dropped_tools)
     allowed = model.reasoning if model.reasoning is not None else reasoning
     changes: dict[str, object] = {}
     if allowed is False and (
@@ -50,3 +58,20 @@ def fit(
         if (CLAMP_HEADER, value) not in ctx.response_headers:
             ctx.response_headers.append((CLAMP_HEADER, value))
     return msgspec.structs.replace(request, **changes) if changes else request
+
+
+def _dropped(ctx: RequestContext, dropped: list[tuple[str, str]]) -> None:
+    gateway = getattr(ctx, "gateway", None)
+    policy = gateway.config.core.routing.unsupported_tools if gateway is not None else "drop"
+    if policy == "reject":
+        path, kind = dropped[0]
+        raise invalid_request(
+            f"Tool type {kind!r} is not supported for this model: built-in tools run on the "
+            "servers of the provider that offers them, and this model's provider has none "
+            "such. Leave the tool out, or ask the operator to drop such tools "
+            '([routing] unsupported_tools = "drop").',
+            path,
+        )
+    value = ", ".join(dict.fromkeys(kind for _, kind in dropped)).encode()
+    if (DROPPED_HEADER, value) not in ctx.response_headers:
+        ctx.response_headers.append((DROPPED_HEADER, value))

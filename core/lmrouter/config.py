@@ -63,6 +63,9 @@ class RoutingConfig(_Strict):
     deadline: float = 600.0  # seconds a request may take to reach its first byte, over all routes
     backoff: float = 0.05  # seconds before retrying a provider already tried; doubles each time
     backoff_max: float = 2.0
+    # A hosted tool a converted request's provider cannot run (OpenAI's web_search on a Claude
+    # model): "drop" it (named in x-lmrouter-dropped-tools) or "reject" the request (400).
+    unsupported_tools: Literal["drop", "reject"] = "drop"
 
 
 class Price(_Strict):

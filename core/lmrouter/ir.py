@@ -109,6 +109,9 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     thinking_budget: int | None = None  # tokens; 0 turns reasoning off where a model allows
     user: str | None = None
     response_format: ResponseFormat | None = None
+    # Hosted tools (run by the caller's provider, e.g. OpenAI's web_search) that no IR tool can
+    # stand for, as (field path, tool type): left out, or refused, by the operator's choice.
+    dropped_tools: list[tuple[str, str]] = []
 
 
 class ChatResponse(msgspec.Struct, kw_only=True):

@@ -29,6 +29,8 @@ not for a fake's conveniences:
   real models refuse: ``reasoning_effort`` on GPT-4o/4.1/3.5, an output limit above theirs.
 * Non-stream bodies are pretty-printed like the real API's (2-space indent; error bodies 4-space),
   so nothing downstream may assume compact JSON.
+* ``POST /v1/responses``: the Responses API with built-in and ``namespace`` tools (see
+  :mod:`lmrouter.testing.fake_responses`).
 * ``POST /v1/embeddings`` (string, strings, token arrays; ``dimensions``; ``encoding_format``
   ``float`` or ``base64`` little-endian float32, which the official SDK asks for by default),
   ``GET /v1/models`` and ``GET /v1/models/{id}``.
@@ -69,6 +71,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from lmrouter.testing import fake_responses
 from lmrouter.testing.fakeserver import (
     ALNUM,
     Disconnect,
@@ -288,6 +291,7 @@ class FakeOpenAI(FakeServer[Behavior]):
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
         }
 
@@ -455,6 +459,47 @@ class FakeOpenAI(FakeServer[Behavior]):
                 events, cut = events[:position], True
         return await self._write_stream(
             request, response, events, model=req.model, delay=delay, cut=cut
+        )
+
+    async def _responses(
+        self, request: web.BaseRequest, body: dict[str, Any], at: float
+    ) -> web.StreamResponse:
+        """``POST /v1/responses`` (see :mod:`lmrouter.testing.fake_responses`)."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _missing("model")
+        behavior = self._behavior(model)
+        if behavior.first_byte_delay > 0:
+            await self._delay_headers(behavior.first_byte_delay, model, body.get("stream") is True)
+        if behavior.status is not None:
+            raise _scripted_error(behavior, model)
+        rid = self._next_id("resp_", 50)
+        try:
+            item, pieces = fake_responses.answer(
+                body,
+                rid,
+                self._next_id("msg_" if not body.get("tools") else "fc_", 50),
+                self._next_id("call_", 24),
+                behavior.chunk_chars,
+            )
+        except fake_responses.RequestError as err:
+            raise _ApiError(400, err.message, param=err.param) from None
+        cached = (behavior.usage or {}).get("cached_tokens", 0)
+        usage = fake_responses.usage(body, len(pieces), cached)
+        final = fake_responses.response_object(body, rid, [item], usage)
+        if body.get("stream") is not True:
+            return _json_response(final, at)
+        events = fake_responses.stream_events(body, rid, item, pieces, final)
+        headers = _headers(at)
+        headers["Content-Type"] = _SSE_TYPE
+        response = web.StreamResponse(status=200, headers=headers)
+        cut = False
+        if behavior.drop_after_chunks is not None:
+            position = content_index(events, behavior.drop_after_chunks)
+            if position is not None:
+                events, cut = events[:position], True
+        return await self._write_stream(
+            request, response, events, model=model, delay=behavior.chunk_delay, cut=cut
         )
 
     async def _embeddings(
