@@ -88,6 +88,20 @@ def test_openai_out_names_the_schema_as_openai_allows() -> None:
     }
 
 
+def test_openai_json_object_says_json() -> None:
+    """OpenAI refuses ``json_object`` unless the messages say "JSON"; a caller of another API
+    had no such rule, so the converted request says it (once, and only when needed)."""
+    body = request_body(chat(ir.ResponseFormat(type="json_object")), "up")
+    assert body["response_format"] == {"type": "json_object"}
+    assert body["messages"][0] == {"role": "system", "content": "Answer in JSON."}
+    said = ir.ChatRequest(
+        model="m",
+        messages=[ir.Message(role="user", parts=[ir.Text(text="Reply in json")])],
+        response_format=ir.ResponseFormat(type="json_object"),
+    )
+    assert [m["role"] for m in request_body(said, "up")["messages"]] == ["user"]
+
+
 def test_anthropic_out_native() -> None:
     fmt = ir.ResponseFormat(type="json_schema", schema=SCHEMA)
     body = messages_request(chat(fmt), "claude-sonnet-4-5", 100)

@@ -97,6 +97,10 @@ def claude(router: RouterServer, fakes: Fakes) -> anthropic.Anthropic:
 def schema_reached(fakes: Fakes, model: str) -> dict[str, Any]:
     """The JSON schema the upstream got, from wherever its provider takes it."""
     body = fakes.last(model)
+    if model == "gpt" and "input" in body:  # the Responses API, passed through
+        fmt = body["text"]["format"]
+        assert fmt["type"] == "json_schema" and fmt["strict"] is True
+        return fmt["schema"]
     if model == "gpt":
         fmt = body["response_format"]
         assert fmt["type"] == "json_schema"
@@ -214,16 +218,14 @@ def test_schema_with_tools(client: openai.OpenAI, fakes: Fakes, model: str) -> N
 # -- the openai SDK, Responses ----------------------------------------------------------------
 
 
-def test_responses_json_object_to_openai(client: openai.OpenAI, fakes: Fakes) -> None:
-    """OpenAI refuses ``json_object`` unless the messages say "JSON"; a caller of another API
-    had no such rule, so the converted request says it."""
+@pytest.mark.parametrize("model", MODELS)
+def test_responses_json_object(client: openai.OpenAI, fakes: Fakes, model: str) -> None:
     response = client.responses.create(
-        model="gpt", input="Say hi.", text={"format": {"type": "json_object"}}
+        model=model, input="Say hi in JSON.", text={"format": {"type": "json_object"}}
     )
     assert isinstance(json.loads(response.output_text), dict)
-    body = fakes.last("gpt")
-    assert body["response_format"] == {"type": "json_object"}
-    assert body["messages"][0] == {"role": "system", "content": "Answer in JSON."}
+    if model == "gpt":  # OpenAI speaks Responses: passed through
+        assert fakes.last(model)["text"]["format"] == {"type": "json_object"}
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -302,3 +304,26 @@ def test_anthropic_json_schema_with_array_root(claude: anthropic.Anthropic, fake
     assert json.loads(response.output_text) == [1]
     tool = fakes.last("claude-tool")["tools"][0]
     assert tool["input_schema"]["properties"]["value"] == schema
+
+
+class Booking(pydantic.BaseModel):
+    guests: int = pydantic.Field(ge=1, le=12)
+    name: str = pydantic.Field(max_length=40)
+
+
+def test_constraints_anthropic_cannot_enforce_are_told_not_sent(
+    client: openai.OpenAI, fakes: Fakes
+) -> None:
+    """Anthropic refuses schemas with bounds it cannot enforce: they move into descriptions."""
+    reply = client.chat.completions.parse(
+        model="claude-native",
+        messages=[{"role": "user", "content": "A table for two, name of Smith."}],
+        response_format=Booking,
+    )
+    assert reply.choices[0].message.parsed == Booking(guests=1, name="test")
+    schema = fakes.last("claude-native")["output_config"]["format"]["schema"]
+    guests = schema["properties"]["guests"]
+    assert "minimum" not in guests and "maximum" not in guests
+    assert "minimum: 1" in guests["description"] and "maximum: 12" in guests["description"]
+    assert "max_length" not in json.dumps(schema) and "maxLength: 40" in json.dumps(schema)
+    assert schema["additionalProperties"] is False

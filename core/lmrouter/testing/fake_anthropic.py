@@ -438,7 +438,49 @@ def _check_output_format(body: dict[str, Any], betas: Collection[str]) -> dict[s
         raise _invalid(f"{where}.json_schema.schema: Field required")
     if schema.get("type") != "object":
         raise _invalid(f"{where}.json_schema.schema: the root must be of type 'object'")
+    _check_output_schema(schema, f"{where}.schema")
     return schema
+
+
+# Keywords structured outputs cannot enforce: Anthropic refuses schemas that hold them.
+_UNENFORCEABLE = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "maxItems",
+    "uniqueItems",
+)
+
+
+def _check_output_schema(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type", "schema")
+    for key in _UNENFORCEABLE:
+        if key in schema:
+            raise _invalid(f"{where}: For '{kind}' type, property '{key}' is not supported")
+    if schema.get("minItems", 0) not in (0, 1):
+        raise _invalid(
+            f"{where}: For 'array' type, 'minItems' values other than 0 or 1 are not supported"
+        )
+    if (kind == "object" or "properties" in schema) and schema.get(
+        "additionalProperties"
+    ) is not False:
+        raise _invalid(
+            f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+        )
+    for name, sub in (schema.get("properties") or {}).items():
+        _check_output_schema(sub, f"{where}.properties.{name}")
+    for key in ("anyOf", "allOf"):
+        for i, sub in enumerate(schema.get(key) or ()):
+            _check_output_schema(sub, f"{where}.{key}.{i}")
+    for name, sub in (schema.get("$defs") or {}).items():
+        _check_output_schema(sub, f"{where}.$defs.{name}")
+    _check_output_schema(schema.get("items"), f"{where}.items")
 
 
 def _validate(body: dict[str, Any], betas: Collection[str] = ()) -> _Request:

@@ -9,7 +9,8 @@
 * Answers: the ``response`` object (``output`` items, ``usage`` with both details objects,
   the request's settings echoed), or with ``stream`` its typed events, each with ``event:`` and
   a rising ``sequence_number``, ending with ``response.completed`` carrying the usage.
-* ``text.format`` ``json_schema`` is answered with JSON that fits the schema.
+* ``text.format`` ``json_schema`` is answered with JSON that fits the schema, ``json_object``
+  with a JSON object.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def answer(
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_schema":
         text = sample_json(fmt.get("schema") or {})
+    elif fmt.get("type") == "json_object":
+        text = orjson.dumps({"text": text}).decode()
     item = {
         "id": item_id,
         "type": "message",

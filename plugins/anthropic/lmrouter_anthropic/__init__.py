@@ -24,7 +24,8 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
   refuses thinking with forced tool use.
 * Structured output (``response_format``): a JSON schema with an object at its root goes as
   ``output_config.format`` to models with native structured outputs (Claude Opus 4.1, and 4.5
-  and later; config ``structured_outputs`` overrides the guess from the model name). Otherwise,
+  and later; config ``structured_outputs`` overrides the guess from the model name), rewritten
+  to what Anthropic enforces (:mod:`lmrouter_anthropic.schema`). Otherwise,
   and for ``json_object``, the answer is asked for through a forced tool whose input is returned
   as the answer's text (:mod:`lmrouter.structured`).
 * ``n > 1`` is refused (400): Anthropic answers with one message.
@@ -42,6 +43,7 @@ from lmrouter import capabilities, hookimpl, ir, sse, structured
 from lmrouter.dialects.anthropic import TO_FINISH, WireUsage, tool_input
 from lmrouter.errors import invalid_request
 from lmrouter.providers import Provider, ProviderConfig, UpstreamFailure, UpstreamRequest
+from lmrouter_anthropic.schema import for_anthropic
 
 if TYPE_CHECKING:
     from lmrouter.config import Route
@@ -251,7 +253,8 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
         body["metadata"] = {"user_id": request.user}
     fmt = request.response_format
     if fmt is not None:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": fmt.schema}}
+        schema = for_anthropic(fmt.schema)
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     if request.stream:
         body["stream"] = True
     return body
