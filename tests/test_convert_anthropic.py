@@ -401,7 +401,6 @@ def test_output_config_effort(effort: str, expected: str) -> None:
             "messages[0].content[0].source.type",
         ),
         ({"system": [{"type": "image"}]}, "system[0].type"),
-        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
         ({"tools": [{"name": "t"}]}, "tools[0].input_schema"),
         (
             {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
@@ -851,3 +850,15 @@ def test_finish_json_reads_cache_usage_and_adds_cost() -> None:
     assert out["usage"]["cost"] == float(format_usd(cost))
     assert {k: v for k, v in out["usage"].items() if k != "cost"} == message["usage"]
     assert dialect.finish_json(b"not json", RATES) == (b"not json", None, 0)
+
+
+def test_server_tools_are_dropped_and_named() -> None:
+    """Server tools only Anthropic runs are left out (the provider side names them in
+    ``x-lmrouter-dropped-tools``, or refuses them by the operator's choice)."""
+    tools = [
+        {"name": "t", "input_schema": {"type": "object"}},
+        {"type": "web_search_20250305", "name": "web_search"},
+    ]
+    request = dialect.to_ir({"model": "m", "max_tokens": 10, "messages": [USER], "tools": tools})
+    assert [tool.name for tool in request.tools] == ["t"]
+    assert request.dropped_tools == [("tools[1].type", "web_search_20250305")]

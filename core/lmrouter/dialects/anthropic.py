@@ -481,15 +481,16 @@ def _parts(content: str | list[_AnyBlock]) -> list[ir.Part]:
     return [_part(block) for block in content]
 
 
-def _tools(tools: list[_Tool]) -> list[ir.Tool]:
+def _tools(tools: list[_Tool]) -> tuple[list[ir.Tool], list[tuple[str, str]]]:
+    """Custom tools, and the server tools (``web_search_…``, ``code_execution_…``) that only
+    Anthropic runs, as dropped: the provider side leaves them out or refuses them by the
+    operator's ``[routing] unsupported_tools``."""
     out = []
+    dropped: list[tuple[str, str]] = []
     for i, tool in enumerate(tools):
         if tool.type not in (None, "custom"):
-            raise invalid_request(
-                f"tools[{i}].type: server tool '{tool.type}' is not supported for this model: it "
-                "is served by a provider that does not speak Anthropic's API.",
-                f"tools[{i}].type",
-            )
+            dropped.append((f"tools[{i}].type", tool.type))
+            continue
         if tool.input_schema is None:
             raise invalid_request(
                 f"tools[{i}].input_schema: Field required", f"tools[{i}].input_schema"
@@ -499,7 +500,7 @@ def _tools(tools: list[_Tool]) -> list[ir.Tool]:
                 name=tool.name, description=tool.description or "", parameters=tool.input_schema
             )
         )
-    return out
+    return out, dropped
 
 
 def _tool_choice(choice: _ToolChoice) -> ir.ToolChoice:
@@ -563,11 +564,13 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         else:
             messages.append(ir.Message(role=message.role, parts=parts))
     choice = req.tool_choice
+    tools, dropped = _tools(req.tools or [])
     return ir.ChatRequest(
         model=req.model,
         messages=messages,
         system=system,
-        tools=_tools(req.tools or []),
+        tools=tools,
+        dropped_tools=dropped,
         tool_choice=_tool_choice(choice) if choice is not None else None,
         parallel_tool_calls=False if choice and choice.disable_parallel_tool_use else None,
         max_tokens=req.max_tokens,
