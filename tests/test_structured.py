@@ -162,9 +162,13 @@ def test_as_tool_request_keeps_the_callers_tools() -> None:
 
 # -- the answer tool's answer back as text ----------------------------------------------------
 
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    _containers,
     max_leaves=8,
 )
 schemas = st.sampled_from([SCHEMA, {"type": "array"}, {"type": "string"}, None])
