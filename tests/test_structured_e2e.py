@@ -212,6 +212,11 @@ def test_schema_with_tools(client: openai.OpenAI, fakes: Fakes, model: str) -> N
         (tool,) = body["tools"]
         names = [d["name"] for d in tool["functionDeclarations"]]
         assert names == [ANSWER_TOOL]  # tool_choice none: the caller's tools are not callable
+        # the answer's schema as JSON Schema, not cut down to Gemini's OpenAPI subset
+        assert_event_schema(tool["functionDeclarations"][0]["parametersJsonSchema"])
+        assert (
+            tool["functionDeclarations"][0]["parametersJsonSchema"]["additionalProperties"] is False
+        )
         assert "responseMimeType" not in body.get("generationConfig", {})
 
 

@@ -441,7 +441,11 @@ class FakeGemini(FakeServer[Behavior]):
         chosen = next((d for d in declarations if d["name"] in allowed), declarations[0])
         call: dict[str, Any] = {
             "name": chosen["name"],
-            "args": sample_arguments(_field(chosen, "parameters") or {"type": "OBJECT"}),
+            "args": sample_arguments(
+                _field(chosen, "parameters")
+                or _field(chosen, "parametersJsonSchema")
+                or {"type": "OBJECT"}
+            ),
         }
         if behavior.function_call_ids:
             call["id"] = f"fc-{next(self._ids):08x}{os.urandom(4).hex()}"
@@ -786,6 +790,11 @@ def _check_tools(tools: Any) -> set[str]:
                 )
             names.add(name)
             parameters = _field(declaration, "parameters")
+            if parameters is not None and _field(declaration, "parametersJsonSchema") is not None:
+                raise _invalid(
+                    f"* GenerateContentRequest.{where}: parameters and parameters_json_schema"
+                    " cannot both be set.\n"
+                )
             if parameters is not None:
                 _check_schema(parameters, f"{where}.parameters")
                 kind = str(_field(parameters, "type") or "").upper()

@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import ir, sse
+from lmrouter import ir, sse, structured
 from lmrouter.errors import invalid_request
 from lmrouter.providers import UpstreamFailure
 from lmrouter_google import schema, wire
@@ -245,6 +245,11 @@ def _declaration(tool: ir.Tool) -> dict[str, Any]:
     declaration: dict[str, Any] = {"name": tool.name}
     if tool.description:
         declaration["description"] = tool.description
+    if tool.name == structured.ANSWER_TOOL:
+        # The structured answer's schema as it is: Gemini 2.5 and later take JSON Schema in
+        # parametersJsonSchema, where the OpenAPI subset of `parameters` would lose parts of it.
+        declaration["parametersJsonSchema"] = tool.parameters
+        return declaration
     parameters = schema.for_gemini(tool.parameters)
     if parameters and schema.has_properties(parameters):
         declaration["parameters"] = parameters
