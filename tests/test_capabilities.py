@@ -112,3 +112,15 @@ def test_anthropic_budget_range() -> None:
     }
     assert "thinking" not in messages_request(request(thinking_budget=2000), "c", 1000)
     assert "thinking" not in messages_request(request(thinking_budget=0), "c", 8000)
+
+
+def test_hosted_tools_a_provider_lacks_are_dropped_and_named() -> None:
+    context = ctx()
+    asked = request(hosted_tools=[("tools[1].type", "web_search_20250305")])
+    assert capabilities.fit(context, asked, hosted=frozenset({"web_search"})) == asked
+    assert context.response_headers == []
+    fitted = capabilities.fit(context, asked)
+    assert fitted.hosted_tools == []
+    assert context.response_headers == [(capabilities.DROPPED_HEADER, b"web_search_20250305")]
+    gemini = gemini_chat.build(request(hosted_tools=[("tools[0].type", "web_search")]))
+    assert gemini["tools"] == [{"googleSearch": {}}]

@@ -174,3 +174,44 @@ def test_responses_pass_through_with_the_sdk(router: RouterServer, fakes: Fakes)
     assert response.output_text.startswith("Hello! You said: Hi there")
     assert response.usage is not None and response.usage.model_extra["cost"] >= 0
     assert fakes.last("openai/gpt-5-codex").json["tools"] == tools
+
+
+WEB_SEARCH = {"type": "web_search"}
+FUNCTION = {
+    "type": "function",
+    "name": "lookup",
+    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "tools", "upstream_tools", "dropped"),
+    [
+        (
+            "anthropic/claude-sonnet-4-5",
+            [WEB_SEARCH],
+            [{"type": "web_search_20250305", "name": "web_search"}],
+            None,
+        ),
+        ("google/gemini-2.5-flash", [WEB_SEARCH], [{"googleSearch": {}}], None),
+        # Gemini 2.x runs no Google Search together with function calling: left out, named.
+        ("google/gemini-2.5-flash", [FUNCTION, WEB_SEARCH], None, "web_search"),
+    ],
+)
+def test_web_search_becomes_the_providers_own(
+    router: RouterServer,
+    fakes: Fakes,
+    model: str,
+    tools: list[Any],
+    upstream_tools: Any,
+    dropped: str | None,
+) -> None:
+    client = openai.OpenAI(base_url=router.openai_url, api_key=ADMIN, max_retries=0)
+    raw = client.responses.with_raw_response.create(model=model, input="News?", tools=tools)
+    assert raw.headers.get("x-lmrouter-dropped-tools") == dropped
+    assert raw.parse().output_text or raw.parse().output
+    sent = fakes.last(model).json["tools"]
+    if upstream_tools is not None:
+        assert sent == upstream_tools
+    else:
+        assert [list(tool) for tool in sent] == [["functionDeclarations"]]

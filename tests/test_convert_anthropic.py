@@ -854,11 +854,14 @@ def test_finish_json_reads_cache_usage_and_adds_cost() -> None:
 
 def test_server_tools_are_dropped_and_named() -> None:
     """Server tools only Anthropic runs are left out (the provider side names them in
-    ``x-lmrouter-dropped-tools``, or refuses them by the operator's choice)."""
+    ``x-lmrouter-dropped-tools``, or refuses them by the operator's choice); web search is
+    kept as a hosted tool, for providers with a search of their own."""
     tools = [
         {"name": "t", "input_schema": {"type": "object"}},
         {"type": "web_search_20250305", "name": "web_search"},
+        {"type": "code_execution_20250522", "name": "code_execution"},
     ]
     request = dialect.to_ir({"model": "m", "max_tokens": 10, "messages": [USER], "tools": tools})
     assert [tool.name for tool in request.tools] == ["t"]
-    assert request.dropped_tools == [("tools[1].type", "web_search_20250305")]
+    assert request.hosted_tools == [("tools[1].type", "web_search_20250305")]
+    assert request.dropped_tools == [("tools[2].type", "code_execution_20250522")]

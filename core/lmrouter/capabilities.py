@@ -7,7 +7,8 @@ effort, which gpt-4o-mini refuses twice over. Before a provider builds its reque
 
 - ``max_output_tokens`` caps the output limit; a request that asked for more is clamped and the
   response carries ``x-lmrouter-max-tokens-clamped: <cap>; requested=<asked>``;
-- hosted tools the dialect could not convert (``request.dropped_tools``) are named in
+- hosted tools the dialect could not convert (``request.dropped_tools``), and those with an
+  equivalent (``request.hosted_tools``: web search) that this provider lacks, are named in
   ``x-lmrouter-dropped-tools``, or refused with a 400 when ``[routing] unsupported_tools =
   "reject"``;
 - ``reasoning = false`` sends no reasoning settings (effort, thinking budget); ``true`` sends
@@ -34,17 +35,28 @@ DROPPED_HEADER = b"x-lmrouter-dropped-tools"
 
 
 def fit(
-    ctx: RequestContext, request: ir.ChatRequest, *, reasoning: bool | None = None
+    ctx: RequestContext,
+    request: ir.ChatRequest,
+    *,
+    reasoning: bool | None = None,
+    hosted: frozenset[str] = frozenset(),
 ) -> ir.ChatRequest:
     """``request`` as the model of ``ctx`` can take it. ``reasoning`` is the provider's own
-    view of whether the route's model reasons (``None``: it does not know)."""
+    view of whether the route's model reasons (``None``: it does not know); ``hosted`` the
+    hosted tools it runs itself ("web_search"): the request's others count as dropped."""
     model = getattr(ctx, "model", None)
     if model is None:  # a provider building outside a request (its own unit tests)
         return request
-    if request.dropped_tools:
-        _dropped(ctx, request.dropped_tools)
-    allowed = model.reasoning if model.reasoning is not None else reasoning
     changes: dict[str, object] = {}
+    dropped = request.dropped_tools
+    if request.hosted_tools:
+        kept = [tool for tool in request.hosted_tools if _hosted_name(tool[1]) in hosted]
+        if len(kept) < len(request.hosted_tools):
+            dropped = dropped + [t for t in request.hosted_tools if t not in kept]
+            changes["hosted_tools"] = kept
+    if dropped:
+        _dropped(ctx, dropped)
+    allowed = model.reasoning if model.reasoning is not None else reasoning
     if allowed is False and (
         request.reasoning_effort is not None or request.thinking_budget is not None
     ):
@@ -75,3 +87,8 @@ def _dropped(ctx: RequestContext, dropped: list[tuple[str, str]]) -> None:
     value = ", ".join(dict.fromkeys(kind for _, kind in dropped)).encode()
     if (DROPPED_HEADER, value) not in ctx.response_headers:
         ctx.response_headers.append((DROPPED_HEADER, value))
+
+
+def _hosted_name(kind: str) -> str:
+    """The IR's name for a hosted tool type of any dialect (``web_search_20250305`` …)."""
+    return "web_search" if kind.startswith("web_search") else kind

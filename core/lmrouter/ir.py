@@ -112,6 +112,9 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     # Hosted tools (run by the caller's provider, e.g. OpenAI's web_search) that no IR tool can
     # stand for, as (field path, tool type): left out, or refused, by the operator's choice.
     dropped_tools: list[tuple[str, str]] = []
+    # Hosted tools with an equivalent on other providers, by the IR's name ("web_search"), as
+    # (field path, the caller's tool type): a provider that has it runs its own.
+    hosted_tools: list[tuple[str, str]] = []
 
 
 class ChatResponse(msgspec.Struct, kw_only=True):

@@ -481,13 +481,19 @@ def _parts(content: str | list[_AnyBlock]) -> list[ir.Part]:
     return [_part(block) for block in content]
 
 
-def _tools(tools: list[_Tool]) -> tuple[list[ir.Tool], list[tuple[str, str]]]:
+def _tools(
+    tools: list[_Tool],
+) -> tuple[list[ir.Tool], list[tuple[str, str]], list[tuple[str, str]]]:
     """Custom tools, and the server tools (``web_search_…``, ``code_execution_…``) that only
     Anthropic runs, as dropped: the provider side leaves them out or refuses them by the
     operator's ``[routing] unsupported_tools``."""
     out = []
     dropped: list[tuple[str, str]] = []
+    hosted: list[tuple[str, str]] = []
     for i, tool in enumerate(tools):
+        if tool.type is not None and tool.type.startswith("web_search_"):
+            hosted.append((f"tools[{i}].type", tool.type))  # other providers search too
+            continue
         if tool.type not in (None, "custom"):
             dropped.append((f"tools[{i}].type", tool.type))
             continue
@@ -500,7 +506,7 @@ def _tools(tools: list[_Tool]) -> tuple[list[ir.Tool], list[tuple[str, str]]]:
                 name=tool.name, description=tool.description or "", parameters=tool.input_schema
             )
         )
-    return out, dropped
+    return out, dropped, hosted
 
 
 def _tool_choice(choice: _ToolChoice) -> ir.ToolChoice:
@@ -564,13 +570,14 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         else:
             messages.append(ir.Message(role=message.role, parts=parts))
     choice = req.tool_choice
-    tools, dropped = _tools(req.tools or [])
+    tools, dropped, hosted = _tools(req.tools or [])
     return ir.ChatRequest(
         model=req.model,
         messages=messages,
         system=system,
         tools=tools,
         dropped_tools=dropped,
+        hosted_tools=hosted,
         tool_choice=_tool_choice(choice) if choice is not None else None,
         parallel_tool_calls=False if choice and choice.disable_parallel_tool_use else None,
         max_tokens=req.max_tokens,

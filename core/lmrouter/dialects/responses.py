@@ -206,13 +206,14 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
             _item(turns, item, f"input[{i}]")
     if not turns.messages:
         raise invalid_request("`input` must contain at least one user or assistant item.", "input")
-    tools, dropped = _tools(doc.get("tools"))
+    tools, dropped, hosted = _tools(doc.get("tools"))
     return ir.ChatRequest(
         model=model_field(doc),
         messages=turns.messages,
         system=turns.system,
         tools=tools,
         dropped_tools=dropped,
+        hosted_tools=hosted,
         tool_choice=_tool_choice(doc.get("tool_choice")),
         parallel_tool_calls=_optional_bool(doc, "parallel_tool_calls"),
         max_tokens=doc.get("max_output_tokens"),
@@ -411,18 +412,26 @@ NAMESPACE_SEP = "__"
 """Joins a ``namespace`` tool's name and a function's into the one name other providers see."""
 
 
-def _tools(value: Any) -> tuple[list[ir.Tool], list[tuple[str, str]]]:
+# Built-in tools other providers have an equivalent of (their own web search).
+_WEB_SEARCH = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26"})
+
+
+def _tools(
+    value: Any,
+) -> tuple[list[ir.Tool], list[tuple[str, str]], list[tuple[str, str]]]:
     """Function tools, and the functions of ``namespace`` tools flattened into function tools
-    named ``{namespace}__{function}``. Built-in (hosted) tools have no IR equivalent: they are
-    returned as dropped, for the provider side to leave out or refuse (``[routing]
+    named ``{namespace}__{function}``. ``web_search`` (with live web access) is returned as a
+    hosted tool that providers with a web search of their own run; the other built-in tools
+    are returned as dropped, for the provider side to leave out or refuse (``[routing]
     unsupported_tools``). ``custom`` (free-form) tools are refused: the model would answer them
     with text no other provider produces."""
     if value is None:
-        return [], []
+        return [], [], []
     if not isinstance(value, list):
         raise invalid_request("`tools` must be an array.", "tools")
     tools: list[ir.Tool] = []
     dropped: list[tuple[str, str]] = []
+    hosted: list[tuple[str, str]] = []
     for i, tool in enumerate(value):
         path = f"tools[{i}]"
         if not isinstance(tool, dict):
@@ -438,9 +447,11 @@ def _tools(value: Any) -> tuple[list[ir.Tool], list[tuple[str, str]]]:
                 "namespace and built-in tools are.",
                 f"{path}.type",
             )
+        elif kind in _WEB_SEARCH and tool.get("external_web_access") is not False:
+            hosted.append((f"{path}.type", kind))  # offline (cache-only) search has no equal
         else:
             dropped.append((f"{path}.type", kind))
-    return tools, dropped
+    return tools, dropped, hosted
 
 
 def _function_tool(tool: dict[str, Any], path: str, prefix: str = "") -> ir.Tool:

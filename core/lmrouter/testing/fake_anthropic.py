@@ -342,10 +342,11 @@ class FakeAnthropic(FakeServer[Behavior]):
         ):
             return None
         name = req.tool_choice.get("name")
-        for tool in req.tools:
+        custom = [tool for tool in req.tools if tool.get("type", "custom") == "custom"]
+        for tool in custom:  # server tools run on Anthropic's side: never called as tool_use
             if name is None or tool.get("name") == name:
                 return tool
-        return req.tools[0]
+        return custom[0] if custom else None
 
     async def _stream(
         self,

@@ -590,6 +590,9 @@ def _check_generate(body: dict[str, Any]) -> None:
     _check_generation_config(config)
     names = _check_tools(_field(body, "tools"))
     _check_tool_config(_field(body, "toolConfig"), names)
+    builtin = [t for t in _field(body, "tools") or () if _field(t, "functionDeclarations") is None]
+    if names and builtin:
+        raise _invalid("Tool use with function calling is unsupported")
     if names and _field(config, "responseMimeType") == "application/json":
         raise _invalid(
             "Function calling with a response mime type: 'application/json' is unsupported"

@@ -28,6 +28,9 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
   to what Anthropic enforces (:mod:`lmrouter_anthropic.schema`). Otherwise,
   and for ``json_object``, the answer is asked for through a forced tool whose input is returned
   as the answer's text (:mod:`lmrouter.structured`).
+* Another dialect's web search (Responses ``web_search`` with live access) becomes Anthropic's
+  ``web_search_20250305`` server tool; its result blocks stay on Anthropic's side (the answer's
+  text carries what was found).
 * ``n > 1`` is refused (400): Anthropic answers with one message.
 """
 
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
     from lmrouter.context import RequestContext
 
 DEFAULT_MAX_TOKENS = 4096
+HOSTED = frozenset({"web_search"})  # hosted tools Anthropic runs itself (server tools)
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
 MIN_THINKING_BUDGET = 1024  # Anthropic refuses smaller budgets
 EFFORT_BUDGETS: dict[str, int | None] = {
     "minimal": None,
@@ -227,8 +232,10 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
     if system:
         body["system"] = system
     body["messages"] = _turns(request.messages)
+    if request.hosted_tools:  # another dialect's web search: Anthropic's own server tool
+        body["tools"] = [dict(WEB_SEARCH_TOOL)]
     if request.tools:
-        body["tools"] = [_tool(tool) for tool in request.tools]
+        body["tools"] = [*body.get("tools", ()), *(_tool(tool) for tool in request.tools)]
         choice = _tool_choice(request)
         if choice is not None:
             body["tool_choice"] = choice
@@ -496,7 +503,9 @@ class AnthropicProvider(Provider):
     def build(
         self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
     ) -> UpstreamRequest:
-        request = capabilities.fit(ctx, request, reasoning=reasoning_default(route.model))
+        request = capabilities.fit(
+            ctx, request, reasoning=reasoning_default(route.model), hosted=HOSTED
+        )
         max_tokens = (
             request.max_tokens
             or ctx.max_output_tokens

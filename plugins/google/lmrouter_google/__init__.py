@@ -73,7 +73,15 @@ class GoogleProvider(Provider):
             body = embed.build(request, model)
             url = self.url(model, "batchEmbedContents")
         else:
-            request = capabilities.fit(ctx, request, reasoning=chat.reasoning_default(route.model))
+            # Gemini 2.x runs Google Search grounding only without function calling or a
+            # JSON answer: otherwise a web search is left out like any other hosted tool.
+            alone = not request.tools and request.response_format is None
+            request = capabilities.fit(
+                ctx,
+                request,
+                reasoning=chat.reasoning_default(route.model),
+                hosted=frozenset({"web_search"}) if alone else frozenset(),
+            )
             if answers_by_tool(request):
                 request = structured.as_tool_request(request)
             body = chat.build(request, route.model)

@@ -27,6 +27,8 @@ Request mapping (IR → Gemini):
 - ``response_format`` → ``responseMimeType: "application/json"`` with the JSON Schema as
   ``responseJsonSchema`` (Gemini 2.5 and later take JSON Schema there as it is); with tools in
   play the provider asks through a forced function instead (see ``answers_by_tool``);
+- a web search (Responses ``web_search``, Anthropic's ``web_search_…``) → ``{googleSearch: {}}``
+  when the request has no function tools (Gemini 2.x refuses the two together);
 - ``n > 1`` is refused (400, ``n``): Gemini's ``candidateCount`` exists, but the IR answer has one
   choice.
 """
@@ -118,6 +120,8 @@ def build(request: ir.ChatRequest, model: str = "") -> dict[str, Any]:
     config = _generation_config(request, model)
     if config:
         body["generationConfig"] = config
+    if request.hosted_tools:  # another dialect's web search: Google Search grounding
+        body["tools"] = [{"googleSearch": {}}]
     if request.tools:
         body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
         if request.tool_choice is not None:
