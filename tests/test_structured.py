@@ -162,6 +162,7 @@ def test_as_tool_request_keeps_the_callers_tools() -> None:
 
 # -- the answer tool's answer back as text ----------------------------------------------------
 
+
 def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner)
 
