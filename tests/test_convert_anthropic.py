@@ -38,7 +38,10 @@ PROVIDER = AnthropicProvider(
     "claude", AnthropicConfig(type="anthropic", base_url="https://api.anthropic.com")
 )
 CTX: Any = SimpleNamespace(
-    headers={}, max_output_tokens=None, model=SimpleNamespace(max_output_tokens=None)
+    headers={},
+    max_output_tokens=None,
+    model=SimpleNamespace(max_output_tokens=None, reasoning=None),
+    response_headers=[],
 )
 EVENT = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
 RATES = Rates(
@@ -184,7 +187,9 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         doc["system"] = system
     if tools:
         doc["tools"] = tools
-        choice = draw(st.sampled_from([None, "auto", "any", "none", "tool"]))
+        # Anthropic refuses thinking with a tool choice that forces a tool.
+        forcing = [] if thinking else ["any", "tool"]
+        choice = draw(st.sampled_from([None, "auto", "none", *forcing]))
         if choice is not None:
             doc["tool_choice"] = {"type": choice}
             if choice == "tool":
@@ -396,19 +401,27 @@ def test_output_config_effort(effort: str, expected: str) -> None:
             "messages[0].content[0].source.type",
         ),
         ({"system": [{"type": "image"}]}, "system[0].type"),
-        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
         ({"tools": [{"name": "t"}]}, "tools[0].input_schema"),
         (
             {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
             "messages[0].content[0].text",
         ),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        (
+            {
+                "messages": [
+                    USER,
+                    {"role": "system", "content": [{"type": "thinking", "thinking": ""}]},
+                ]
+            },
+            "messages[1].content",
+        ),
         ({"tool_choice": {"type": "tool"}}, "tool_choice.name"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
         ({"temperature": "hot"}, "temperature"),
         (
-            {"output_config": {"format": {"type": "json_schema", "schema": {}}}},
-            "output_config.format",
+            {"output_config": {"format": {"type": "xml", "schema": {}}}},
+            "output_config.format.type",
         ),
         ({"output_config": {"effort": "extreme"}}, "output_config.effort"),
     ],
@@ -837,3 +850,18 @@ def test_finish_json_reads_cache_usage_and_adds_cost() -> None:
     assert out["usage"]["cost"] == float(format_usd(cost))
     assert {k: v for k, v in out["usage"].items() if k != "cost"} == message["usage"]
     assert dialect.finish_json(b"not json", RATES) == (b"not json", None, 0)
+
+
+def test_server_tools_are_dropped_and_named() -> None:
+    """Server tools only Anthropic runs are left out (the provider side names them in
+    ``x-lmrouter-dropped-tools``, or refuses them by the operator's choice); web search is
+    kept as a hosted tool, for providers with a search of their own."""
+    tools = [
+        {"name": "t", "input_schema": {"type": "object"}},
+        {"type": "web_search_20250305", "name": "web_search"},
+        {"type": "code_execution_20250522", "name": "code_execution"},
+    ]
+    request = dialect.to_ir({"model": "m", "max_tokens": 10, "messages": [USER], "tools": tools})
+    assert [tool.name for tool in request.tools] == ["t"]
+    assert request.hosted_tools == [("tools[1].type", "web_search_20250305")]
+    assert request.dropped_tools == [("tools[2].type", "code_execution_20250522")]

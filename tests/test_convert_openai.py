@@ -379,7 +379,7 @@ def user_part(part: dict[str, Any]) -> dict[str, Any]:
         ({"model": "m", "messages": [USER], "n": 2}, "n", "not supported"),
         (
             {"model": "m", "messages": [USER], "response_format": {"type": "json_schema"}},
-            "response_format.type",
+            "response_format.json_schema",
             "json_schema",
         ),
         ({"model": "m", "messages": [USER], "modalities": ["text", "audio"]}, "modalities", ""),

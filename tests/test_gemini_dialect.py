@@ -165,14 +165,30 @@ def test_gemini_schemas_become_json_schema() -> None:
     }
 
 
-def test_hosted_tools_and_several_candidates_are_refused_by_name() -> None:
+def test_google_search_is_hosted_other_google_tools_dropped_by_name() -> None:
     base = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
-    with pytest.raises(RouterError) as caught:
-        gemini.to_ir({**base, "tools": [{"googleSearch": {}}]})
-    assert caught.value.status == 400 and "tools[0].googleSearch" in caught.value.message
+    request = gemini.to_ir({**base, "tools": [{"googleSearch": {}}, {"codeExecution": {}}]})
+    assert request.hosted_tools == [("tools[0].googleSearch", "web_search")]
+    assert request.dropped_tools == [("tools[1].codeExecution", "codeExecution")]
     with pytest.raises(RouterError) as caught:
         gemini.to_ir({**base, "generationConfig": {"candidateCount": 2}})
-    assert "candidateCount" in caught.value.message
+    assert caught.value.status == 400 and "candidateCount" in caught.value.message
+
+
+def test_json_answers_become_the_response_format() -> None:
+    base = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+
+    def fmt(config: dict[str, object]) -> ir.ResponseFormat | None:
+        return gemini.to_ir({**base, "generationConfig": config}).response_format
+
+    assert fmt({}) is None and fmt({"responseMimeType": "text/plain"}) is None
+    assert fmt({"responseMimeType": "application/json"}) == ir.ResponseFormat(type="json_object")
+    json_schema = fmt({"responseMimeType": "application/json", "responseJsonSchema": schema})
+    assert json_schema == ir.ResponseFormat(type="json_schema", schema=schema)
+    gemini_schema = {"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}
+    converted = fmt({"response_mime_type": "application/json", "response_schema": gemini_schema})
+    assert converted == ir.ResponseFormat(type="json_schema", schema=schema)
 
 
 def test_errors_have_gemini_shape() -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from google import genai
 from google.genai import errors, types
+from pydantic import BaseModel
 
 from lmrouter.testing.fake_anthropic import FakeAnthropic
 from lmrouter.testing.fake_gemini import FakeGemini
@@ -257,3 +258,47 @@ def test_key_in_the_query_string(router: RouterServer) -> None:
     assert ok.status_code == 200, ok.text
     assert "Hi via query key" in ok.json()["candidates"][0]["content"]["parts"][0]["text"]
     assert httpx.post(url, params={"key": "nope"}, json=body).status_code == 401
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-haiku"])
+def test_structured_output_reaches_every_provider(
+    client: genai.Client, fakes: Any, model: str
+) -> None:
+    """google-genai's ``response_schema`` (a pydantic model) and ``response_mime_type``: the
+    answer is JSON that parses into the model, and the schema reached the upstream."""
+
+    class City(BaseModel):
+        name: str
+        population: int
+
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json", response_schema=City
+    )
+    answer = client.models.generate_content(model=model, contents="A big city?", config=config)
+    assert isinstance(answer.parsed, City)
+    body = last_request(fakes[1] if model.startswith("openai") else fakes[2]).json
+    if model.startswith("openai"):
+        sent = body["response_format"]
+        assert sent["type"] == "json_schema"
+        assert set(sent["json_schema"]["schema"]["properties"]) == {"name", "population"}
+    else:  # Claude Haiku 4.5 has Anthropic's native structured outputs
+        sent = body["output_config"]["format"]
+        assert sent["type"] == "json_schema"
+        assert set(sent["schema"]["properties"]) == {"name", "population"}
+
+
+def test_google_tools_are_dropped_and_named_where_the_provider_has_none(
+    router: RouterServer, fakes: Any
+) -> None:
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "News today?"}]}],
+        "tools": [{"codeExecution": {}}],
+    }
+    answer = httpx.post(
+        f"{router.url}/v1beta/models/openai/gpt-4o-mini:generateContent",
+        json=body,
+        headers={"x-goog-api-key": ADMIN},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-lmrouter-dropped-tools"] == "codeExecution"
+    assert "tools" not in last_request(fakes[1]).json

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from lmrouter import ir
+from lmrouter.config import Price
 from lmrouter.dialects import responses as R
 from lmrouter.errors import RouterError
 from lmrouter.money import Rates
@@ -265,14 +267,14 @@ def _msg(*content: dict[str, Any], role: str = "user") -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "param"),
     [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": []}]}, "tools[1].type"),
+        ({"tools": [{"type": "custom", "name": "patch"}]}, "tools[0].type"),
+        ({"tools": [WEATHER, {"type": "namespace", "name": "n", "tools": []}]}, "tools[1].tools"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
         ({"tools": [{**WEATHER, "parameters": "x"}]}, "tools[0].parameters"),
         ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice"),
         ({"tool_choice": "sometimes"}, "tool_choice"),
-        ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format"),
+        ({"text": {"format": {"type": "yaml"}}}, "text.format.type"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"reasoning": {"effort": "extreme"}}, "reasoning.effort"),
         ({"reasoning": {"summary": "long"}}, "reasoning.summary"),
         ({"text": {"verbosity": "loud"}}, "text.verbosity"),
@@ -941,3 +943,27 @@ def test_random_streams_render_valid_events(
         ]
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
     assert "".join(deltas) == final.output_text
+
+
+def test_native_stream_relay_prices_the_final_event() -> None:
+    """A Responses stream passed through from OpenAI: events go out as they came, the final
+    event's usage gets ``cost``, and a stream cut before it is not complete."""
+    rates = Rates.from_price(Price(input=Decimal(1), output=Decimal(2)))
+    delta = {"type": "response.output_text.delta", "sequence_number": 0, "delta": "Hello"}
+    usage = {"input_tokens": 10, "output_tokens": 5, "input_tokens_details": {"cached_tokens": 4}}
+    final = {"type": "response.completed", "sequence_number": 1, "response": {"usage": usage}}
+    frames = [
+        b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in (delta, final)
+    ]
+    relay = R.ResponsesStreamRelay(True, rates)
+    assert relay.feed(frames[0]) == frames[0]
+    assert not relay.complete
+    assert relay.estimated_usage(40).completion_tokens == 2  # "Hello", estimated
+    out = relay.feed(frames[1]) + relay.close()
+    sent = json.loads(out.split(b"data: ", 1)[1])
+    assert sent["response"]["usage"]["cost"] == pytest.approx((10 * 1 + 5 * 2) / 1e6)
+    assert relay.complete and relay.usage is not None
+    assert (relay.usage.prompt_tokens, relay.usage.cached_tokens) == (10, 4)
+    failed = R.ResponsesStreamRelay(True, rates)
+    failed.feed(b'event: error\ndata: {"type":"error","message":"boom"}\n\n')
+    assert failed.failed and not failed.complete

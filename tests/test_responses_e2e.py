@@ -50,6 +50,7 @@ record = "{record}"
 type = "openai"
 base_url = "{upstream}"
 api_key = "{UPSTREAM_KEY}"
+responses = false  # converted to Chat Completions: what this file tests
 
 [[models]]
 id = "gpt"
@@ -256,8 +257,8 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     [
         ({"previous_response_id": "resp_abc"}, "previous_response_id", "stateless"),
         ({"background": True}, "background", "stateless"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type", "built-in"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format", "not supported"),
+        ({"tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "namespace"),
+        ({"text": {"format": {"type": "yaml"}}}, "text.format.type", "json_schema"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
             "input[0].content[0].type",

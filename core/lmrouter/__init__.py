@@ -1,11 +1,12 @@
 """LMRouter: a self-hostable LLM API router.
 
 This module is the public plugin API: everything a plugin may use is importable from here
-(``from lmrouter import hookimpl, RequestContext, RouterError``), plus the ``lmrouter.ir`` and
-``lmrouter.sse`` modules (the internal representation of a chat and the SSE codec, for provider
-adapters) and ``lmrouter.testing`` (fakes and a real-server fixture, for plugin tests). Every
-other module under ``lmrouter.*`` is internal: it may change in any release. First-party plugins
-keep to the same rule; ``tests/test_public_api.py`` checks them.
+(``from lmrouter import hookimpl, RequestContext, RouterError``), plus the modules
+``lmrouter.ir``, ``lmrouter.sse``, ``lmrouter.capabilities`` and ``lmrouter.structured`` (the
+internal representation of a chat, the SSE codec, what a model can take, and JSON answers by a
+forced tool, for provider adapters) and ``lmrouter.testing`` (fakes and a real-server fixture,
+for plugin tests). Every other module under ``lmrouter.*`` is internal: it may change in any
+release. First-party plugins keep to the same rule; ``tests/test_public_api.py`` checks them.
 
 What is stable follows ``API_VERSION`` (see :mod:`lmrouter.hookspecs`): a name removed from
 ``__all__`` or changed incompatibly raises its major number.
@@ -18,7 +19,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
-from lmrouter import ir, sse
+from lmrouter import capabilities, ir, sse, structured
 from lmrouter.auth import require_principal
 from lmrouter.config import Config, ConfigError, Model, Price, Route, find_config
 from lmrouter.context import Attempt, Outcome, Principal, RequestContext, Status
@@ -83,6 +84,7 @@ __all__ = [
     "__version__",
     "anthropic_tool_input",
     "body_too_large",
+    "capabilities",
     "estimate_tokens",
     "find_config",
     "format_usd",
@@ -98,5 +100,6 @@ __all__ = [
     "redact",
     "require_principal",
     "sse",
+    "structured",
     "usd",
 ]

@@ -26,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from lmrouter import __version__
 from lmrouter.auth import require_principal
+from lmrouter.count_tokens import gemini_count_tokens, messages_count_tokens
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import embeddings as embeddings_dialect
 from lmrouter.dialects import gemini as gemini_dialect
@@ -33,9 +34,7 @@ from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
 from lmrouter.errors import RouterError, model_not_found
 from lmrouter.gateway import Gateway
-from lmrouter.providers import UpstreamFailure
 from lmrouter.proxy import ProxyEndpoint
-from lmrouter.usage import estimate_tokens
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -229,29 +228,6 @@ async def get_model(request: Request) -> Response:
     return JSONResponse(_model_entry(gateway, model_id, "anthropic-version" in request.headers))
 
 
-async def count_tokens(request: Request) -> Response:
-    """Gemini's ``:countTokens``: the provider's own count where the model's first route has a
-    counter (Google routes), else an estimate from the text, marked so in
-    ``x-lmrouter-token-count: estimate``. Nothing is charged."""
-    await require_principal(request)
-    gateway: Gateway = request.app.state.gateway
-    model_id = request.path_params["model_id"].removeprefix("models/")
-    model = gateway.models.get(model_id)
-    if model is None:
-        raise model_not_found(model_id)
-    body = await request.body()
-    route = model.routes[0]
-    provider = gateway.providers[route.provider]
-    try:
-        counted = await provider.count_tokens(route, "gemini.generate", body)
-    except UpstreamFailure:
-        counted = None  # the estimate still answers the question
-    if counted is not None:
-        return JSONResponse({"totalTokens": counted})
-    estimate = estimate_tokens(len(gemini_dialect.text_of(body)))
-    return JSONResponse({"totalTokens": estimate}, headers={"x-lmrouter-token-count": "estimate"})
-
-
 # -- assembly ---------------------------------------------------------------------------------
 
 # The model endpoints: one path per dialect, each served by the same pipeline.
@@ -268,10 +244,11 @@ def create_app(gateway: Gateway) -> RouterApp:
         Route("/health", health),
         Route("/v1/models", list_models),
         Route("/v1beta/models", list_models),
-        Route("/v1/models/{model_id:path}:countTokens", count_tokens, methods=["POST"]),
-        Route("/v1beta/models/{model_id:path}:countTokens", count_tokens, methods=["POST"]),
+        Route("/v1/models/{model_id:path}:countTokens", gemini_count_tokens, methods=["POST"]),
+        Route("/v1beta/models/{model_id:path}:countTokens", gemini_count_tokens, methods=["POST"]),
         Route("/v1/models/{model_id:path}", get_model),
         Route("/v1beta/models/{model_id:path}", get_model),
+        Route("/v1/messages/count_tokens", messages_count_tokens, methods=["POST"]),
     ]
     endpoints = {path: ProxyEndpoint(gateway, dialect) for path, dialect in DIALECT_ROUTES}
     gemini = {

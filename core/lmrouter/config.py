@@ -63,6 +63,9 @@ class RoutingConfig(_Strict):
     deadline: float = 600.0  # seconds a request may take to reach its first byte, over all routes
     backoff: float = 0.05  # seconds before retrying a provider already tried; doubles each time
     backoff_max: float = 2.0
+    # A hosted tool a converted request's provider cannot run (OpenAI's web_search on a Claude
+    # model): "drop" it (named in x-lmrouter-dropped-tools) or "reject" the request (400).
+    unsupported_tools: Literal["drop", "reject"] = "drop"
 
 
 class Price(_Strict):
@@ -96,7 +99,8 @@ class Route(_Strict, dict=True):
 class Model(_Strict):
     id: str
     routes: list[Route]
-    max_output_tokens: int | None = None
+    max_output_tokens: int | None = None  # also a cap on converted requests (capabilities.py)
+    reasoning: bool | None = None  # send reasoning settings; unset: as the provider knows
     owned_by: str | None = None
     context_window: int | None = None
 

@@ -11,7 +11,9 @@ Conventions every converter keeps:
   take objects decode it, and an object coming back is encoded once;
 - ``finish_reason`` uses OpenAI's words (stop, length, tool_calls, content_filter);
   ``stop_sequence`` keeps which stop sequence ended it, when the provider says;
-- usage is :class:`lmrouter.usage.Usage` (cached and cache-write tokens are parts of the prompt).
+- usage is :class:`lmrouter.usage.Usage` (cached and cache-write tokens are parts of the prompt);
+- a ``response_format`` is never dropped: a provider without a native form for it asks for it
+  through a forced tool (:mod:`lmrouter.structured`) and answers with the tool's input as text.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ class ToolChoice(msgspec.Struct, kw_only=True):
     name: str = ""  # with mode "tool"
 
 
+class ResponseFormat(msgspec.Struct, kw_only=True):
+    """Structured output: the answer's text is JSON (``json_object``), or JSON that follows
+    ``schema`` (``json_schema``; ``strict`` as the caller asked, ``None`` when unsaid)."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    name: str = "response"
+    description: str = ""
+    strict: bool | None = None
+
+
 class ChatRequest(msgspec.Struct, kw_only=True):
     model: str
     messages: list[Message]
@@ -95,6 +108,13 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     reasoning_effort: Effort | None = None
     thinking_budget: int | None = None  # tokens; 0 turns reasoning off where a model allows
     user: str | None = None
+    response_format: ResponseFormat | None = None
+    # Hosted tools (run by the caller's provider, e.g. OpenAI's web_search) that no IR tool can
+    # stand for, as (field path, tool type): left out, or refused, by the operator's choice.
+    dropped_tools: list[tuple[str, str]] = []
+    # Hosted tools with an equivalent on other providers, by the IR's name ("web_search"), as
+    # (field path, the caller's tool type): a provider that has it runs its own.
+    hosted_tools: list[tuple[str, str]] = []
 
 
 class ChatResponse(msgspec.Struct, kw_only=True):

@@ -101,7 +101,8 @@ class _ErrorBody(msgspec.Struct):
 class Provider:
     type: ClassVar[str]
     Config: ClassVar[builtins.type[ProviderConfig]] = ProviderConfig  # `type` is the name above
-    native_dialects: ClassVar[frozenset[str]] = frozenset()  # forwarded untouched: prepare()
+    # Forwarded untouched (prepare()); an instance may narrow it from its config.
+    native_dialects: frozenset[str] = frozenset()
     converts: ClassVar[frozenset[str]] = frozenset()  # IR kinds served: build/parse/stream_parser
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
@@ -140,11 +141,16 @@ class Provider:
         """A fresh parser turning this provider's stream into IR events."""
         raise NotImplementedError
 
-    async def count_tokens(self, route: Route, dialect: str, body: bytes) -> int | None:
-        """The provider's own count of the prompt in ``body`` (a request in ``dialect``), or
-        None when it has no counter for it (the router then estimates). Raise
-        ``UpstreamFailure`` when the counter fails."""
+    def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest | None:
+        """An upstream request counting the input tokens of the request in ``ctx.doc`` (dialect
+        ``ctx.dialect``: ``anthropic.messages`` or ``gemini.generate``; ``ctx.ir`` holds it
+        converted when that is not one of :attr:`native_dialects`), or ``None`` for a provider
+        without a counter for it (the router then estimates)."""
         return None
+
+    def token_count(self, body: bytes) -> int:
+        """The count from the answer to :meth:`count_tokens`' request (``ValueError`` if none)."""
+        raise NotImplementedError
 
     def error_message(self, status: int, body: bytes) -> str:
         """The provider's own words from an error body; override for unusual shapes."""

@@ -342,7 +342,9 @@ _AnyBlock = (
 
 
 class _Message(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    # "system": a mid-conversation system message (Claude Code sends one for models it does not
+    # know as Claude's, under the beta ``mid-conversation-system-…``)
+    role: Literal["user", "assistant", "system"]
     content: str | list[_AnyBlock]
 
 
@@ -368,9 +370,14 @@ class _Metadata(msgspec.Struct, kw_only=True):
     user_id: str | None = None
 
 
+class _OutputFormat(msgspec.Struct, kw_only=True):
+    type: Literal["json_schema"]
+    schema: dict[str, Any]
+
+
 class _OutputConfig(msgspec.Struct, kw_only=True):
     effort: str | None = None
-    format: dict[str, Any] | None = None
+    format: _OutputFormat | None = None
 
 
 class _Request(msgspec.Struct, kw_only=True):
@@ -387,6 +394,7 @@ class _Request(msgspec.Struct, kw_only=True):
     thinking: _Thinking | None = None
     metadata: _Metadata | None = None
     output_config: _OutputConfig | None = None
+    output_format: _OutputFormat | None = None  # the beta's name for output_config.format
 
 
 _CHOICE_MODES: dict[str, Literal["auto", "required", "none", "tool"]] = {
@@ -473,15 +481,22 @@ def _parts(content: str | list[_AnyBlock]) -> list[ir.Part]:
     return [_part(block) for block in content]
 
 
-def _tools(tools: list[_Tool]) -> list[ir.Tool]:
+def _tools(
+    tools: list[_Tool],
+) -> tuple[list[ir.Tool], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Custom tools, and the server tools (``web_search_…``, ``code_execution_…``) that only
+    Anthropic runs, as dropped: the provider side leaves them out or refuses them by the
+    operator's ``[routing] unsupported_tools``."""
     out = []
+    dropped: list[tuple[str, str]] = []
+    hosted: list[tuple[str, str]] = []
     for i, tool in enumerate(tools):
+        if tool.type is not None and tool.type.startswith("web_search_"):
+            hosted.append((f"tools[{i}].type", tool.type))  # other providers search too
+            continue
         if tool.type not in (None, "custom"):
-            raise invalid_request(
-                f"tools[{i}].type: server tool '{tool.type}' is not supported for this model: it "
-                "is served by a provider that does not speak Anthropic's API.",
-                f"tools[{i}].type",
-            )
+            dropped.append((f"tools[{i}].type", tool.type))
+            continue
         if tool.input_schema is None:
             raise invalid_request(
                 f"tools[{i}].input_schema: Field required", f"tools[{i}].input_schema"
@@ -491,7 +506,7 @@ def _tools(tools: list[_Tool]) -> list[ir.Tool]:
                 name=tool.name, description=tool.description or "", parameters=tool.input_schema
             )
         )
-    return out
+    return out, dropped, hosted
 
 
 def _tool_choice(choice: _ToolChoice) -> ir.ToolChoice:
@@ -515,15 +530,7 @@ def _thinking_budget(thinking: _Thinking) -> int | None:
 
 
 def _effort(config: _OutputConfig | None) -> ir.Effort | None:
-    if config is None:
-        return None
-    if config.format is not None:
-        raise invalid_request(
-            "output_config.format: structured outputs cannot be converted for this model: it is "
-            "served by a provider that does not speak Anthropic's API.",
-            "output_config.format",
-        )
-    if config.effort is None:
+    if config is None or config.effort is None:
         return None
     effort = _EFFORTS.get(config.effort)
     if effort is None:
@@ -534,10 +541,12 @@ def _effort(config: _OutputConfig | None) -> ir.Effort | None:
 
 
 def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
-    """An Anthropic request as IR. Not carried over: ``top_k``, ``cache_control`` anywhere but
-    on text blocks, ``service_tier``, ``container``, ``mcp_servers`` and other Anthropic-only
-    settings. ``output_config.effort`` becomes ``reasoning_effort`` (``xhigh``/``max`` → high);
-    ``output_config.format`` (structured output) is refused: the IR has no place for it yet."""
+    """An Anthropic request as IR. System messages inside ``messages`` join ``system`` in
+    order. Not carried over: ``top_k``, ``cache_control`` anywhere but on text blocks,
+    ``context_management``, ``service_tier``, ``container``, ``mcp_servers`` and other
+    Anthropic-only settings. ``output_config.effort`` becomes ``reasoning_effort``
+    (``xhigh``/``max`` → high); ``output_config.format`` (or the beta's ``output_format``)
+    becomes ``response_format``."""
     try:
         req = msgspec.convert(doc, _Request)
     except msgspec.ValidationError as exc:
@@ -546,12 +555,29 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         system = [ir.Text(text=req.system)] if req.system else []
     else:
         system = [_text(block) for block in req.system or ()]
+    messages: list[ir.Message] = []
+    for i, message in enumerate(req.messages):
+        parts = _parts(message.content)
+        if message.role == "system":  # joins the system prompt, as the IR has one
+            if not all(isinstance(part, ir.Text) for part in parts):
+                raise invalid_request(
+                    f"messages[{i}].content: a system message holds text only",
+                    f"messages[{i}].content",
+                )
+            system.extend(part for part in parts if isinstance(part, ir.Text))
+        elif messages and messages[-1].role == message.role:
+            messages[-1].parts.extend(parts)  # turns around a system message meet
+        else:
+            messages.append(ir.Message(role=message.role, parts=parts))
     choice = req.tool_choice
+    tools, dropped, hosted = _tools(req.tools or [])
     return ir.ChatRequest(
         model=req.model,
-        messages=[ir.Message(role=m.role, parts=_parts(m.content)) for m in req.messages],
+        messages=messages,
         system=system,
-        tools=_tools(req.tools or []),
+        tools=tools,
+        dropped_tools=dropped,
+        hosted_tools=hosted,
         tool_choice=_tool_choice(choice) if choice is not None else None,
         parallel_tool_calls=False if choice and choice.disable_parallel_tool_use else None,
         max_tokens=req.max_tokens,
@@ -562,7 +588,16 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         reasoning_effort=_effort(req.output_config),
         thinking_budget=_thinking_budget(req.thinking) if req.thinking else None,
         user=req.metadata.user_id if req.metadata else None,
+        response_format=_response_format(req),
     )
+
+
+def _response_format(req: _Request) -> ir.ResponseFormat | None:
+    fmt = req.output_config.format if req.output_config else None
+    fmt = fmt or req.output_format
+    if fmt is None:
+        return None
+    return ir.ResponseFormat(type="json_schema", schema=fmt.schema)
 
 
 # -- conversion: IR answer → Message ----------------------------------------------------------

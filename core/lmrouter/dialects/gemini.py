@@ -303,6 +303,9 @@ class _GenerationConfig(msgspec.Struct, rename="camel"):
     temperature: float | None = None
     top_p: float | None = None
     thinking_config: _ThinkingConfig | None = None
+    response_mime_type: str | None = None
+    response_schema: dict[str, Any] | None = None
+    response_json_schema: dict[str, Any] | None = None
 
 
 class _Request(msgspec.Struct, rename="camel"):
@@ -395,21 +398,38 @@ def _parts(content: _Content, ids: _CallIds) -> list[ir.Part]:
     return parts
 
 
-def _tools(tools: list[dict[str, Any]]) -> list[ir.Tool]:
+def _tools(
+    tools: list[dict[str, Any]],
+) -> tuple[list[ir.Tool], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Function declarations; ``googleSearch`` as the hosted web search other providers run
+    themselves; Google's other tools (code execution, URL context…) as dropped, for the
+    provider side to leave out and name, or refuse (``[routing] unsupported_tools``)."""
     out: list[ir.Tool] = []
+    dropped: list[tuple[str, str]] = []
+    hosted: list[tuple[str, str]] = []
     for i, raw in enumerate(tools):
-        hosted = sorted(k for k in raw if k != "functionDeclarations")
-        if hosted:
-            raise invalid_request(
-                f"tools[{i}].{hosted[0]} runs on Google's servers and cannot be used with this "
-                "model: its provider is not Gemini.",
-                f"tools[{i}]",
-            )
+        for key in raw:
+            if key == "googleSearch":
+                hosted.append((f"tools[{i}].googleSearch", "web_search"))
+            elif key != "functionDeclarations":
+                dropped.append((f"tools[{i}].{key}", key))
         tool = msgspec.convert(raw, _Tool)
         for d in tool.function_declarations:
             schema = d.parameters_json_schema or json_schema(d.parameters or {})
             out.append(ir.Tool(name=d.name, description=d.description, parameters=schema))
-    return out
+    return out, dropped, hosted
+
+
+def _response_format(config: _GenerationConfig) -> ir.ResponseFormat | None:
+    """``responseMimeType: application/json``, with a schema in JSON Schema or Gemini's."""
+    if config.response_mime_type != "application/json":
+        return None
+    if config.response_json_schema is not None:
+        return ir.ResponseFormat(type="json_schema", schema=config.response_json_schema)
+    if config.response_schema is not None:
+        schema = json_schema(config.response_schema)
+        return ir.ResponseFormat(type="json_schema", schema=schema)
+    return ir.ResponseFormat(type="json_object")
 
 
 def json_schema(schema: Any) -> Any:
@@ -469,11 +489,11 @@ def camel_keys(value: Any) -> Any:
 
 def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
     """A Gemini request as IR. Not carried over: ``safetySettings``, ``cachedContent``,
-    ``topK``, seeds and penalties (Gemini's own), and ``responseSchema`` until the IR has a
-    place for it. Hosted tools (Google Search, code execution) are refused with a 400."""
+    ``topK``, seeds and penalties (Gemini's own). A JSON ``responseMimeType`` (with its schema)
+    becomes the IR's response format; Google Search the hosted web search."""
     try:
         req = msgspec.convert(camel_keys(doc), _Request)
-        tools = _tools(req.tools)
+        tools, dropped, hosted = _tools(req.tools)
     except msgspec.ValidationError as exc:
         raise invalid_request(f"Invalid JSON payload received: {exc}") from None
     ids = _CallIds()
@@ -504,6 +524,9 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         stream=doc.get("stream") is True,
         reasoning_effort=_LEVELS.get((thinking.thinking_level or "").lower()) if thinking else None,
         thinking_budget=thinking.thinking_budget if thinking else None,
+        response_format=_response_format(config),
+        dropped_tools=dropped,
+        hosted_tools=hosted,
     )
 
 

@@ -428,8 +428,16 @@ class _InNamedChoice(msgspec.Struct):
     function: _InChoiceFunction | None = None
 
 
+class _InJsonSchema(msgspec.Struct):
+    name: str
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
 class _InResponseFormat(msgspec.Struct):
-    type: str
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _InJsonSchema | None = None
 
 
 _Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
@@ -532,6 +540,27 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         reasoning_effort=effort,
         thinking_budget=budget,
         user=req.user if req.user is not None else req.safety_identifier,
+        response_format=_response_format(req.response_format),
+    )
+
+
+def _response_format(fmt: _InResponseFormat | None) -> ir.ResponseFormat | None:
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return ir.ResponseFormat(type="json_object")
+    spec = fmt.json_schema
+    if spec is None:
+        raise invalid_request(
+            "Missing required parameter: 'response_format.json_schema'.",
+            "response_format.json_schema",
+        )
+    return ir.ResponseFormat(
+        type="json_schema",
+        schema=spec.schema if spec.schema is not None else {},
+        name=spec.name,
+        description=spec.description or "",
+        strict=spec.strict,
     )
 
 
@@ -540,11 +569,6 @@ def _refuse_unsupported(req: _InRequest) -> None:
     is better than an answer that silently ignores them."""
     if req.n is not None and req.n > 1:
         raise invalid_request(f"`n` greater than 1 {_NOT_SUPPORTED}.", "n")
-    if req.response_format is not None and req.response_format.type != "text":
-        raise invalid_request(
-            f"`response_format` of type '{req.response_format.type}' {_NOT_SUPPORTED}.",
-            "response_format.type",
-        )
     if req.modalities and "audio" in req.modalities:
         raise invalid_request(f"Audio output {_NOT_SUPPORTED}.", "modalities")
     for name in ("functions", "function_call"):

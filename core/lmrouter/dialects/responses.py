@@ -1,7 +1,9 @@
-"""The OpenAI Responses dialect (``POST /v1/responses``), served by conversion through the IR.
+"""The OpenAI Responses dialect (``POST /v1/responses``).
 
-No provider speaks the Responses API natively yet, so every request goes Responses → IR →
-provider and every answer comes back as a ``response`` object or its typed event stream.
+OpenAI routes speak it natively: the request passes through (built-in and ``namespace`` tools,
+``include``, reasoning items all work there) and :class:`ResponsesStreamRelay` reads the usage
+off the stream. Every other provider is reached by conversion, Responses → IR → provider, and
+the answer comes back as a ``response`` object or its typed event stream.
 
 **Stateless.** Nothing is stored: ``store`` is accepted (and echoed as ``false``), but a response
 cannot be retrieved, continued (``previous_response_id``, ``conversation``, ``item_reference``),
@@ -21,9 +23,13 @@ Mapping choices (the README's support table repeats them):
   signature, so a stateless client that sends the item back keeps multi-turn thinking valid.
   Redacted thinking travels as ``encrypted_content`` with the :data:`REDACTED` prefix.
 - ``reasoning.effort``: ``xhigh``/``max`` → ``high``; ``none`` → no effort setting.
-- Only function tools; built-in tools (``web_search``, ``file_search``, ``computer_use``…),
-  ``text.format`` other than ``text``, file inputs and ``file_id`` images are 400s naming the
-  field. Hints without an IR equivalent are accepted and ignored: ``strict``, ``include``,
+- ``text.format`` ``json_object`` / ``json_schema`` become the IR's ``response_format``.
+- Function tools; ``namespace`` tools flattened into function tools named
+  ``{namespace}__{function}`` (calls come back with ``namespace`` and ``name`` apart); built-in
+  tools (``web_search``, ``file_search``…) left out and named in ``x-lmrouter-dropped-tools``,
+  or refused with ``[routing] unsupported_tools = "reject"``. ``custom`` tools, file inputs and
+  ``file_id`` images are 400s naming the field. Hints without an IR
+  equivalent are accepted and ignored: ``strict``, ``include``,
   ``truncation``, ``service_tier``, ``text.verbosity``, ``top_logprobs``, ``max_tool_calls``,
   ``prompt_cache_key``, ``reasoning.summary``, ``metadata`` (echoed back).
 - A finish for ``length`` or ``content_filter`` is ``status: "incomplete"`` with
@@ -50,7 +56,8 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.dialects.openai import error_body, load_object, model_field
 from lmrouter.errors import RouterError, invalid_request
-from lmrouter.usage import Usage
+from lmrouter.money import Rates
+from lmrouter.usage import Usage, estimate_tokens
 
 REDACTED = "lmr-redacted:"
 """``encrypted_content`` prefix for Anthropic redacted thinking (the rest is its ``data``)."""
@@ -182,7 +189,7 @@ class _Turns:
 
 
 def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
-    _check_text(doc)
+    response_format = _response_format(doc)
     _metadata(doc)
     turns = _Turns()
     instructions = doc.get("instructions")
@@ -199,11 +206,14 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
             _item(turns, item, f"input[{i}]")
     if not turns.messages:
         raise invalid_request("`input` must contain at least one user or assistant item.", "input")
+    tools, dropped, hosted = _tools(doc.get("tools"))
     return ir.ChatRequest(
         model=model_field(doc),
         messages=turns.messages,
         system=turns.system,
-        tools=_tools(doc.get("tools")),
+        tools=tools,
+        dropped_tools=dropped,
+        hosted_tools=hosted,
         tool_choice=_tool_choice(doc.get("tool_choice")),
         parallel_tool_calls=_optional_bool(doc, "parallel_tool_calls"),
         max_tokens=doc.get("max_output_tokens"),
@@ -212,6 +222,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         stream=doc.get("stream") is True,
         reasoning_effort=_effort(doc.get("reasoning")),
         user=_user(doc),
+        response_format=response_format,
     )
 
 
@@ -324,6 +335,9 @@ def _data_url(url: str, path: str) -> ir.Image:
 def _function_call_item(turns: _Turns, item: dict[str, Any], path: str) -> None:
     call_id = _string(item, "call_id", path)
     name = _string(item, "name", path)
+    namespace = _string(item, "namespace", path, required=False)
+    if namespace:
+        name = namespace + NAMESPACE_SEP + name
     arguments = _string(item, "arguments", path, required=False) or "{}"
     turns.call_names[call_id] = name
     turns.add("assistant", [ir.ToolCall(id=call_id, name=name, arguments=arguments)])
@@ -394,36 +408,93 @@ _ITEMS: dict[str, Callable[[_Turns, dict[str, Any], str], None]] = {
 # -- tools and settings -----------------------------------------------------------------------
 
 
-def _tools(value: Any) -> list[ir.Tool]:
+NAMESPACE_SEP = "__"
+"""Joins a ``namespace`` tool's name and a function's into the one name other providers see."""
+
+
+# Built-in tools other providers have an equivalent of (their own web search).
+_WEB_SEARCH = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26"})
+
+
+def _tools(
+    value: Any,
+) -> tuple[list[ir.Tool], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Function tools, and the functions of ``namespace`` tools flattened into function tools
+    named ``{namespace}__{function}``. ``web_search`` (with live web access) is returned as a
+    hosted tool that providers with a web search of their own run; the other built-in tools
+    are returned as dropped, for the provider side to leave out or refuse (``[routing]
+    unsupported_tools``). ``custom`` (free-form) tools are refused: the model would answer them
+    with text no other provider produces."""
     if value is None:
-        return []
+        return [], [], []
     if not isinstance(value, list):
         raise invalid_request("`tools` must be an array.", "tools")
-    tools = []
+    tools: list[ir.Tool] = []
+    dropped: list[tuple[str, str]] = []
+    hosted: list[tuple[str, str]] = []
     for i, tool in enumerate(value):
         path = f"tools[{i}]"
         if not isinstance(tool, dict):
             raise invalid_request(f"`{path}` must be an object.", path)
         kind = tool.get("type")
-        if kind != "function":
+        if kind == "function":
+            tools.append(_function_tool(tool, path))
+        elif kind == "namespace":
+            tools.extend(_namespace_tools(tool, path))
+        elif kind == "custom" or not isinstance(kind, str):
             raise invalid_request(
-                f"Tool type {kind!r} is not supported: built-in tools run on OpenAI's servers; "
-                "only function tools work through this router.",
+                f"Tool type {kind!r} is not supported for this model's provider; function, "
+                "namespace and built-in tools are.",
                 f"{path}.type",
             )
-        parameters = tool.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise invalid_request(f"`{path}.parameters` must be an object.", f"{path}.parameters")
-        if tool.get("strict") is not None:
-            _bool(tool, "strict", f"{path}.strict")  # accepted, not enforced (see the top)
-        tools.append(
-            ir.Tool(
-                name=_string(tool, "name", path),
-                description=_string(tool, "description", path, required=False),
-                parameters=parameters or {},
+        elif kind in _WEB_SEARCH and tool.get("external_web_access") is not False:
+            hosted.append((f"{path}.type", kind))  # offline (cache-only) search has no equal
+        else:
+            dropped.append((f"{path}.type", kind))
+    return tools, dropped, hosted
+
+
+def _function_tool(tool: dict[str, Any], path: str, prefix: str = "") -> ir.Tool:
+    parameters = tool.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise invalid_request(f"`{path}.parameters` must be an object.", f"{path}.parameters")
+    if tool.get("strict") is not None:
+        _bool(tool, "strict", f"{path}.strict")  # accepted, not enforced (see the top)
+    return ir.Tool(
+        name=prefix + _string(tool, "name", path),
+        description=_string(tool, "description", path, required=False),
+        parameters=parameters or {},
+    )
+
+
+def _namespace_tools(tool: dict[str, Any], path: str) -> list[ir.Tool]:
+    namespace = _string(tool, "name", path)
+    inner = tool.get("tools")
+    if not isinstance(inner, list) or not inner:
+        raise invalid_request(f"`{path}.tools` must be a non-empty array.", f"{path}.tools")
+    out = []
+    for j, sub in enumerate(inner):
+        where = f"{path}.tools[{j}]"
+        if not isinstance(sub, dict) or sub.get("type") != "function":
+            raise invalid_request(
+                "Only function tools are supported inside a namespace for this model's provider.",
+                f"{where}.type",
             )
-        )
-    return tools
+        out.append(_function_tool(sub, where, namespace + NAMESPACE_SEP))
+    return out
+
+
+def namespaced(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Flattened function name → (namespace, function) for the request's namespace tools, to
+    give calls their ``namespace`` back."""
+    names: dict[str, tuple[str, str]] = {}
+    for tool in doc.get("tools") or ():
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            space = str(tool.get("name"))
+            for sub in tool.get("tools") or ():
+                if isinstance(sub, dict) and isinstance(sub.get("name"), str):
+                    names[f"{space}{NAMESPACE_SEP}{sub['name']}"] = (space, sub["name"])
+    return names
 
 
 def _tool_choice(value: Any) -> ir.ToolChoice | None:
@@ -457,24 +528,39 @@ def _effort(value: Any) -> ir.Effort | None:
     return _EFFORTS[effort]
 
 
-def _check_text(doc: dict[str, Any]) -> None:
-    """``text.format``: plain text only (the IR has no structured output yet)."""
+def _response_format(doc: dict[str, Any]) -> ir.ResponseFormat | None:
+    """``text.format``: plain text, ``json_object``, or ``json_schema`` with its ``name``,
+    ``schema``, ``description`` and ``strict`` (the Responses API puts them in the format
+    itself, where Chat Completions nests them under ``json_schema``)."""
     text = doc.get("text")
     if text is None:
-        return
+        return None
     if not isinstance(text, dict):
         raise invalid_request("`text` must be an object.", "text")
     _one_of(text, "verbosity", "text.verbosity", _VERBOSITIES)
     fmt = text.get("format")
     if fmt is None:
-        return
+        return None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind != "text":
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ir.ResponseFormat(type="json_object")
+    if kind != "json_schema":
         raise invalid_request(
-            f"`text.format` type {kind!r} is not supported yet; only plain text "
-            '({"type": "text"}) is.',
-            "text.format",
+            "`text.format.type` must be one of text, json_object, json_schema.", "text.format.type"
         )
+    assert isinstance(fmt, dict)
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise invalid_request("`text.format.schema` must be an object.", "text.format.schema")
+    return ir.ResponseFormat(
+        type="json_schema",
+        schema=schema,
+        name=_string(fmt, "name", "text.format"),
+        description=_string(fmt, "description", "text.format", required=False),
+        strict=_optional_bool(fmt, "strict"),
+    )
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -494,11 +580,18 @@ def _echo(doc: dict[str, Any]) -> dict[str, Any]:
             "parameters": tool.get("parameters"),
             "strict": tool.get("strict"),
         }
+        if tool.get("type") == "function"
+        else tool
         for tool in doc.get("tools") or ()
+        if isinstance(tool, dict)
     ]
     text: dict[str, Any] = {"format": {"type": "text"}}
-    if isinstance(doc.get("text"), dict) and doc["text"].get("verbosity") is not None:
-        text["verbosity"] = doc["text"]["verbosity"]
+    asked = doc.get("text")
+    if isinstance(asked, dict):
+        if isinstance(asked.get("format"), dict):
+            text["format"] = asked["format"]
+        if asked.get("verbosity") is not None:
+            text["verbosity"] = asked["verbosity"]
     reasoning = doc.get("reasoning") or {}
     metadata = doc.get("metadata")
     parallel = doc.get("parallel_tool_calls")
@@ -587,9 +680,14 @@ def _reasoning(item_id: str, text: str, signature: str) -> dict[str, Any]:
 
 
 def _function_call(
-    item_id: str, call_id: str, name: str, arguments: str, status: str
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    status: str,
+    spaces: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    return {
+    item = {
         "id": item_id,
         "type": "function_call",
         "status": status,
@@ -597,9 +695,14 @@ def _function_call(
         "name": name,
         "arguments": arguments,
     }
+    if spaces and name in spaces:  # a flattened namespace function: its own two names back
+        item["namespace"], item["name"] = spaces[name]
+    return item
 
 
-def _output(parts: list[ir.Part]) -> list[dict[str, Any]]:
+def _output(
+    parts: list[ir.Part], spaces: dict[str, tuple[str, str]] | None = None
+) -> list[dict[str, Any]]:
     """IR answer parts as output items; a run of text parts is one message item."""
     items: list[dict[str, Any]] = []
     message: dict[str, Any] | None = None
@@ -616,13 +719,15 @@ def _output(parts: list[ir.Part]) -> list[dict[str, Any]]:
             items.append(_reasoning(_new_id("rs_"), part.text, signature))
         elif isinstance(part, ir.ToolCall):
             items.append(
-                _function_call(_new_id("fc_"), part.id, part.name, part.arguments, "completed")
+                _function_call(
+                    _new_id("fc_"), part.id, part.name, part.arguments, "completed", spaces
+                )
             )
     return items
 
 
 def render(answer: ir.ChatResponse, doc: dict[str, Any], cost: int) -> bytes:
-    output = _output(answer.parts)
+    output = _output(answer.parts, namespaced(doc))
     if answer.finish_reason in _INCOMPLETE_REASONS and output and "status" in output[-1]:
         output[-1]["status"] = "incomplete"  # the item being generated when it stopped
     body = _response(
@@ -676,6 +781,7 @@ class ResponsesStreamRenderer:
         "out",
         "rid",
         "seq",
+        "spaces",
         "started",
         "tools",
     )
@@ -683,6 +789,7 @@ class ResponsesStreamRenderer:
     def __init__(self, doc: dict[str, Any], wants_usage: bool = True) -> None:
         # wants_usage is moot: a Responses stream always ends with the response and its usage.
         self.echo = _echo(doc)
+        self.spaces = namespaced(doc)
         self.rid = _new_id("resp_")
         self.created_at = int(time.time())
         self.model = str(doc.get("model", ""))
@@ -837,7 +944,7 @@ class ResponsesStreamRenderer:
         self._emit(
             "response.output_item.added",
             output_index=item.index,
-            item=_function_call(item.id, call_id, name, "", "in_progress"),
+            item=_function_call(item.id, call_id, name, "", "in_progress", self.spaces),
         )
         return item
 
@@ -876,7 +983,7 @@ class ResponsesStreamRenderer:
             item.wire = _reasoning(item.id, text, item.signature)
         else:
             self._emit("response.function_call_arguments.done", **base, arguments=text)
-            item.wire = _function_call(item.id, item.call_id, item.name, text, status)
+            item.wire = _function_call(item.id, item.call_id, item.name, text, status, self.spaces)
         self._emit("response.output_item.done", output_index=item.index, item=item.wire)
 
     # -- output -------------------------------------------------------------------------------
@@ -933,7 +1040,7 @@ def stream_error(err: RouterError, sequence_number: int = 0) -> bytes:
     return sse.encode(orjson.dumps(payload), "error")
 
 
-# -- pass-through (for a future provider that speaks Responses natively) ----------------------
+# -- pass-through (OpenAI routes speak Responses themselves) -----------------------------------
 
 
 class _InputDetails(msgspec.Struct):
@@ -951,6 +1058,17 @@ class _WireUsage(msgspec.Struct):
     input_tokens_details: _InputDetails | None = None
     output_tokens_details: _OutputDetails | None = None
 
+    def normalize(self) -> Usage:
+        inputs = self.input_tokens_details or _InputDetails()
+        outputs = self.output_tokens_details or _OutputDetails()
+        return Usage(
+            prompt_tokens=self.input_tokens,
+            completion_tokens=self.output_tokens,
+            cached_tokens=inputs.cached_tokens,
+            cache_write_tokens=inputs.cache_write_tokens,
+            reasoning_tokens=outputs.reasoning_tokens,
+        )
+
 
 class _Body(msgspec.Struct):
     usage: _WireUsage | None = None
@@ -960,22 +1078,83 @@ _decode_body = msgspec.json.Decoder(_Body).decode
 
 
 def _body_usage(body: bytes) -> Usage | None:
-    """A native ``response`` object's usage (for a provider that speaks Responses itself)."""
+    """A native ``response`` object's usage."""
     wire = _decode_body(body).usage
-    if wire is None:
-        return None
-    inputs = wire.input_tokens_details or _InputDetails()
-    outputs = wire.output_tokens_details or _OutputDetails()
-    return Usage(
-        prompt_tokens=wire.input_tokens,
-        completion_tokens=wire.output_tokens,
-        cached_tokens=inputs.cached_tokens,
-        cache_write_tokens=inputs.cache_write_tokens,
-        reasoning_tokens=outputs.reasoning_tokens,
-    )
+    return wire.normalize() if wire is not None else None
 
 
 finish_json = finish_with(_body_usage)
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    delta: Any = None
+    response: _Body | None = None
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+# The events that end a stream: the last one carries the whole response and its usage.
+_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesStreamRelay:
+    """Relays a native Responses stream event by event. Usage comes with the final
+    ``response.completed`` / ``response.incomplete`` / ``response.failed`` event, whose
+    ``response.usage`` also gets ``cost``; the text deltas relayed are counted so a cut stream
+    can still be charged. An ``error`` event (or ``response.failed``) is the upstream's
+    failure, relayed as it is."""
+
+    __slots__ = ("chars", "decoder", "failed", "finished", "rates", "usage")
+
+    def __init__(self, wants_usage: bool, rates: Rates) -> None:
+        self.decoder = sse.SSEDecoder()
+        self.rates = rates
+        self.usage: Usage | None = None
+        self.finished = False
+        self.failed = False
+        self.chars = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join([self._event(event) for event in self.decoder.feed(chunk)])
+
+    def close(self) -> bytes:
+        return b"".join([self._event(event) for event in self.decoder.close()])
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and not self.failed
+
+    def estimated_usage(self, prompt_chars: int) -> Usage:
+        return Usage(
+            prompt_tokens=estimate_tokens(prompt_chars),
+            completion_tokens=estimate_tokens(self.chars),
+            estimated=True,
+        )
+
+    def error(self, err: RouterError) -> bytes:
+        return stream_error(err)
+
+    def _event(self, event: sse.SSEEvent) -> bytes:
+        data = event.data
+        try:
+            parsed = _decode_event(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return sse.encode(data, event.event)  # not ours to judge: pass it on unchanged
+        kind = parsed.type
+        if isinstance(parsed.delta, str):
+            self.chars += len(parsed.delta)
+        elif kind in _FINAL:
+            self.finished = True
+            self.failed = kind == "response.failed"
+            wire = parsed.response.usage if parsed.response is not None else None
+            if wire is not None:
+                self.usage = wire.normalize()
+                doc = orjson.loads(data)
+                doc["response"]["usage"]["cost"] = cost_json(self.rates.cost(self.usage))
+                data = orjson.dumps(doc)
+        elif kind == "error":
+            self.failed = True
+        return sse.encode(data, event.event or kind or None)
 
 
 RESPONSES = Dialect(
@@ -985,6 +1164,7 @@ RESPONSES = Dialect(
     error_body=error_body,
     stream_error=stream_error,
     finish_json=finish_json,
+    stream_relay=ResponsesStreamRelay,
     to_ir=to_ir,
     render=render,
     renderer=ResponsesStreamRenderer,

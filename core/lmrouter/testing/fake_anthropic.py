@@ -17,7 +17,12 @@ What it reproduces from the real API, so that converters are built for the real 
   messages — ``model``/``max_tokens``/``messages`` required, roles, content block shapes, no
   empty text blocks, every ``tool_use`` answered by a ``tool_result`` in the next message (and
   no ``tool_result`` without its ``tool_use``), ``temperature``/``top_p`` in 0 to 1, tool schemas,
-  ``tool_choice``, thinking budgets (at least 1024 and below ``max_tokens``).
+  ``tool_choice``, thinking budgets (at least 1024 and below ``max_tokens``), no thinking with
+  a forced tool choice, structured output (``output_config.format``, and ``output_format``
+  under its beta header) answered with JSON that fits the schema, ``system`` messages inside
+  ``messages`` only under the ``mid-conversation-system-…`` beta header, and no ``thinking``
+  setting at all for Claude 3.5 and older models (by name).
+* ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}`` counted as for a message.
 * The ``message`` object: ``msg_…`` ids, content blocks (thinking with a signature when
   ``thinking`` is enabled, text, ``tool_use`` with an input built from the tool's schema when
   tools are given), ``stop_reason`` (end_turn, tool_use, max_tokens, stop_sequence with the
@@ -43,6 +48,7 @@ import base64
 import hashlib
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -59,6 +65,7 @@ from lmrouter.testing.fakeserver import (
     content_text,
     retry_after,
     sample_arguments,
+    sample_json,
     split_text,
 )
 
@@ -184,6 +191,7 @@ class _Request:
     tool_choice: dict[str, Any]
     stop_sequences: list[str]
     thinking: bool
+    output_schema: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -214,7 +222,8 @@ class FakeAnthropic(FakeServer[Behavior]):
         # By lower-case name, the last value winning (as in the record), for the checks below.
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            if (request.method, request.path) != ("POST", "/v1/messages"):
+            route = (request.method, request.path)
+            if route not in (("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens")):
                 raise _ApiError(404, "not_found_error", "Not found")
             self._authenticate(headers)
             if "anthropic-version" not in headers:
@@ -228,7 +237,10 @@ class FakeAnthropic(FakeServer[Behavior]):
                     "There was an issue with the format of your request: the body must be a"
                     " JSON object.",
                 )
-            return await self._messages(request, parsed, at)
+            betas = {b.strip() for b in headers.get("anthropic-beta", "").split(",")}
+            if request.path.endswith("/count_tokens"):
+                return _count_tokens(parsed, betas)
+            return await self._messages(request, parsed, at, betas)
         except _ApiError as err:
             return _error_response(err)
 
@@ -245,9 +257,9 @@ class FakeAnthropic(FakeServer[Behavior]):
             raise _ApiError(401, "authentication_error", "invalid x-api-key")
 
     async def _messages(
-        self, request: web.BaseRequest, body: dict[str, Any], at: float
+        self, request: web.BaseRequest, body: dict[str, Any], at: float, betas: set[str]
     ) -> web.StreamResponse:
-        req = _validate(body)
+        req = _validate(body, betas)
         behavior = self._behavior(req.model)
         if behavior.first_byte_delay > 0:
             await self._delay_headers(behavior.first_byte_delay, req.model, req.stream)
@@ -298,6 +310,8 @@ class FakeAnthropic(FakeServer[Behavior]):
             text = behavior.text
             if text is None:
                 text = "Hello! You said: " + user_text[:40]
+                if req.output_schema is not None:
+                    text = sample_json(req.output_schema)
             cut, stop_sequence = _stop_at(text, req.stop_sequences)
             if stop_sequence is not None:
                 text, stop_reason = cut, "stop_sequence"
@@ -328,10 +342,11 @@ class FakeAnthropic(FakeServer[Behavior]):
         ):
             return None
         name = req.tool_choice.get("name")
-        for tool in req.tools:
+        custom = [tool for tool in req.tools if tool.get("type", "custom") == "custom"]
+        for tool in custom:  # server tools run on Anthropic's side: never called as tool_use
             if name is None or tool.get("name") == name:
                 return tool
-        return req.tools[0]
+        return custom[0] if custom else None
 
     async def _stream(
         self,
@@ -384,7 +399,92 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _validate(body: dict[str, Any]) -> _Request:
+_SYSTEM_BETA = "mid-conversation-system-"
+_NO_THINKING = re.compile(r"claude-(?:3-5-|3-)(?:haiku|sonnet|opus)")  # before Claude 3.7
+_OUTPUT_FORMAT_BETA = "structured-outputs-2025-11-13"
+
+
+def _count_tokens(body: dict[str, Any], betas: Collection[str]) -> web.Response:
+    """``/v1/messages/count_tokens``: what a message would count as input (no ``max_tokens``)."""
+    req = _validate({"max_tokens": 1024, **body}, betas)
+    tokens = _prompt_chars(req) // 4 + 4 * len(req.messages)
+    headers = _headers()
+    headers["Content-Type"] = _JSON_TYPE
+    return web.Response(body=orjson.dumps({"input_tokens": tokens}), headers=headers)
+
+
+def _check_output_format(body: dict[str, Any], betas: Collection[str]) -> dict[str, Any] | None:
+    """``output_config.format`` (or the beta's ``output_format``): the answer's JSON schema."""
+    config = body.get("output_config")
+    fmt, where = None, "output_config.format"
+    if config is not None:
+        if not isinstance(config, dict):
+            raise _invalid("output_config: Input should be a valid dictionary")
+        effort = config.get("effort")
+        if effort is not None and effort not in ("low", "medium", "high", "xhigh", "max"):
+            raise _invalid(
+                "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
+            )
+        fmt = config.get("format")
+    if "output_format" in body:
+        if _OUTPUT_FORMAT_BETA not in betas:
+            raise _invalid("output_format: Extra inputs are not permitted")
+        fmt, where = body["output_format"], "output_format"
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise _invalid(f"{where}: Input tag does not match 'json_schema'")
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise _invalid(f"{where}.json_schema.schema: Field required")
+    if schema.get("type") != "object":
+        raise _invalid(f"{where}.json_schema.schema: the root must be of type 'object'")
+    _check_output_schema(schema, f"{where}.schema")
+    return schema
+
+
+# Keywords structured outputs cannot enforce: Anthropic refuses schemas that hold them.
+_UNENFORCEABLE = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "maxItems",
+    "uniqueItems",
+)
+
+
+def _check_output_schema(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type", "schema")
+    for key in _UNENFORCEABLE:
+        if key in schema:
+            raise _invalid(f"{where}: For '{kind}' type, property '{key}' is not supported")
+    if schema.get("minItems", 0) not in (0, 1):
+        raise _invalid(
+            f"{where}: For 'array' type, 'minItems' values other than 0 or 1 are not supported"
+        )
+    if (kind == "object" or "properties" in schema) and schema.get(
+        "additionalProperties"
+    ) is not False:
+        raise _invalid(
+            f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+        )
+    for name, sub in (schema.get("properties") or {}).items():
+        _check_output_schema(sub, f"{where}.properties.{name}")
+    for key in ("anyOf", "allOf"):
+        for i, sub in enumerate(schema.get(key) or ()):
+            _check_output_schema(sub, f"{where}.{key}.{i}")
+    for name, sub in (schema.get("$defs") or {}).items():
+        _check_output_schema(sub, f"{where}.$defs.{name}")
+    _check_output_schema(schema.get("items"), f"{where}.items")
+
+
+def _validate(body: dict[str, Any], betas: Collection[str] = ()) -> _Request:
     """Reject what Anthropic rejects, with its ``field: problem`` messages."""
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
@@ -402,8 +502,11 @@ def _validate(body: dict[str, Any]) -> _Request:
         raise _invalid("messages: Input should be a valid list")
     if not messages:
         raise _invalid("messages: at least one message is required")
+    system_messages = any(beta.startswith(_SYSTEM_BETA) for beta in betas)
     for i, message in enumerate(messages):
-        _check_message(i, message, last=i == len(messages) - 1)
+        _check_message(i, message, last=i == len(messages) - 1, system=system_messages)
+    if system_messages:  # they are part of the system prompt; the turns around them remain
+        messages = [m for m in messages if m["role"] != "system"]
     _check_tool_pairs(messages)
     _check_system(body.get("system"))
     for name in ("temperature", "top_p"):
@@ -422,8 +525,13 @@ def _validate(body: dict[str, Any]) -> _Request:
     tools = _check_tools(body.get("tools"))
     choice = _check_tool_choice(body.get("tool_choice"), tools)
     thinking = _check_thinking(body.get("thinking"), max_tokens)
+    if body.get("thinking") is not None and _NO_THINKING.search(model):
+        raise _invalid(f"thinking: '{model}' does not support extended thinking.")
     if thinking:
+        if choice.get("type") in ("any", "tool"):
+            raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
         _check_thinking_turn(messages)
+    output_schema = _check_output_format(body, betas)
     return _Request(
         model=model,
         max_tokens=max_tokens,
@@ -434,14 +542,16 @@ def _validate(body: dict[str, Any]) -> _Request:
         tool_choice=choice,
         stop_sequences=stops,
         thinking=thinking,
+        output_schema=output_schema,
     )
 
 
-def _check_message(i: int, message: Any, *, last: bool) -> None:
+def _check_message(i: int, message: Any, *, last: bool, system: bool = False) -> None:
     where = f"messages.{i}"
     if not isinstance(message, dict):
         raise _invalid(f"{where}: Input should be a valid dictionary")
-    if message.get("role") not in ("user", "assistant"):
+    roles = ("user", "assistant", "system") if system else ("user", "assistant")
+    if message.get("role") not in roles:
         raise _invalid(f"{where}.role: Input should be 'user' or 'assistant'")
     if "content" not in message:
         raise _invalid(f"{where}.content: Field required")

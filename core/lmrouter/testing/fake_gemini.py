@@ -35,6 +35,13 @@ What it reproduces from the real API:
   ``thinkingBudget`` is 0, returned as ``{"text", "thought": true}`` parts only with
   ``includeThoughts``; thoughts and text share ``maxOutputTokens`` (thoughts first), so a small
   limit can end in ``MAX_TOKENS`` with no text at all, as on the real API.
+* Structured output: ``responseMimeType: "application/json"`` with ``responseJsonSchema``
+  (JSON Schema) or ``responseSchema`` (the OpenAPI subset) answers with JSON that fits it; a
+  schema without the JSON MIME type, both schema fields at once, or the JSON MIME type together
+  with function declarations (as Gemini 2.x refuses it) are 400s.
+* Thinking budgets within each 2.5 model's documented range (by name), and no thinking
+  settings for Gemini 1.x and 2.0 models.
+* ``:countTokens``: ``{"totalTokens"}`` for ``contents`` or a whole ``generateContentRequest``.
 * ``:batchEmbedContents`` / ``:embedContent``: deterministic unit vectors (``Behavior.dimensions``
   long); ``outputDimensionality`` keeps the leading values *without* re-normalising them
   (Matryoshka truncation, as Gemini does); no token counts (Gemini reports none).
@@ -70,6 +77,7 @@ from lmrouter.testing.fakeserver import (
     content_end,
     embedding,
     sample_arguments,
+    sample_json,
     split_text,
 )
 
@@ -318,7 +326,7 @@ class FakeGemini(FakeServer[Behavior]):
                 "streamGenerateContent": self._generate,
                 "batchEmbedContents": self._batch_embed,
                 "embedContent": self._embed,
-                "countTokens": self._count,
+                "countTokens": self._count_tokens,
             }.get(method)
             if handler is None:
                 raise _ApiError(404, f"Method not found: models.{method}")
@@ -352,6 +360,7 @@ class FakeGemini(FakeServer[Behavior]):
         self, request: web.BaseRequest, model: str, method: str, body: dict[str, Any]
     ) -> web.StreamResponse:
         _check_generate(body)
+        _check_thinking_budget(model, _field(_field(body, "generationConfig"), "thinkingConfig"))
         stream = method == "streamGenerateContent"
         behavior = self._behavior(model)
         if behavior.first_byte_delay > 0:
@@ -397,6 +406,10 @@ class FakeGemini(FakeServer[Behavior]):
                 text = behavior.text
                 if text is None:
                     text = "Hello! You said: " + _last_user_text(contents)[:40]
+                    if _field(config, "responseMimeType") == "application/json":
+                        schema = _field(config, "responseJsonSchema")
+                        schema = schema or _field(config, "responseSchema") or {}
+                        text = sample_json(schema) if schema else json.dumps({"text": text})
                 texts = split_text(text if i == 0 else f"{text} (candidate {i})", size)
                 if room is not None and len(texts) > room:
                     texts = texts[:room]
@@ -428,11 +441,29 @@ class FakeGemini(FakeServer[Behavior]):
         chosen = next((d for d in declarations if d["name"] in allowed), declarations[0])
         call: dict[str, Any] = {
             "name": chosen["name"],
-            "args": sample_arguments(_field(chosen, "parameters") or {"type": "OBJECT"}),
+            "args": sample_arguments(
+                _field(chosen, "parameters")
+                or _field(chosen, "parametersJsonSchema")
+                or {"type": "OBJECT"}
+            ),
         }
         if behavior.function_call_ids:
             call["id"] = f"fc-{next(self._ids):08x}{os.urandom(4).hex()}"
         return call
+
+    async def _count_tokens(
+        self, request: web.BaseRequest, model: str, method: str, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        _known(body, frozenset({"contents", "generateContentRequest"}), "")
+        inner = _field(body, "generateContentRequest")
+        if inner is None:
+            inner = {"contents": _field(body, "contents")}
+        elif _field(body, "contents") is not None:
+            raise _invalid("contents and generate_content_request cannot both be set.")
+        _check_generate(inner)
+        tokens = _prompt_tokens(inner)
+        details = [{"modality": "TEXT", "tokenCount": tokens}]
+        return _json_response({"totalTokens": tokens, "promptTokensDetails": details})
 
     def _response_id(self) -> str:
         raw = os.urandom(16) + next(self._ids).to_bytes(4, "big")
@@ -517,17 +548,6 @@ class FakeGemini(FakeServer[Behavior]):
             raise _scripted_error(behavior, model)
         return _json_response({"embedding": {"values": _vector(text, body, behavior)}})
 
-    async def _count(
-        self, request: web.BaseRequest, model: str, method: str, body: dict[str, Any]
-    ) -> web.StreamResponse:
-        """``countTokens``: ``{contents}`` or ``{generateContentRequest}``, counted as
-        ``generateContent`` would count its prompt."""
-        inner = _field(body, "generate_content_request")
-        counted = inner if isinstance(inner, dict) else body
-        if not isinstance(_field(counted, "contents"), list):
-            raise _ApiError(400, "* CountTokensRequest.contents: contents is required.")
-        return _json_response({"totalTokens": _prompt_tokens(counted)})
-
 
 # -- request checks ----------------------------------------------------------------------------
 
@@ -566,9 +586,17 @@ def _check_generate(body: dict[str, Any]) -> None:
     system = _field(body, "systemInstruction")
     if system is not None:
         _check_content(system, "system_instruction")
-    _check_generation_config(_field(body, "generationConfig"))
+    config = _field(body, "generationConfig")
+    _check_generation_config(config)
     names = _check_tools(_field(body, "tools"))
     _check_tool_config(_field(body, "toolConfig"), names)
+    builtin = [t for t in _field(body, "tools") or () if _field(t, "functionDeclarations") is None]
+    if names and builtin:
+        raise _invalid("Tool use with function calling is unsupported")
+    if names and _field(config, "responseMimeType") == "application/json":
+        raise _invalid(
+            "Function calling with a response mime type: 'application/json' is unsupported"
+        )
 
 
 def _check_content(content: Any, where: str) -> None:
@@ -687,6 +715,23 @@ def _check_generation_config(config: Any) -> None:
         value = _field(config, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _invalid(f"Invalid value at 'generation_config.{name}' (TYPE_INT32), {value!r}")
+    mime = _field(config, "responseMimeType")
+    json_schema = _field(config, "responseJsonSchema")
+    schema = _field(config, "responseSchema")
+    if json_schema is not None and schema is not None:
+        raise _invalid(
+            "* GenerateContentRequest.generation_config.response_schema: response_schema and"
+            " response_json_schema cannot both be set.\n"
+        )
+    if (json_schema is not None or schema is not None) and mime != "application/json":
+        raise _invalid(
+            "* GenerateContentRequest.generation_config.response_mime_type: response_mime_type"
+            " must be 'application/json' when a response schema is set.\n"
+        )
+    if schema is not None:
+        _check_schema(schema, "generation_config.response_schema")
+    if json_schema is not None and not isinstance(json_schema, dict):
+        raise _invalid("Invalid value at 'generation_config.response_json_schema'")
     count = _field(config, "candidateCount")
     if count is not None and not 1 <= count <= 8:
         raise _invalid(
@@ -697,6 +742,33 @@ def _check_generation_config(config: Any) -> None:
         raise _invalid(
             "* GenerateContentRequest.generation_config.stop_sequences: the number of"
             " stop_sequences must not exceed 5\n"
+        )
+
+
+# Thinking budgets by model (Google's thinking guide): (least, most, whether 0 is allowed).
+_BUDGETS = (
+    ("2.5-pro", (128, 32768, False)),
+    ("2.5-flash-lite", (512, 24576, True)),
+    ("2.5-flash", (0, 24576, True)),
+)
+
+
+def _check_thinking_budget(model: str, thinking: Any) -> None:
+    if thinking is None:
+        return
+    if model.startswith(("gemini-1.", "gemini-2.0")):
+        raise _invalid("Thinking is not supported for this model.")
+    budget = _field(thinking, "thinkingBudget")
+    limits = next((r for name, r in _BUDGETS if name in model), None)
+    if not isinstance(budget, int) or budget == -1 or limits is None:
+        return
+    least, most, zero = limits
+    if budget == 0 and not zero:
+        raise _invalid("Budget 0 is invalid. This model only works in thinking mode.")
+    if not (budget == 0 or least <= budget <= most):
+        raise _invalid(
+            f"The thinking budget {budget} is invalid. Please choose a value between"
+            f" {0 if zero else least} and {most}."
         )
 
 
@@ -721,6 +793,11 @@ def _check_tools(tools: Any) -> set[str]:
                 )
             names.add(name)
             parameters = _field(declaration, "parameters")
+            if parameters is not None and _field(declaration, "parametersJsonSchema") is not None:
+                raise _invalid(
+                    f"* GenerateContentRequest.{where}: parameters and parameters_json_schema"
+                    " cannot both be set.\n"
+                )
             if parameters is not None:
                 _check_schema(parameters, f"{where}.parameters")
                 kind = str(_field(parameters, "type") or "").upper()

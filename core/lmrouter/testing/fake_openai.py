@@ -25,9 +25,12 @@ not for a fake's conveniences:
   plus a ``choices: []`` usage chunk when ``stream_options.include_usage`` is set, the
   ``obfuscation`` padding field on every chunk (omitted when
   ``stream_options.include_obfuscation`` is false), ``max_completion_tokens``/``max_tokens``
-  truncation with ``finish_reason: "length"``, and ``data: [DONE]``.
+  truncation with ``finish_reason: "length"``, and ``data: [DONE]``. By model name, what the
+  real models refuse: ``reasoning_effort`` on GPT-4o/4.1/3.5, an output limit above theirs.
 * Non-stream bodies are pretty-printed like the real API's (2-space indent; error bodies 4-space),
   so nothing downstream may assume compact JSON.
+* ``POST /v1/responses``: the Responses API with built-in and ``namespace`` tools (see
+  :mod:`lmrouter.testing.fake_responses`).
 * ``POST /v1/embeddings`` (string, strings, token arrays; ``dimensions``; ``encoding_format``
   ``float`` or ``base64`` little-endian float32, which the official SDK asks for by default),
   ``GET /v1/models`` and ``GET /v1/models/{id}``.
@@ -55,6 +58,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import signal
 import struct
 import sys
@@ -67,6 +71,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from lmrouter.testing import fake_responses
 from lmrouter.testing.fakeserver import (
     ALNUM,
     Disconnect,
@@ -80,6 +85,7 @@ from lmrouter.testing.fakeserver import (
     embedding,
     retry_after,
     sample_arguments,
+    sample_json,
     split_text,
 )
 
@@ -253,6 +259,7 @@ class _ChatRequest:
     limit: int | None
     tool: dict[str, Any] | None
     service_tier: str
+    response_format: dict[str, Any] | None = None
 
 
 class FakeOpenAI(FakeServer[Behavior]):
@@ -284,6 +291,7 @@ class FakeOpenAI(FakeServer[Behavior]):
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
         }
 
@@ -325,6 +333,7 @@ class FakeOpenAI(FakeServer[Behavior]):
         self, request: web.BaseRequest, body: dict[str, Any], at: float
     ) -> web.StreamResponse:
         req = _validate_chat(body)
+        _check_model_limits(req.model, body)
         behavior = self._behavior(req.model)
         if behavior.first_byte_delay > 0:
             await self._delay_headers(behavior.first_byte_delay, req.model, req.stream)
@@ -398,6 +407,8 @@ class FakeOpenAI(FakeServer[Behavior]):
             text = behavior.text or ""
             if behavior.text is None:
                 text = "Hello! You said: " + _last_user_text(req.messages)[:40]
+                if req.response_format is not None:
+                    text = _structured_text(req.response_format, text)
         choices = []
         for i in range(req.n):
             if tool is not None:
@@ -448,6 +459,47 @@ class FakeOpenAI(FakeServer[Behavior]):
                 events, cut = events[:position], True
         return await self._write_stream(
             request, response, events, model=req.model, delay=delay, cut=cut
+        )
+
+    async def _responses(
+        self, request: web.BaseRequest, body: dict[str, Any], at: float
+    ) -> web.StreamResponse:
+        """``POST /v1/responses`` (see :mod:`lmrouter.testing.fake_responses`)."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _missing("model")
+        behavior = self._behavior(model)
+        if behavior.first_byte_delay > 0:
+            await self._delay_headers(behavior.first_byte_delay, model, body.get("stream") is True)
+        if behavior.status is not None:
+            raise _scripted_error(behavior, model)
+        rid = self._next_id("resp_", 50)
+        try:
+            item, pieces = fake_responses.answer(
+                body,
+                rid,
+                self._next_id("msg_" if not body.get("tools") else "fc_", 50),
+                self._next_id("call_", 24),
+                behavior.chunk_chars,
+            )
+        except fake_responses.RequestError as err:
+            raise _ApiError(400, err.message, param=err.param) from None
+        cached = (behavior.usage or {}).get("cached_tokens", 0)
+        usage = fake_responses.usage(body, len(pieces), cached)
+        final = fake_responses.response_object(body, rid, [item], usage)
+        if body.get("stream") is not True:
+            return _json_response(final, at)
+        events = fake_responses.stream_events(body, rid, item, pieces, final)
+        headers = _headers(at)
+        headers["Content-Type"] = _SSE_TYPE
+        response = web.StreamResponse(status=200, headers=headers)
+        cut = False
+        if behavior.drop_after_chunks is not None:
+            position = content_index(events, behavior.drop_after_chunks)
+            if position is not None:
+                events, cut = events[:position], True
+        return await self._write_stream(
+            request, response, events, model=model, delay=behavior.chunk_delay, cut=cut
         )
 
     async def _embeddings(
@@ -661,6 +713,7 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
     if limit is None:
         limit = _positive_int(body, "max_tokens")
     tool = _chosen_tool(body)
+    response_format = _check_response_format(body.get("response_format"), messages)
     tier = body.get("service_tier")
     return _ChatRequest(
         model=model,
@@ -672,7 +725,131 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
         limit=limit,
         tool=tool,
         service_tier=tier if tier in _ECHOED_TIERS else "default",
+        response_format=response_format,
     )
+
+
+# What the real models refuse, by name: reasoning settings on non-reasoning models, and an
+# output limit above the model's own.
+_NO_REASONING = re.compile(r"^(?:gpt-4o|gpt-4\.1|gpt-3\.5)")
+_OUTPUT_LIMITS = (("gpt-4o", 16384), ("gpt-4.1", 32768), ("gpt-3.5", 4096))
+
+
+def _check_model_limits(model: str, body: dict[str, Any]) -> None:
+    if body.get("reasoning_effort") is not None and _NO_REASONING.match(model):
+        raise _ApiError(
+            400,
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            param="reasoning_effort",
+            code="unsupported_parameter",
+        )
+    limit = next((n for prefix, n in _OUTPUT_LIMITS if model.startswith(prefix)), None)
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = body.get(name)
+        if limit is not None and isinstance(asked, int) and asked > limit:
+            raise _ApiError(
+                400,
+                f"max_tokens is too large: {asked}. This model supports at most {limit}"
+                f" completion tokens, whereas you provided {asked}.",
+                param=name,
+                code="invalid_value",
+            )
+
+
+_SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _check_response_format(fmt: Any, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``response_format`` as OpenAI checks it; ``None`` for plain text."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict):
+        raise _invalid_type("response_format", "an object", fmt)
+    kind = fmt.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise _ApiError(
+            400,
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object', and"
+            " 'json_schema'.",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        if not any("json" in json.dumps(m.get("content")).lower() for m in messages):
+            raise _ApiError(
+                400,
+                "'messages' must contain the word 'json' in some form, to use 'response_format'"
+                " of type 'json_object'.",
+                param="messages",
+            )
+        return fmt
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _missing("response_format.json_schema")
+    name = spec.get("name")
+    if name is None:
+        raise _missing("response_format.json_schema.name")
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+        raise _ApiError(
+            400,
+            "Invalid 'response_format.json_schema.name': string does not match pattern. Expected"
+            " a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+            param="response_format.json_schema.name",
+            code="invalid_value",
+        )
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise _invalid_type("response_format.json_schema.schema", "an object", schema)
+    if spec.get("strict") is True:
+        problem = _strict_problem(schema or {}, ())
+        if problem:
+            raise _ApiError(
+                400,
+                f"Invalid schema for response_format '{name}': {problem}",
+                param="response_format",
+                code="invalid_json_schema",
+            )
+    return fmt
+
+
+def _strict_problem(schema: Any, context: tuple[str, ...]) -> str | None:
+    """What strict mode refuses in a schema: objects must set ``additionalProperties: false``
+    and require every property (OpenAI's own wording)."""
+    if not isinstance(schema, dict):
+        return None
+    where = f"In context=({', '.join(repr(c) for c in context)}{',' if len(context) == 1 else ''})"
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            return f"{where}, 'additionalProperties' is required to be supplied and to be false."
+        properties = schema.get("properties") or {}
+        missing = [name for name in properties if name not in (schema.get("required") or ())]
+        if missing:
+            return (
+                f"{where}, 'required' is required to be supplied and to be an array including"
+                f" every key in properties. Missing '{missing[0]}'."
+            )
+        for name, sub in properties.items():
+            problem = _strict_problem(sub, (*context, "properties", name))
+            if problem:
+                return problem
+    subs = [schema.get("items"), *(schema.get("anyOf") or ())]
+    subs += list((schema.get("$defs") or {}).values())
+    for sub in subs:
+        problem = _strict_problem(sub, context)
+        if problem:
+            return problem
+    return None
+
+
+def _structured_text(fmt: dict[str, Any], text: str) -> str:
+    """A structured answer: a value that fits the schema, or for ``json_object`` the default
+    text in a JSON object."""
+    if fmt["type"] == "json_schema":
+        return sample_json(fmt["json_schema"].get("schema") or {})
+    return orjson.dumps({"text": text}).decode()
 
 
 def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -398,6 +398,29 @@ def sample_value(schema: Any, depth: int = 0) -> Any:
     return "test"
 
 
+def sample_json(schema: Any) -> str:
+    """A structured answer's text: a value that fits ``schema`` (``$ref``s to its ``$defs``
+    followed, as pydantic models nest), as JSON."""
+    root = schema if isinstance(schema, dict) else {}
+    return orjson.dumps(sample_value(_resolve_refs(schema, root))).decode()
+
+
+def _resolve_refs(schema: Any, root: dict[str, Any], depth: int = 0) -> Any:
+    if depth > 8:
+        return {}
+    if isinstance(schema, list):
+        return [_resolve_refs(item, root, depth) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, dict) else {}
+        return _resolve_refs(target, root, depth + 1)
+    return {k: _resolve_refs(v, root, depth + 1) for k, v in schema.items()}
+
+
 def sample_arguments(schema: Any) -> dict[str, Any]:
     """Tool-call arguments built from the tool's parameter schema (``{}`` unless an object)."""
     value = sample_value(schema)

@@ -13,18 +13,31 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
 * Thinking without a signature (another provider's reasoning text) is dropped: Anthropic refuses
   unsigned thinking blocks. ``reasoning_effort`` low/medium/high becomes a thinking budget of
   1024/4096/16384 tokens (``minimal``: no thinking); the budget counts toward ``max_tokens`` (as
-  reasoning counts toward OpenAI's ``max_completion_tokens``), so it is capped at
-  ``max_tokens - 1`` and thinking is left off when that is below Anthropic's minimum of 1024.
+  reasoning counts toward OpenAI's ``max_completion_tokens``), so it is kept within Anthropic's
+  range, 1024 to ``max_tokens - 1``, and thinking is left off when ``max_tokens`` leaves no room.
+  Claude 3.5 and older take no thinking at all (see :mod:`lmrouter.capabilities`).
   Thinking is also left off when the last assistant turn calls tools without a signed thinking
   block (Anthropic refuses that with thinking on; turns from other providers never have one).
   With thinking on, ``temperature`` other than 1 and ``top_p`` below 0.95 are left out (Anthropic
   refuses them together). ``temperature`` is capped at 1 (Anthropic's range is 0 to 1).
+* Thinking is left off when the tool choice forces a tool (``any`` or a named tool): Anthropic
+  refuses thinking with forced tool use.
+* Structured output (``response_format``): a JSON schema with an object at its root goes as
+  ``output_config.format`` to models with native structured outputs (Claude Opus 4.1, and 4.5
+  and later; config ``structured_outputs`` overrides the guess from the model name), rewritten
+  to what Anthropic enforces (:mod:`lmrouter_anthropic.schema`). Otherwise,
+  and for ``json_object``, the answer is asked for through a forced tool whose input is returned
+  as the answer's text (:mod:`lmrouter.structured`).
+* Another dialect's web search (Responses ``web_search`` with live access) becomes Anthropic's
+  ``web_search_20250305`` server tool; its result blocks stay on Anthropic's side (the answer's
+  text carries what was found).
 * ``n > 1`` is refused (400): Anthropic answers with one message.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 import orjson
@@ -36,12 +49,15 @@ from lmrouter import (
     ProviderConfig,
     UpstreamFailure,
     UpstreamRequest,
+    capabilities,
     hookimpl,
     invalid_request,
     ir,
     sse,
+    structured,
 )
 from lmrouter import anthropic_tool_input as tool_input
+from lmrouter_anthropic.schema import for_anthropic
 
 api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
 
@@ -49,6 +65,8 @@ if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
 
 DEFAULT_MAX_TOKENS = 4096
+HOSTED = frozenset({"web_search"})  # hosted tools Anthropic runs itself (server tools)
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
 MIN_THINKING_BUDGET = 1024  # Anthropic refuses smaller budgets
 EFFORT_BUDGETS: dict[str, int | None] = {
     "minimal": None,
@@ -65,6 +83,31 @@ STREAM_ERROR_STATUS: dict[str, int] = {"invalid_request_error": 400, "request_to
 
 class AnthropicConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     version: str = "2023-06-01"  # the anthropic-version header sent upstream
+    # How converted requests ask for structured output: "auto" uses output_config.format on
+    # models known to have it (by name) and a forced tool on the others.
+    structured_outputs: Literal["auto", "native", "tool"] = "auto"
+
+
+# Claude model names with a family and a version: claude-opus-4-1-…, claude-sonnet-4-5, …
+_CLAUDE_VERSION = re.compile(r"claude-(opus|sonnet|haiku)-(\d+)(?:-(\d))?(?=$|[-@])")
+
+
+# Claude models before extended thinking (3.7): they refuse a ``thinking`` setting.
+_NO_THINKING = re.compile(r"claude-(?:3-5-|3-)(?:haiku|sonnet|opus)|claude-(?:instant|2)")
+
+
+def reasoning_default(model: str) -> bool | None:
+    return False if _NO_THINKING.search(model) else None
+
+
+def native_structured_outputs(model: str) -> bool:
+    """Whether a Claude model takes ``output_config.format`` (Anthropic's documented list: Opus
+    4.1, and every model from 4.5 on)."""
+    match = _CLAUDE_VERSION.search(model)
+    if match is None:
+        return False
+    version = (int(match.group(2)), int(match.group(3) or 0))
+    return version >= (4, 5) or (match.group(1) == "opus" and version == (4, 1))
 
 
 # -- IR → Messages request --------------------------------------------------------------------
@@ -172,9 +215,9 @@ def _thinking_budget(request: ir.ChatRequest, max_tokens: int) -> int | None:
     budget = request.thinking_budget
     if budget is None and request.reasoning_effort is not None:
         budget = EFFORT_BUDGETS.get(request.reasoning_effort)
-    if budget is None:
+    if budget is None or budget <= 0:  # 0: thinking off; Gemini's -1 (dynamic): the default
         return None
-    budget = min(budget, max_tokens - 1)
+    budget = min(max(budget, MIN_THINKING_BUDGET), max_tokens - 1)
     return budget if budget >= MIN_THINKING_BUDGET else None
 
 
@@ -190,25 +233,31 @@ def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
 
 
 def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> dict[str, Any]:
-    """The Messages API body for an IR request (see the module notes for each choice)."""
+    """The Messages API body for an IR request (see the module notes for each choice). A
+    ``response_format`` here goes as ``output_config.format``: a request for a model without
+    it goes through :func:`lmrouter.structured.as_tool_request` first."""
     if request.n > 1:
         raise invalid_request("n: this model answers with one choice; send n = 1.", "n")
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+    forced = False
     system = [block for part in request.system if (block := _text(part)) is not None]
     if system:
         body["system"] = system
     body["messages"] = _turns(request.messages)
+    if request.hosted_tools:  # another dialect's web search: Anthropic's own server tool
+        body["tools"] = [dict(WEB_SEARCH_TOOL)]
     if request.tools:
-        body["tools"] = [_tool(tool) for tool in request.tools]
+        body["tools"] = [*body.get("tools", ()), *(_tool(tool) for tool in request.tools)]
         choice = _tool_choice(request)
         if choice is not None:
             body["tool_choice"] = choice
+            forced = choice["type"] in ("any", "tool")
     if request.stop:
         stops = [stop for stop in request.stop if stop.strip()]
         if stops:
             body["stop_sequences"] = stops
     budget = _thinking_budget(request, max_tokens)
-    if budget is not None and _unsigned_tool_turn(body["messages"]):
+    if budget is not None and (forced or _unsigned_tool_turn(body["messages"])):
         budget = None
     temperature, top_p = request.temperature, request.top_p
     if budget is not None:
@@ -221,6 +270,10 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
         body["top_p"] = top_p
     if request.user:
         body["metadata"] = {"user_id": request.user}
+    fmt = request.response_format
+    if fmt is not None:
+        schema = for_anthropic(fmt.schema)
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     if request.stream:
         body["stream"] = True
     return body
@@ -421,7 +474,9 @@ class AnthropicProvider(Provider):
         # base_url is the API root (https://api.anthropic.com); a root given with /v1 works too.
         root = self.base_url.removesuffix("/v1")
         self.url = root + "/v1/messages"
+        self.count_url = root + "/v1/messages/count_tokens"
         self.version = config.version
+        self.structured_outputs = config.structured_outputs
 
     def headers(self, ctx: RequestContext, key: str) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": self.version}
@@ -438,6 +493,22 @@ class AnthropicProvider(Provider):
             body = orjson.dumps({**ctx.doc, "model": route.model})
         return UpstreamRequest(self.url, self.headers(ctx, key), body)
 
+    def count_tokens(
+        self, ctx: RequestContext, route: Route, key: str
+    ) -> UpstreamRequest | None:
+        """Anthropic counts for itself: its own dialect's request is forwarded as it came (model
+        renamed); another dialect's is estimated."""
+        if ctx.dialect not in self.native_dialects:
+            return None
+        body = orjson.dumps({**ctx.doc, "model": route.model})
+        return UpstreamRequest(self.count_url, self.headers(ctx, key), body)
+
+    def token_count(self, body: bytes) -> int:
+        count = orjson.loads(body).get("input_tokens")
+        if type(count) is not int:
+            raise ValueError("no input_tokens in the count")
+        return count
+
     def callers_fault(self, status: int, body: bytes) -> bool:
         """Anthropic has long answered an exhausted account with a 400 ``invalid_request_error``
         ("Your credit balance is too low…") rather than 402: that is this route's problem, so
@@ -449,14 +520,30 @@ class AnthropicProvider(Provider):
     def build(
         self, ctx: RequestContext, request: ir.ChatRequest, route: Route, key: str
     ) -> UpstreamRequest:
+        request = capabilities.fit(
+            ctx, request, reasoning=reasoning_default(route.model), hosted=HOSTED
+        )
         max_tokens = (
             request.max_tokens
             or ctx.max_output_tokens
             or ctx.model.max_output_tokens
             or DEFAULT_MAX_TOKENS
         )
+        if self.answers_by_tool(request, route.model):
+            request = structured.as_tool_request(request)
         body = messages_request(request, route.model, max_tokens)
         return UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+
+    def answers_by_tool(self, request: ir.ChatRequest, model: str) -> bool:
+        """Whether this request's structured answer comes through the forced answer tool."""
+        fmt = request.response_format
+        if fmt is None:
+            return False
+        if fmt.type != "json_schema" or structured.wrapped(fmt) or not fmt.schema:
+            return True  # output_config.format takes an object schema only
+        if self.structured_outputs == "auto":
+            return not native_structured_outputs(model)
+        return self.structured_outputs == "tool"
 
     def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
         try:
@@ -468,10 +555,23 @@ class AnthropicProvider(Provider):
                 retryable=True,
                 upstream_status=200,
             ) from None
-        return chat_response(message)
+        answer = chat_response(message)
+        fmt = request.response_format if request is not None else None
+        if fmt is not None and self.answers_by_tool(request, _model(ctx)):
+            answer = structured.from_tool_answer(answer, fmt)
+        return answer
 
-    def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> MessagesStreamParser:
-        return MessagesStreamParser()
+    def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> Any:
+        parser = MessagesStreamParser()
+        fmt = request.response_format if request is not None else None
+        if fmt is not None and self.answers_by_tool(request, _model(ctx)):
+            return structured.ToolAnswerStream(parser, fmt)
+        return parser
+
+
+def _model(ctx: RequestContext) -> str:
+    """The upstream model of the route being tried."""
+    return ctx.route.model if ctx.route is not None else ""
 
 
 @hookimpl

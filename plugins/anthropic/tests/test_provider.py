@@ -43,7 +43,8 @@ def ctx(
         dialect="anthropic.messages",
         headers=headers or {},
         max_output_tokens=limit,
-        model=SimpleNamespace(max_output_tokens=model_limit),
+        model=SimpleNamespace(max_output_tokens=model_limit, reasoning=None),
+        response_headers=[],
     )
 
 

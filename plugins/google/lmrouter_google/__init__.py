@@ -31,7 +31,15 @@ from urllib.parse import quote
 
 import orjson
 
-from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl, ir
+from lmrouter import (
+    Provider,
+    ProviderConfig,
+    UpstreamRequest,
+    capabilities,
+    hookimpl,
+    ir,
+    structured,
+)
 from lmrouter_google import chat, embed, wire
 
 api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
@@ -63,39 +71,24 @@ class GoogleProvider(Provider):
         model = model.removeprefix("models/")
         return f"{self.root}/models/{quote(model, safe='-._~')}:{method}"
 
-    def _headers(self, key: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["x-goog-api-key"] = key
-        return headers
-
-    def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
-        method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
-        return UpstreamRequest(self.url(route.model, method), self._headers(key), ctx.body)
-
-    async def count_tokens(self, route: Route, dialect: str, body: bytes) -> int | None:
-        if dialect != "gemini.generate":
-            return None
-        request = UpstreamRequest(
-            self.url(route.model, "countTokens"), self._headers(self.config.api_key), body
-        )
-        response = await self.open(request, stream=False, budget=self.config.first_byte_timeout)
-        if response.status >= 400:
-            raise await self.read_error(response, self.config.api_key)
-        try:
-            answer = orjson.loads(await response.read())
-        finally:
-            response.release()
-        total = answer.get("totalTokens") if isinstance(answer, dict) else None
-        return total if isinstance(total, int) else None
-
     def build(self, ctx: RequestContext, request: Any, route: Route, key: str) -> UpstreamRequest:
         if isinstance(request, ir.EmbeddingRequest):
             model = route.model.removeprefix("models/")
             body = embed.build(request, model)
             url = self.url(model, "batchEmbedContents")
         else:
-            body = chat.build(request)
+            # Gemini 2.x runs Google Search grounding only without function calling or a
+            # JSON answer: otherwise a web search is left out like any other hosted tool.
+            alone = not request.tools and request.response_format is None
+            request = capabilities.fit(
+                ctx,
+                request,
+                reasoning=chat.reasoning_default(route.model),
+                hosted=frozenset({"web_search"}) if alone else frozenset(),
+            )
+            if answers_by_tool(request):
+                request = structured.as_tool_request(request)
+            body = chat.build(request, route.model)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
             url = self.url(route.model, method)
         return UpstreamRequest(url, self._headers(key), orjson.dumps(body))
@@ -104,10 +97,46 @@ class GoogleProvider(Provider):
         model = _upstream_model(ctx, request)
         if isinstance(request, ir.EmbeddingRequest):
             return embed.parse(request, model, body)
-        return chat.parse(body, model)
+        answer = chat.parse(body, model)
+        if request.response_format is not None and answers_by_tool(request):
+            answer = structured.from_tool_answer(answer, request.response_format)
+        return answer
 
-    def stream_parser(self, ctx: RequestContext, request: Any) -> chat.StreamParser:
-        return chat.StreamParser(_upstream_model(ctx, request))
+    def stream_parser(self, ctx: RequestContext, request: Any) -> Any:
+        parser = chat.StreamParser(_upstream_model(ctx, request))
+        if request.response_format is not None and answers_by_tool(request):
+            return structured.ToolAnswerStream(parser, request.response_format)
+        return parser
+
+    def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
+        return UpstreamRequest(self.url(route.model, method), self._headers(key), ctx.body)
+
+    def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        """Gemini's ``countTokens``: a Gemini request as it came, any other as it would be
+        converted for ``generateContent``."""
+        model = route.model.removeprefix("models/")
+        if ctx.dialect in self.native_dialects:
+            return UpstreamRequest(self.url(model, "countTokens"), self._headers(key), ctx.body)
+        assert isinstance(ctx.ir, ir.ChatRequest)
+        inner = chat.build(ctx.ir)
+        inner.pop("generationConfig", None)  # only what is input counts
+        body = {"generateContentRequest": {"model": f"models/{model}", **inner}}
+        return UpstreamRequest(
+            self.url(model, "countTokens"), self._headers(key), orjson.dumps(body)
+        )
+
+    def token_count(self, body: bytes) -> int:
+        count = orjson.loads(body).get("totalTokens", 0)  # proto3 JSON leaves out a zero
+        if type(count) is not int:
+            raise ValueError("no totalTokens in the count")
+        return count
+
+    def _headers(self, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["x-goog-api-key"] = key
+        return headers
 
     def error_message(self, status: int, body: bytes) -> str:
         error = wire.decode_error(body)
@@ -117,6 +146,14 @@ class GoogleProvider(Provider):
 
     def callers_fault(self, status: int, body: bytes) -> bool:
         return super().callers_fault(status, body) and not _ours(body)
+
+
+def answers_by_tool(request: ir.ChatRequest) -> bool:
+    """Gemini takes a response schema (``responseJsonSchema``) but not together with function
+    calling (2.x models answer 400 "Function calling with a response mime type:
+    'application/json' is unsupported"): with tools in play, the answer comes through a forced
+    function instead (:mod:`lmrouter.structured`)."""
+    return request.response_format is not None and bool(request.tools)
 
 
 def _upstream_model(ctx: RequestContext, request: Any) -> str:

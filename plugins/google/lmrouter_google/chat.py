@@ -24,6 +24,11 @@ Request mapping (IR → Gemini):
 - ``tools`` → one ``{functionDeclarations}`` with schemas converted by :mod:`.schema`;
   ``tool_choice`` → ``toolConfig.functionCallingConfig`` AUTO / ANY / NONE, a named tool as ANY
   with ``allowedFunctionNames``. ``parallel_tool_calls`` has no Gemini equivalent.
+- ``response_format`` → ``responseMimeType: "application/json"`` with the JSON Schema as
+  ``responseJsonSchema`` (Gemini 2.5 and later take JSON Schema there as it is); with tools in
+  play the provider asks through a forced function instead (see ``answers_by_tool``);
+- a web search (Responses ``web_search``, Anthropic's ``web_search_…``) → ``{googleSearch: {}}``
+  when the request has no function tools (Gemini 2.x refuses the two together);
 - ``n > 1`` is refused (400, ``n``): Gemini's ``candidateCount`` exists, but the IR answer has one
   choice.
 """
@@ -39,7 +44,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import UpstreamFailure, invalid_request, ir, sse
+from lmrouter import UpstreamFailure, invalid_request, ir, sse, structured
 from lmrouter_google import schema, wire
 
 EFFORT_BUDGETS: dict[str, int] = {
@@ -50,6 +55,38 @@ EFFORT_BUDGETS: dict[str, int] = {
     "medium": 8192,
     "high": 24576,
 }
+# Thinking budgets each model family takes (Google's thinking guide): (least, most, whether 0
+# turns thinking off). Checked in order, so the longer names come first. -1 (dynamic) is valid
+# everywhere and sent as it is.
+BUDGET_RANGES: tuple[tuple[str, tuple[int, int, bool]], ...] = (
+    ("2.5-pro", (128, 32768, False)),
+    ("2.5-flash-lite", (512, 24576, True)),
+    ("2.5-flash", (1, 24576, True)),
+)
+DEFAULT_BUDGET_RANGE = (128, 24576, True)  # newer models: the range every 2.5 model shares
+_NO_THINKING = ("gemini-1.", "gemini-2.0", "gemma-")  # models without thinking
+
+
+def reasoning_default(model: str) -> bool | None:
+    model = model.removeprefix("models/")
+    return False if model.startswith(_NO_THINKING) else None
+
+
+def budget_range(model: str) -> tuple[int, int, bool]:
+    return next((r for name, r in BUDGET_RANGES if name in model), DEFAULT_BUDGET_RANGE)
+
+
+def clamp_budget(budget: int, model: str) -> int:
+    """A thinking budget within the model's documented range (0 stays 0 where it turns
+    thinking off; else it becomes the least budget)."""
+    if budget == -1:
+        return budget
+    least, most, can_stop = budget_range(model)
+    if budget == 0 and can_stop:
+        return 0
+    return min(max(budget, least), most)
+
+
 TOOL_MODES: dict[str, str] = {"auto": "AUTO", "required": "ANY", "none": "NONE", "tool": "ANY"}
 FINISH_REASONS: dict[str, ir.FinishReason] = {
     "STOP": "stop",
@@ -68,7 +105,7 @@ PLACEHOLDER_SIGNATURE = "skip_thought_signature_validator"
 # -- request ---------------------------------------------------------------------------------
 
 
-def build(request: ir.ChatRequest) -> dict[str, Any]:
+def build(request: ir.ChatRequest, model: str = "") -> dict[str, Any]:
     if request.n > 1:
         raise invalid_request("Gemini routes answer with one choice: `n` must be 1.", "n")
     contents = _contents(request.messages)
@@ -78,9 +115,11 @@ def build(request: ir.ChatRequest) -> dict[str, Any]:
     system = [{"text": part.text} for part in request.system if part.text]
     if system:
         body["systemInstruction"] = {"parts": system}
-    config = _generation_config(request)
+    config = _generation_config(request, model)
     if config:
         body["generationConfig"] = config
+    if request.hosted_tools:  # another dialect's web search: Google Search grounding
+        body["tools"] = [{"googleSearch": {}}]
     if request.tools:
         body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
         if request.tool_choice is not None:
@@ -171,7 +210,7 @@ def _function_response(result: ir.ToolResult, names: dict[str, str]) -> dict[str
     return {"name": name, "response": response, "id": result.id}
 
 
-def _generation_config(request: ir.ChatRequest) -> dict[str, Any]:
+def _generation_config(request: ir.ChatRequest, model: str = "") -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.max_tokens is not None:
         config["maxOutputTokens"] = request.max_tokens
@@ -181,20 +220,26 @@ def _generation_config(request: ir.ChatRequest) -> dict[str, Any]:
         config["topP"] = request.top_p
     if request.stop:
         config["stopSequences"] = list(request.stop)
-    thinking = _thinking(request)
+    thinking = _thinking(request, model)
     if thinking:
         config["thinkingConfig"] = thinking
+    fmt = request.response_format
+    if fmt is not None:
+        config["responseMimeType"] = "application/json"
+        if fmt.type == "json_schema" and fmt.schema:
+            config["responseJsonSchema"] = fmt.schema
     return config
 
 
-def _thinking(request: ir.ChatRequest) -> dict[str, Any]:
+def _thinking(request: ir.ChatRequest, model: str = "") -> dict[str, Any]:
     if request.thinking_budget is not None:
-        budget = request.thinking_budget
+        budget = clamp_budget(request.thinking_budget, model)
         if budget == 0:
             return {"thinkingBudget": 0}  # thinking off (where the model allows it)
         return {"thinkingBudget": budget, "includeThoughts": True}
     if request.reasoning_effort is not None:
-        return {"thinkingBudget": EFFORT_BUDGETS[request.reasoning_effort]}
+        budget = clamp_budget(EFFORT_BUDGETS[request.reasoning_effort], model)
+        return {"thinkingBudget": budget}
     return {}
 
 
@@ -202,6 +247,11 @@ def _declaration(tool: ir.Tool) -> dict[str, Any]:
     declaration: dict[str, Any] = {"name": tool.name}
     if tool.description:
         declaration["description"] = tool.description
+    if tool.name == structured.ANSWER_TOOL:
+        # The structured answer's schema as it is: Gemini 2.5 and later take JSON Schema in
+        # parametersJsonSchema, where the OpenAPI subset of `parameters` would lose parts of it.
+        declaration["parametersJsonSchema"] = tool.parameters
+        return declaration
     parameters = schema.for_gemini(tool.parameters)
     if parameters and schema.has_properties(parameters):
         declaration["parameters"] = parameters

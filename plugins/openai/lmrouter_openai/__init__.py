@@ -3,7 +3,9 @@
 ``type = "openai"`` works for api.openai.com and for vendors that speak the same Chat Completions
 wire format (Groq, Together, DeepSeek, Mistral, xAI, Fireworks, OpenRouter, vLLM, Ollama…): set
 ``base_url`` to the vendor's ``…/v1`` address. Requests pass through byte-for-byte apart from the
-model name and, for streams, ``stream_options.include_usage`` (so every stream can be metered).
+model name and, for chat streams, ``stream_options.include_usage`` (so every stream can be
+metered). ``/v1/responses`` passes through too (``responses = false`` converts it to Chat
+Completions instead, for servers without the Responses API).
 
 Callers in other dialects (Anthropic Messages, Gemini) reach these models through the internal
 representation: see :mod:`lmrouter_openai.chat` for what is converted and how.
@@ -22,10 +24,16 @@ from lmrouter import (
     ProviderConfig,
     UpstreamFailure,
     UpstreamRequest,
+    capabilities,
     hookimpl,
     ir,
 )
-from lmrouter_openai.chat import ChatStreamParser, parse_completion, request_body
+from lmrouter_openai.chat import (
+    ChatStreamParser,
+    parse_completion,
+    reasoning_default,
+    request_body,
+)
 
 api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
 
@@ -40,16 +48,20 @@ class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     # Where a converted request's output limit goes: OpenAI's current name, or the deprecated
     # one for compatible servers that only know ``max_tokens``.
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    # Forward /v1/responses as it is (OpenAI, and servers that implement the Responses API).
+    # Off: Responses requests are converted to Chat Completions, as for other providers.
+    responses: bool = True
 
 
 class OpenAIProvider(Provider):
     type = "openai"
     Config = OpenAIConfig
-    native_dialects = frozenset({"openai.chat", "openai.embeddings"})
+    native_dialects = frozenset({"openai.chat", "openai.embeddings", "openai.responses"})
     converts = frozenset({"chat", "embeddings"})
     paths: ClassVar[dict[str, str]] = {
         "openai.chat": "/chat/completions",
         "openai.embeddings": "/embeddings",
+        "openai.responses": "/responses",
     }
 
     def __init__(self, name: str, config: OpenAIConfig) -> None:
@@ -62,17 +74,21 @@ class OpenAIProvider(Provider):
             self.static_headers["OpenAI-Project"] = config.project
         self.stream_usage = config.stream_usage
         self.max_tokens_field = config.max_tokens_field
+        if not config.responses:
+            self.native_dialects = self.native_dialects - {"openai.responses"}
 
     def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
         doc = ctx.doc
         body = ctx.body
         changes = doc.get("model") != route.model
-        if ctx.stream and self.stream_usage:
+        # Chat streams carry usage only when asked; Responses streams always do.
+        usage = ctx.stream and self.stream_usage and ctx.dialect == "openai.chat"
+        if usage:
             options = doc.get("stream_options")
             changes = changes or not (isinstance(options, dict) and options.get("include_usage"))
         if changes:
             doc = {**doc, "model": route.model}
-            if ctx.stream and self.stream_usage:
+            if usage:
                 doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
             body = orjson.dumps(doc)
         return UpstreamRequest(self.urls[ctx.dialect], self._headers(key), body)
@@ -84,6 +100,7 @@ class OpenAIProvider(Provider):
                 doc["dimensions"] = request.dimensions
             url = self.urls["openai.embeddings"]
             return UpstreamRequest(url, self._headers(key), orjson.dumps(doc))
+        request = capabilities.fit(ctx, request, reasoning=reasoning_default(route.model))
         body = request_body(
             request,
             route.model,

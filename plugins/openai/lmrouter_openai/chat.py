@@ -6,12 +6,13 @@ messages right after the assistant turn that called them (images a tool returned
 tool message, so they follow in a user message); thinking is dropped, because OpenAI-compatible
 APIs do not take reasoning back. Answers and streams: ``reasoning_content`` (DeepSeek, vLLM) or
 ``reasoning`` (OpenRouter, Groq, Ollama) becomes thinking; a refusal becomes text; only choice 0
-is read, because the IR carries one answer.
+is read, because the IR carries one answer. A ``response_format`` goes as OpenAI's own.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import msgspec
@@ -28,6 +29,21 @@ from lmrouter import UpstreamFailure, ir, sse
 _BUDGET_EFFORTS: tuple[tuple[int, ir.Effort], ...] = ((2048, "low"), (8192, "medium"))
 
 _TOOL_CHOICES: dict[str, str] = {"auto": "auto", "required": "required", "none": "none"}
+
+# OpenAI chat models that refuse ``reasoning_effort`` ("Unsupported parameter"): the GPT-4
+# families, GPT-3.5 and the gpt-5 chat snapshots. Their dated and fine-tuned names start alike.
+_NO_REASONING = re.compile(
+    r"^(?:ft:)?(?:gpt-4o|gpt-4\.1|gpt-4-|gpt-4$|gpt-3\.5|chatgpt-|gpt-5-chat)"
+)
+_REASONING = re.compile(r"^(?:ft:)?(?:o\d|gpt-5)")
+
+
+def reasoning_default(model: str) -> bool | None:
+    """Whether an OpenAI model takes reasoning settings, when its name says (``None`` for the
+    models of compatible servers, which the ``[[models]]`` key ``reasoning`` can settle)."""
+    if _NO_REASONING.match(model):
+        return False
+    return True if _REASONING.match(model) else None
 
 
 def effort_for(request: ir.ChatRequest) -> str | None:
@@ -70,6 +86,8 @@ def request_body(
     body.update((name, value) for name, value in optional.items() if value is not None)
     if request.stop:
         body["stop"] = request.stop
+    if request.response_format is not None:
+        body["response_format"] = response_format(request.response_format, body["messages"])
     if request.n != 1:
         body["n"] = request.n
     if request.stream:
@@ -77,6 +95,31 @@ def request_body(
         if stream_usage:
             body["stream_options"] = {"include_usage": True}
     return body
+
+
+JSON_NOTE = "Answer in JSON."
+
+
+def response_format(fmt: ir.ResponseFormat, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI's ``response_format``. ``json_object`` needs the word "JSON" somewhere in the
+    messages (OpenAI refuses it otherwise): a caller in another dialect had no such rule, so a
+    system note says it when nothing else does."""
+    if fmt.type == "json_object":
+        if not any("json" in str(message.get("content")).lower() for message in messages):
+            messages.insert(0, {"role": "system", "content": JSON_NOTE})
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": _schema_name(fmt.name), "schema": fmt.schema or {}}
+    if fmt.description:
+        spec["description"] = fmt.description
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _schema_name(name: str) -> str:
+    """OpenAI's rule for ``json_schema.name``: ``[a-zA-Z0-9_-]``, at most 64 characters."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in name)
+    return cleaned[:64] or "response"
 
 
 def messages(request: ir.ChatRequest) -> list[dict[str, Any]]:
