@@ -493,9 +493,7 @@ class AnthropicProvider(Provider):
             body = orjson.dumps({**ctx.doc, "model": route.model})
         return UpstreamRequest(self.url, self.headers(ctx, key), body)
 
-    def count_tokens(
-        self, ctx: RequestContext, route: Route, key: str
-    ) -> UpstreamRequest | None:
+    def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest | None:
         """Anthropic counts for itself: its own dialect's request is forwarded as it came (model
         renamed); another dialect's is estimated."""
         if ctx.dialect not in self.native_dialects:
