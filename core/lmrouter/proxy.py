@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import structlog
@@ -16,10 +17,12 @@ from lmrouter import plugins
 from lmrouter.context import Attempt, Outcome, RequestContext
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
+from lmrouter.guard import body_timeout, client_address, too_many_failures
 from lmrouter.providers import UpstreamFailure
 
 if TYPE_CHECKING:
     from lmrouter.config import Route
+    from lmrouter.context import Principal
     from lmrouter.dialects import Dialect, StreamRelay
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
@@ -37,13 +40,25 @@ class Headers(dict[str, str]):
         return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
 
 
-def api_key_from(headers: Headers) -> str | None:
+def api_key_from(headers: Headers, query_string: bytes = b"") -> str | None:
+    """The caller's key: ``Authorization: Bearer``, ``x-api-key``, ``x-goog-api-key`` or
+    (Gemini's way) ``?key=`` in the query string."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return headers.get("x-api-key") or None
+    key = headers.get("x-api-key") or headers.get("x-goog-api-key")
+    if key:
+        return key
+    if query_string and b"key=" in query_string:
+        for name, value in parse_qsl(query_string.decode("latin-1")):
+            if name == "key" and value:
+                return value
+    return None
+
+
+MISSING_KEY = "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
 
 
 class ProxyEndpoint:
@@ -70,15 +85,10 @@ class ProxyEndpoint:
         ctx: RequestContext | None = None
         outcome: Outcome | None = None
         try:
+            # The key first, from the headers alone: a caller without a valid one gets its 401
+            # before the router reads (and holds) a byte of its body.
+            principal = await self._authenticate(scope, headers)
             body = await self._read_body(receive, headers)
-            api_key = api_key_from(headers)
-            if api_key is None:
-                raise invalid_api_key(
-                    "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
-                )
-            principal = await self.authenticate.first(self.gateway, api_key, headers)
-            if principal is None:
-                raise invalid_api_key()
             parsed = dialect.parse(body)
             model = self.gateway.models.get(parsed.model)
             if model is None:
@@ -180,26 +190,50 @@ class ProxyEndpoint:
             overhead_ms=round(ctx.overhead_ms, 3) if ctx and ctx.overhead_ms else None,
         )
 
+    async def _authenticate(self, scope: dict[str, Any], headers: Headers) -> Principal:
+        guard = self.gateway.guard
+        address = client_address(scope)
+        wait = guard.key_failures.retry_after(address)
+        if wait:
+            raise too_many_failures(wait)
+        api_key = api_key_from(headers, scope.get("query_string", b""))
+        principal = None
+        if api_key is not None:
+            principal = await self.authenticate.first(self.gateway, api_key, headers)
+        if principal is None:
+            guard.key_failures.failed(address)
+            raise invalid_api_key(MISSING_KEY if api_key is None else "Invalid API key.")
+        return principal
+
     async def _read_body(self, receive: Any, headers: Headers) -> bytes:
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             raise body_too_large(self.max_body)
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body"):
-            return body
-        parts = [body]
-        size = len(body)
-        while message.get("more_body"):
+        deadlines = self.gateway.guard.deadlines
+        task = deadlines.enter()
+        try:
             message = await receive()
-            if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise body_too_large(self.max_body)
-            parts.append(chunk)
-        return b"".join(parts)
+            body: bytes = message.get("body", b"")
+            if not message.get("more_body"):
+                return body
+            parts = [body]
+            size = len(body)
+            while message.get("more_body"):
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise asyncio.CancelledError
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    raise body_too_large(self.max_body)
+                parts.append(chunk)
+            return b"".join(parts)
+        except asyncio.CancelledError:
+            if deadlines.leave(task):
+                raise body_timeout(deadlines.seconds) from None
+            raise
+        finally:
+            deadlines.leave(task)
 
     # -- routes and fallback ------------------------------------------------------------------
 
