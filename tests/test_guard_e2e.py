@@ -6,6 +6,7 @@ real router (granian) with raw sockets where the SDKs would not hold a body half
 from __future__ import annotations
 
 import json
+
 import select
 import socket
 from collections.abc import Iterator
@@ -171,3 +172,12 @@ def test_an_address_sending_bad_keys_is_throttled(router: RouterServer) -> None:
     other = anthropic.Anthropic(base_url=router.url, api_key="sk-other", max_retries=0)
     with pytest.raises(anthropic.RateLimitError):  # every dialect's door, same address
         other.messages.create(model="gpt", max_tokens=5, messages=HELLO)
+
+
+def test_the_database_and_its_wal_are_readable_by_the_owner_only(router: RouterServer) -> None:
+    # The running router has the database open in WAL mode: all three files exist now.
+    modes = {
+        name: (router.workdir / name).stat().st_mode & 0o777
+        for name in ("guard.db", "guard.db-wal", "guard.db-shm")
+    }
+    assert modes == dict.fromkeys(modes, 0o600)
