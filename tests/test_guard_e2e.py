@@ -6,7 +6,6 @@ real router (granian) with raw sockets where the SDKs would not hold a body half
 from __future__ import annotations
 
 import json
-
 import select
 import socket
 from collections.abc import Iterator
