@@ -18,7 +18,7 @@ from lmrouter.context import Attempt, Outcome, RequestContext
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
 from lmrouter.guard import body_timeout, client_address, too_many_failures
-from lmrouter.providers import UpstreamFailure
+from lmrouter.providers import UpstreamFailure, redact_bytes
 
 if TYPE_CHECKING:
     from lmrouter.config import Route
@@ -340,7 +340,7 @@ class ProxyEndpoint:
                 renderer = dialect.renderer(ctx.doc, ctx.state["wants_usage"])
                 parser = provider.stream_parser(ctx, ctx.ir)
                 relay = ConvertingRelay(parser, renderer, dialect, route.rates)
-            return await self._relay(ctx, provider, route, response, relay, receive, send)
+            return await self._relay(ctx, provider, route, response, relay, receive, send, key)
         sent = time.perf_counter()
         try:
             body = await response.read()
@@ -386,9 +386,11 @@ class ProxyEndpoint:
         relay: StreamRelay,
         receive: Any,
         send: Any,
+        key: str,
     ) -> Outcome:
         """Stream to the client. Nothing is sent until the first upstream chunk arrives, so an
-        upstream that fails before its first byte still falls back to the next route."""
+        upstream that fails before its first byte still falls back to the next route. An
+        upstream error event is relayed with the provider key redacted (some quote it)."""
         content = response.content
         ctx.relay = relay
         sent = time.perf_counter()
@@ -428,16 +430,21 @@ class ProxyEndpoint:
                 }
             )
             out = relay.feed(first)
+            if relay.failed:
+                out = redact_bytes(out, key, provider.config.api_key)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             try:
                 while not relay.failed and (chunk := await content.readany()):
                     out = relay.feed(chunk)
+                    if relay.failed:
+                        out = redact_bytes(out, key, provider.config.api_key)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 out = relay.close()
                 if relay.failed:
                     status = "upstream_error"  # the upstream's own error event was relayed
+                    out = redact_bytes(out, key, provider.config.api_key)
                 elif not relay.complete:
                     status = "upstream_error"
                     error = RouterError(
@@ -448,7 +455,9 @@ class ProxyEndpoint:
                     raise _ClientGone from None
                 status = "upstream_error"
                 out = relay.close()
-                if not relay.failed:  # the parser may have reported the cut itself
+                if relay.failed:
+                    out = redact_bytes(out, key, provider.config.api_key)
+                else:  # the parser may have reported the cut itself
                     failure = provider.connection_failure(exc)
                     error = RouterError(failure.status, failure.message, code="upstream_error")
             if error is not None:
