@@ -140,12 +140,39 @@ async def http_error(request: Request, exc: Exception) -> Response:
 # -- built-in endpoints -----------------------------------------------------------------------
 
 
+async def _is_operator(request: Request) -> bool:
+    """Whether the caller sent an admin key. A missing or wrong key is no error here (probes
+    call without one), but a wrong one counts towards its address's failures like anywhere."""
+    gateway: Gateway = request.app.state.gateway
+    headers = Headers.from_scope(request.scope)
+    key = api_key_from(headers, request.scope.get("query_string", b""))
+    if key is None:
+        return False
+    address = client_address(request.scope)
+    if gateway.guard.key_failures.retry_after(address):
+        return False
+    try:
+        principal = await plugins.first(
+            gateway.pm.hook.lmrouter_authenticate(gateway=gateway, api_key=key, headers=headers)
+        )
+    except RouterError:  # a suspended account, a store that does not answer: no details
+        return False
+    if principal is None:
+        gateway.guard.key_failures.failed(address)
+        return False
+    return principal.is_admin
+
+
 async def health(request: Request) -> Response:
     """Liveness and readiness: 200 while the store answers (503 when it does not), with what
-    the router has seen of each provider lately — a failing provider degrades, not fails."""
+    the router has seen of each provider lately — a failing provider degrades, not fails. The
+    providers' last error messages are for operators (an admin key) only."""
     gateway: Gateway = request.app.state.gateway
     store_ok = await gateway.store.ping()
     providers = {name: p.health.summary() for name, p in gateway.providers.items()}
+    if not await _is_operator(request):
+        for summary in providers.values():
+            summary.pop("last_error", None)
     failing = any(p["status"] == "failing" for p in providers.values())
     status = "unavailable" if not store_ok else "degraded" if failing else "ok"
     body = {

@@ -267,14 +267,16 @@ class ProxyEndpoint:
                 )
             except UpstreamFailure as exc:
                 attempt.status, attempt.error = exc.upstream_status, exc.message
-                if exc.retryable:  # the caller's own mistakes say nothing about the provider
+                # The caller's own mistakes say nothing about the provider, nor do the answers
+                # to a caller's own key (BYOK: a 401 there is about their key, not ours).
+                if exc.retryable and ctx.billable:
                     provider.health.failed(exc.message)
                 failure = exc
                 if not exc.retryable:
                     break
                 continue
             outcome.route = route
-            if outcome.status == "ok":
+            if outcome.status == "ok" and ctx.billable:
                 provider.health.ok()
             return outcome
         assert failure is not None
