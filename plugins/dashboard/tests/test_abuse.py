@@ -8,6 +8,8 @@ one test's counts never throttle another's."""
 from __future__ import annotations
 
 import hashlib
+import select
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +31,10 @@ def router(
     tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, kit
 ) -> Iterator[RouterServer]:
     from_conftest = kit.start.__globals__["config"]  # the shared config, with our own limits
-    text = from_conftest(fake.base_url, extra="trust_forwarded = true").replace(
-        "signups_per_hour = 0", f"signups_per_hour = {SIGNUPS}"
+    text = (
+        from_conftest(fake.base_url, extra="trust_forwarded = true")
+        .replace("signups_per_hour = 0", f"signups_per_hour = {SIGNUPS}")
+        .replace("[storage]", "[server]\nbody_timeout = 1\n[storage]")
     )
     workdir = tmp_path_factory.mktemp("dashboard-abuse")
     (workdir / "terms.txt").write_text(kit.TERMS)
@@ -123,3 +127,23 @@ def test_an_operator_session_does_not_store_a_plain_hash_of_the_key(kit, router)
     assert len(stored) == 1
     assert stored[0][0] != hashlib.sha256(kit.OPERATOR.encode()).hexdigest()
     assert kit.OPERATOR not in stored[0][0]
+
+
+def test_a_form_trickled_slower_than_the_body_deadline_is_cut_off(router) -> None:
+    # The dashboard reads its forms through Starlette: the same deadline holds there.
+    form = b"email=slow%40example.com&password=" + b"p" * 200
+    with socket.create_connection(("127.0.0.1", router.port), timeout=20) as sock:
+        head = (
+            "POST /dashboard/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(form)}\r\nX-Forwarded-For: 10.0.5.1\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        for byte in form[:-1]:  # a byte every 0.2 s: 1 s passes long before the end
+            sock.sendall(bytes([byte]))
+            if select.select([sock], [], [], 0.2)[0]:
+                break
+        else:
+            pytest.fail("the router waited for the whole trickled form")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
