@@ -100,10 +100,14 @@ id = "flaky"
             headers={"authorization": "Bearer sk-life"},
         )
         assert answer.status_code == 200  # the second route saves every request
-    health = httpx.get(f"{server.url}/health")
+    health = httpx.get(f"{server.url}/health", headers={"authorization": "Bearer sk-life"})
     assert health.status_code == 200
     report = health.json()
     assert report["status"] == "degraded"
     assert report["providers"]["dead"]["status"] == "failing"
     assert "cannot connect" in report["providers"]["dead"]["last_error"]
     assert report["providers"]["up"]["status"] == "ok"
+    # the error's words are for operators: anyone else sees the status alone
+    anonymous = httpx.get(f"{server.url}/health").json()
+    assert anonymous["providers"]["dead"]["status"] == "failing"
+    assert "last_error" not in anonymous["providers"]["dead"]

@@ -34,7 +34,8 @@ from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
 from lmrouter.errors import RouterError, model_not_found
 from lmrouter.gateway import Gateway
-from lmrouter.proxy import ProxyEndpoint
+from lmrouter.guard import ReadDeadlines
+from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -68,10 +69,12 @@ class RouterApp:
         self,
         starlette: Starlette,
         endpoints: dict[str, ProxyEndpoint],
+        deadlines: ReadDeadlines,
         gemini: dict[str, ProxyEndpoint] | None = None,
     ) -> None:
         self.starlette = starlette
         self.endpoints = endpoints
+        self.deadlines = deadlines
         self.gemini = gemini or {}  # Gemini method name → its endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,7 +95,8 @@ class RouterApp:
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
-        await self.starlette(scope, receive, send_with_id)
+        # Plugin endpoints read their bodies themselves: the same deadline holds for them.
+        await self.starlette(scope, self.deadlines.guard(receive), send_with_id)
 
     def _gemini(self, scope: Scope) -> ProxyEndpoint | None:
         """``/v1beta/models/{model}:{method}`` (or under ``/v1/``): the model may hold ``/``,
@@ -141,12 +145,28 @@ async def http_error(request: Request, exc: Exception) -> Response:
 # -- built-in endpoints -----------------------------------------------------------------------
 
 
+async def _is_operator(request: Request) -> bool:
+    """Whether the caller sent an admin key. A missing or wrong key is no error here (probes
+    call without one), but a wrong one counts towards its address's failures like anywhere."""
+    if api_key_from(Headers.from_scope(request.scope), request.scope["query_string"]) is None:
+        return False
+    try:
+        principal = await require_principal(request)
+    except RouterError:  # a wrong key, a throttled address, a suspended account: no details
+        return False
+    return principal.is_admin
+
+
 async def health(request: Request) -> Response:
     """Liveness and readiness: 200 while the store answers (503 when it does not), with what
-    the router has seen of each provider lately — a failing provider degrades, not fails."""
+    the router has seen of each provider lately — a failing provider degrades, not fails. The
+    providers' last error messages are for operators (an admin key) only."""
     gateway: Gateway = request.app.state.gateway
     store_ok = await gateway.store.ping()
     providers = {name: p.health.summary() for name, p in gateway.providers.items()}
+    if not await _is_operator(request):
+        for summary in providers.values():
+            summary.pop("last_error", None)
     failing = any(p["status"] == "failing" for p in providers.values())
     status = "unavailable" if not store_ok else "degraded" if failing else "ok"
     body = {
@@ -277,7 +297,7 @@ def create_app(gateway: Gateway) -> RouterApp:
         exception_handlers={RouterError: router_error, HTTPException: http_error},
     )
     app.state.gateway = gateway
-    return RouterApp(app, endpoints, gemini)
+    return RouterApp(app, endpoints, gateway.guard.deadlines, gemini)
 
 
 def serve_app() -> Any:

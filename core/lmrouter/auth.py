@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from lmrouter import plugins
 from lmrouter.context import Principal
 from lmrouter.errors import invalid_api_key
-from lmrouter.proxy import Headers, api_key_from
+from lmrouter.guard import client_address, too_many_failures
+from lmrouter.proxy import MISSING_KEY, Headers, api_key_from
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -19,16 +20,22 @@ __all__ = ["require_principal"]
 
 
 async def require_principal(request: Request) -> Principal:
-    """For plugin and admin endpoints: the caller, or a 401 in their dialect."""
+    """For plugin and admin endpoints: the caller, or a 401 in their dialect (a 429 for an
+    address that failed too often, as on the model endpoints)."""
     gateway: Gateway = request.app.state.gateway
+    failures = gateway.guard.key_failures
+    address = client_address(request.scope)
+    wait = failures.retry_after(address)
+    if wait:
+        raise too_many_failures(wait)
     headers = Headers.from_scope(request.scope)
-    key = api_key_from(headers, request.scope["query_string"])
-    if key is None:
-        raise invalid_api_key(
-            "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
-        )
-    # first result wins, as on the proxy path: nothing after the first answer is called
-    principal = await plugins.Hook(gateway.pm, "lmrouter_authenticate").first(gateway, key, headers)
+    key = api_key_from(headers, request.scope.get("query_string", b""))
+    principal = None
+    if key is not None:
+        # first result wins, as on the proxy path: nothing after the first answer is called
+        hook = plugins.Hook(gateway.pm, "lmrouter_authenticate")
+        principal = await hook.first(gateway, key, headers)
     if principal is None:
-        raise invalid_api_key()
+        failures.failed(address)
+        raise invalid_api_key(MISSING_KEY if key is None else "Invalid API key.")
     return principal

@@ -41,6 +41,8 @@ class ServerConfig(_Strict):
     port: int = 8080
     workers: int = 1
     max_body_mb: float = 32.0
+    body_timeout: float = 30.0  # seconds a request body may take to arrive (then 408); 0 = none
+    auth_failures_per_minute: int = 60  # bad API keys per client address, then 429; 0 = no limit
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"  # auto: console on a TTY, else JSON
     log_requests: bool = True  # one line per request: ids, model, status, tokens, timings

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from lmrouter import config as config_mod
 from lmrouter import plugins, storage
+from lmrouter.guard import Guard
 
 if TYPE_CHECKING:
     from lmrouter.config import Config, Model
@@ -101,6 +102,11 @@ class Gateway:
         self.pm = pm
         self.models: dict[str, Model] = config.models
         self.store: storage.Store  # opened in start()
+        server = config.server
+        self.guard = Guard(
+            body_timeout=server.body_timeout,
+            auth_failures_per_minute=server.auth_failures_per_minute,
+        )
         types = provider_types(pm)
         self.providers: dict[str, Provider] = {
             name: types[cfg.type](name, cfg) for name, cfg in config.providers.items()
@@ -129,6 +135,7 @@ class Gateway:
         try:
             await plugins.call(self.pm.hook.lmrouter_shutdown(gateway=self))
         finally:
+            await self.guard.deadlines.close()
             for provider in self.providers.values():
                 await provider.close()
             await self.store.close()

@@ -227,6 +227,8 @@ class Provider:
             body = b""
         finally:
             response.release()
+        # Redact the whole body first: a message cut short may hold the start of a key.
+        body = redact_bytes(body, key, self.config.api_key)
         message = redact(self.error_message(status, body), key, self.config.api_key)
         if self.callers_fault(status, body):
             return UpstreamFailure(
@@ -273,3 +275,11 @@ def redact(text: str, *keys: str) -> str:
         if key and key in text:
             text = text.replace(key, "***")
     return text
+
+
+def redact_bytes(data: bytes, *keys: str) -> bytes:
+    """:func:`redact` for bytes on their way to a client (an upstream error event, say)."""
+    for key in keys:
+        if key and (raw := key.encode()) in data:
+            data = data.replace(raw, b"***")
+    return data

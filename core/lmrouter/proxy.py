@@ -17,13 +17,15 @@ from lmrouter import plugins
 from lmrouter.context import Attempt, Outcome, RequestContext, Status
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
+from lmrouter.guard import body_timeout, client_address, too_many_failures
 from lmrouter.money import format_usd
-from lmrouter.providers import UpstreamFailure
+from lmrouter.providers import UpstreamFailure, redact_bytes
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from lmrouter.config import Route
+    from lmrouter.context import Principal
     from lmrouter.dialects import Dialect, StreamRelay
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
@@ -41,9 +43,9 @@ class Headers(dict[str, str]):
         return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
 
 
-def api_key_from(headers: Headers, query: bytes = b"") -> str | None:
-    """The caller's key: ``Authorization: Bearer``, ``x-api-key`` (Anthropic's SDKs),
-    ``x-goog-api-key`` or ``?key=`` (Gemini's)."""
+def api_key_from(headers: Headers, query_string: bytes = b"") -> str | None:
+    """The caller's key: ``Authorization: Bearer``, ``x-api-key``, ``x-goog-api-key`` or
+    (Gemini's way) ``?key=`` in the query string."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
@@ -52,11 +54,14 @@ def api_key_from(headers: Headers, query: bytes = b"") -> str | None:
     key = headers.get("x-api-key") or headers.get("x-goog-api-key")
     if key:
         return key
-    if b"key=" in query:
-        for name, value in parse_qsl(query.decode("latin-1")):
+    if query_string and b"key=" in query_string:
+        for name, value in parse_qsl(query_string.decode("latin-1")):
             if name == "key" and value:
                 return value
     return None
+
+
+MISSING_KEY = "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
 
 
 class ProxyEndpoint:
@@ -83,15 +88,10 @@ class ProxyEndpoint:
         ctx: RequestContext | None = None
         outcome: Outcome | None = None
         try:
+            # The key first, from the headers alone: a caller without a valid one gets its 401
+            # before the router reads (and holds) a byte of its body.
+            principal = await self._authenticate(scope, headers)
             body = await self._read_body(receive, headers)
-            api_key = api_key_from(headers, scope["query_string"])
-            if api_key is None:
-                raise invalid_api_key(
-                    "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
-                )
-            principal = await self.authenticate.first(self.gateway, api_key, headers)
-            if principal is None:
-                raise invalid_api_key()
             parsed = dialect.parse(body)
             if dialect.model_in_path:
                 parsed.doc["model"] = scope["lmrouter.model"]
@@ -196,26 +196,50 @@ class ProxyEndpoint:
             overhead_ms=round(ctx.overhead_ms, 3) if ctx and ctx.overhead_ms else None,
         )
 
+    async def _authenticate(self, scope: Scope, headers: Headers) -> Principal:
+        guard = self.gateway.guard
+        address = client_address(scope)
+        wait = guard.key_failures.retry_after(address)
+        if wait:
+            raise too_many_failures(wait)
+        api_key = api_key_from(headers, scope.get("query_string", b""))
+        principal = None
+        if api_key is not None:
+            principal = await self.authenticate.first(self.gateway, api_key, headers)
+        if principal is None:
+            guard.key_failures.failed(address)
+            raise invalid_api_key(MISSING_KEY if api_key is None else "Invalid API key.")
+        return principal
+
     async def _read_body(self, receive: Any, headers: Headers) -> bytes:
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             raise body_too_large(self.max_body)
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body"):
-            return body
-        parts = [body]
-        size = len(body)
-        while message.get("more_body"):
+        deadlines = self.gateway.guard.deadlines
+        task = deadlines.enter()
+        try:
             message = await receive()
-            if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise body_too_large(self.max_body)
-            parts.append(chunk)
-        return b"".join(parts)
+            body: bytes = message.get("body", b"")
+            if not message.get("more_body"):
+                return body
+            parts = [body]
+            size = len(body)
+            while message.get("more_body"):
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise asyncio.CancelledError
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    raise body_too_large(self.max_body)
+                parts.append(chunk)
+            return b"".join(parts)
+        except asyncio.CancelledError:
+            if deadlines.leave(task):
+                raise body_timeout(deadlines.seconds) from None
+            raise
+        finally:
+            deadlines.leave(task)
 
     # -- routes and fallback ------------------------------------------------------------------
 
@@ -249,14 +273,16 @@ class ProxyEndpoint:
                 )
             except UpstreamFailure as exc:
                 attempt.status, attempt.error = exc.upstream_status, exc.message
-                if exc.retryable:  # the caller's own mistakes say nothing about the provider
+                # The caller's own mistakes say nothing about the provider, nor do the answers
+                # to a caller's own key (BYOK: a 401 there is about their key, not ours).
+                if exc.retryable and ctx.billable:
                     provider.health.failed(exc.message)
                 failure = exc
                 if not exc.retryable:
                     break
                 continue
             outcome.route = route
-            if outcome.status == "ok":
+            if outcome.status == "ok" and ctx.billable:
                 provider.health.ok()
             return outcome
         assert failure is not None
@@ -322,7 +348,7 @@ class ProxyEndpoint:
                 renderer = dialect.renderer(ctx.doc, ctx.state["wants_usage"])
                 parser = provider.stream_parser(ctx, ctx.ir)
                 relay = ConvertingRelay(parser, renderer, dialect, route.rates)
-            return await self._relay(ctx, provider, route, response, relay, receive, send)
+            return await self._relay(ctx, provider, route, response, relay, receive, send, key)
         sent = time.perf_counter()
         try:
             body = await response.read()
@@ -370,9 +396,11 @@ class ProxyEndpoint:
         relay: StreamRelay,
         receive: Any,
         send: Any,
+        key: str,
     ) -> Outcome:
         """Stream to the client. Nothing is sent until the first upstream chunk arrives, so an
-        upstream that fails before its first byte still falls back to the next route."""
+        upstream that fails before its first byte still falls back to the next route. An
+        upstream error event is relayed with the provider key redacted (some quote it)."""
         content = response.content
         ctx.relay = relay
         sent = time.perf_counter()
@@ -412,16 +440,21 @@ class ProxyEndpoint:
                 }
             )
             out = relay.feed(first)
+            if relay.failed:
+                out = redact_bytes(out, key, provider.config.api_key)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             try:
                 while not relay.failed and (chunk := await content.readany()):
                     out = relay.feed(chunk)
+                    if relay.failed:
+                        out = redact_bytes(out, key, provider.config.api_key)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 out = relay.close()
                 if relay.failed:
                     status = "upstream_error"  # the upstream's own error event was relayed
+                    out = redact_bytes(out, key, provider.config.api_key)
                 elif not relay.complete:
                     status = "upstream_error"
                     error = RouterError(
@@ -432,7 +465,9 @@ class ProxyEndpoint:
                     raise _ClientGone from None
                 status = "upstream_error"
                 out = relay.close()
-                if not relay.failed:  # the parser may have reported the cut itself
+                if relay.failed:
+                    out = redact_bytes(out, key, provider.config.api_key)
+                else:  # the parser may have reported the cut itself
                     failure = provider.connection_failure(exc)
                     error = RouterError(failure.status, failure.message, code="upstream_error")
             if error is not None:

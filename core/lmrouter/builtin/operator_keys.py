@@ -15,27 +15,25 @@ if TYPE_CHECKING:
 class OperatorKeys:
     def __init__(self) -> None:
         self._by_digest: dict[bytes, Principal] = {}
-        self._lengths: frozenset[int] = frozenset()
 
     @hookimpl
     def lmrouter_startup(self, gateway: Gateway) -> None:
         self.configure(gateway.config.core.auth.keys)
 
     def configure(self, keys: list[str]) -> None:
-        # Compare digests, not keys: a dict lookup on a hash leaks nothing useful by timing.
+        # Compare digests, not keys, and hash every key whatever its length: a dict lookup on a
+        # hash leaks nothing useful by timing (skipping the hash for keys of another length, as
+        # this did once, told an attacker the operator key's length).
         self._by_digest = {
             _digest(key): Principal(id=f"operator:{i}", kind="operator", is_admin=True)
             for i, key in enumerate(keys)
             if key.strip()  # an empty entry (unset ${VAR:-}) never authenticates
         }
-        self._lengths = frozenset(len(key) for key in keys if key.strip())
 
     @hookimpl(tryfirst=True)
     def lmrouter_authenticate(
         self, gateway: Gateway, api_key: str, headers: Any
     ) -> Principal | None:
-        if len(api_key) not in self._lengths:  # a user's key: no hash to compute
-            return None
         return self._by_digest.get(_digest(api_key))
 
 

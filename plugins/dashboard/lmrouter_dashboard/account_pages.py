@@ -120,18 +120,19 @@ async def delete_account(site: Site, visit: Visit) -> Response:
     assert visit.session is not None and visit.session.email is not None
     # the password check counts towards the sign-in throttle: a stolen session cannot guess
     throttled = f"email:{visit.session.email}"
-    if site.email_throttle.retry_after(throttled):
-        return visit.render(
-            "account.html",
-            status=429,
-            user=await accounts.get_user(site.store, visit.user_id),
-            error="Too many wrong passwords. Try again later.",
+    async with site.checking.hold(throttled):  # counted before the check, as a sign-in is
+        if site.email_throttle.attempt(throttled):
+            return visit.render(
+                "account.html",
+                status=429,
+                user=await accounts.get_user(site.store, visit.user_id),
+                error="Too many wrong passwords. Try again later.",
+            )
+        user = await accounts.verify_password(
+            site.store, visit.session.email, visit.form.get("password", "")
         )
-    user = await accounts.verify_password(
-        site.store, visit.session.email, visit.form.get("password", "")
-    )
-    if user is None:
-        site.email_throttle.failed(throttled)
+        if user is not None:
+            site.email_throttle.succeeded(throttled)
     if user is None or user.id != visit.user_id or visit.form.get("confirm") != "yes":
         return visit.render(
             "account.html",

@@ -7,7 +7,6 @@ from starlette.responses import Response
 from lmrouter_accounts import service as accounts
 from lmrouter_credits import clock
 from lmrouter_dashboard import policy
-from lmrouter_dashboard.sessions import digest
 from lmrouter_dashboard.web import BASE, Site, Visit
 
 _WRONG = "That e-mail address and password do not match an account."
@@ -21,10 +20,12 @@ def _next(visit: Visit) -> str:
     return BASE
 
 
-def _too_many(visit: Visit, template: str, seconds: int, **context: object) -> Response:
+def _too_many(
+    visit: Visit, template: str, seconds: int, what: str = "failed attempts", **context: object
+) -> Response:
     wait = f"{seconds} seconds" if seconds < 90 else f"{round(seconds / 60)} minutes"
     response = visit.render(
-        template, status=429, error=f"Too many failed attempts. Try again in {wait}.", **context
+        template, status=429, error=f"Too many {what}. Try again in {wait}.", **context
     )
     response.headers["Retry-After"] = str(seconds)
     return response
@@ -85,6 +86,11 @@ async def signup(site: Site, visit: Visit) -> Response:
         return again("The two passwords differ.")
     if site.settings.terms_version and visit.form.get("terms") != site.settings.terms_version:
         return again("Accepting the terms is needed to sign up.")
+    # Every account costs a password hash and a row: a client address gets a few an hour.
+    wait = site.signup_throttle.attempt(f"signup:{visit.client_ip}")
+    if wait:
+        what = "sign-ups from your address"
+        return _too_many(visit, "signup.html", wait, what, email=email, min_chars=_min(site))
     try:
         user = await accounts.create_user(site.store, email, password=password)
     except accounts.AccountsError:
@@ -108,15 +114,19 @@ async def login(site: Site, visit: Visit) -> Response:
     password = visit.form.get("password", "")
     by_email, by_ip = f"email:{email}", f"ip:{visit.client_ip}"
     context = {"email": email, "next": _next(visit)}
-    wait = max(site.email_throttle.retry_after(by_email), site.ip_throttle.retry_after(by_ip))
-    if wait:
-        return _too_many(visit, "login.html", wait, **context)
-    user = await accounts.verify_password(site.store, email, password)
-    if user is None:
-        site.email_throttle.failed(by_email)
-        site.ip_throttle.failed(by_ip)
-        return visit.render("login.html", status=400, error=_WRONG, **context)
-    site.email_throttle.succeeded(by_email)
+    async with site.checking.hold(by_email):  # one password check per account at a time
+        wait = max(site.email_throttle.retry_after(by_email), site.ip_throttle.retry_after(by_ip))
+        if wait:
+            return _too_many(visit, "login.html", wait, **context)
+        # Counted before the check, forgiven if it passes: guesses sent at once cannot all
+        # slip past the throttle while the first hashes are still being computed.
+        site.email_throttle.attempt(by_email)
+        site.ip_throttle.attempt(by_ip)
+        user = await accounts.verify_password(site.store, email, password)
+        if user is None:
+            return visit.render("login.html", status=400, error=_WRONG, **context)
+        site.email_throttle.succeeded(by_email)
+        site.ip_throttle.forgive(by_ip)
     if user.status != "active":
         return visit.render(
             "login.html",
@@ -137,11 +147,11 @@ async def operator_login(site: Site, visit: Visit) -> Response:
     if wait:
         return _too_many(visit, "operator.html", wait)
     key = visit.form.get("key", "").strip()
-    key_digest = digest(key)
-    if not key or key_digest not in site.sessions.operator_digests:
+    operator = site.sessions.operator_id(key)
+    if not key or operator not in site.sessions.operator_digests:
         site.ip_throttle.failed(by_ip)
         return visit.render("operator.html", status=400, error="That is not an operator key.")
-    return await _signed_in(visit, f"{BASE}/admin", operator=key_digest)
+    return await _signed_in(visit, f"{BASE}/admin", operator=operator)
 
 
 async def logout(site: Site, visit: Visit) -> Response:

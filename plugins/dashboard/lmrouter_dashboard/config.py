@@ -18,6 +18,7 @@ class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # once and kept in the database (so `make run` needs no setup and restarts keep sessions).
     secret: str = ""
     allow_signup: bool = True
+    signups_per_hour: int = 10  # accounts one client address may create an hour; 0 = no limit
     session_hours: int = 24 * 14  # a sign-in lasts this long (then the user signs in again)
     min_password_chars: int = 12
     # The operator's terms: a URL, or a text file (relative to the config file) shown at

@@ -13,7 +13,7 @@ from lmrouter import ConfigError, hookimpl
 from lmrouter_dashboard import account_pages, admin_pages, auth_pages, money_pages, schema
 from lmrouter_dashboard.config import DashboardConfig
 from lmrouter_dashboard.recent import RecentErrors
-from lmrouter_dashboard.sessions import Sessions, digest, signing_key
+from lmrouter_dashboard.sessions import Sessions, signing_key
 from lmrouter_dashboard.throttle import Throttle
 from lmrouter_dashboard.web import BASE, Site, route
 
@@ -75,7 +75,6 @@ class Dashboard:
         config = gateway.config
         settings: DashboardConfig = config.section(SECTION)
         key = await signing_key(gateway.store, settings.secret, config.section("accounts").secret)
-        operators = frozenset(digest(k) for k in config.core.auth.keys if k.strip())
         path = terms_path(config)
         self.site = Site(
             gateway=gateway,
@@ -84,11 +83,15 @@ class Dashboard:
                 gateway.store,
                 key,
                 hours=settings.session_hours,
-                operator_digests=operators,
+                operator_keys=config.core.auth.keys,
                 terms_version=settings.terms_version,
             ),
             email_throttle=Throttle(EMAIL_FAILURES),
             ip_throttle=Throttle(IP_FAILURES),
+            # a fixed allowance per client address and hour; a burst past it waits the hour out
+            signup_throttle=Throttle(
+                settings.signups_per_hour or 2**31, window=3600.0, base=3600.0, cap=3600.0
+            ),
             errors=self.errors,
             terms_text=path.read_text("utf-8") if path is not None else None,
         )

@@ -4,8 +4,9 @@ them at once.
 The cookie holds a random token and its HMAC (``token.signature``); the database holds only the
 token's SHA-256, so a copy of the database signs nobody in. Every page load looks the session up
 with its user's current status in one indexed query: a user suspended or deleted elsewhere (the
-CLI, another worker) is signed out on their next click. An operator-key session stores the
-operator key's digest and ends when that key leaves ``[auth] keys``.
+CLI, another worker) is signed out on their next click. An operator-key session stores an HMAC
+of the operator key under the server's signing key (a plain hash of it would let a copy of the
+database test guesses offline) and ends when that key leaves ``[auth] keys``.
 
 CSRF tokens are HMACs too: of the session token for signed-in forms, and of a random
 pre-session cookie for the sign-in and sign-up forms. Nothing to store, nothing to expire apart
@@ -73,13 +74,13 @@ class Sessions:
         key: bytes,
         *,
         hours: int,
-        operator_digests: frozenset[str],
+        operator_keys: list[str],
         terms_version: str = "",
     ) -> None:
         self.store = store
         self.key = key
         self.hours = hours
-        self.operator_digests = operator_digests
+        self.operator_digests = frozenset(self.operator_id(k) for k in operator_keys if k.strip())
         self.terms_version = terms_version
 
     # -- signing ----------------------------------------------------------------------------
@@ -87,6 +88,10 @@ class Sessions:
     def sign(self, purpose: str, value: str) -> str:
         mac = hmac.new(self.key, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def operator_id(self, operator_key: str) -> str:
+        """What an operator-key session stores of its key: keyed, so it proves nothing offline."""
+        return self.sign("operator", operator_key)
 
     def cookie(self, token: str) -> str:
         return f"{token}.{self.sign('cookie', token)}"
@@ -111,7 +116,7 @@ class Sessions:
     # -- sessions ---------------------------------------------------------------------------
 
     async def start(self, *, user_id: str | None = None, operator: str | None = None) -> str:
-        """A new session for a user, or for an operator key (given as its digest)."""
+        """A new session for a user, or for an operator key (given as its :meth:`operator_id`)."""
         token = secrets.token_urlsafe(32)
         now = clock.now_us()
         async with self.store.transaction() as tx:

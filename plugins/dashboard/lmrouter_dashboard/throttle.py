@@ -1,13 +1,19 @@
 """Sign-in throttling: after ``limit`` failures within ``window`` seconds a key (an e-mail
 address, a client address) is locked out, for ``base`` seconds doubling with each further
 failure up to ``cap``. Kept in this process's memory: enough for the embedded single-process
-server; with several workers each counts on its own (the limits multiply by the workers)."""
+server; with several workers each counts on its own (the limits multiply by the workers).
+
+A check that takes time (a password hash) is counted *before* it runs (:meth:`Throttle.attempt`)
+and forgiven when it passes: counting after the await let concurrent guesses all pass the
+gate before any was counted. :class:`OneAtATime` keeps one such check per account in flight."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 
 class Throttle:
@@ -56,3 +62,46 @@ class Throttle:
 
     def succeeded(self, key: str) -> None:
         self._state.pop(key, None)
+
+    def attempt(self, key: str) -> int:
+        """Count an attempt as a failure before checking it: the seconds to wait when ``key`` is
+        locked out (nothing counted), else 0. Call :meth:`succeeded` or :meth:`forgive` when
+        the check passes."""
+        wait = self.retry_after(key)
+        if not wait:
+            self.failed(key)
+        return wait
+
+    def forgive(self, key: str) -> None:
+        """Take back one counted attempt (it passed), leaving the other failures counted."""
+        entry = self._state.get(key)
+        if entry is None:
+            return
+        entry[0] -= 1
+        if entry[0] <= 0:
+            del self._state[key]
+        elif entry[0] < self.limit:
+            entry[2] = 0.0
+
+
+class OneAtATime:
+    """One holder per key at a time (a password check per account): the others wait their turn.
+    An entry lives only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]

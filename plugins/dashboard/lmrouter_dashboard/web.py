@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from lmrouter import format_usd
+from lmrouter_dashboard.throttle import OneAtATime
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -87,8 +88,10 @@ class Site:
     sessions: Sessions
     email_throttle: Throttle
     ip_throttle: Throttle
+    signup_throttle: Throttle
     errors: RecentErrors
     terms_text: str | None
+    checking: OneAtATime = field(default_factory=OneAtATime)  # password checks per account
     env: jinja2.Environment = field(init=False)
     css: bytes = field(init=False)
     css_version: str = field(init=False)

@@ -34,6 +34,7 @@ secret = "a-test-secret-of-enough-length"
 [credits]
 flush_interval = 0.02
 [dashboard]
+signups_per_hour = 0
 support_contact = "help@example.com"
 terms_file = "terms.txt"
 terms_version = "{terms_version}"

@@ -91,8 +91,8 @@ def test_password_rules_are_about_length_not_composition() -> None:
 
 
 def test_cookies_and_csrf_tokens_are_signed(tmp_path: Path) -> None:
-    sessions = Sessions(None, b"k" * 32, hours=1, operator_digests=frozenset())  # type: ignore[arg-type]
-    other = Sessions(None, b"j" * 32, hours=1, operator_digests=frozenset())  # type: ignore[arg-type]
+    sessions = Sessions(None, b"k" * 32, hours=1, operator_keys=[])  # type: ignore[arg-type]
+    other = Sessions(None, b"j" * 32, hours=1, operator_keys=[])  # type: ignore[arg-type]
     cookie = sessions.cookie("token123")
     assert sessions.token_of(cookie) == "token123"
     assert other.token_of(cookie) is None  # another secret

@@ -6,8 +6,10 @@ same session under a new event id, and concurrent deliveries all credit once.
 - ``checkout.session.completed`` with ``payment_status`` ``paid``, and
   ``checkout.session.async_payment_succeeded``: one credit lot of the session's credit (its
   metadata; never the fee), bought at the event's time, so it expires ``[credits]
-  expire_after_days`` after the payment. A completed session still ``unpaid`` (a bank debit)
-  only records its PaymentIntent.
+  expire_after_days`` after the payment. Only for a session recorded at checkout here, with the
+  same user, credit and total: any other is logged and answered 200 (``unknown_session``) so
+  that Stripe stops sending it, and credits nothing. A completed session still ``unpaid`` (a
+  bank debit) only records its PaymentIntent.
 - ``charge.refunded``, ``charge.dispute.created``: purchases are final, so no credit is taken
   back; a ``refund`` or ``dispute`` row (amount 0) goes into the user's ledger history, and a
   dispute suspends the account (``suspend_on_dispute``). The charge is traced to its user
@@ -182,6 +184,23 @@ class Processor:
                 # e.g. a staging install sharing the Stripe account: its users are not ours
                 log.error("a top-up for an unknown user; not credited", session=session.id)
                 return "unknown_user"
+            # Only a session this router made at checkout, for this user and this amount: a
+            # signed event is Stripe's word that a session was paid, not that its metadata
+            # (which anyone with the Stripe account can write) names the right user or sum.
+            made = await tx.fetchone(
+                "SELECT user_id, credit_pico, amount_total_cents FROM stripe_sessions WHERE id = ?",
+                (session.id,),
+            )
+            expected = (user_id, credit_cents * PICO_PER_CENT, session.amount_total or 0)
+            if made is None or tuple(made) != expected:
+                log.error(
+                    "a paid session this router did not make (or not for this user and amount); "
+                    "not credited",
+                    session=session.id,
+                    user=user_id,
+                    recorded=made is not None,
+                )
+                return "unknown_session"
             paid_us = event.created * 1_000_000
             lot, created = await credits.add_purchase_in(
                 tx,

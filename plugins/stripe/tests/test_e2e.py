@@ -369,6 +369,33 @@ def test_unknown_events_are_acknowledged_and_ignored(
     assert credits(router, key)["lots"] == []
 
 
+def test_a_signed_session_not_made_here_for_that_user_and_sum_credits_nothing(
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+) -> None:
+    victim_id, victim_key = cli.user_with_key("forged-for@example.com")
+    _, other_key = cli.user_with_key("forged-other@example.com")
+    # a session created on the Stripe account outside this router, naming a user in metadata
+    metadata = {"lmrouter_user_id": victim_id, "lmrouter_credit_usd": "500.00"}
+    outside = {"id": "cs_test_outside", "object": "checkout.session", "payment_status": "paid",
+               "payment_intent": "pi_outside", "metadata": metadata, "currency": "usd",
+               "amount_total": 50000}  # fmt: skip
+    answer = post_event(router, event("checkout.session.completed", outside))
+    assert outcome(answer) == "unknown_session"  # 200: Stripe must not retry it forever
+    # a real session of another user, completed with the victim's id in its metadata
+    session_id = top_up(router, other_key, "20")
+    evt = fake.complete(session_id)
+    evt["data"]["object"]["metadata"]["lmrouter_user_id"] = victim_id
+    assert outcome(post_event(router, evt)) == "unknown_session"
+    # the session's own user with a bigger sum than checkout recorded
+    evt = fake.complete(top_up(router, other_key, "5"))
+    paid = evt["data"]["object"]
+    paid["metadata"]["lmrouter_credit_usd"], paid["amount_total"] = "900.00", 90000
+    assert outcome(post_event(router, evt)) == "unknown_session"
+    assert credits(router, victim_key)["lots"] == []
+    assert credits(router, other_key)["lots"] == []
+    ledger_matches_lots(db)
+
+
 # -- asynchronous payments, refunds, disputes ---------------------------------------------------
 
 

@@ -59,6 +59,15 @@ def charge_event(kind: str, sid: str) -> dict[str, Any]:
     return event(kind, obj)
 
 
+async def checked_out(store: SQLiteStore, user_id: str, sid: str, total_cents: int = 1083) -> None:
+    """The row checkout writes when it makes session ``sid`` ($10.00 credit)."""
+    await store.execute(
+        "INSERT INTO stripe_sessions (id, user_id, credit_pico, fee_cents, amount_total_cents, "
+        "created_at) VALUES (?, ?, ?, ?, ?, '2026-01-01T00:00:00.000000Z')",
+        (sid, user_id, 10 * PICO, total_cents - 1000, total_cents),
+    )
+
+
 async def apply(processor: Processor, evt: dict[str, Any]) -> str:
     return await processor.process(decode_event(orjson.dumps(evt)))
 
@@ -67,6 +76,7 @@ def test_a_crash_inside_the_transaction_leaves_nothing_behind(tmp_path: Path) ->
     async def go() -> None:
         async with opened(tmp_path / "s.db") as (store, processor):
             user = (await accounts.create_user(store, "c@example.com")).id
+            await checked_out(store, user, "cs_1")
             evt = event("checkout.session.completed", session(user, "cs_1"))
 
             async def crash(*args: Any) -> None:
@@ -77,6 +87,9 @@ def test_a_crash_inside_the_transaction_leaves_nothing_behind(tmp_path: Path) ->
                 await apply(processor, evt)
             for table in ("credit_lots", "ledger", "stripe_events"):
                 assert await store.fetchall(f"SELECT * FROM {table}") == [], table
+            assert await store.fetchall("SELECT lot_id, paid_at FROM stripe_sessions") == [
+                (None, None)
+            ]
             del processor._apply_waiting  # Stripe retries the same event
             assert await apply(processor, evt) == "credited"
             assert await store.fetchall("SELECT amount_pico FROM credit_lots") == [(10 * PICO,)]
@@ -88,6 +101,7 @@ def test_a_refund_before_its_payment_and_disputes_without_suspension(tmp_path: P
     async def go() -> None:
         async with opened(tmp_path / "s.db", suspend_on_dispute=False) as (store, processor):
             user = (await accounts.create_user(store, "d@example.com")).id
+            await checked_out(store, user, "cs_2")
             assert await apply(processor, charge_event("charge.refunded", "cs_2")) == "unmatched"
             assert await apply(processor, charge_event("charge.dispute.created", "cs_2")) == (
                 "unmatched"
@@ -121,8 +135,32 @@ def test_sessions_that_are_not_paid_top_ups(tmp_path: Path) -> None:
                 (session(user, "cs_f", paid="unpaid"), "awaiting_payment"),
             ]
             for obj, expected in cases:
+                await checked_out(store, user, obj["id"])
                 evt = event("checkout.session.completed", obj)
                 assert await apply(processor, evt) == expected, obj
+            assert await store.fetchall("SELECT * FROM credit_lots") == []
+
+    asyncio.run(go())
+
+
+def test_only_a_session_made_at_checkout_for_that_user_and_sum_is_credited(
+    tmp_path: Path,
+) -> None:
+    async def go() -> None:
+        async with opened(tmp_path / "s.db") as (store, processor):
+            user = (await accounts.create_user(store, "f@example.com")).id
+            other = (await accounts.create_user(store, "g@example.com")).id
+            await checked_out(store, other, "cs_other")  # made for someone else
+            await checked_out(store, user, "cs_small", total_cents=583)  # made for $5.83 total
+            cases = [
+                session(user, "cs_never"),  # never made here
+                session(user, "cs_other"),
+                session(user, "cs_small"),
+            ]
+            for obj in cases:
+                evt = event("checkout.session.completed", obj)
+                assert await apply(processor, evt) == "unknown_session", obj["id"]
+                assert await apply(processor, evt) == "duplicate"  # recorded: no retry loop
             assert await store.fetchall("SELECT * FROM credit_lots") == []
 
     asyncio.run(go())
