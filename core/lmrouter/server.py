@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from lmrouter import __version__
+from lmrouter import __version__, listener
 from lmrouter.config import Config
 
 
@@ -16,6 +16,15 @@ def run(config: Config, *, host: str | None, port: int | None, workers: int | No
     port = port or server.port
     workers = workers or server.workers
     os.environ["LMROUTER_CONFIG"] = str(config.path)
+    try:
+        sock = listener.bind(host, port)
+    except listener.PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. an address this machine does not have
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    sock.set_inheritable(True)  # kept across the exec below, for the launcher
     print(
         f"lmrouter {__version__}: {len(config.models)} models, {len(config.providers)} providers, "
         f"{workers} worker{'s' if workers != 1 else ''}\n"
@@ -32,6 +41,7 @@ def run(config: Config, *, host: str | None, port: int | None, workers: int | No
     settings = {
         "host": host,
         "port": port,
+        "fd": sock.fileno(),
         "workers": workers,
         "log_level": server.log_level if server.log_level != "warning" else "warn",
         "workers_kill_timeout": int(server.shutdown_timeout),
