@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+import openai
 import pytest
 
+from lmrouter.testing.fake_openai import FakeOpenAI
+from lmrouter.testing.operator import cli, user_with_key
 from lmrouter.testing.server import RouterServer, free_port
 
 CONFIG = """
@@ -74,3 +78,77 @@ def test_a_port_held_by_another_program_is_refused(tmp_path: Path, reuse_port: b
         result = serve(config, port)
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip() == f"error: 127.0.0.1:{port} is already in use"
+
+
+BYOK_CONFIG = """
+[plugins]
+disabled = ["credits", "ratelimit"]
+[auth]
+keys = ["sk-operator-test-key"]
+[storage]
+url = "sqlite:///data/router.db"
+[accounts]
+secret = "${{LMROUTER_SECRET:-}}"
+[providers.up]
+type = "openai"
+base_url = "{upstream}"
+api_key = "sk-the-operators-provider-key"
+[[models]]
+id = "gpt"
+  [[models.routes]]
+  provider = "up"
+  model = "gpt-x"
+"""
+
+
+def test_byok_keys_survive_a_restart_without_an_exported_secret(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LMROUTER_SECRET", raising=False)
+    text = BYOK_CONFIG.format(upstream=fake_openai.base_url)
+    with RouterServer(text, workdir=tmp_path) as router:
+        secret = tmp_path / "data" / "router.db.secret"
+        assert secret.is_file() and stat.S_IMODE(secret.stat().st_mode) == 0o600
+        key = user_with_key(router.config_path, "ada@example.com")
+        cli(
+            router.config_path,
+            "byok",
+            "set",
+            "ada@example.com",
+            "up",
+            "--key-stdin",
+            stdin="sk-own",
+        )
+    with RouterServer(text, workdir=tmp_path) as router:  # a restart, nothing exported
+        client = openai.OpenAI(base_url=router.openai_url, api_key=key)
+        client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
+        assert fake_openai.requests[-1].headers["authorization"] == "Bearer sk-own"
+
+    # A secret set now is not the one the keys were stored with: the operator is told at start.
+    other = {**os.environ, "LMROUTER_SECRET": "a-different-secret-0123456789"}
+    for command in ("check", "serve"):
+        result = subprocess.run(
+            [sys.executable, "-m", "lmrouter.cli", command, "--config", str(router.config_path)],
+            capture_output=True,
+            text=True,
+            env=other,
+            timeout=60,
+        )
+        assert result.returncode == 1, result.stderr
+        assert "`accounts.secret`: 1 of 1 stored BYOK keys do not open" in result.stderr
+        assert "listening" not in result.stderr
+
+
+def test_byok_keys_stored_under_an_exported_secret_need_it_at_start(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LMROUTER_SECRET", "the-secret-exported-once-0123456789")
+    path = tmp_path / "lmrouter.toml"
+    path.write_text(BYOK_CONFIG.format(upstream=fake_openai.base_url))
+    user_with_key(path, "bob@example.com")
+    cli(path, "byok", "set", "bob@example.com", "up", "--key-stdin", stdin="sk-bobs-own")
+    monkeypatch.delenv("LMROUTER_SECRET")  # the restart where it was forgotten
+    result = serve(path, free_port())
+    assert result.returncode == 1, result.stderr
+    assert "1 stored BYOK keys need the secret they were encrypted with" in result.stderr
+    assert "LMROUTER_SECRET" in result.stderr and "listening" not in result.stderr
