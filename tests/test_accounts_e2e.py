@@ -326,7 +326,7 @@ def test_delete_revokes_at_once_and_erases_personal_data(
     user_id = query(db, "SELECT id FROM users WHERE email = 'heidi@example.com'")[0][0]
     within(1.0, accepted(router, key))
 
-    out = cli.ok("users", "delete", "heidi@example.com")
+    out = cli.ok("users", "delete", "heidi@example.com", "--yes")
     assert "2 keys revoked" in out
     within(1.0, refused_with(router, key, openai.AuthenticationError))
 

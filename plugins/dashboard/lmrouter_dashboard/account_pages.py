@@ -53,10 +53,21 @@ async def create_key(site: Site, visit: Visit) -> Response:
 
 
 async def revoke_key(site: Site, visit: Visit) -> Response:
-    try:
-        await accounts.revoke_key(
-            site.store, visit.request.path_params["key_id"], user_id=visit.user_id
+    key_id = visit.request.path_params["key_id"]
+    if visit.form.get("confirm") != "yes":  # one click asks; the second revokes
+        key = await accounts.get_key(site.store, key_id)
+        if key is None or key.user_id != visit.user_id:
+            return visit.render("error.html", status=404, message="There is no such key.")
+        return visit.render(
+            "confirm.html",
+            question=f"Revoke the key {key.name or key.prefix + '…'}?",
+            consequence="Requests with it get 401 at once. A revoked key cannot be restored.",
+            action=f"{BASE}/keys/{key.id}/revoke",
+            button="Revoke the key",
+            back=f"{BASE}/keys",
         )
+    try:
+        await accounts.revoke_key(site.store, key_id, user_id=visit.user_id)
     except accounts.AccountsError:
         return visit.render("error.html", status=404, message="There is no such key.")
     return visit.redirect(f"{BASE}/keys?done=revoked")
@@ -132,12 +143,19 @@ async def delete_account(site: Site, visit: Visit) -> Response:
     )
     if user is None:
         site.email_throttle.failed(throttled)
-    if user is None or user.id != visit.user_id or visit.form.get("confirm") != "yes":
+    error = (
+        "The password is wrong: the account is not deleted."
+        if user is None or user.id != visit.user_id
+        else "Tick the box to confirm: the account is not deleted."
+        if visit.form.get("confirm") != "yes"
+        else None
+    )
+    if error:
         return visit.render(
             "account.html",
             status=400,
             user=await accounts.get_user(site.store, visit.user_id),
-            error="Tick the box and enter your password to delete the account.",
+            error=error,
         )
     await accounts.delete_user(site.store, visit.user_id)  # every key revoked at once
     await site.sessions.end_user(visit.user_id)

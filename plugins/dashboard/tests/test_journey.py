@@ -268,6 +268,12 @@ def test_the_whole_journey_in_a_browser(
     # -- revoking a key ----------------------------------------------------------------------------
     page.get_by_role("link", name="API keys").click()
     page.get_by_role("button", name=f"Revoke key {first[:12]}").click()
+    expect(page.get_by_role("heading", name="Revoke the key laptop?")).to_be_visible()
+    pages.saw("key-revoke-confirm")
+    page.get_by_role("link", name="Cancel").click()  # nothing happened yet
+    sdk.chat.completions.create(model="gpt-x", messages=HELLO)
+    page.get_by_role("button", name=f"Revoke key {first[:12]}").click()
+    page.get_by_role("button", name="Revoke the key").click()
     expect(page.get_by_role("status")).to_contain_text("revoked")
     expect(page.locator("tbody")).to_contain_text("revoked")
     pages.saw("key-revoked")
@@ -284,6 +290,12 @@ def test_the_whole_journey_in_a_browser(
     operator.get_by_role("button", name="Sign in").click()
     expect(operator.locator("tbody")).to_contain_text(EMAIL)
     operator_pages.saw("admin-users")
+    operator.get_by_role("button", name=f"Suspend {EMAIL}").click()
+    expect(operator.get_by_role("heading", name=f"Suspend {EMAIL}?")).to_be_visible()
+    operator_pages.saw("admin-suspend-confirm")
+    operator.get_by_role("link", name="Cancel").click()
+    expect(operator.locator("tbody")).to_contain_text("active")
+    kit.sdk(shop, second).chat.completions.create(model="gpt-x", messages=HELLO)
     operator.get_by_role("link", name="Recent errors").click()
     expect(operator.locator("tbody")).to_contain_text("insufficient_credits")
     operator_pages.saw("admin-errors")
@@ -292,6 +304,12 @@ def test_the_whole_journey_in_a_browser(
     # -- deleting the account ----------------------------------------------------------------------
     page.get_by_role("link", name="Account").click()
     pages.saw("account")
+    page.get_by_label("Yes, delete my account").check()
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "The password is wrong: the account is not deleted."
+    )
     page.get_by_label("Yes, delete my account").check()
     page.get_by_label("Your password").fill(kit.PASSWORD)
     page.get_by_role("button", name="Delete my account").click()
@@ -308,4 +326,4 @@ def test_the_whole_journey_in_a_browser(
     page.goto(f"{base}/keys")
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     context.close()
-    assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 19  # and the phone's
+    assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 21  # and the phone's

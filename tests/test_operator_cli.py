@@ -1,0 +1,82 @@
+"""The operator's commands at the edges: what cannot be undone asks first, wording of errors."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmrouter.testing.operator import cli, query
+
+CONFIG = """
+[auth]
+keys = ["sk-operator-test-key"]
+[storage]
+url = "sqlite:///ops.db"
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    path = tmp_path / "lmrouter.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def lmrouter(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", *args, "--config", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def on_a_terminal(config: Path, *args: str, answer: str) -> tuple[int, str]:
+    """The command with a terminal as its stdin, typing ``answer``; (exit code, stderr)."""
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lmrouter.cli", *args, "--config", str(config)],
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(primary, answer.encode() + b"\n")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    return proc.returncode, err
+
+
+def status(config: Path, email: str) -> str:
+    rows = query(config.parent / "ops.db", "SELECT status FROM users WHERE email = ?", (email,))
+    return rows[0][0] if rows else "gone"
+
+
+def test_users_delete_asks_on_a_terminal_and_refuses_without_one(config_path: Path) -> None:
+    cli(config_path, "users", "add", "keep@example.com")
+    refused = lmrouter(config_path, "users", "delete", "keep@example.com")
+    assert refused.returncode == 1
+    assert "add --yes to confirm" in refused.stderr
+    assert status(config_path, "keep@example.com") == "active"
+
+    code, err = on_a_terminal(config_path, "users", "delete", "keep@example.com", answer="no")
+    assert code == 1 and "Delete keep@example.com?" in err and "not confirmed" in err
+    assert status(config_path, "keep@example.com") == "active"
+
+    code, err = on_a_terminal(config_path, "users", "delete", "keep@example.com", answer="yes")
+    assert code == 0, err
+    assert status(config_path, "keep@example.com") == "gone"  # its e-mail is erased
+
+    cli(config_path, "users", "add", "script@example.com")
+    done = lmrouter(config_path, "users", "delete", "script@example.com", "--yes")
+    assert done.returncode == 0 and "deleted user" in done.stdout
+    assert status(config_path, "script@example.com") == "gone"
