@@ -11,6 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -152,3 +153,20 @@ def test_byok_keys_stored_under_an_exported_secret_need_it_at_start(
     assert result.returncode == 1, result.stderr
     assert "1 stored BYOK keys need the secret they were encrypted with" in result.stderr
     assert "LMROUTER_SECRET" in result.stderr and "listening" not in result.stderr
+
+
+def test_the_first_address_leads_a_browser_to_the_dashboard() -> None:
+    with RouterServer(CONFIG) as router:
+        assert f"dashboard: http://127.0.0.1:{router.port}/dashboard" in router.logs()
+        with httpx.Client(base_url=router.url) as http:
+            assert http.head("/").status_code == 200
+            first = http.get("/")
+            assert first.status_code == 302 and first.headers["location"] == "/dashboard"
+
+
+def test_without_a_dashboard_the_root_says_what_is_there() -> None:
+    with RouterServer(CONFIG + '[plugins]\ndisabled = ["dashboard"]\n') as router:
+        assert "dashboard:" not in router.logs()
+        with httpx.Client(base_url=router.url) as http:
+            assert http.head("/").status_code == 200
+            assert http.get("/").json()["health"] == "/health"

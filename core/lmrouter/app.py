@@ -20,7 +20,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lmrouter import __version__, plugins
@@ -64,6 +64,7 @@ class RouterApp:
     def __init__(self, starlette: Starlette, endpoints: dict[str, ProxyEndpoint]) -> None:
         self.starlette = starlette
         self.endpoints = endpoints
+        self.dashboard: str | None = None  # its path, when a plugin serves the dashboard
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -187,6 +188,25 @@ async def get_model(request: Request) -> Response:
     return JSONResponse(_model_entry(gateway, model_id, "anthropic-version" in request.headers))
 
 
+DASHBOARD = "/dashboard"  # the web dashboard's path (HTTP contract), when a plugin serves it
+
+
+def root_for(has_dashboard: bool) -> Any:
+    """``/``: a browser goes on to the dashboard; ``HEAD`` (uptime checks) gets 200; without a
+    dashboard, a pointer to what is here."""
+
+    async def root(request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(status_code=200)
+        if has_dashboard:
+            return RedirectResponse(DASHBOARD, status_code=302)
+        return JSONResponse(
+            {"name": "LMRouter", "version": __version__, "api": "/v1", "health": "/health"}
+        )
+
+    return root
+
+
 # -- assembly ---------------------------------------------------------------------------------
 
 # The model endpoints: one path per dialect, each served by the same pipeline.
@@ -209,6 +229,9 @@ def create_app(gateway: Gateway) -> RouterApp:
     routes += [Route(path, app, methods=["POST"]) for path, app in endpoints.items()]
     for extra in gateway.pm.hook.lmrouter_routes(gateway=gateway):
         routes.extend(extra or ())
+    has_dashboard = any(getattr(r, "path", None) == DASHBOARD for r in routes)
+    # Last: the address a server prints is where people point a browser first.
+    routes.append(Route("/", root_for(has_dashboard), methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -227,7 +250,9 @@ def create_app(gateway: Gateway) -> RouterApp:
         exception_handlers={RouterError: router_error, HTTPException: http_error},
     )
     app.state.gateway = gateway
-    return RouterApp(app, endpoints)
+    router = RouterApp(app, endpoints)
+    router.dashboard = DASHBOARD if has_dashboard else None
+    return router
 
 
 def serve_app() -> Any:

@@ -27,8 +27,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers:  # plugins must see the real worker count when they check the config
         os.environ["LMROUTER_WORKERS"] = str(args.workers)
-    config, _ = _load(args)
-    return server.run(config, host=args.host, port=args.port, workers=args.workers)
+    config, pm = _load(args)
+    return server.run(
+        config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        dashboard=_dashboard(config, pm),
+    )
+
+
+def _dashboard(config: Config, pm: plugins.PluginManager) -> str | None:
+    """The dashboard's path when an enabled plugin serves one, for the banner. The app is
+    built here only to see its routes; the workers build their own."""
+    from lmrouter.app import create_app
+    from lmrouter.gateway import Gateway
+
+    try:
+        return create_app(Gateway(config, pm)).dashboard
+    except Exception:  # a plugin that cannot build its routes here fails in the workers too
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -10,7 +10,14 @@ from lmrouter import __version__, listener
 from lmrouter.config import Config
 
 
-def run(config: Config, *, host: str | None, port: int | None, workers: int | None) -> int:
+def run(
+    config: Config,
+    *,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    dashboard: str | None = None,
+) -> int:
     server = config.server
     host = host or server.host
     port = port or server.port
@@ -28,7 +35,8 @@ def run(config: Config, *, host: str | None, port: int | None, workers: int | No
     print(
         f"lmrouter {__version__}: {len(config.models)} models, {len(config.providers)} providers, "
         f"{workers} worker{'s' if workers != 1 else ''}\n"
-        f"listening on http://{host}:{port}  (config: {config.path})",
+        f"listening on http://{host}:{port}  (config: {config.path})"
+        + (f"\ndashboard: http://{host}:{port}{dashboard}" if dashboard else ""),
         file=sys.stderr,
         flush=True,
     )

@@ -52,6 +52,17 @@ async def create_key(site: Site, visit: Visit) -> Response:
     return await _keys_page(site, visit, new=new)
 
 
+async def not_found(site: Site, visit: Visit) -> Response:
+    if not visit.request.path_params["missing"]:  # /dashboard/
+        return visit.redirect(BASE)
+    return visit.render(
+        "error.html",
+        status=404,
+        heading="Page not found",
+        message="There is no page at this address.",
+    )
+
+
 async def revoke_key(site: Site, visit: Visit) -> Response:
     key_id = visit.request.path_params["key_id"]
     if visit.form.get("confirm") != "yes":  # one click asks; the second revokes

@@ -140,7 +140,7 @@ def test_the_whole_journey_in_a_browser(
     base = f"{shop.url}/dashboard"
 
     # -- signing up -----------------------------------------------------------------------------
-    page.goto(base)
+    page.goto(shop.url)  # the address the server prints first
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("link", name="help@example.com")).to_be_visible()
@@ -261,6 +261,10 @@ def test_the_whole_journey_in_a_browser(
     assert "sk-my-own-up-key" not in page.content()
     pages.saw("provider-keys")
     page.get_by_role("button", name="Remove your up key").click()
+    mistyped = page.goto(f"{base}/kyes")
+    assert mistyped is not None and mistyped.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    pages.saw("not-found")
     page.goto(f"{base}/terms")
     expect(page.locator(".terms")).to_contain_text("Use the router kindly.")
     pages.saw("terms")
@@ -326,4 +330,4 @@ def test_the_whole_journey_in_a_browser(
     page.goto(f"{base}/keys")
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     context.close()
-    assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 21  # and the phone's
+    assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 22  # and the phone's
