@@ -8,6 +8,7 @@ from starlette.responses import Response
 from lmrouter_accounts import service as accounts
 from lmrouter_accounts.plugin import box_for
 from lmrouter_credits import service as credits
+from lmrouter_dashboard.money_pages import stripe_checkout
 from lmrouter_dashboard.web import BASE, Site, Visit
 
 
@@ -20,6 +21,7 @@ async def home(site: Site, visit: Visit) -> Response:
         "home.html",
         balance=balance,
         active_keys=sum(1 for k in keys if k.revoked_at is None),
+        buying=stripe_checkout(site) is not None,
     )
 
 

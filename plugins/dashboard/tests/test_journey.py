@@ -331,3 +331,55 @@ def test_the_whole_journey_in_a_browser(
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     context.close()
     assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 22  # and the phone's
+
+
+WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+
+
+@pytest.fixture(scope="module")
+def no_stripe(
+    kit, tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI
+) -> Iterator[RouterServer]:
+    """A router where buying is off and each new account gets a sign-up grant."""
+    server = kit.start(
+        tmp_path_factory.mktemp("no-stripe"), fake.base_url, credits="signup_grant_usd = 2.5"
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_without_stripe_a_new_user_has_the_signup_grant_and_knows_whom_to_ask(
+    kit, no_stripe: RouterServer, browser: Browser, width: str
+) -> None:
+    context = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
+    page = context.new_page()
+    pages = Pages(page, [])
+    base = f"{no_stripe.url}/dashboard"
+    page.goto(f"{base}/signup")
+    page.get_by_label("E-mail address").fill(f"granted-{width}@example.com")
+    page.locator("#password").fill(kit.PASSWORD)
+    page.get_by_label("Password again").fill(kit.PASSWORD)
+    page.get_by_label("I accept the").check()
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(f"{base}/keys")
+    key = page.get_by_label("Name")
+    key.fill("first")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label(re.compile("Your new key")).input_value()
+    reply = kit.sdk(no_stripe, secret).chat.completions.create(model="gpt-x", messages=HELLO)
+    assert reply.choices[0].message.content  # the grant pays for the first call
+
+    page.goto(base)
+    expect(page.get_by_role("link", name=re.compile("Buy credits"))).to_have_count(0)
+    page.get_by_role("link", name="Your credits and how to get more").click()
+    expect(page.get_by_role("heading", name="Buy credits")).to_have_count(0)
+    expect(page.locator("#ask")).to_contain_text("Ask help@example.com for credits")
+    expect(page.locator("tbody")).to_contain_text("grant (sign-up grant)")
+    expect(page.locator("tbody")).to_contain_text("$2.5")
+    pages.saw(f"credits-granted-{width}")
+    page.goto(f"{base}/credits?checkout=success&session_id=cs_test_made_up")
+    expect(page.get_by_text("Payment received")).to_have_count(0)
+    context.close()
