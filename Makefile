@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
+# `make run` serves ./lmrouter.toml (what `lmrouter init` writes) when there is one.
+CONFIG ?= $(firstword $(wildcard lmrouter.toml) config/lmrouter.toml)
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
@@ -34,7 +36,8 @@ $(CHROMIUM):
 	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
 
 run: $(STAMP)
-	$(BIN)/lmrouter serve --config config/lmrouter.toml
+	@echo "the lmrouter command: . $(VENV)/bin/activate (or $(BIN)/lmrouter)"
+	$(BIN)/lmrouter serve --config $(CONFIG)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .

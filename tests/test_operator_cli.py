@@ -80,3 +80,18 @@ def test_users_delete_asks_on_a_terminal_and_refuses_without_one(config_path: Pa
     done = lmrouter(config_path, "users", "delete", "script@example.com", "--yes")
     assert done.returncode == 0 and "deleted user" in done.stdout
     assert status(config_path, "script@example.com") == "gone"
+
+
+def test_without_a_config_file_the_error_says_how_to_name_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LMROUTER_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # another folder: no lmrouter.toml, no config/lmrouter.toml
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "lmrouter.toml: config file not found" in result.stderr
+    assert "--config" in result.stderr and "$LMROUTER_CONFIG" in result.stderr
