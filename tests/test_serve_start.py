@@ -170,3 +170,30 @@ def test_without_a_dashboard_the_root_says_what_is_there() -> None:
         with httpx.Client(base_url=router.url) as http:
             assert http.head("/").status_code == 200
             assert http.get("/").json()["health"] == "/health"
+
+
+def test_a_provider_without_a_key_is_named_at_start_and_in_health(fake_openai: FakeOpenAI) -> None:
+    config = f"""
+[auth]
+keys = ["sk-operator-test-key"]
+[providers.keyless]
+type = "openai"
+base_url = "{fake_openai.base_url}"
+api_key = "${{LMROUTER_TEST_NO_SUCH_KEY:-}}"
+[providers.keyed]
+type = "openai"
+base_url = "{fake_openai.base_url}"
+api_key = "sk-set"
+[[models]]
+id = "m"
+routes = [{{provider = "keyless", model = "x"}}, {{provider = "keyed", model = "x"}}]
+"""
+    with RouterServer(config) as router:
+        banner = router.logs().split("[INFO]")[0]
+        assert "warning: provider 'keyless' has no api_key" in banner
+        assert "provider 'keyed'" not in banner
+        health = httpx.get(f"{router.url}/health").json()
+    assert health["status"] == "degraded"
+    assert health["providers"]["keyless"]["status"] == "unconfigured"
+    assert "no api_key" in health["providers"]["keyless"]["last_error"]
+    assert health["providers"]["keyed"]["status"] == "unknown"  # nothing asked of it yet

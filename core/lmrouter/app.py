@@ -137,9 +137,9 @@ async def health(request: Request) -> Response:
     the router has seen of each provider lately — a failing provider degrades, not fails."""
     gateway: Gateway = request.app.state.gateway
     store_ok = await gateway.store.ping()
-    providers = {name: p.health.summary() for name, p in gateway.providers.items()}
-    failing = any(p["status"] == "failing" for p in providers.values())
-    status = "unavailable" if not store_ok else "degraded" if failing else "ok"
+    providers = {name: _provider_health(p) for name, p in gateway.providers.items()}
+    degraded = any(p["status"] in ("failing", "unconfigured") for p in providers.values())
+    status = "unavailable" if not store_ok else "degraded" if degraded else "ok"
     body = {
         "status": status,
         "version": __version__,
@@ -147,6 +147,15 @@ async def health(request: Request) -> Response:
         "providers": providers,
     }
     return JSONResponse(body, status_code=200 if store_ok else 503)
+
+
+def _provider_health(provider: Any) -> dict[str, Any]:
+    summary: dict[str, Any] = provider.health.summary()
+    if not provider.config.api_key and summary["status"] != "failing":
+        # its requests go out only with users' own keys (BYOK), or fail
+        summary["status"] = "unconfigured"
+        summary["last_error"] = "no api_key: only users' own keys (BYOK) can reach it"
+    return summary
 
 
 def _model_entry(gateway: Gateway, model_id: str, anthropic: bool) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         dashboard=_dashboard(config, pm),
+        warnings=_warnings(config, pm),  # the same as `check` prints, before anything serves
     )
 
 
@@ -89,7 +90,10 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
     ]
     for name, provider in config.providers.items():
         if name in used and not provider.api_key:
-            out.append(f"provider {name!r} has no api_key: requests to it rely on BYOK keys")
+            out.append(
+                f"provider {name!r} has no api_key: requests to it fail unless the user stored "
+                "their own key (BYOK)"
+            )
     out += [f"plugin {i.name!r} failed to load: {i.error}" for i in pm.infos if i.error]
     return out
 

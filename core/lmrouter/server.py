@@ -17,6 +17,7 @@ def run(
     port: int | None,
     workers: int | None,
     dashboard: str | None = None,
+    warnings: list[str] | None = None,
 ) -> int:
     server = config.server
     host = host or server.host
@@ -40,6 +41,8 @@ def run(
         file=sys.stderr,
         flush=True,
     )
+    for warning in warnings or ():
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if not any(k.strip() for k in config.core.auth.keys):
         print(
             "note: no operator key set; export LMROUTER_ADMIN_KEY=… to get one",
