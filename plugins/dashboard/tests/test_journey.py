@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -369,8 +370,18 @@ def test_without_stripe_a_new_user_has_the_signup_grant_and_knows_whom_to_ask(
     key.fill("first")
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_label(re.compile("Your new key")).input_value()
-    reply = kit.sdk(no_stripe, secret).chat.completions.create(model="gpt-x", messages=HELLO)
+    pages.saw(f"keys-{width}")
+    # each SDK, with the base URL the page gives for it
+    openai_base = page.locator("#openai-base").inner_text()
+    reply = openai.OpenAI(base_url=openai_base, api_key=secret).chat.completions.create(
+        model="gpt-x", messages=HELLO
+    )
     assert reply.choices[0].message.content  # the grant pays for the first call
+    claude = anthropic.Anthropic(
+        base_url=page.locator("#anthropic-base").inner_text(), api_key=secret
+    )
+    answer = claude.messages.create(model="gpt-x", max_tokens=50, messages=HELLO)
+    assert answer.content[0].text
 
     page.goto(base)
     expect(page.get_by_role("link", name=re.compile("Buy credits"))).to_have_count(0)
