@@ -83,4 +83,9 @@ async def act(site: Site, visit: Visit) -> Response:
 
 
 async def errors(site: Site, visit: Visit) -> Response:
-    return visit.render("errors.html", failures=site.errors.newest_first())
+    failures = site.errors.newest_first()
+    callers: dict[str, str] = {}  # "user:<id>" → the e-mail address people know them by
+    for principal in {f.principal for f in failures if f.principal.startswith("user:")}:
+        user = await accounts.get_user(site.store, principal.removeprefix("user:"))
+        callers[principal] = (user.email if user else None) or "(deleted user)"
+    return visit.render("errors.html", failures=failures, callers=callers)

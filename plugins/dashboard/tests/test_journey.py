@@ -394,3 +394,78 @@ def test_without_stripe_a_new_user_has_the_signup_grant_and_knows_whom_to_ask(
     page.goto(f"{base}/credits?checkout=success&session_id=cs_test_made_up")
     expect(page.get_by_text("Payment received")).to_have_count(0)
     context.close()
+
+
+OVERFLOW = "document.documentElement.scrollWidth"  # a phone's window widens to the content
+# the on-screen height of the charts' smallest text, and the token axis' labels
+CHART_TEXT = """() => {
+  const texts = [...document.querySelectorAll("svg.chart text")];
+  return Math.min(...texts.map(t => t.getBoundingClientRect().height));
+}"""
+TOKEN_AXIS = """() => [...document.querySelectorAll("#chart-tokens-t ~ text")]
+  .map(t => t.textContent).filter(t => !t.includes("-"))"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_fits_a_phone_and_a_desktop(
+    kit, no_stripe: RouterServer, browser: Browser, width: str
+) -> None:
+    context = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
+    page = context.new_page()
+    pages = Pages(page, [])
+    base = f"{no_stripe.url}/dashboard"
+    email = f"fits-{width}@example.com"
+    page.goto(f"{base}/signup")
+    page.get_by_label("E-mail address").fill(email)
+    page.locator("#password").fill(kit.PASSWORD)
+    page.get_by_label("Password again").fill(kit.PASSWORD)
+    page.get_by_label("I accept the").check()
+    page.get_by_role("button", name="Sign up").click()
+
+    def fits(name: str) -> None:
+        wide = page.evaluate(OVERFLOW)
+        assert wide <= WIDTHS[width]["width"], f"{name} is {wide}px wide on the {width} screen"
+        pages.saw(f"{width}-{name}")
+
+    page.goto(f"{base}/usage")  # no data yet
+    assert page.evaluate(CHART_TEXT) >= 11, "chart text too small to read"
+    assert page.evaluate(TOKEN_AXIS) == ["0", "1", "2", "3", "4"]
+    fits("usage-empty")
+
+    page.goto(f"{base}/keys")
+    page.get_by_label("Name").fill("a name long enough to take some room")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label(re.compile("Your new key")).input_value()
+    revoke = page.get_by_role("button", name=re.compile("Revoke key")).bounding_box()
+    assert revoke is not None and revoke["x"] + revoke["width"] <= WIDTHS[width]["width"]
+    fits("keys")
+
+    sdk = kit.sdk(no_stripe, secret)
+    sdk.chat.completions.create(model="gpt-x", messages=HELLO)
+    with pytest.raises(openai.APIStatusError):
+        sdk.chat.completions.create(model="broken", messages=HELLO)
+    kit.within(5, lambda: page.goto(f"{base}/usage") and "gpt-x" in page.content())
+    assert page.evaluate(CHART_TEXT) >= 11
+    fits("usage")
+    for name in ("credits", "byok", "account", ""):
+        page.goto(f"{base}/{name}")
+        fits(name or "overview")
+
+    operator = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
+    page = operator.new_page()
+    pages = Pages(page, [])
+    page.goto(f"{base}/operator")
+    page.get_by_label("Operator key").fill(kit.OPERATOR)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("tbody")).to_contain_text(email)
+    fits("admin-users")
+    page.goto(f"{base}/admin/errors")
+    row = page.locator("tbody tr", has_text=email).first
+    expect(row).to_contain_text("502")
+    expect(page.locator("tbody")).not_to_contain_text("user:")  # callers by e-mail
+    if width == "desktop":  # the whole table, its messages too, without scrolling its box
+        box = page.locator(".scroll").first
+        assert box.evaluate("e => e.scrollWidth - e.clientWidth") <= 0
+    fits("admin-errors")
+    operator.close()
+    context.close()
