@@ -95,3 +95,28 @@ def test_without_a_config_file_the_error_says_how_to_name_one(tmp_path: Path) ->
     assert result.returncode == 1
     assert "lmrouter.toml: config file not found" in result.stderr
     assert "--config" in result.stderr and "$LMROUTER_CONFIG" in result.stderr
+
+
+def test_credits_commands_speak_plainly(config_path: Path) -> None:
+    cli(config_path, "users", "add", "bob@example.com")
+    for amount, message in (
+        ("1e3", "'1e3': write the amount without an exponent, like 1000 or 0.25"),
+        ("0.0000000000001", "has more than 12 decimal places"),
+        ("ten", "'ten' is not a USD amount"),
+    ):
+        result = lmrouter(config_path, "credits", "grant", "bob@example.com", amount)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert "config" not in result.stderr and "1e-12" not in result.stderr
+    nobody = lmrouter(config_path, "credits", "show", "nobody@example.com")
+    assert nobody.stderr.startswith("error: no user 'nobody@example.com'"), nobody.stderr
+    assert "config" not in nobody.stderr
+
+    granted = lmrouter(config_path, "credits", "grant", "bob@example.com", "1000")
+    assert granted.returncode == 0 and "granted 1000 USD" in granted.stdout
+    assert "within half a second" in granted.stdout
+
+    for action in ("grant", "show", "sweep"):
+        helped = lmrouter(config_path, "credits", action, "--help")
+        description = helped.stdout.split("\n\n")[1]  # the paragraph after the usage line
+        assert not description.startswith(("positional", "options")), helped.stdout

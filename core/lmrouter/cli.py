@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from lmrouter import __version__, plugins
 from lmrouter.config import Config, ConfigError, find_config
+from lmrouter.errors import CommandError
 from lmrouter.gateway import load
 from lmrouter.hookspecs import API_VERSION
 
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

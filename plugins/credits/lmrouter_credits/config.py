@@ -26,7 +26,7 @@ class CreditsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if not self.signup_grant_usd.is_finite() or self.signup_grant_usd < 0:
             raise ValueError("`signup_grant_usd` must be a number of at least 0")
         try:
-            parse_usd(str(self.signup_grant_usd))
+            parse_usd(f"{self.signup_grant_usd:f}")
         except ValueError as exc:
             raise ValueError(f"`signup_grant_usd`: {exc}") from None
         if not 0 < self.flush_interval <= 10:

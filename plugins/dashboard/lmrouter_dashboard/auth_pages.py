@@ -105,7 +105,7 @@ async def _signup_grant(site: Site, user_id: str) -> None:
         await credits.grant(
             site.store,
             user_id,
-            parse_usd(str(settings.signup_grant_usd)),
+            parse_usd(f"{settings.signup_grant_usd:f}"),
             note="sign-up grant",
             expire_after_days=settings.expire_after_days,
         )
