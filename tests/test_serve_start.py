@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -189,7 +190,7 @@ id = "m"
 routes = [{{provider = "keyless", model = "x"}}, {{provider = "keyed", model = "x"}}]
 """
     with RouterServer(config) as router:
-        banner = router.logs().split("[INFO]")[0]
+        banner = router.logs().split("\n{")[0]  # what serve printed before the JSON log lines
         assert "warning: provider 'keyless' has no api_key" in banner
         assert "provider 'keyed'" not in banner
         health = httpx.get(f"{router.url}/health").json()
@@ -197,3 +198,24 @@ routes = [{{provider = "keyless", model = "x"}}, {{provider = "keyed", model = "
     assert health["providers"]["keyless"]["status"] == "unconfigured"
     assert "no api_key" in health["providers"]["keyless"]["last_error"]
     assert health["providers"]["keyed"]["status"] == "unknown"  # nothing asked of it yet
+
+
+def test_after_the_banner_every_log_line_is_json_granians_too(tmp_path: Path) -> None:
+    with RouterServer(CONFIG, workdir=tmp_path) as router:
+        httpx.get(f"{router.url}/health")
+    lines = router.logs().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("{"))
+    assert all(line.startswith("lmrouter ") or ":" in line for line in lines[:start])
+    records = [json.loads(line) for line in lines[start:]]  # each one JSON, none plain text
+    events = [r["event"] for r in records if r.get("logger", "").startswith("_granian")]
+    assert any(e.startswith("Starting granian") for e in events), events
+    assert any(e.startswith("Stopping worker") for e in events), events
+
+
+def test_files_a_run_leaves_beside_the_database_are_not_in_git_status() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    for name in ("lmrouter.db.credits.lock", "lmrouter.db.secret", "lmrouter.db-wal"):
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", f"config/{name}"], cwd=repo, timeout=30
+        )
+        assert ignored.returncode == 0, f"config/{name} would show in git status"

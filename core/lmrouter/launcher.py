@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
         workers=settings["workers"],
         loop=Loops.auto,
         log_level=settings["log_level"],
+        log_dictconfig=settings["log_config"],
         workers_kill_timeout=settings["workers_kill_timeout"],
     ).serve()
     return 0

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from lmrouter import __version__, listener
+from lmrouter import __version__, listener, logs
 from lmrouter.config import Config
 
 
@@ -55,6 +55,9 @@ def run(
         "fd": sock.fileno(),
         "workers": workers,
         "log_level": server.log_level if server.log_level != "warning" else "warn",
+        "log_config": logs.granian_config(
+            logs.resolved_format(os.environ.get("LMROUTER_LOG_FORMAT", server.log_format))
+        ),
         "workers_kill_timeout": int(server.shutdown_timeout),
     }
     # Become the slim supervisor (see lmrouter.launcher): the same process, without the
