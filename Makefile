@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` needs the runtime only; `make test` adds the test tools (SDKs,
+# Playwright, ruff, hypothesis: most of the venv's size).
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 # `make run` serves ./lmrouter.toml (what `lmrouter init` writes) when there is one.
 CONFIG ?= $(firstword $(wildcard lmrouter.toml) config/lmrouter.toml)
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
@@ -13,12 +16,16 @@ PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 
 
 .PHONY: run test lint bench install lock clean
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml constraints.txt $(PLUGINS)
+$(RUN_STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LMRouter needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	@touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
 	$(PIP) install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	@touch $@
 
@@ -35,18 +42,18 @@ $(CHROMIUM):
 	fi
 	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@echo "the lmrouter command: . $(VENV)/bin/activate (or $(BIN)/lmrouter)"
 	$(BIN)/lmrouter serve --config $(CONFIG)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(TEST_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks
 
 # Re-pin after changing dependencies: resolves afresh in a scratch venv, writes constraints.txt.
