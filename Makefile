@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test lint bench install lock clean
+.PHONY: run test lint bench install lock clean dist
 
 install: $(TEST_STAMP)
 
@@ -56,6 +56,18 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks
 
+# A wheel per distribution and dist/lmrouter.pyz: the core and every bundled plugin with their
+# dependencies in one file (shiv), run with `python3 dist/lmrouter.pyz serve --config my.toml`.
+# Its compiled dependencies are this machine's: same OS, CPU and Python minor version.
+DIST ?= dist
+dist: $(RUN_STAMP)
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	$(PIP) install --quiet shiv
+	$(PIP) wheel --quiet --no-deps -w $(DIST) . $(foreach p,$(PLUGINS),$(dir $(p)))
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/shiv --quiet \
+	  -o $(DIST)/lmrouter.pyz -c lmrouter -p '/usr/bin/env python3' --reproducible --compressed \
+	  $(DIST)/*.whl
+
 # Re-pin after changing dependencies: resolves afresh in a scratch venv, writes constraints.txt.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
@@ -67,4 +79,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache dist

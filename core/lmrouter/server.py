@@ -65,7 +65,10 @@ def run(
     sys.stdout.flush()
     sys.stderr.flush()
     argv = [sys.executable, *_interpreter_options(), "-m", "lmrouter.launcher"]
-    os.execv(sys.executable, [*argv, json.dumps(settings)])
+    # The same import path as this process: run from a zipapp (dist/lmrouter.pyz), the
+    # packages live where its bootstrap put them, which a fresh interpreter would not look.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    os.execve(sys.executable, [*argv, json.dumps(settings)], env)
     return 0  # not reached: execv returns only by raising
 
 
