@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import pty
+import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import openai
 import pytest
 
+from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.operator import cli, query
+from lmrouter.testing.server import RouterServer
 
 CONFIG = """
 [auth]
@@ -120,3 +125,60 @@ def test_credits_commands_speak_plainly(config_path: Path) -> None:
         helped = lmrouter(config_path, "credits", action, "--help")
         description = helped.stdout.split("\n\n")[1]  # the paragraph after the usage line
         assert not description.startswith(("positional", "options")), helped.stdout
+
+
+def test_init_writes_a_working_config_for_the_keys_in_the_environment(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
+        "OPENAI_API_KEY": "sk-from-the-environment",
+        "GEMINI_API_KEY": "AIza-from-the-environment",
+        "LMROUTER_CONFIG": "",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", "init"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    path = tmp_path / "lmrouter.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "providers: openai, google;" in run.stdout and "anthropic" not in run.stdout
+    assert "next:" in run.stdout and "lmrouter serve" in run.stdout
+    key = re.search(r"operator key: (sk-lmr-op-\S+)", run.stdout)
+    assert key, run.stdout
+    text = path.read_text()
+    assert "sk-from-the-environment" not in text  # read from the environment, not copied
+    check = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert check.returncode == 0 and "no api_key" not in check.stdout, check.stdout
+
+    again = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", "init"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "exists already" in again.stderr
+    assert path.read_text() == text
+
+    served = text.replace("https://api.openai.com/v1", fake_openai.base_url)
+    with RouterServer(served, env={"OPENAI_API_KEY": "sk-from-the-environment"}) as router:
+        client = openai.OpenAI(base_url=router.openai_url, api_key=key.group(1))
+        reply = client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert reply.choices[0].message.content
+    assert fake_openai.requests[-1].headers["authorization"] == "Bearer sk-from-the-environment"

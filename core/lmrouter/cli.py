@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lmrouter import __version__, plugins
 from lmrouter.config import Config, ConfigError, find_config
@@ -99,6 +100,35 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
     return out
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from lmrouter import starter
+    from lmrouter.gateway import config_sections, provider_types
+
+    path = Path(args.config or os.environ.get("LMROUTER_CONFIG") or "lmrouter.toml")
+    pm = plugins.build([])
+    chosen, operator_key = starter.write(
+        path,
+        force=args.force,
+        provider_types=set(provider_types(pm)),
+        sections=set(config_sections(pm)),
+    )
+    config, pm = _load(argparse.Namespace(config=str(path)))  # what check would say
+    found = [s.env for s in chosen if os.environ.get(s.env)]
+    print(f"wrote {path} (mode 0600: it holds the operator key and a secret)")
+    print(f"providers: {', '.join(s.name for s in chosen)}; models: {', '.join(config.models)}")
+    if not found:
+        names = ", ".join(s.env for s in starter.STARTERS)
+        print(f"no provider key in the environment ({names}): export one before serving")
+    print(f"operator key: {operator_key}")
+    flag = "" if path == Path("lmrouter.toml") else f" --config {path}"
+    print("next:")
+    print(f"  lmrouter serve{flag}          # serves http://127.0.0.1:8080")
+    print(f"  lmrouter users add you@example.com{flag}")
+    print(f"  lmrouter keys create you@example.com{flag}")
+    print("  then open http://127.0.0.1:8080/ (operator sign-in: the operator key above)")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     pm = plugins.build(_disabled(args))
     print(f"lmrouter {__version__}, hook API {API_VERSION}")
@@ -144,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", parents=[common], help="validate the config and summarise it")
     check.set_defaults(func=cmd_check)
+
+    init = sub.add_parser(
+        "init",
+        parents=[common],
+        help="write a starter config (./lmrouter.toml)",
+        description="Write a starter config for the providers whose keys are in the environment "
+        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY), with a new operator key and "
+        "secret, and say what to run next.",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(func=cmd_init)
 
     listing = sub.add_parser("plugins", parents=[common], help="list installed plugins")
     listing.set_defaults(func=cmd_plugins)
