@@ -25,8 +25,9 @@ $(RUN_STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	$(PIP) install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	@touch $@
 
-$(TEST_STAMP): $(RUN_STAMP)
-	$(PIP) install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+$(TEST_STAMP): $(RUN_STAMP) benchmarks/requirements.txt
+	$(PIP) install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p))) \
+	  -r benchmarks/requirements.txt
 	@touch $@
 
 # Installed with apt when absent (CI runs as root); elsewhere, say what to run.

@@ -29,6 +29,7 @@ def test_make_run_installs_only_the_runtime(tmp_path: Path) -> None:
     lines = installs(planned("run", tmp_path))
     assert lines, "make run installs the router"
     assert not any("[test]" in line for line in lines), lines
+    assert not any("benchmarks/requirements.txt" in line for line in lines), lines  # matplotlib
 
 
 def test_make_test_adds_the_test_tools(tmp_path: Path) -> None:
