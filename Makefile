@@ -3,21 +3,31 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` needs the runtime only; `make test` adds the test tools (SDKs,
+# Playwright, ruff, hypothesis: most of the venv's size).
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+# `make run` serves ./lmrouter.toml (what `lmrouter init` writes) when there is one.
+CONFIG ?= $(firstword $(wildcard lmrouter.toml) config/lmrouter.toml)
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test lint bench docs install lock clean
+.PHONY: run test lint bench docs install lock clean dist
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml constraints.txt $(PLUGINS)
+$(RUN_STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LMRouter needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(PIP) install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	@touch $@
+
+$(TEST_STAMP): $(RUN_STAMP) benchmarks/requirements.txt
+	$(PIP) install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p))) \
+	  -r benchmarks/requirements.txt
 	@touch $@
 
 # Installed with apt when absent (CI runs as root); elsewhere, say what to run.
@@ -33,25 +43,38 @@ $(CHROMIUM):
 	fi
 	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
 
-run: $(STAMP)
-	$(BIN)/lmrouter serve --config config/lmrouter.toml
+run: $(RUN_STAMP)
+	@echo "the lmrouter command: . $(VENV)/bin/activate (or $(BIN)/lmrouter)"
+	$(BIN)/lmrouter serve --config $(CONFIG)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(TEST_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # The plugin reference (docs/plugins.md) and the README's hook table, from the code's docstrings.
-docs: $(STAMP)
+docs: $(TEST_STAMP)
 	$(BIN)/python -m lmrouter.hookdocs
 
 # The overhead run, then the memory soak (about 14 minutes more: see benchmarks/README.md).
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.soak
+
+# A wheel per distribution and dist/lmrouter.pyz: the core and every bundled plugin with their
+# dependencies in one file (shiv), run with `python3 dist/lmrouter.pyz serve --config my.toml`.
+# Its compiled dependencies are this machine's: same OS, CPU and Python minor version.
+DIST ?= dist
+dist: $(RUN_STAMP)
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	$(PIP) install --quiet shiv
+	$(PIP) wheel --quiet --no-deps -w $(DIST) . $(foreach p,$(PLUGINS),$(dir $(p)))
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/shiv --quiet \
+	  -o $(DIST)/lmrouter.pyz -c lmrouter -p '/usr/bin/env python3' --reproducible --compressed \
+	  $(DIST)/*.whl
 
 # Re-pin after changing dependencies: resolves afresh in a scratch venv, writes constraints.txt.
 lock:
@@ -64,4 +87,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache dist

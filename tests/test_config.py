@@ -669,7 +669,7 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
     with pytest.raises(ConfigError) as info:
         read_raw(path)
-    assert str(info.value) == f"{path}: config file not found"
+    assert str(info.value).startswith(f"{path}: config file not found. Name one with --config")
 
 
 def test_directory_instead_of_a_file(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ keys = ["sk-life"]
 [providers.up]
 type = "openai"
 base_url = "{upstream}"
+api_key = "sk-up"
 [[models]]
 id = "trickle"
   [[models.routes]]
@@ -79,6 +80,7 @@ def test_health_reports_store_and_providers(lmrouter_server, fake_openai: FakeOp
 [providers.dead]
 type = "openai"
 base_url = "{dead}"
+api_key = "sk-dead"
 [[models]]
 id = "flaky"
   [[models.routes]]

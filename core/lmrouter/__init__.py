@@ -28,6 +28,7 @@ from lmrouter.dialects.anthropic import WireUsage as AnthropicWireUsage
 from lmrouter.dialects.anthropic import tool_input as anthropic_tool_input
 from lmrouter.dialects.openai import WireUsage as OpenAIWireUsage
 from lmrouter.errors import (
+    CommandError,
     RouterError,
     body_too_large,
     invalid_api_key,
@@ -57,6 +58,7 @@ __all__ = [
     "AnthropicWireUsage",
     "Attempt",
     "BatchWriter",
+    "CommandError",
     "Config",
     "ConfigError",
     "Gateway",

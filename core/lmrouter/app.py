@@ -20,7 +20,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -76,6 +76,7 @@ class RouterApp:
         self.endpoints = endpoints
         self.deadlines = deadlines
         self.gemini = gemini or {}  # Gemini method name → its endpoint
+        self.dashboard: str | None = None  # its path, when a plugin serves the dashboard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,12 +164,12 @@ async def health(request: Request) -> Response:
     providers' last error messages are for operators (an admin key) only."""
     gateway: Gateway = request.app.state.gateway
     store_ok = await gateway.store.ping()
-    providers = {name: p.health.summary() for name, p in gateway.providers.items()}
+    providers = {name: _provider_health(p) for name, p in gateway.providers.items()}
     if not await _is_operator(request):
         for summary in providers.values():
             summary.pop("last_error", None)
-    failing = any(p["status"] == "failing" for p in providers.values())
-    status = "unavailable" if not store_ok else "degraded" if failing else "ok"
+    degraded = any(p["status"] in ("failing", "unconfigured") for p in providers.values())
+    status = "unavailable" if not store_ok else "degraded" if degraded else "ok"
     body = {
         "status": status,
         "version": __version__,
@@ -176,6 +177,15 @@ async def health(request: Request) -> Response:
         "providers": providers,
     }
     return JSONResponse(body, status_code=200 if store_ok else 503)
+
+
+def _provider_health(provider: Any) -> dict[str, Any]:
+    summary: dict[str, Any] = provider.health.summary()
+    if not provider.config.api_key and summary["status"] != "failing":
+        # its requests go out only with users' own keys (BYOK), or fail
+        summary["status"] = "unconfigured"
+        summary["last_error"] = "no api_key: only users' own keys (BYOK) can reach it"
+    return summary
 
 
 def _model_entry(gateway: Gateway, model_id: str, anthropic: bool) -> dict[str, Any]:
@@ -248,6 +258,25 @@ async def get_model(request: Request) -> Response:
     return JSONResponse(_model_entry(gateway, model_id, "anthropic-version" in request.headers))
 
 
+DASHBOARD = "/dashboard"  # the web dashboard's path (HTTP contract), when a plugin serves it
+
+
+def root_for(has_dashboard: bool) -> Any:
+    """``/``: a browser goes on to the dashboard; ``HEAD`` (uptime checks) gets 200; without a
+    dashboard, a pointer to what is here."""
+
+    async def root(request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(status_code=200)
+        if has_dashboard:
+            return RedirectResponse(DASHBOARD, status_code=302)
+        return JSONResponse(
+            {"name": "LMRouter", "version": __version__, "api": "/v1", "health": "/health"}
+        )
+
+    return root
+
+
 # -- assembly ---------------------------------------------------------------------------------
 
 # The model endpoints: one path per dialect, each served by the same pipeline.
@@ -279,6 +308,9 @@ def create_app(gateway: Gateway) -> RouterApp:
     routes += [Route(path, app, methods=["POST"]) for path, app in endpoints.items()]
     for extra in gateway.pm.hook.lmrouter_routes(gateway=gateway):
         routes.extend(extra or ())
+    has_dashboard = any(getattr(r, "path", None) == DASHBOARD for r in routes)
+    # Last: the address a server prints is where people point a browser first.
+    routes.append(Route("/", root_for(has_dashboard), methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -297,7 +329,9 @@ def create_app(gateway: Gateway) -> RouterApp:
         exception_handlers={RouterError: router_error, HTTPException: http_error},
     )
     app.state.gateway = gateway
-    return RouterApp(app, endpoints, gateway.guard.deadlines, gemini)
+    router = RouterApp(app, endpoints, gateway.guard.deadlines, gemini)
+    router.dashboard = DASHBOARD if has_dashboard else None
+    return router
 
 
 def serve_app() -> Any:

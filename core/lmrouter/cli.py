@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lmrouter import __version__, plugins
 from lmrouter.config import Config, ConfigError, find_config
+from lmrouter.errors import CommandError
 from lmrouter.gateway import load
 from lmrouter.hookspecs import API_VERSION
 
@@ -27,8 +29,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers:  # plugins must see the real worker count when they check the config
         os.environ["LMROUTER_WORKERS"] = str(args.workers)
-    config, _ = _load(args)
-    return server.run(config, host=args.host, port=args.port, workers=args.workers)
+    config, pm = _load(args)
+    return server.run(
+        config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        dashboard=_dashboard(config, pm),
+        warnings=_warnings(config, pm),  # the same as `check` prints, before anything serves
+    )
+
+
+def _dashboard(config: Config, pm: plugins.PluginManager) -> str | None:
+    """The dashboard's path when an enabled plugin serves one, for the banner. The app is
+    built here only to see its routes; the workers build their own."""
+    from lmrouter.app import create_app
+    from lmrouter.gateway import Gateway
+
+    try:
+        return create_app(Gateway(config, pm)).dashboard
+    except Exception:  # a plugin that cannot build its routes here fails in the workers too
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -71,9 +92,41 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
     ]
     for name, provider in config.providers.items():
         if name in used and not provider.api_key:
-            out.append(f"provider {name!r} has no api_key: requests to it rely on BYOK keys")
+            out.append(
+                f"provider {name!r} has no api_key: requests to it fail unless the user stored "
+                "their own key (BYOK)"
+            )
     out += [f"plugin {i.name!r} failed to load: {i.error}" for i in pm.infos if i.error]
     return out
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from lmrouter import starter
+    from lmrouter.gateway import config_sections, provider_types
+
+    path = Path(args.config or os.environ.get("LMROUTER_CONFIG") or "lmrouter.toml")
+    pm = plugins.build([])
+    chosen, operator_key = starter.write(
+        path,
+        force=args.force,
+        provider_types=set(provider_types(pm)),
+        sections=set(config_sections(pm)),
+    )
+    config, pm = _load(argparse.Namespace(config=str(path)))  # what check would say
+    found = [s.env for s in chosen if os.environ.get(s.env)]
+    print(f"wrote {path} (mode 0600: it holds the operator key and a secret)")
+    print(f"providers: {', '.join(s.name for s in chosen)}; models: {', '.join(config.models)}")
+    if not found:
+        names = ", ".join(s.env for s in starter.STARTERS)
+        print(f"no provider key in the environment ({names}): export one before serving")
+    print(f"operator key: {operator_key}")
+    flag = "" if path == Path("lmrouter.toml") else f" --config {path}"
+    print("next:")
+    print(f"  lmrouter serve{flag}          # serves http://127.0.0.1:8080")
+    print(f"  lmrouter users add you@example.com{flag}")
+    print(f"  lmrouter keys create you@example.com{flag}")
+    print("  then open http://127.0.0.1:8080/ (operator sign-in: the operator key above)")
+    return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -126,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", parents=[common], help="validate the config and summarise it")
     check.set_defaults(func=cmd_check)
 
+    init = sub.add_parser(
+        "init",
+        parents=[common],
+        help="write a starter config (./lmrouter.toml)",
+        description="Write a starter config for the providers whose keys are in the environment "
+        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY), with a new operator key and "
+        "secret, and say what to run next.",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(func=cmd_init)
+
     listing = sub.add_parser("plugins", parents=[common], help="list installed plugins")
     listing.add_argument(
         "--hooks", action="store_true", help="each hook's implementations, in call order"
@@ -160,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -164,7 +164,11 @@ def read_raw(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("config file not found", path=path) from None
+        raise ConfigError(
+            "config file not found. Name one with --config PATH or $LMROUTER_CONFIG (else "
+            "./lmrouter.toml, then config/lmrouter.toml, is read); `lmrouter init` writes one",
+            path=path,
+        ) from None
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError(f"not UTF-8 text (line {line})", path=path) from None

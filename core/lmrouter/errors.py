@@ -70,3 +70,8 @@ def model_not_found(model: str) -> RouterError:
 
 def body_too_large(limit: int) -> RouterError:
     return RouterError(413, f"Request body exceeds {limit} bytes.", code="request_too_large")
+
+
+class CommandError(Exception):
+    """For ``lmrouter`` commands: a mistake in the arguments or in what they name (not in the
+    config file). The CLI prints ``error: …`` and exits with 1."""

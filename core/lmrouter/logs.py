@@ -11,8 +11,7 @@ import structlog
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
-    if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
+    fmt = resolved_format(fmt)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -35,6 +34,53 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(cast("TextIO", _Stderr())),
         cache_logger_on_first_use=True,
     )
+
+
+def resolved_format(fmt: str) -> str:
+    """``auto``: colour for a person at a terminal, JSON lines otherwise."""
+    if fmt == "auto":
+        return "console" if sys.stderr.isatty() else "json"
+    return fmt
+
+
+def foreign_formatter(fmt: str = "json") -> logging.Formatter:
+    """For lines from the standard ``logging`` module (granian's own): the same shape as ours."""
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer(
+            serializer=lambda obj, **_: orjson.dumps(obj, default=str).decode()
+        )
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+    )
+
+
+def granian_config(fmt: str) -> dict[str, object]:
+    """A ``logging.config.dictConfig`` for granian's loggers: its lines rendered like ours, on
+    stderr with ours (granian's own default is plain text on stdout)."""
+    formatter = {"()": "lmrouter.logs.foreign_formatter", "fmt": fmt}
+    handler = {
+        "formatter": "lmrouter",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"lmrouter": formatter},
+        "handlers": {"lmrouter": handler},
+        "loggers": {
+            "_granian": {"handlers": ["lmrouter"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["lmrouter"], "level": "INFO", "propagate": False},
+        },
+    }
 
 
 class _Stderr:

@@ -4,6 +4,7 @@ Python integers don't overflow; 64-bit storage holds balances up to about 9.2 mi
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Underflow
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -75,8 +76,16 @@ def format_usd(pico: int, places: int = 12) -> str:
     return text or "0"
 
 
+_PLAIN = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?|[+-]?\.[0-9]+")
+
+
 def parse_usd(text: str) -> int:
-    """``"1.25"`` → pico-USD; refuses anything finer than a pico-dollar instead of rounding."""
+    """``"1.25"`` → pico-USD; refuses anything finer than a pico-dollar instead of rounding, and
+    exponents: ``1e3`` typed for money is more likely a slip than a thousand dollars."""
+    if not _PLAIN.fullmatch(text.strip()):
+        if re.fullmatch(r"\s*[+-]?[0-9.]+[eE][+-]?[0-9]+\s*", text):
+            raise ValueError(f"{text!r}: write the amount without an exponent, like 1000 or 0.25")
+        raise ValueError(f"{text!r} is not a USD amount (write it like 20 or 12.50)")
     try:
         value = Decimal(text)
     except InvalidOperation:  # not a ValueError: callers expect one for any bad amount
@@ -88,5 +97,8 @@ def parse_usd(text: str) -> int:
     except ArithmeticError:
         raise ValueError(f"{text} USD is out of range") from None
     if pico != pico.to_integral_value():
-        raise ValueError(f"{text} USD is finer than 1e-12")
+        raise ValueError(
+            f"{text} USD has more than 12 decimal places (the smallest amount is "
+            "0.000000000001 USD)"
+        )
     return int(pico)

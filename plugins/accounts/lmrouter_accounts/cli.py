@@ -40,9 +40,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     for name, command, text in (
         ("suspend", users_suspend, "refuse the user's keys (403) until resumed"),
         ("resume", users_resume, "undo suspend"),
-        ("delete", users_delete, "revoke every key and erase the user's personal data"),
     ):
         leaf(actions, name, command, text).add_argument("email")
+    delete = leaf(
+        actions,
+        "delete",
+        users_delete,
+        "revoke every key and erase the user's personal data (cannot be undone)",
+    )
+    delete.add_argument("email")
+    delete.add_argument(
+        "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)"
+    )
 
     keys = subparsers.add_parser("keys", help="manage API keys")
     actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -90,6 +99,15 @@ def _secret_from_stdin(prompt: str) -> str:
     """One line from stdin (the trailing newline is not part of it); a prompt on a terminal."""
     text = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.read()
     return text.rstrip("\r\n")
+
+
+def _confirm(question: str) -> None:
+    """Ask on a terminal; refuse when nobody can answer (a script must say --yes)."""
+    if not sys.stdin.isatty():
+        raise AccountsError("this cannot be undone: add --yes to confirm (no terminal to ask on)")
+    print(question, file=sys.stderr)
+    if input("Type yes to go on: ").strip().lower() != "yes":
+        raise AccountsError("not confirmed: nothing changed")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -148,6 +166,11 @@ async def users_resume(args: argparse.Namespace, config: Config, store: Store) -
 
 async def users_delete(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
+    if not args.yes:
+        _confirm(
+            f"Delete {user.email}? Every key stops working and the e-mail address, password "
+            "and BYOK keys are erased; this cannot be undone."
+        )
     revoked = await service.delete_user(store, user.id)
     print(
         f"deleted user {user.id}: {revoked} key{'s' if revoked != 1 else ''} revoked, "

@@ -11,9 +11,9 @@ class AccountsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``[accounts]``.
 
     ``secret``: the server secret that encrypts stored BYOK provider keys (AES-GCM under a key
-    derived from it). Empty means BYOK keys cannot be stored or used. Generate one with
-    ``openssl rand -base64 32`` and keep it in the environment (``"${LMROUTER_SECRET:-}"``);
-    changing it makes the stored BYOK keys unreadable (users set them again).
+    derived from it). Empty: one is made on first use and kept beside the database
+    (``lmrouter_accounts.secret``). A secret that does not open the stored keys stops the
+    server at start.
 
     ``allow_anonymous_byok``: accept ``BYOK:<provider key>`` as an API key from anyone, without
     an account. Such requests go upstream with that key and spend no credits.

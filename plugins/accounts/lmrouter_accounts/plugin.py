@@ -12,6 +12,7 @@ from lmrouter_accounts import schema
 from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.config import AccountsConfig
 from lmrouter_accounts.crypto import SecretBox
+from lmrouter_accounts.secret import check_stored_keys, server_secret
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -24,8 +25,13 @@ SECTION = "accounts"
 
 
 def box_for(config: Config) -> SecretBox | None:
-    """The cipher for BYOK keys, or None when ``[accounts] secret`` is not set."""
-    secret = config.section(SECTION).secret
+    """The cipher for BYOK keys: ``[accounts] secret``, else the one generated beside the
+    database (see ``lmrouter_accounts.secret``); None when there is none and none can be made."""
+    try:
+        secret = server_secret(config, create=True)
+    except OSError as exc:  # e.g. a read-only directory: BYOK is off, the rest works
+        log.warning("cannot keep a generated secret for BYOK keys", error=str(exc))
+        return None
     return SecretBox(secret) if secret else None
 
 
@@ -61,6 +67,7 @@ class AccountsPlugin:
     @hookimpl
     def lmrouter_config_loaded(self, config: Config) -> None:
         check_single_process(config)
+        check_stored_keys(config)
 
     @hookimpl
     async def lmrouter_startup(self, gateway: Gateway) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from lmrouter import ConfigError, find_config, format_usd, load, opened_store, parse_usd
+from lmrouter import CommandError, find_config, format_usd, load, opened_store, parse_usd
 from lmrouter_credits import clock, service
 
 if TYPE_CHECKING:
@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 def add_commands(subparsers: Any) -> None:
     credits = subparsers.add_parser(
-        "credits", parents=[subparsers.common], help="grant, show and expire prepaid credits"
+        "credits",
+        parents=[subparsers.common],
+        help="grant, show and expire prepaid credits",
+        description="Prepaid credits: lots that expire [credits] expire_after_days after they "
+        "were bought or granted, spent earliest-expiry first. The commands work on the "
+        "configured database; a running router sees a change within half a second.",
     )
     # --config is accepted after the subcommand too; SUPPRESS keeps an absent one from
     # overwriting a value given before it
@@ -28,7 +33,13 @@ def add_commands(subparsers: Any) -> None:
     config.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
     actions = credits.add_subparsers(dest="credits_command", metavar="ACTION", required=True)
 
-    grant = actions.add_parser("grant", parents=[config], help="give a user credits")
+    grant = actions.add_parser(
+        "grant",
+        parents=[config],
+        help="give a user credits",
+        description="Give a user a lot of USD credits (exact decimals, no exponents), expiring "
+        "[credits] expire_after_days after --purchased-at.",
+    )
     grant.add_argument("email")
     grant.add_argument("usd", metavar="USD", help="amount, a decimal number of US dollars")
     grant.add_argument("--note", help="why (kept in the ledger)")
@@ -40,12 +51,24 @@ def add_commands(subparsers: Any) -> None:
     )
     grant.set_defaults(func=_command(cmd_grant))
 
-    show = actions.add_parser("show", parents=[config], help="a user's balance and lots")
+    show = actions.add_parser(
+        "show",
+        parents=[config],
+        help="a user's balance and lots",
+        description="A user's balance and every credit lot: source, amount, what remains, "
+        "when it was bought and when it expires.",
+    )
     show.add_argument("email")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_command(cmd_show))
 
-    sweep = actions.add_parser("sweep", parents=[config], help="expire lots past their expiry")
+    sweep = actions.add_parser(
+        "sweep",
+        parents=[config],
+        help="expire lots past their expiry",
+        description="Expire every lot whose expiry is at or before --as-of (default: now): "
+        "what remained of it is recorded in the ledger as expired.",
+    )
     sweep.add_argument(
         "--as-of",
         metavar="ISO-8601",
@@ -76,7 +99,7 @@ def _command(fn: Command) -> Callable[[argparse.Namespace], int | None]:
 async def _user(store: Store, email: str) -> str:
     user_id = await service.user_id_for_email(store, email)
     if user_id is None:
-        raise ConfigError(f"no user {email!r} (see `lmrouter users list`)")
+        raise CommandError(f"no user {email!r} (see `lmrouter users list`)")
     return user_id
 
 
@@ -86,16 +109,16 @@ def _when(text: str | None, flag: str) -> datetime | None:
     try:
         return clock.parse(text)
     except ValueError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
+        raise CommandError(f"{flag}: {exc}") from None
 
 
 async def cmd_grant(args: argparse.Namespace, store: Store, settings: CreditsConfig) -> int:
     try:
         amount = parse_usd(args.usd)
     except ValueError as exc:
-        raise ConfigError(f"USD: {exc}") from None
+        raise CommandError(f"USD: {exc}") from None
     if amount <= 0:
-        raise ConfigError("USD: a grant must be a positive amount")
+        raise CommandError("USD: a grant must be a positive amount")
     user_id = await _user(store, args.email)
     try:
         lot = await service.grant(
@@ -107,11 +130,12 @@ async def cmd_grant(args: argparse.Namespace, store: Store, settings: CreditsCon
             expire_after_days=settings.expire_after_days,
         )
     except ValueError as exc:
-        raise ConfigError(f"--purchased-at: {exc}") from None
+        raise CommandError(f"--purchased-at: {exc}") from None
     balance = await service.balance(store, user_id)
     print(
         f"granted {format_usd(lot.amount_pico)} USD to {args.email} (lot {lot.id}, "
-        f"expires {lot.expires_at}); balance {format_usd(balance)} USD"
+        f"expires {lot.expires_at}); balance {format_usd(balance)} USD. A running router "
+        "sees it within half a second."
     )
     return 0
 
@@ -151,7 +175,7 @@ async def cmd_sweep(args: argparse.Namespace, store: Store, settings: CreditsCon
     try:
         expired = await service.sweep(store, as_of=_when(args.as_of, "--as-of"))
     except ValueError as exc:
-        raise ConfigError(f"--as-of: {exc}") from None
+        raise CommandError(f"--as-of: {exc}") from None
     total = sum(e.amount_pico for e in expired)
     users = len({e.user_id for e in expired})
     print(f"expired {len(expired)} lots of {users} users: {format_usd(total)} USD")

@@ -191,7 +191,8 @@ def test_mistakes_are_clear_errors(config: Path, capsys: pytest.CaptureFixture[s
         ("abc", "is not a USD amount"),
         ("-1", "positive"),
         ("0", "positive"),
-        ("0.0000000000001", "finer than 1e-12"),
+        ("0.0000000000001", "more than 12 decimal places"),
+        ("1e3", "without an exponent"),
     ):
         code, _, err = cli(capsys, "credits", "grant", "b@example.com", amount, "--config", c)
         assert code == 1 and message in err, (amount, err)

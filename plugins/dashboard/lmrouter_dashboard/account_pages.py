@@ -8,6 +8,7 @@ from starlette.responses import Response
 from lmrouter_accounts import service as accounts
 from lmrouter_accounts.plugin import box_for
 from lmrouter_credits import service as credits
+from lmrouter_dashboard.money_pages import stripe_checkout
 from lmrouter_dashboard.web import BASE, Site, Visit
 
 
@@ -20,6 +21,7 @@ async def home(site: Site, visit: Visit) -> Response:
         "home.html",
         balance=balance,
         active_keys=sum(1 for k in keys if k.revoked_at is None),
+        buying=stripe_checkout(site) is not None,
     )
 
 
@@ -52,11 +54,33 @@ async def create_key(site: Site, visit: Visit) -> Response:
     return await _keys_page(site, visit, new=new)
 
 
+async def not_found(site: Site, visit: Visit) -> Response:
+    if not visit.request.path_params["missing"]:  # /dashboard/
+        return visit.redirect(BASE)
+    return visit.render(
+        "error.html",
+        status=404,
+        heading="Page not found",
+        message="There is no page at this address.",
+    )
+
+
 async def revoke_key(site: Site, visit: Visit) -> Response:
-    try:
-        await accounts.revoke_key(
-            site.store, visit.request.path_params["key_id"], user_id=visit.user_id
+    key_id = visit.request.path_params["key_id"]
+    if visit.form.get("confirm") != "yes":  # one click asks; the second revokes
+        key = await accounts.get_key(site.store, key_id)
+        if key is None or key.user_id != visit.user_id:
+            return visit.render("error.html", status=404, message="There is no such key.")
+        return visit.render(
+            "confirm.html",
+            question=f"Revoke the key {key.name or key.prefix + '…'}?",
+            consequence="Requests with it get 401 at once. A revoked key cannot be restored.",
+            action=f"{BASE}/keys/{key.id}/revoke",
+            button="Revoke the key",
+            back=f"{BASE}/keys",
         )
+    try:
+        await accounts.revoke_key(site.store, key_id, user_id=visit.user_id)
     except accounts.AccountsError:
         return visit.render("error.html", status=404, message="There is no such key.")
     return visit.redirect(f"{BASE}/keys?done=revoked")
@@ -133,12 +157,19 @@ async def delete_account(site: Site, visit: Visit) -> Response:
         )
         if user is not None:
             site.email_throttle.succeeded(throttled)
-    if user is None or user.id != visit.user_id or visit.form.get("confirm") != "yes":
+    error = (
+        "The password is wrong: the account is not deleted."
+        if user is None or user.id != visit.user_id
+        else "Tick the box to confirm: the account is not deleted."
+        if visit.form.get("confirm") != "yes"
+        else None
+    )
+    if error:
         return visit.render(
             "account.html",
             status=400,
             user=await accounts.get_user(site.store, visit.user_id),
-            error="Tick the box and enter your password to delete the account.",
+            error=error,
         )
     await accounts.delete_user(site.store, visit.user_id)  # every key revoked at once
     await site.sessions.end_user(visit.user_id)

@@ -47,6 +47,16 @@ async def act(site: Site, visit: Visit) -> Response:
             return await _users_page(
                 site, visit, status=400, error="You cannot suspend your own account."
             )
+        if visit.form.get("confirm") != "yes":  # one click asks; the second suspends
+            return visit.render(
+                "confirm.html",
+                question=f"Suspend {user.email}?",
+                consequence="Their keys get 403 at once and they are signed out, until you "
+                "resume the account.",
+                action=f"{BASE}/admin/users/{user_id}/suspend",
+                button="Suspend",
+                back=f"{BASE}/admin",
+            )
         await accounts.suspend_user(site.store, user_id)
         await site.sessions.end_user(user_id)
         return visit.redirect(f"{BASE}/admin?done=suspended")
@@ -73,4 +83,9 @@ async def act(site: Site, visit: Visit) -> Response:
 
 
 async def errors(site: Site, visit: Visit) -> Response:
-    return visit.render("errors.html", failures=site.errors.newest_first())
+    failures = site.errors.newest_first()
+    callers: dict[str, str] = {}  # "user:<id>" → the e-mail address people know them by
+    for principal in {f.principal for f in failures if f.principal.startswith("user:")}:
+        user = await accounts.get_user(site.store, principal.removeprefix("user:"))
+        callers[principal] = (user.email if user else None) or "(deleted user)"
+    return visit.render("errors.html", failures=failures, callers=callers)

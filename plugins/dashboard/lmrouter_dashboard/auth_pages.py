@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from lmrouter import parse_usd
 from lmrouter_accounts import service as accounts
 from lmrouter_credits import clock
+from lmrouter_credits import service as credits
 from lmrouter_dashboard import policy
 from lmrouter_dashboard.web import BASE, Site, Visit
 
@@ -97,7 +99,22 @@ async def signup(site: Site, visit: Visit) -> Response:
         return again("An account with this e-mail address exists already: sign in instead.")
     if site.settings.terms_version:
         await _accept(site, user.id)
+    await _signup_grant(site, user.id)
     return await _signed_in(visit, f"{BASE}/keys", user_id=user.id)
+
+
+async def _signup_grant(site: Site, user_id: str) -> None:
+    """``[credits] signup_grant_usd``: a lot like any other grant, with its expiry, so a new
+    user can try the router before buying (or when buying is off)."""
+    settings = site.gateway.config.section("credits")
+    if settings.signup_grant_usd > 0:
+        await credits.grant(
+            site.store,
+            user_id,
+            parse_usd(f"{settings.signup_grant_usd:f}"),
+            note="sign-up grant",
+            expire_after_days=settings.expire_after_days,
+        )
 
 
 # -- sign-in and out -------------------------------------------------------------------------

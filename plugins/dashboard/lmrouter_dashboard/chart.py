@@ -18,8 +18,10 @@ from lmrouter_credits.service import DailyUsage
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#6B5B00")
 OTHER_COLOUR = "#8A8A8A"
 OTHER = "other models"
-WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 10, 26
+HEIGHT = 220  # pixels; the width is the page's
+TOP, BOTTOM = 18, 24  # room for the top value label and the day labels
+TICKS = 4
+FONT = 12  # pixels, on every screen
 PICO = 10**12
 
 
@@ -74,15 +76,24 @@ def count_label(n: int) -> str:
     return str(n)
 
 
-def _nice_top(value: float) -> float:
-    """A round number at or above ``value`` for the axis: 1, 2, 2.5 or 5 times a power of ten."""
+def _nice_top(value: float, *, whole_ticks: bool = False) -> float:
+    """A round number at or above ``value`` for the axis: 1, 2, 2.5 or 5 times a power of ten.
+    With ``whole_ticks`` (counts), four ticks of a whole 1, 2 or 5 times a power of ten each: an
+    empty chart reads 0 1 2 3 4, not 0 0 0 0 1."""
+    if whole_ticks:
+        power = 1
+        while True:  # steps of 1, 2, 5, 10, 20, 50, …
+            for step in (power, 2 * power, 5 * power):
+                if step * TICKS >= value:
+                    return float(step * TICKS)
+            power *= 10
     if value <= 0:
         return 1.0
-    power = 10.0 ** int(f"{value:e}".split("e")[1])
-    for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
-            return step * power
-    return 10 * power
+    scale = 10.0 ** int(f"{value:e}".split("e")[1])
+    for multiple in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if multiple * scale >= value:
+            return multiple * scale
+    return 10 * scale
 
 
 def svg(
@@ -94,38 +105,44 @@ def svg(
     *,
     measure: str,
 ) -> str:
-    """A stacked bar chart of ``measure`` (``charged_pico`` or ``tokens``) per day and series."""
+    """A stacked bar chart of ``measure`` (``charged_pico`` or ``tokens``) per day and series.
+
+    Across, positions are percentages of the chart's width and nothing is scaled: the chart fills
+    a phone or a desktop while its text keeps its size (a scaled viewBox shrank it to ~5 px on a
+    phone). The value labels sit at the left above their grid lines."""
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
         totals[(row.day, where[row.model])] += (
             row.charged_pico if measure == "charged_pico" else _tokens(row)
         )
-    label = usd_label if measure == "charged_pico" else count_label
+    money = measure == "charged_pico"
+    label = usd_label if money else count_label
     per_day = [sum(totals[(d, s.name)] for s in palette) for d in days]
-    top = _nice_top(max(per_day, default=0) / (PICO if measure == "charged_pico" else 1))
-    scale_unit = PICO if measure == "charged_pico" else 1
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_w / max(len(days), 1)
-    bar = max(slot * 0.8, 1.0)
+    scale_unit = PICO if money else 1
+    top = _nice_top(max(per_day, default=0) / scale_unit, whole_ticks=not money)
+    plot_h = HEIGHT - TOP - BOTTOM
+    slot = 100 / max(len(days), 1)  # percent of the width per day
+    bar = slot * 0.8
     ident = "chart-" + measure
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg class="chart" height="{HEIGHT}" role="img" '
         f'aria-labelledby="{ident}-t" xmlns="http://www.w3.org/2000/svg">'
         f'<title id="{ident}-t">{escape(title)}</title>'
     ]
-    for i in range(5):  # grid lines and their labels
-        fraction = i / 4
-        y = TOP + plot_h * (1 - fraction)
-        value = int(top * fraction * scale_unit)
+    labels = []
+    for i in range(TICKS + 1):  # grid lines and their labels
+        y = TOP + plot_h * (1 - i / TICKS)
+        value = round(top * i / TICKS * scale_unit)
         parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'stroke="#d0d0d0" stroke-width="1"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#333">{escape(label(value))}</text>'
+            f'<line x1="0" x2="100%" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d0d0" stroke-width="1"/>'
         )
-    every = max(1, round(len(days) / 8))
+        labels.append(
+            f'<text x="2" y="{y - 3:.1f}" font-size="{FONT}" fill="#333">'
+            f"{escape(label(value))}</text>"
+        )
+    every = max(1, round(len(days) / 6))  # day labels a phone has room for
     for index, day in enumerate(days):
-        x = LEFT + index * slot + (slot - bar) / 2
+        x = index * slot + (slot - bar) / 2
         y = TOP + plot_h
         for s in palette:
             value = totals.get((day, s.name), 0)
@@ -134,14 +151,17 @@ def svg(
             height = plot_h * value / (top * scale_unit)
             y -= height
             parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{max(height, 0.5):.1f}" '
-                f'fill="{s.colour}"><title>{escape(f"{day} · {s.name}: {label(value)}")}'
-                "</title></rect>"
+                f'<rect x="{x:.2f}%" y="{y:.1f}" width="{bar:.2f}%" '
+                f'height="{max(height, 0.5):.1f}" fill="{s.colour}">'
+                f"<title>{escape(f'{day} · {s.name}: {label(value)}')}</title></rect>"
             )
         if index % every == 0:
-            parts.append(
-                f'<text x="{LEFT + index * slot + slot / 2:.1f}" y="{HEIGHT - 8}" '
-                f'text-anchor="middle" font-size="11" fill="#333">{day[5:]}</text>'
+            # the first label starts at the left edge: centred under its bar it would be cut
+            at, anchor = (0.0, "start") if index == 0 else (index * slot + slot / 2, "middle")
+            labels.append(
+                f'<text x="{at:.2f}%" y="{HEIGHT - 6}" text-anchor="{anchor}" '
+                f'font-size="{FONT}" fill="#333">{day[5:]}</text>'
             )
+    parts += labels  # over the bars
     parts.append("</svg>")
     return "".join(parts)

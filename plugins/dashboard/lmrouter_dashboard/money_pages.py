@@ -75,8 +75,8 @@ async def _credits_page(
 async def _checkout_outcome(site: Site, visit: Visit, lots: list[credits.Lot]) -> str | None:
     """What to say on the way back from Stripe Checkout."""
     params = visit.request.query_params
-    if params.get("checkout") != "success":
-        return None
+    if params.get("checkout") != "success" or stripe_checkout(site) is None:
+        return None  # nothing is bought here without Stripe, whatever the link says
     session_id = params.get("session_id", "")
     for lot in lots:  # only this user's lots: another user's session id finds nothing
         if session_id and lot.source_ref == session_id:

@@ -158,4 +158,6 @@ class Dashboard:
             )
 
         routes.append(Route(f"{BASE}/static/dashboard.css", css))
+        # Last: a mistyped address under /dashboard is a page a browser can show, not JSON.
+        routes.append(route(site, "/{missing:path}", account_pages.not_found, access="public"))
         return routes

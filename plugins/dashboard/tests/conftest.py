@@ -23,7 +23,7 @@ USAGE = {"prompt_tokens": 1000, "completion_tokens": 50}
 TERMS = "These are the terms.\n\nUse the router kindly."
 
 
-def config(upstream: str, *, terms_version: str = "v1", extra: str = "") -> str:
+def config(upstream: str, *, terms_version: str = "v1", extra: str = "", credits: str = "") -> str:
     return f"""
 [auth]
 keys = ["{OPERATOR}"]
@@ -33,6 +33,7 @@ url = "sqlite:///dashboard.db"
 secret = "a-test-secret-of-enough-length"
 [credits]
 flush_interval = 0.02
+{credits}
 [dashboard]
 signups_per_hour = 0
 support_contact = "help@example.com"

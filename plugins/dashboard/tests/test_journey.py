@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -140,7 +141,7 @@ def test_the_whole_journey_in_a_browser(
     base = f"{shop.url}/dashboard"
 
     # -- signing up -----------------------------------------------------------------------------
-    page.goto(base)
+    page.goto(shop.url)  # the address the server prints first
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("link", name="help@example.com")).to_be_visible()
@@ -261,6 +262,10 @@ def test_the_whole_journey_in_a_browser(
     assert "sk-my-own-up-key" not in page.content()
     pages.saw("provider-keys")
     page.get_by_role("button", name="Remove your up key").click()
+    mistyped = page.goto(f"{base}/kyes")
+    assert mistyped is not None and mistyped.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    pages.saw("not-found")
     page.goto(f"{base}/terms")
     expect(page.locator(".terms")).to_contain_text("Use the router kindly.")
     pages.saw("terms")
@@ -268,6 +273,12 @@ def test_the_whole_journey_in_a_browser(
     # -- revoking a key ----------------------------------------------------------------------------
     page.get_by_role("link", name="API keys").click()
     page.get_by_role("button", name=f"Revoke key {first[:12]}").click()
+    expect(page.get_by_role("heading", name="Revoke the key laptop?")).to_be_visible()
+    pages.saw("key-revoke-confirm")
+    page.get_by_role("link", name="Cancel").click()  # nothing happened yet
+    sdk.chat.completions.create(model="gpt-x", messages=HELLO)
+    page.get_by_role("button", name=f"Revoke key {first[:12]}").click()
+    page.get_by_role("button", name="Revoke the key").click()
     expect(page.get_by_role("status")).to_contain_text("revoked")
     expect(page.locator("tbody")).to_contain_text("revoked")
     pages.saw("key-revoked")
@@ -284,6 +295,12 @@ def test_the_whole_journey_in_a_browser(
     operator.get_by_role("button", name="Sign in").click()
     expect(operator.locator("tbody")).to_contain_text(EMAIL)
     operator_pages.saw("admin-users")
+    operator.get_by_role("button", name=f"Suspend {EMAIL}").click()
+    expect(operator.get_by_role("heading", name=f"Suspend {EMAIL}?")).to_be_visible()
+    operator_pages.saw("admin-suspend-confirm")
+    operator.get_by_role("link", name="Cancel").click()
+    expect(operator.locator("tbody")).to_contain_text("active")
+    kit.sdk(shop, second).chat.completions.create(model="gpt-x", messages=HELLO)
     operator.get_by_role("link", name="Recent errors").click()
     expect(operator.locator("tbody")).to_contain_text("insufficient_credits")
     operator_pages.saw("admin-errors")
@@ -292,6 +309,12 @@ def test_the_whole_journey_in_a_browser(
     # -- deleting the account ----------------------------------------------------------------------
     page.get_by_role("link", name="Account").click()
     pages.saw("account")
+    page.get_by_label("Yes, delete my account").check()
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "The password is wrong: the account is not deleted."
+    )
     page.get_by_label("Yes, delete my account").check()
     page.get_by_label("Your password").fill(kit.PASSWORD)
     page.get_by_role("button", name="Delete my account").click()
@@ -308,4 +331,141 @@ def test_the_whole_journey_in_a_browser(
     page.goto(f"{base}/keys")
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
     context.close()
-    assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 19  # and the phone's
+    assert len(list(ARTIFACTS.glob("*.png"))) == len(shots) + 1 >= 22  # and the phone's
+
+
+WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+
+
+@pytest.fixture(scope="module")
+def no_stripe(
+    kit, tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI
+) -> Iterator[RouterServer]:
+    """A router where buying is off and each new account gets a sign-up grant."""
+    server = kit.start(
+        tmp_path_factory.mktemp("no-stripe"), fake.base_url, credits="signup_grant_usd = 2.5"
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_without_stripe_a_new_user_has_the_signup_grant_and_knows_whom_to_ask(
+    kit, no_stripe: RouterServer, browser: Browser, width: str
+) -> None:
+    context = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
+    page = context.new_page()
+    pages = Pages(page, [])
+    base = f"{no_stripe.url}/dashboard"
+    page.goto(f"{base}/signup")
+    page.get_by_label("E-mail address").fill(f"granted-{width}@example.com")
+    page.locator("#password").fill(kit.PASSWORD)
+    page.get_by_label("Password again").fill(kit.PASSWORD)
+    page.get_by_label("I accept the").check()
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(f"{base}/keys")
+    key = page.get_by_label("Name")
+    key.fill("first")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label(re.compile("Your new key")).input_value()
+    pages.saw(f"keys-{width}")
+    # each SDK, with the base URL the page gives for it
+    openai_base = page.locator("#openai-base").inner_text()
+    reply = openai.OpenAI(base_url=openai_base, api_key=secret).chat.completions.create(
+        model="gpt-x", messages=HELLO
+    )
+    assert reply.choices[0].message.content  # the grant pays for the first call
+    claude = anthropic.Anthropic(
+        base_url=page.locator("#anthropic-base").inner_text(), api_key=secret
+    )
+    answer = claude.messages.create(model="gpt-x", max_tokens=50, messages=HELLO)
+    assert answer.content[0].text
+
+    page.goto(base)
+    expect(page.get_by_role("link", name=re.compile("Buy credits"))).to_have_count(0)
+    page.get_by_role("link", name="Your credits and how to get more").click()
+    expect(page.get_by_role("heading", name="Buy credits")).to_have_count(0)
+    expect(page.locator("#ask")).to_contain_text("Ask help@example.com for credits")
+    expect(page.locator("tbody")).to_contain_text("grant (sign-up grant)")
+    expect(page.locator("tbody")).to_contain_text("$2.5")
+    pages.saw(f"credits-granted-{width}")
+    page.goto(f"{base}/credits?checkout=success&session_id=cs_test_made_up")
+    expect(page.get_by_text("Payment received")).to_have_count(0)
+    context.close()
+
+
+OVERFLOW = "document.documentElement.scrollWidth"  # a phone's window widens to the content
+# the on-screen height of the charts' smallest text, and the token axis' labels
+CHART_TEXT = """() => {
+  const texts = [...document.querySelectorAll("svg.chart text")];
+  return Math.min(...texts.map(t => t.getBoundingClientRect().height));
+}"""
+TOKEN_AXIS = """() => [...document.querySelectorAll("#chart-tokens-t ~ text")]
+  .map(t => t.textContent).filter(t => !t.includes("-"))"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_fits_a_phone_and_a_desktop(
+    kit, no_stripe: RouterServer, browser: Browser, width: str
+) -> None:
+    context = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
+    page = context.new_page()
+    pages = Pages(page, [])
+    base = f"{no_stripe.url}/dashboard"
+    email = f"fits-{width}@example.com"
+    page.goto(f"{base}/signup")
+    page.get_by_label("E-mail address").fill(email)
+    page.locator("#password").fill(kit.PASSWORD)
+    page.get_by_label("Password again").fill(kit.PASSWORD)
+    page.get_by_label("I accept the").check()
+    page.get_by_role("button", name="Sign up").click()
+
+    def fits(name: str) -> None:
+        wide = page.evaluate(OVERFLOW)
+        assert wide <= WIDTHS[width]["width"], f"{name} is {wide}px wide on the {width} screen"
+        pages.saw(f"{width}-{name}")
+
+    page.goto(f"{base}/usage")  # no data yet
+    assert page.evaluate(CHART_TEXT) >= 11, "chart text too small to read"
+    assert page.evaluate(TOKEN_AXIS) == ["0", "1", "2", "3", "4"]
+    fits("usage-empty")
+
+    page.goto(f"{base}/keys")
+    page.get_by_label("Name").fill("a name long enough to take some room")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label(re.compile("Your new key")).input_value()
+    revoke = page.get_by_role("button", name=re.compile("Revoke key")).bounding_box()
+    assert revoke is not None and revoke["x"] + revoke["width"] <= WIDTHS[width]["width"]
+    fits("keys")
+
+    sdk = kit.sdk(no_stripe, secret)
+    sdk.chat.completions.create(model="gpt-x", messages=HELLO)
+    with pytest.raises(openai.APIStatusError):
+        sdk.chat.completions.create(model="broken", messages=HELLO)
+    kit.within(5, lambda: page.goto(f"{base}/usage") and "gpt-x" in page.content())
+    assert page.evaluate(CHART_TEXT) >= 11
+    fits("usage")
+    for name in ("credits", "byok", "account", ""):
+        page.goto(f"{base}/{name}")
+        fits(name or "overview")
+
+    operator = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
+    page = operator.new_page()
+    pages = Pages(page, [])
+    page.goto(f"{base}/operator")
+    page.get_by_label("Operator key").fill(kit.OPERATOR)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("tbody")).to_contain_text(email)
+    fits("admin-users")
+    page.goto(f"{base}/admin/errors")
+    row = page.locator("tbody tr", has_text=email).first
+    expect(row).to_contain_text("502")
+    expect(page.locator("tbody")).not_to_contain_text("user:")  # callers by e-mail
+    if width == "desktop":  # the whole table, its messages too, without scrolling its box
+        box = page.locator(".scroll").first
+        assert box.evaluate("e => e.scrollWidth - e.clientWidth") <= 0
+    fits("admin-errors")
+    operator.close()
+    context.close()

@@ -158,10 +158,11 @@ def test_one_user_never_sees_or_touches_anothers_things(kit, router: RouterServe
     usage = bob.get("/dashboard/usage", key=alice_key_id).text
     assert "No requests in this range" in usage
     # he cannot revoke her key: it is "no such key" to him, and it keeps working
-    answer = bob.post(
-        f"/dashboard/keys/{alice_key_id}/revoke", {}, csrf=bob.csrf("/dashboard/keys")
-    )
-    assert answer.status_code == 404
+    for form in ({}, {"confirm": "yes"}):
+        answer = bob.post(
+            f"/dashboard/keys/{alice_key_id}/revoke", form, csrf=bob.csrf("/dashboard/keys")
+        )
+        assert answer.status_code == 404
     kit.sdk(router, alice_key).chat.completions.create(
         model="gpt-x", messages=[{"role": "user", "content": "still mine"}]
     )
@@ -209,7 +210,12 @@ def test_suspension_and_deletion_end_sessions_and_keys_at_once(kit, router: Rout
     listing = admin.get("/dashboard/admin").text
     [(user_id,)] = kit.query(router, "SELECT id FROM users WHERE email = 'sus@example.com'")
     assert "sus@example.com" in listing
-    answer = admin.post(f"/dashboard/admin/users/{user_id}/suspend", {}, page="/dashboard/admin")
+    asked = admin.post(f"/dashboard/admin/users/{user_id}/suspend", {}, page="/dashboard/admin")
+    assert asked.status_code == 200 and "Suspend sus@example.com?" in asked.text
+    sdk.chat.completions.create(model="gpt-x", messages=hello)  # not suspended yet
+    answer = admin.post(
+        f"/dashboard/admin/users/{user_id}/suspend", {"confirm": "yes"}, page="/dashboard/admin"
+    )
     assert answer.status_code == 303
     assert user.get("/dashboard/keys").status_code == 303  # signed out on the next click
     with pytest.raises(openai.PermissionDeniedError):
@@ -232,7 +238,7 @@ def test_suspension_and_deletion_end_sessions_and_keys_at_once(kit, router: Rout
         {"confirm": "yes", "password": "nope"},
         page="/dashboard/account",
     )
-    assert wrong.status_code == 400
+    assert wrong.status_code == 400 and "The password is wrong" in wrong.text
     unticked = user.post(
         "/dashboard/account/delete", {"password": kit.PASSWORD}, page="/dashboard/account"
     )
