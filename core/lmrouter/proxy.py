@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import structlog
 
-from lmrouter import plugins
+from lmrouter import ir, plugins
 from lmrouter.context import Attempt, Outcome, RequestContext
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
@@ -83,7 +83,6 @@ class ProxyEndpoint:
             model = self.gateway.models.get(parsed.model)
             if model is None:
                 raise model_not_found(parsed.model)
-            limit = parsed.max_output_tokens or model.max_output_tokens
             ctx = RequestContext(
                 gateway=self.gateway,
                 request_id=request_id,
@@ -94,7 +93,8 @@ class ProxyEndpoint:
                 model=model,
                 principal=principal,
                 stream=parsed.stream,
-                max_output_tokens=limit * parsed.n if limit else None,
+                output_limit=parsed.max_output_tokens or model.max_output_tokens,
+                n=parsed.n,
                 prompt_chars=parsed.prompt_chars,
                 started=started,
             )
@@ -280,6 +280,9 @@ class ProxyEndpoint:
         elif dialect.kind in provider.converts and dialect.to_ir is not None:
             if ctx.ir is None:
                 ctx.ir = dialect.to_ir(ctx.doc)  # raises RouterError 400 naming the field
+                if ctx.output_limit and isinstance(ctx.ir, ir.ChatRequest):
+                    # the limit that was held, in every converter's own field
+                    ctx.ir.max_tokens = ctx.ir.max_tokens or ctx.output_limit
             request = provider.build(ctx, ctx.ir, route, key)
         else:
             raise UpstreamFailure(

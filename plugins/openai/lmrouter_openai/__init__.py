@@ -3,7 +3,9 @@
 ``type = "openai"`` works for api.openai.com and for vendors that speak the same Chat Completions
 wire format (Groq, Together, DeepSeek, Mistral, xAI, Fireworks, OpenRouter, vLLM, Ollama…): set
 ``base_url`` to the vendor's ``…/v1`` address. Requests pass through byte-for-byte apart from the
-model name and, for streams, ``stream_options.include_usage`` (so every stream can be metered).
+model name, for streams ``stream_options.include_usage`` (so every stream can be metered), and
+the output limit: one the request did not set is added (the limit its credit hold assumed), in
+the field ``max_tokens_field`` names.
 
 Callers in other dialects (Anthropic Messages, Gemini) reach these models through the internal
 representation: see :mod:`lmrouter_openai.chat` for what is converted and how.
@@ -28,9 +30,13 @@ class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     organization: str = ""  # OpenAI-Organization header
     project: str = ""  # OpenAI-Project header
     stream_usage: bool = True  # ask for usage in streams; turn off for a server that rejects it
-    # Where a converted request's output limit goes: OpenAI's current name, or the deprecated
-    # one for compatible servers that only know ``max_tokens``.
+    # Where a request's output limit goes (converted, or passed through with the other name or
+    # none): OpenAI's current name, or the deprecated one for compatible servers that only know
+    # ``max_tokens``.
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+
+
+_OTHER_FIELD = {"max_completion_tokens": "max_tokens", "max_tokens": "max_completion_tokens"}
 
 
 class OpenAIProvider(Provider):
@@ -61,10 +67,17 @@ class OpenAIProvider(Provider):
         if ctx.stream and self.stream_usage:
             options = doc.get("stream_options")
             changes = changes or not (isinstance(options, dict) and options.get("include_usage"))
-        if changes:
+        chat = ctx.dialect == "openai.chat"
+        # The output limit that was held goes upstream in this server's own field: added when
+        # the request set none, moved when it used the name this server ignores.
+        limit_off = chat and doc.get(self.max_tokens_field) is None and ctx.output_limit
+        if changes or limit_off:
             doc = {**doc, "model": route.model}
             if ctx.stream and self.stream_usage:
                 doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
+            if limit_off:
+                other = doc.pop(_OTHER_FIELD[self.max_tokens_field], None)
+                doc[self.max_tokens_field] = other or ctx.output_limit
             body = orjson.dumps(doc)
         return UpstreamRequest(self.urls[ctx.dialect], self._headers(key), body)
 
