@@ -63,6 +63,15 @@ class RoutingConfig(_Strict):
     deadline: float = 600.0  # seconds a request may take to reach its first byte, over all routes
     backoff: float = 0.05  # seconds before retrying a provider already tried; doubles each time
     backoff_max: float = 2.0
+    # After a streaming client leaves, the upstream is read on (not relayed) for at most this
+    # long and this much, to learn the usage the provider reports at the end; without it the
+    # request is charged its hold. 0 seconds: hang up at once (and charge the hold).
+    drain_seconds: float = 30.0
+    drain_mb: float = 16.0
+
+    def __post_init__(self) -> None:
+        if not (self.drain_seconds >= 0 and self.drain_mb >= 0):  # nan fails too
+            raise ValueError("`drain_seconds` and `drain_mb` must be 0 or more")
 
 
 class Price(_Strict):

@@ -15,12 +15,14 @@ import structlog
 from lmrouter import ir, plugins
 from lmrouter.context import Attempt, Outcome, RequestContext
 from lmrouter.convert import ConvertingRelay, finish_converted
+from lmrouter.drain import usage_after_cut
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
 from lmrouter.providers import UpstreamFailure
 
 if TYPE_CHECKING:
     from lmrouter.config import Route
     from lmrouter.dialects import Dialect, StreamRelay
+    from lmrouter.drain import Drains
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
 
@@ -128,7 +130,7 @@ class ProxyEndpoint:
             if outcome is None:
                 outcome = Outcome("client_disconnected", 499, route=ctx.route)
                 if ctx.relay is not None and ctx.route is not None:
-                    usage = ctx.relay.usage or ctx.relay.estimated_usage(ctx.prompt_chars)
+                    usage, outcome.usage_source = usage_after_cut(ctx, ctx.relay, False)
                     outcome.usage = usage
                     outcome.cost_pico = ctx.route.rates.cost(usage)
             raise
@@ -378,9 +380,15 @@ class ProxyEndpoint:
             )
         first_byte_ms = (time.perf_counter() - ctx.started) * 1000
         disconnected = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, disconnected, response))
+        drains = self.gateway.drains
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(
+            _watch_disconnect(receive, disconnected, response, drains, task)
+        )
         status = "ok"
         error: RouterError | None = None
+        client_gone = read_all = False
         try:
             await send(
                 {
@@ -403,6 +411,8 @@ class ProxyEndpoint:
                 while not relay.failed and (chunk := await content.readany()):
                     out = relay.feed(chunk)
                     if out:
+                        if disconnected.is_set():  # sends to a client gone are dropped
+                            raise _ClientGone
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 out = relay.close()
                 if relay.failed:
@@ -424,18 +434,32 @@ class ProxyEndpoint:
                 out += relay.error(error)
             await send({"type": "http.response.body", "body": out, "more_body": False})
         except (_ClientGone, OSError, RuntimeError):
-            # The client went away (granian raises on send; the watcher closes the upstream).
-            if status == "ok" and not relay.complete:
+            # The client went away (granian raises on send; the watcher bounds the reading).
+            client_gone = True
+            if status == "ok":  # the end (at least) did not reach the client
                 status = "client_disconnected"
         finally:
             watcher.cancel()
-            if relay.complete and response.content.at_eof():
-                response.release()  # keep the connection for the next request
-            else:
-                response.close()  # the provider must stop generating
+            timer = _timer_of(watcher)
+            try:
+                if client_gone and not relay.failed and not response.content.at_eof():
+                    await drains.read_on(response, relay, timer, task)  # for the usage, in bounds
+            finally:
+                if client_gone or timer is not None:
+                    drains.finished(task, timer)
+                read_all = response.content.at_eof()
+                if relay.complete and read_all:
+                    response.release()  # keep the connection for the next request
+                else:
+                    response.close()  # the provider must stop generating
         if disconnected.is_set() and status != "ok" and not relay.failed:
             status = "client_disconnected"  # our upstream read ended because the client left
-        usage = relay.usage or relay.estimated_usage(ctx.prompt_chars)
+        if client_gone or status == "client_disconnected":
+            usage, source = usage_after_cut(ctx, relay, read_all)
+        else:
+            usage, source = relay.usage, "provider"
+            if usage is None:
+                usage, source = relay.estimated_usage(ctx.prompt_chars), "estimated"
         cost = route.rates.cost(usage)
         http_status = {"ok": 200, "client_disconnected": 499}.get(status, 502)
         return Outcome(
@@ -445,6 +469,7 @@ class ProxyEndpoint:
             cost_pico=cost,
             error=error,
             first_byte_ms=first_byte_ms,
+            usage_source=source,
         )
 
 
@@ -453,15 +478,26 @@ class _ClientGone(Exception):
 
 
 async def _watch_disconnect(
-    receive: Any, disconnected: asyncio.Event, response: aiohttp.ClientResponse
-) -> None:
-    """Close the upstream the moment the client leaves, so the provider stops generating."""
+    receive: Any,
+    disconnected: asyncio.Event,
+    response: aiohttp.ClientResponse,
+    drains: Drains,
+    request: asyncio.Task[Any],
+) -> asyncio.TimerHandle | None:
+    """Note the moment the client leaves, and from then on bound how long the upstream is read
+    for its usage: it is closed when the bound runs out (at once when draining is off), so
+    that the provider stops generating. Returns that timer."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             disconnected.set()
-            response.close()
-            return
+            return drains.client_left(response, request)
+
+
+def _timer_of(watcher: asyncio.Task[asyncio.TimerHandle | None]) -> asyncio.TimerHandle | None:
+    if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+        return watcher.result()
+    return None
 
 
 # Upstream statuses a caller sees as they are once every route failed with them last.
