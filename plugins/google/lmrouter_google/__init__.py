@@ -56,6 +56,7 @@ class GoogleProvider(Provider):
     type = "google"
     Config = GoogleConfig
     converts = frozenset({"chat", "embeddings"})
+    user_keys = True  # the key given is the only credential sent
 
     def __init__(self, name: str, config: GoogleConfig) -> None:
         super().__init__(name, config)

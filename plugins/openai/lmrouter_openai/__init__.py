@@ -36,6 +36,7 @@ class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
 
 
+_JSON_ONLY = {"Content-Type": "application/json"}
 _OTHER_FIELD = {"max_completion_tokens": "max_tokens", "max_tokens": "max_completion_tokens"}
 
 
@@ -44,6 +45,7 @@ class OpenAIProvider(Provider):
     Config = OpenAIConfig
     native_dialects = frozenset({"openai.chat", "openai.embeddings"})
     converts = frozenset({"chat"})
+    user_keys = True  # the key given is the only credential sent
     paths: ClassVar[dict[str, str]] = {
         "openai.chat": "/chat/completions",
         "openai.embeddings": "/embeddings",
@@ -99,7 +101,9 @@ class OpenAIProvider(Provider):
         return ChatStreamParser()
 
     def _headers(self, key: str) -> dict[str, str]:
-        headers = dict(self.static_headers)
+        # The operator's organization and project go only with the operator's key: with a
+        # user's own key (BYOK) they would name an account that is not the user's.
+        headers = dict(self.static_headers if key == self.config.api_key else _JSON_ONLY)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
