@@ -244,6 +244,8 @@ def test_usage_that_cannot_be_learned_in_bounds_charges_the_hold(
     assert found["completion_tokens"] == 30_000  # the model's max_output_tokens, as held
     assert found["charged_pico"] == found["cost_pico"] == 30_000 * 2 * 10**6
     within(5, lambda: f"{model}-x" in upstream.hung_up)  # no connection left behind
+    metrics = httpx.get(f"{router.url}/metrics").text
+    assert f'lmrouter_usage_from_hold_total{{model="{model}",provider="up"}} 1.0' in metrics
 
 
 def test_a_drain_under_way_at_shutdown_is_ended_and_settled(
