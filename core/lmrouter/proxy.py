@@ -445,7 +445,7 @@ class ProxyEndpoint:
                 if client_gone and not relay.failed and not response.content.at_eof():
                     await drains.read_on(response, relay, timer, task)  # for the usage, in bounds
             finally:
-                if client_gone or timer is not None:
+                if client_gone or disconnected.is_set():
                     drains.finished(task, timer)
                 read_all = response.content.at_eof()
                 if relay.complete and read_all:
