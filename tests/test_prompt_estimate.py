@@ -55,3 +55,12 @@ def test_responses_input_images_and_files_count() -> None:
     body = orjson.dumps({"model": "m", "input": [item]})
     assert parse(body).prompt_chars == len(body) + 2 * PART_FLOOR_CHARS
     assert non_text_parts("a plain string input") == 0
+
+
+def test_a_type_key_spelled_with_escapes_still_counts() -> None:
+    """The walk is skipped for bodies without a ``"type"`` key; JSON may spell the key with
+    escapes, and that must not make an image free again."""
+    part = b'{"\\u0074ype": "image_url", "image_url": {"url": "' + URL.encode() + b'"}}'
+    body = b'{"model": "m", "messages": [{"role": "user", "content": [' + part + b"]}]}"
+    assert orjson.loads(body)["messages"][0]["content"][0]["type"] == "image_url"
+    assert parse_chat(body).prompt_chars == len(body) + PART_FLOOR_CHARS

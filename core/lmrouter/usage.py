@@ -72,6 +72,15 @@ def non_text_parts(messages: object) -> int:
     return count
 
 
+def prompt_chars(body: bytes, messages: object) -> int:
+    """The size the prompt estimate starts from: the body, plus the floor for each non-text
+    part. A body with no ``"type"`` key (plain text messages, the usual request) skips the
+    walk; a key spelled with escapes would contain ``\\u``, so it cannot slip past."""
+    if b'"type"' not in body and b"\\u" not in body:
+        return len(body)
+    return len(body) + non_text_parts(messages) * PART_FLOOR_CHARS
+
+
 def held_usage(prompt_chars: int, output_tokens: int) -> Usage:
     """The most a request could have used: what a credit hold is computed from, and what a
     request is charged when its real usage cannot be learned (a client that left before the

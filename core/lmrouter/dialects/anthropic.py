@@ -21,7 +21,7 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import PART_FLOOR_CHARS, Usage, estimate_tokens, non_text_parts
+from lmrouter.usage import Usage, estimate_tokens, prompt_chars
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -77,7 +77,7 @@ def parse_messages(body: bytes) -> Parsed:
     if type(stream) is not bool:
         raise invalid_request("stream: Input should be a valid boolean", "stream")
     # Usage is always part of an Anthropic stream, so ``wants_usage`` is simply true.
-    chars = len(body) + non_text_parts(messages) * PART_FLOOR_CHARS
+    chars = prompt_chars(body, messages)
     return Parsed(doc, model, stream, True, max_tokens, 1, chars)
 
 

@@ -18,7 +18,7 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.dialects.cost import cost_json, finish_with, with_cost
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import PART_FLOOR_CHARS, Usage, estimate_tokens, non_text_parts
+from lmrouter.usage import Usage, estimate_tokens, prompt_chars
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def parse_chat(body: bytes) -> Parsed:
         wants_usage = options.get("include_usage") is True
     limit = _optional_int(doc, "max_completion_tokens") or _optional_int(doc, "max_tokens")
     n = _optional_int(doc, "n") or 1
-    chars = len(body) + non_text_parts(messages) * PART_FLOOR_CHARS
+    chars = prompt_chars(body, messages)
     return Parsed(doc, model, stream, wants_usage, limit, n, chars)
 
 

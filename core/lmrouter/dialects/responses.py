@@ -50,7 +50,7 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.dialects.openai import error_body, load_object, model_field
 from lmrouter.errors import RouterError, invalid_request
-from lmrouter.usage import PART_FLOOR_CHARS, Usage, non_text_parts
+from lmrouter.usage import Usage, prompt_chars
 
 REDACTED = "lmr-redacted:"
 """``encrypted_content`` prefix for Anthropic redacted thinking (the rest is its ``data``)."""
@@ -116,7 +116,7 @@ def parse(body: bytes) -> Parsed:
             "`max_output_tokens` must be a positive integer.", "max_output_tokens"
         )
     # Usage always comes with a Responses stream (in response.completed): wants_usage is True.
-    chars = len(body) + non_text_parts(value) * PART_FLOOR_CHARS
+    chars = prompt_chars(body, value)
     return Parsed(doc, model, stream, True, limit, 1, chars)
 
 
