@@ -52,6 +52,7 @@ allow_anonymous_byok = {"true" if anonymous else "false"}
 type = "openai"
 base_url = "{upstream}"
 api_key = "{UPSTREAM_KEY}"
+byok = true
 
 [[models]]
 id = "gpt"

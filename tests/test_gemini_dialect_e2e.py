@@ -61,6 +61,13 @@ id = "google/gemini-2.5-flash"
   model = "gemini-2.5-flash"
   price = {PRICE}
 [[models]]
+id = "google/capped"
+max_output_tokens = 321
+  [[models.routes]]
+  provider = "gem"
+  model = "gemini-2.5-flash"
+  price = {PRICE}
+[[models]]
 id = "openai/gpt-4o-mini"
 max_output_tokens = 1000
   [[models.routes]]
@@ -302,3 +309,15 @@ def test_google_tools_are_dropped_and_named_where_the_provider_has_none(
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-lmrouter-dropped-tools"] == "codeExecution"
     assert "tools" not in last_request(fakes[1]).json
+
+
+def test_the_held_output_limit_is_sent_to_gemini(client: genai.Client, fakes: Any) -> None:
+    """A request without maxOutputTokens is held at the model's max_output_tokens: that limit
+    is what Gemini is told, so it cannot generate more than was held."""
+    client.models.generate_content(model="google/capped", contents="Tell me everything.")
+    body = last_request(fakes[0]).json
+    assert body["generationConfig"] == {"maxOutputTokens": 321}
+    assert body["contents"][0]["parts"][0]["text"] == "Tell me everything."
+    config = types.GenerateContentConfig(max_output_tokens=12)
+    client.models.generate_content(model="google/capped", contents="Short.", config=config)
+    assert last_request(fakes[0]).json["generationConfig"]["maxOutputTokens"] == 12

@@ -35,6 +35,7 @@ allow_anonymous_byok = true
 
 [providers.up]
 type = "openai"
+byok = true
 base_url = "{base_url}"
 api_key = "{UPSTREAM_KEY}"
 

@@ -45,6 +45,8 @@ max_concurrent = 100000
 keys = ["{key}"]
 [server]
 log_requests = false
+[routing]
+drain_seconds = {drain}
 [providers.openai]
 type = "openai"
 base_url = "{base}"
@@ -121,14 +123,15 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def router(
-    tmp_path: Path, behavior: Behavior, disabled: str = BARE
+    tmp_path: Path, behavior: Behavior, disabled: str = BARE, drain: float = 30
 ) -> AsyncIterator[tuple[RouterApp, FakeOpenAI]]:
     """The app and its upstream, both in this event loop (uvloop, as under granian)."""
     fake = FakeOpenAI()
     fake.script("gpt-4o-mini", behavior)
     await fake.start()
     path = tmp_path / "lmrouter.toml"
-    path.write_text(CONFIG.format(key=KEY, base=fake.base_url, disabled=disabled))
+    text = CONFIG.format(key=KEY, base=fake.base_url, disabled=disabled, drain=drain)
+    path.write_text(text)
     gateway = Gateway.from_path(path)
     await gateway.start()
     try:
@@ -207,14 +210,27 @@ async def assert_no_growth(
 
 
 @pytest.mark.timeout(300)
-def test_streams_abandoned_after_the_first_chunk_leave_nothing(tmp_path: Path) -> None:
-    # Slow enough that the client is gone while the relay waits for the next upstream chunk:
-    # the router must close the upstream then, and keep nothing of the request.
+@pytest.mark.parametrize(
+    "drain",
+    [0, 0.005, 30],
+    ids=["upstream-cut-at-once", "cut-while-draining", "drained-to-the-end"],
+)
+def test_streams_abandoned_after_the_first_chunk_leave_nothing(
+    tmp_path: Path, drain: float
+) -> None:
+    # The client is gone while the relay waits for the next upstream chunk (20 chunks, 2 ms
+    # apart). The router reads on for the usage within [routing] drain_seconds, then closes the
+    # upstream, and nothing of the request may stay: whichever way the upstream ends.
     async def scenario() -> None:
-        async with router(tmp_path, Behavior(text="x" * 80, chunk_delay=0.002)) as (app, fake):
+        behavior = Behavior(text="x" * 80, chunk_delay=0.002)
+        async with router(tmp_path, behavior, drain=drain) as (app, fake):
             clients = await assert_no_growth(app, lambda: Client(chat(True), "after_first_chunk"))
             assert all(c.status == 200 and len(c.chunks) == 1 for c in clients)
-            assert len(fake.disconnects) >= 2000, "the upstream was closed when the client left"
+            cut = len(fake.disconnects)
+            if drain == 30:
+                assert cut == 0, "read to the end for the usage"
+            else:
+                assert cut >= 1500, "the upstream was closed when the bound ran out"
 
     run(scenario())
 
@@ -269,7 +285,7 @@ def test_cancelled_non_streaming_requests_leave_nothing(tmp_path: Path) -> None:
 def test_the_full_plugin_set_leaves_nothing_behind(tmp_path: Path) -> None:
     """Accounts, credits and rate limits on, a user's key, and every way a request can end."""
     config = tmp_path / "lmrouter.toml"
-    config.write_text(CONFIG.format(key=KEY, base="http://127.0.0.1:9", disabled=FULL))
+    config.write_text(CONFIG.format(key=KEY, base="http://127.0.0.1:9", disabled=FULL, drain=30))
     key = operator.user_with_key(config, "leak@example.com")
     operator.cli(config, "credits", "grant", "leak@example.com", "1000")
     kinds = [(True, "after_first_chunk"), (True, None), (False, None), (True, "before_first_byte")]

@@ -36,6 +36,8 @@ disabled = {json.dumps(disabled)}
 [auth]
 keys = ["{ADMIN}"]
 {limits}
+[routing]
+drain_seconds = 0  # a client that leaves: the upstream is closed at once
 [providers.up]
 type = "openai"
 base_url = "{upstream}"

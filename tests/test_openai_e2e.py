@@ -46,6 +46,7 @@ max_body_mb = 0.05
 keys = ["{ADMIN}", ""]
 [routing]
 backoff = 0.01
+drain_seconds = 0  # a client that leaves: the upstream is closed at once
 [probe]
 record = "{record}"
 

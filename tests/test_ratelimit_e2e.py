@@ -37,6 +37,8 @@ def config(
 {PLUGINS_OFF}
 [auth]
 keys = {json.dumps(keys)}
+[routing]
+drain_seconds = 0  # a client that leaves: the upstream is closed at once
 [ratelimit]
 {limits}
 {probe}

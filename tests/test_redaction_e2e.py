@@ -138,17 +138,20 @@ allow_anonymous_byok = true
 
 [providers.oai]
 type = "openai"
+byok = true
 base_url = "{upstream}/v1"
 api_key = "{UPSTREAM_KEY}"
 
 [providers.oaiconv]
 type = "openai"
+byok = true
 base_url = "{upstream}/v1"
 api_key = "{UPSTREAM_KEY}"
 responses = false
 
 [providers.ant]
 type = "anthropic"
+byok = true
 base_url = "{upstream}"
 api_key = "{UPSTREAM_KEY}"
 

@@ -48,7 +48,7 @@ from lmrouter.providers import (
 )
 from lmrouter.storage import TRANSIENT, BatchWriter, Row, StorageError, Store, Tx
 from lmrouter.storage import opened as opened_store
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.usage import Usage, estimate_tokens, held_usage
 
 __all__ = [
     "ANTHROPIC_FINISH_REASONS",
@@ -90,6 +90,7 @@ __all__ = [
     "estimate_tokens",
     "find_config",
     "format_usd",
+    "held_usage",
     "hookimpl",
     "hookspec",
     "invalid_api_key",

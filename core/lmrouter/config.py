@@ -68,6 +68,15 @@ class RoutingConfig(_Strict):
     # A hosted tool a converted request's provider cannot run (OpenAI's web_search on a Claude
     # model): "drop" it (named in x-lmrouter-dropped-tools) or "reject" the request (400).
     unsupported_tools: Literal["drop", "reject"] = "drop"
+    # After a streaming client leaves, the upstream is read on (not relayed) for at most this
+    # long and this much, to learn the usage the provider reports at the end; without it the
+    # request is charged its hold. 0 seconds: hang up at once (and charge the hold).
+    drain_seconds: float = 30.0
+    drain_mb: float = 16.0
+
+    def __post_init__(self) -> None:
+        if not (self.drain_seconds >= 0 and self.drain_mb >= 0):  # nan fails too
+            raise ValueError("`drain_seconds` and `drain_mb` must be 0 or more")
 
 
 class Price(_Strict):
@@ -258,6 +267,8 @@ def validate(
             )
         providers[name] = _convert(table, adapter.Config, path=path, prefix=key)
         _check_url(providers[name].base_url, path=path, key=f"{key}.base_url")
+        if getattr(providers[name], "byok", False):
+            _check_byok(adapter, providers[name], path=path, key=key)
 
     models: dict[str, Model] = {}
     for index, model in enumerate(core.models):
@@ -285,6 +296,31 @@ def validate(
     return Config(
         path=path, core=core, providers=providers, sections=plugin_sections, models=models
     )
+
+
+# Header names that carry credentials: sent with a user's own key, they would charge the
+# operator's account (or mix two accounts) for a request the user pays for.
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "signature", "password")
+
+
+def _check_byok(adapter: Any, provider: Any, *, path: Path | None, key: str) -> None:
+    """``byok = true`` only where a user's key replaces every credential of the operator's."""
+    if not getattr(adapter, "user_keys", False):
+        raise ConfigError(
+            f"provider type {provider.type!r} does not authenticate with the key it is given, "
+            "so users cannot bring their own key for it",
+            path=path,
+            key=f"{key}.byok",
+        )
+    for name in provider.headers:
+        if any(word in name.lower() for word in _CREDENTIAL_WORDS):
+            raise ConfigError(
+                f"header {name!r} looks like a credential of the operator's, and with byok = "
+                "true it would be sent with users' own keys: authenticate with api_key instead, "
+                "or turn byok off",
+                path=path,
+                key=f"{key}.headers",
+            )
 
 
 def _check_url(url: str, *, path: Path | None, key: str) -> None:

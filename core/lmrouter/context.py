@@ -53,8 +53,13 @@ class RequestContext:
     model: Model
     principal: Principal
     stream: bool = False
-    max_output_tokens: int | None = None  # what the request allows, else the model's limit
-    prompt_chars: int = 0  # size of the prompt text, for estimates
+    # The output limit per choice: the request's own, else the model's ``max_output_tokens``,
+    # else one an admission hook sets (the credit hold's default). When the request set none,
+    # the router sends this one upstream in the provider's own field, so that the provider can
+    # never generate more than was held.
+    output_limit: int | None = None
+    n: int = 1  # choices requested: each may use ``output_limit`` tokens
+    prompt_chars: int = 0  # size of the prompt, for estimates (non-text parts at a floor each)
     billable: bool = True  # False when the caller pays the provider (BYOK)
     started: float = field(default_factory=time.perf_counter)
     attempts: list[Attempt] = field(default_factory=list)
@@ -67,16 +72,28 @@ class RequestContext:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
 
+    @property
+    def max_output_tokens(self) -> int | None:
+        """The most output tokens the request may produce, all choices together; None when
+        nothing limits it."""
+        return self.output_limit * self.n if self.output_limit else None
+
 
 Status = Literal["ok", "refused", "upstream_error", "client_disconnected", "error"]
+# Where ``Outcome.usage`` came from: the provider's report; the router's count of what it
+# relayed (a stream that ended without usage); or the hold — the most the request could have
+# used — when the client left and the provider's report could not be read in time.
+UsageSource = Literal["provider", "estimated", "hold"]
 
 
 @dataclass(slots=True)
 class Outcome:
     """How a request ended. ``usage`` is what the provider reported, or what the router estimated
-    from the bytes it relayed (``usage.estimated``) when the stream ended early. ``cost_pico``
-    is that usage at the route's list price, whoever pays (``ctx.billable`` says whether the
-    caller's credits do, or their own provider key)."""
+    (``usage.estimated``; ``usage_source`` says how). ``cost_pico`` is that usage at the route's
+    list price, whoever pays (``ctx.billable`` says whether the caller's credits do, or their
+    own provider key). ``written_off_pico`` is set by a metering plugin's
+    ``lmrouter_request_end`` (which runs before ``trylast`` ones): what the caller owed beyond
+    what could be charged."""
 
     status: Status
     http_status: int
@@ -86,3 +103,5 @@ class Outcome:
     error: RouterError | None = None
     first_byte_ms: float | None = None
     total_ms: float = 0.0
+    usage_source: UsageSource = "provider"
+    written_off_pico: int = 0

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from lmrouter import config as config_mod
 from lmrouter import plugins, storage
+from lmrouter.drain import Drains
 from lmrouter.guard import Guard
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ class Gateway:
         self.providers: dict[str, Provider] = {
             name: types[cfg.type](name, cfg) for name, cfg in config.providers.items()
         }
+        routing = config.core.routing
+        self.drains = Drains(routing.drain_seconds, int(routing.drain_mb * 1024 * 1024))
 
     @classmethod
     def from_path(cls, path: Path) -> Gateway:
@@ -133,6 +136,7 @@ class Gateway:
 
     async def stop(self) -> None:
         try:
+            await self.drains.stop()  # their requests settle before the plugins stop
             await plugins.call(self.pm.hook.lmrouter_shutdown(gateway=self))
         finally:
             await self.guard.deadlines.close()

@@ -30,6 +30,10 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     base_url: str
     api_key: str = ""
     headers: dict[str, str] = {}  # sent with every upstream request
+    # Users may store their own key for this provider (BYOK), used instead of ``api_key`` and
+    # spending no credits. Only for a provider that checks the key: one that accepts any key
+    # (a local server, a mock) would make every request free.
+    byok: bool = False
     connect_timeout: float = 10.0
     first_byte_timeout: float = 600.0  # until response headers; a whole answer when not streaming
     idle_timeout: float = 300.0  # longest silence between two chunks of a stream
@@ -104,6 +108,10 @@ class Provider:
     # Forwarded untouched (prepare()); an instance may narrow it from its config.
     native_dialects: frozenset[str] = frozenset()
     converts: ClassVar[frozenset[str]] = frozenset()  # IR kinds served: build/parse/stream_parser
+    # The adapter authenticates with the ``key`` it is given (``api_key``, or a user's own key
+    # under ``byok = true``) and with nothing else of the operator's: only then can a provider
+    # of this type be opened to users' keys.
+    user_keys: ClassVar[bool] = False
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name

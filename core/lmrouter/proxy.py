@@ -13,9 +13,10 @@ from urllib.parse import parse_qsl
 import aiohttp
 import structlog
 
-from lmrouter import plugins
+from lmrouter import ir, plugins
 from lmrouter.context import Attempt, Outcome, RequestContext, Status
 from lmrouter.convert import ConvertingRelay, finish_converted
+from lmrouter.drain import usage_after_cut
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
 from lmrouter.guard import body_timeout, client_address, too_many_failures
 from lmrouter.money import format_usd
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from lmrouter.config import Route
     from lmrouter.context import Principal
     from lmrouter.dialects import Dialect, StreamRelay
+    from lmrouter.drain import Drains
     from lmrouter.gateway import Gateway
     from lmrouter.providers import Provider
 
@@ -99,7 +101,6 @@ class ProxyEndpoint:
             model = self.gateway.models.get(parsed.model)
             if model is None:
                 raise model_not_found(parsed.model)
-            limit = parsed.max_output_tokens or model.max_output_tokens
             ctx = RequestContext(
                 gateway=self.gateway,
                 request_id=request_id,
@@ -110,7 +111,8 @@ class ProxyEndpoint:
                 model=model,
                 principal=principal,
                 stream=parsed.stream,
-                max_output_tokens=limit * parsed.n if limit else None,
+                output_limit=parsed.max_output_tokens or model.max_output_tokens,
+                n=parsed.n,
                 prompt_chars=parsed.prompt_chars,
                 started=started,
             )
@@ -144,7 +146,7 @@ class ProxyEndpoint:
             if outcome is None:
                 outcome = Outcome("client_disconnected", 499, route=ctx.route)
                 if ctx.relay is not None and ctx.route is not None:
-                    usage = ctx.relay.usage or ctx.relay.estimated_usage(ctx.prompt_chars)
+                    usage, outcome.usage_source = usage_after_cut(ctx, ctx.relay, False)
                     outcome.usage = usage
                     outcome.cost_pico = ctx.route.rates.cost(usage)
             raise
@@ -322,6 +324,9 @@ class ProxyEndpoint:
         elif dialect.kind in provider.converts and dialect.to_ir is not None:
             if ctx.ir is None:
                 ctx.ir = dialect.to_ir(ctx.doc)  # raises RouterError 400 naming the field
+                if ctx.output_limit and isinstance(ctx.ir, ir.ChatRequest):
+                    # the limit that was held, in every converter's own field
+                    ctx.ir.max_tokens = ctx.ir.max_tokens or ctx.output_limit
             request = provider.build(ctx, ctx.ir, route, key)
         else:
             raise UpstreamFailure(
@@ -421,9 +426,15 @@ class ProxyEndpoint:
             )
         first_byte_ms = (time.perf_counter() - ctx.started) * 1000
         disconnected = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, disconnected, response))
+        drains = self.gateway.drains
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(
+            _watch_disconnect(receive, disconnected, response, drains, task)
+        )
         status: Status = "ok"
         error: RouterError | None = None
+        client_gone = read_all = False
         try:
             await send(
                 {
@@ -450,6 +461,8 @@ class ProxyEndpoint:
                     if relay.failed:
                         out = redact_bytes(out, key, provider.config.api_key)
                     if out:
+                        if disconnected.is_set():  # sends to a client gone are dropped
+                            raise _ClientGone
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 out = relay.close()
                 if relay.failed:
@@ -474,18 +487,32 @@ class ProxyEndpoint:
                 out += relay.error(error)
             await send({"type": "http.response.body", "body": out, "more_body": False})
         except (_ClientGone, OSError, RuntimeError):
-            # The client went away (granian raises on send; the watcher closes the upstream).
-            if status == "ok" and not relay.complete:
+            # The client went away (granian raises on send; the watcher bounds the reading).
+            client_gone = True
+            if status == "ok":  # the end (at least) did not reach the client
                 status = "client_disconnected"
         finally:
             watcher.cancel()
-            if relay.complete and response.content.at_eof():
-                response.release()  # keep the connection for the next request
-            else:
-                response.close()  # the provider must stop generating
+            timer = _timer_of(watcher)
+            try:
+                if client_gone and not relay.failed and not response.content.at_eof():
+                    await drains.read_on(response, relay, timer, task)  # for the usage, in bounds
+            finally:
+                if client_gone or disconnected.is_set():
+                    drains.finished(task, timer)
+                read_all = response.content.at_eof()
+                if relay.complete and read_all:
+                    response.release()  # keep the connection for the next request
+                else:
+                    response.close()  # the provider must stop generating
         if disconnected.is_set() and status != "ok" and not relay.failed:
             status = "client_disconnected"  # our upstream read ended because the client left
-        usage = relay.usage or relay.estimated_usage(ctx.prompt_chars)
+        if client_gone or status == "client_disconnected":
+            usage, source = usage_after_cut(ctx, relay, read_all)
+        elif relay.usage is not None:
+            usage, source = relay.usage, "provider"
+        else:
+            usage, source = relay.estimated_usage(ctx.prompt_chars), "estimated"
         cost = route.rates.cost(usage)
         http_status = {"ok": 200, "client_disconnected": 499}.get(status, 502)
         return Outcome(
@@ -495,6 +522,7 @@ class ProxyEndpoint:
             cost_pico=cost,
             error=error,
             first_byte_ms=first_byte_ms,
+            usage_source=source,
         )
 
 
@@ -503,20 +531,26 @@ class _ClientGone(Exception):
 
 
 async def _watch_disconnect(
-    receive: Any, disconnected: asyncio.Event, response: aiohttp.ClientResponse
-) -> None:
-    """Close the upstream the moment the client leaves, so the provider stops generating."""
+    receive: Any,
+    disconnected: asyncio.Event,
+    response: aiohttp.ClientResponse,
+    drains: Drains,
+    request: asyncio.Task[Any],
+) -> asyncio.TimerHandle | None:
+    """Note the moment the client leaves, and from then on bound how long the upstream is read
+    for its usage: it is closed when the bound runs out (at once when draining is off), so
+    that the provider stops generating. Returns that timer."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             disconnected.set()
-            # Wake the relay's pending read with an exception of this request's own before
-            # closing. ``close()`` alone would wake it with aiohttp's one module-wide
-            # "Connection closed" exception, whose traceback grows by the relay's frames at
-            # every raise: each abandoned stream's context stayed reachable from it for good.
-            response.content.set_exception(_ClientGone())
-            response.close()
-            return
+            return drains.client_left(response, request)
+
+
+def _timer_of(watcher: asyncio.Task[asyncio.TimerHandle | None]) -> asyncio.TimerHandle | None:
+    if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+        return watcher.result()
+    return None
 
 
 # Upstream statuses a caller sees as they are once every route failed with them last.

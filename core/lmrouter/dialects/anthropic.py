@@ -21,7 +21,7 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.usage import Usage, estimate_tokens, prompt_chars
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -77,7 +77,8 @@ def parse_messages(body: bytes) -> Parsed:
     if type(stream) is not bool:
         raise invalid_request("stream: Input should be a valid boolean", "stream")
     # Usage is always part of an Anthropic stream, so ``wants_usage`` is simply true.
-    return Parsed(doc, model, stream, True, max_tokens, 1, len(body))
+    chars = prompt_chars(body, messages)
+    return Parsed(doc, model, stream, True, max_tokens, 1, chars)
 
 
 # -- usage ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.dialects.cost import cost_json, finish_with, with_cost
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.usage import Usage, estimate_tokens, prompt_chars
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -102,7 +102,8 @@ def parse_chat(body: bytes) -> Parsed:
         wants_usage = options.get("include_usage") is True
     limit = _optional_int(doc, "max_completion_tokens") or _optional_int(doc, "max_tokens")
     n = _optional_int(doc, "n") or 1
-    return Parsed(doc, model, stream, wants_usage, limit, n, len(body))
+    chars = prompt_chars(body, messages)
+    return Parsed(doc, model, stream, wants_usage, limit, n, chars)
 
 
 # -- usage ------------------------------------------------------------------------------------

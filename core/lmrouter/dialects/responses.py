@@ -57,7 +57,7 @@ from lmrouter.dialects.cost import cost_json, finish_with
 from lmrouter.dialects.openai import error_body, load_object, model_field
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.usage import Usage, estimate_tokens, prompt_chars
 
 REDACTED = "lmr-redacted:"
 """``encrypted_content`` prefix for Anthropic redacted thinking (the rest is its ``data``)."""
@@ -123,7 +123,8 @@ def parse(body: bytes) -> Parsed:
             "`max_output_tokens` must be a positive integer.", "max_output_tokens"
         )
     # Usage always comes with a Responses stream (in response.completed): wants_usage is True.
-    return Parsed(doc, model, stream, True, limit, 1, len(body))
+    chars = prompt_chars(body, value)
+    return Parsed(doc, model, stream, True, limit, 1, chars)
 
 
 def _bool(doc: dict[str, Any], name: str, path: str = "") -> bool:

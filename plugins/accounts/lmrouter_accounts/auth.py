@@ -27,7 +27,7 @@ from lmrouter_accounts import keys, service
 from lmrouter_accounts.crypto import BoxError, SecretBox
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Collection, Container
 
     from lmrouter import RequestContext, Route, Row, Store, Tx
 
@@ -58,8 +58,9 @@ def suspended() -> RouterError:
     )
 
 
-def _answer(rows: list[Row]) -> Principal | object | None:
-    """What one key's rows say: a Principal, ``_SUSPENDED``, or None (revoked, deleted, none)."""
+def _answer(rows: list[Row], byok_allowed: Container[str]) -> Principal | object | None:
+    """What one key's rows say: a Principal, ``_SUSPENDED``, or None (revoked, deleted, none).
+    Stored keys count only for providers that allow them (``byok = true``)."""
     if not rows:
         return None
     key_id, user_id, prefix, rpm, tpm, max_concurrent, revoked_at, status, is_admin, _ = rows[0]
@@ -80,17 +81,24 @@ def _answer(rows: list[Row]) -> Principal | object | None:
         key_prefix=prefix,
         is_admin=bool(is_admin),
         limits=limits,
-        byok_providers=frozenset(row[9] for row in rows if row[9] is not None),
+        byok_providers=frozenset(row[9] for row in rows if row[9] in byok_allowed),
     )
 
 
 class Authenticator:
     def __init__(
-        self, store: Store, *, box: SecretBox | None, allow_anonymous_byok: bool = False
+        self,
+        store: Store,
+        *,
+        box: SecretBox | None,
+        allow_anonymous_byok: bool = False,
+        byok_allowed: Collection[str] = (),
     ) -> None:
         self.store = store
         self.box = box
         self.allow_anonymous_byok = allow_anonymous_byok
+        # the providers configured with ``byok = true``: a user's key for any other is not used
+        self.byok_allowed = frozenset(byok_allowed)
         self.known: dict[str, Principal | object] = {}  # key digest → Principal or _SUSPENDED
         self.unknown: dict[str, float] = {}  # key digest → when the answer expires
         self.byok: dict[tuple[str, str], str] = {}  # (user id, provider) → decrypted key
@@ -200,7 +208,7 @@ class Authenticator:
             raise RouterError(
                 503, "The router cannot check API keys right now; try again.", code="unavailable"
             ) from None
-        answer = _answer(rows)
+        answer = _answer(rows, self.byok_allowed)
         if generation == self.generation:  # nothing changed while we read
             if answer is None:
                 _bounded(self.unknown, MAX_UNKNOWN)
@@ -234,6 +242,13 @@ class Authenticator:
     def upstream_key(self, ctx: RequestContext, route: Route) -> str | Awaitable[str | None] | None:
         principal = ctx.principal
         if principal.kind == "byok":
+            if route.provider not in self.byok_allowed:
+                # Anonymous callers have no credits: the operator's key is never theirs to use.
+                raise RouterError(
+                    403,
+                    f"Provider {route.provider!r} does not accept callers' own keys.",
+                    code="byok_not_allowed",
+                )
             provider_key = principal.extra.get("byok_key")
             if provider_key:
                 ctx.billable = False

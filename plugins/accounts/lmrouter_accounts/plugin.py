@@ -13,6 +13,7 @@ from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.config import AccountsConfig
 from lmrouter_accounts.crypto import SecretBox
 from lmrouter_accounts.secret import check_stored_keys, server_secret
+from lmrouter_accounts.service import byok_allowed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -83,7 +84,10 @@ class AccountsPlugin:
                     stored=row[0],
                 )
         self.auth = Authenticator(
-            gateway.store, box=box, allow_anonymous_byok=section.allow_anonymous_byok
+            gateway.store,
+            box=box,
+            allow_anonymous_byok=section.allow_anonymous_byok,
+            byok_allowed=byok_allowed(config.providers),
         )
         await self.auth.start()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "ApiKey",
     "NewKey",
     "User",
+    "byok_allowed",
     "byok_providers",
     "check_byok_target",
     "create_key",
@@ -463,7 +464,7 @@ async def set_byok(
     provider: str,
     key: str,
     *,
-    providers: Collection[str],
+    providers: Mapping[str, Any],
 ) -> None:
     """Store (or replace) the user's own key for ``provider``, encrypted with the server secret.
     Requests of the user routed to that provider then use it and spend no credits."""
@@ -483,11 +484,17 @@ async def set_byok(
     _notify()
 
 
+def byok_allowed(providers: Mapping[str, Any]) -> list[str]:
+    """The providers (name → config) that accept users' own keys: ``byok = true``."""
+    return sorted(name for name, config in providers.items() if getattr(config, "byok", False))
+
+
 def check_byok_target(
-    box: SecretBox | None, provider: str, *, providers: Collection[str]
+    box: SecretBox | None, provider: str, *, providers: Mapping[str, Any]
 ) -> SecretBox:
-    """The checks :func:`set_byok` makes before it looks at the key: a secret to encrypt with
-    and a configured provider (callers that prompt for the key check first)."""
+    """The checks :func:`set_byok` makes before it looks at the key: a secret to encrypt with,
+    and a configured provider that accepts users' keys (callers that prompt for the key check
+    first). ``providers``: the configured providers, name → config."""
     if box is None:
         raise AccountsError(
             "[accounts] secret is not set: BYOK keys are stored encrypted with it "
@@ -497,6 +504,13 @@ def check_byok_target(
     if provider not in providers:
         known = ", ".join(sorted(providers)) or "none"
         raise AccountsError(f"unknown provider {provider!r}; configured providers: {known}")
+    allowed = byok_allowed(providers)
+    if provider not in allowed:
+        raise AccountsError(
+            f"provider {provider!r} does not accept users' own keys (the operator allows them "
+            f"with byok = true in [providers.{provider}]); providers that do: "
+            f"{', '.join(allowed) or 'none'}"
+        )
     return box
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +24,12 @@ from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.crypto import SecretBox
 
 SECRET = "a-long-enough-server-secret-for-tests"
-PROVIDERS = ("openai", "anthropic")
+# configured providers, name → config: users' own keys only where ``byok = true``
+PROVIDERS = {
+    "openai": SimpleNamespace(byok=True),
+    "anthropic": SimpleNamespace(byok=True),
+    "local": SimpleNamespace(byok=False),
+}
 OWN_KEY = "sk-proj-alices-own-openai-key"
 
 
@@ -61,6 +67,7 @@ async def external(db_path: Path, *statements: str) -> None:
 
 @contextlib.asynccontextmanager
 async def started(store: Any, **kwargs: Any) -> AsyncIterator[Authenticator]:
+    kwargs.setdefault("byok_allowed", ("openai", "anthropic"))
     authenticator = Authenticator(store, box=SecretBox(SECRET), **kwargs)
     await authenticator.start()
     try:

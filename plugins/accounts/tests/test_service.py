@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,12 @@ from lmrouter_accounts.crypto import SecretBox
 from lmrouter_accounts.service import AccountsError
 
 SECRET = "a-long-enough-server-secret-for-tests"
-PROVIDERS = ("openai", "anthropic")
+# configured providers, name → config: users' own keys only where ``byok = true``
+PROVIDERS = {
+    "openai": SimpleNamespace(byok=True),
+    "anthropic": SimpleNamespace(byok=True),
+    "local": SimpleNamespace(byok=False),
+}
 
 
 def run(coro: Any) -> Any:
@@ -251,8 +257,11 @@ def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(db: Any, db_pat
             user = await service.create_user(store, "a@example.com")
             with pytest.raises(AccountsError, match="secret is not set"):
                 await service.set_byok(store, None, user.id, "openai", "k", providers=PROVIDERS)
-            with pytest.raises(AccountsError, match="configured providers: anthropic, openai"):
+            with pytest.raises(AccountsError, match="configured providers: anthropic, local, open"):
                 await service.set_byok(store, box, user.id, "groq", "k", providers=PROVIDERS)
+            # configured, but the operator did not open it to users' keys (byok = false)
+            with pytest.raises(AccountsError, match="provider 'local' does not accept"):
+                await service.set_byok(store, box, user.id, "local", "k", providers=PROVIDERS)
             for bad, message in (
                 ("", "empty"),
                 ("two words", "one line"),

@@ -468,6 +468,7 @@ class AnthropicProvider(Provider):
     Config = AnthropicConfig
     native_dialects = frozenset({"anthropic.messages"})
     converts = frozenset({"chat"})
+    user_keys = True  # the key given is the only credential sent
 
     def __init__(self, name: str, config: AnthropicConfig) -> None:
         super().__init__(name, config)

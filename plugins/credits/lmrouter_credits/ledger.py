@@ -11,12 +11,16 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+import structlog
 
+from lmrouter import format_usd
 from lmrouter_credits.clock import DAY_US, from_iso, to_iso
 
 if TYPE_CHECKING:
     from lmrouter import Tx
     from lmrouter_credits.wallet import LotState
+
+log = structlog.get_logger("lmrouter.credits")
 
 
 class Reader(Protocol):
@@ -251,6 +255,7 @@ USAGE_COLUMNS = (
     "billable",
     "first_byte_ms",
     "total_ms",
+    "usage_source",
     "created_at",
 )
 FIELDS = len(USAGE_COLUMNS) - 4  # what a Settlement carries: not id, charged, written off, at
@@ -282,8 +287,8 @@ class Settlement:
         self.charge = charge  # what to draw from the lots
         self.waived = waived  # what the user owed beyond their balance (written off)
         self.at_us = at_us
-        # the usage columns from request_id to cost_pico, then billable, first_byte_ms and
-        # total_ms (see USAGE_COLUMNS): all but what the write itself decides
+        # the usage columns from request_id to cost_pico, then billable, first_byte_ms,
+        # total_ms and usage_source (see USAGE_COLUMNS): all but what the write itself decides
         assert len(fields) == FIELDS, fields
         self.fields = fields
         self.wallet = wallet
@@ -334,6 +339,14 @@ async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool 
                 left -= take
                 taken[lot[1]] += take
                 spends.append((s.user_id, -take, lot[1], request_id, at))
+        if left:  # the lots held less than the worker thought (spent elsewhere meanwhile)
+            log.warning(
+                "credits written off",
+                request_id=s.fields[0],
+                user_id=s.user_id,
+                written_off_usd=format_usd(left),
+                when="written",
+            )
         f = s.fields
         usage_rows.append(
             (
@@ -342,7 +355,7 @@ async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool 
                 f[17],  # cost_pico
                 s.charge - left,  # charged: what the lots really gave
                 s.waived + left,  # written off: owed beyond what there was
-                *f[18:],  # billable, first_byte_ms, total_ms
+                *f[18:],  # billable, first_byte_ms, total_ms, usage_source
                 at,
             )
         )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from lmrouter import TRANSIENT, BatchWriter, RouterError, Usage, estimate_tokens, format_usd
+from lmrouter import TRANSIENT, BatchWriter, RouterError, Usage, format_usd, held_usage
 from lmrouter_credits import ledger, service
 from lmrouter_credits.clock import now_us
 from lmrouter_credits.ledger import Settlement
@@ -109,6 +109,10 @@ class Meter:
         self._hold(ctx, wallet)
 
     def _hold(self, ctx: RequestContext, wallet: Wallet) -> None:
+        if ctx.output_limit is None:
+            # Neither request nor model limits the output: the default held is the limit the
+            # router then sends upstream, so the provider cannot produce more than was held.
+            ctx.output_limit = self.default_output
         hold = self.worst_case(ctx)
         available = wallet.available(now_us())
         if available < hold:
@@ -126,11 +130,9 @@ class Meter:
 
     def worst_case(self, ctx: RequestContext) -> int:
         """The most this request can cost on any of its routes: the prompt estimate plus every
-        output token it may generate. Routes the caller pays directly (BYOK) cost the fee."""
-        usage = Usage(
-            prompt_tokens=estimate_tokens(ctx.prompt_chars),
-            completion_tokens=ctx.max_output_tokens or self.default_output,
-        )
+        output token it may generate (the output limit sent upstream, times ``n``). Routes the
+        caller pays directly (BYOK) cost the fee."""
+        usage = held_usage(ctx.prompt_chars, ctx.max_output_tokens or self.default_output * ctx.n)
         byok = ctx.principal.byok_providers or ()
         worst = 0
         for route in ctx.model.routes:
@@ -167,6 +169,8 @@ class Meter:
                 else:
                     charge = min(owed, max(wallet.available(at), 0))
                     waived = owed - charge
+                    if waived:
+                        _written_off(ctx, outcome, owed, charge, waived)
                     if charge:
                         wallet.draw(charge, at)
                         seq = next(self._charge_seq)
@@ -195,6 +199,7 @@ class Meter:
             int(ctx.billable),
             outcome.first_byte_ms,
             outcome.total_ms,
+            outcome.usage_source,
         )
         usage_id = f"{self._id_prefix}{next(self._usage_ids):010d}"
         self._pending.append(Settlement(usage_id, user_id, charge, waived, at, fields, wallet, seq))
@@ -302,6 +307,28 @@ class Meter:
 
 
 _NO_USAGE = Usage()
+
+
+def _written_off(
+    ctx: RequestContext, outcome: Outcome, owed: int, charge: int, waived: int
+) -> None:
+    """A request cost more than its user had: the rest is lost. Holds make this rare (a price
+    change, a provider that ignored the output limit), so each one is an event operators see:
+    this log line, ``outcome.written_off_pico`` for the metrics plugin, the usage record's
+    ``written_off_pico``."""
+    outcome.written_off_pico = waived
+    route = outcome.route
+    log.warning(
+        "credits written off",
+        request_id=ctx.request_id,
+        user_id=ctx.principal.user_id,
+        model=ctx.model.id,
+        provider=route.provider if route else None,
+        usage_source=outcome.usage_source,
+        owed_usd=format_usd(owed),
+        charged_usd=format_usd(charge),
+        written_off_usd=format_usd(waived),
+    )
 
 
 class _Flush:

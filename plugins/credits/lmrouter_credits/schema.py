@@ -98,4 +98,8 @@ CREATE INDEX ledger_user ON ledger (user_id, created_at);
 CREATE INDEX ledger_lot ON ledger (lot_id)""",
     # 3: the dashboard's usage filters: a user's records of one model, newest first
     "CREATE INDEX usage_user_model ON usage (user_id, model, created_at)",
+    # 4: where a record's usage came from: the provider's report, the router's estimate, or
+    # the hold (a client that left before the provider reported usage pays the most it could
+    # have cost)
+    "ALTER TABLE usage ADD COLUMN usage_source TEXT NOT NULL DEFAULT 'provider'",
 ]

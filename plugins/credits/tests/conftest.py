@@ -86,7 +86,7 @@ class Kit:
             doc={},
             model=model,
             principal=principal,
-            max_output_tokens=max_output_tokens,
+            output_limit=max_output_tokens,
             prompt_chars=prompt_chars,
         )
 

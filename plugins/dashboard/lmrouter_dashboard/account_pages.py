@@ -93,10 +93,13 @@ async def _byok_page(
     site: Site, visit: Visit, *, status: int = 200, error: str | None = None
 ) -> Response:
     stored = set(await accounts.byok_providers(site.store, visit.user_id))
+    allowed = accounts.byok_allowed(site.gateway.config.providers)
     return visit.render(
         "byok.html",
         status=status,
-        providers=sorted(site.gateway.providers),
+        # a key stored for a provider that no longer accepts them is listed, to be removed
+        providers=sorted(stored.union(allowed)),
+        allowed=set(allowed),
         stored=stored,
         enabled=box_for(site.gateway.config) is not None,
         error=error,
@@ -116,7 +119,7 @@ async def set_byok(site: Site, visit: Visit) -> Response:
             visit.user_id,
             provider,
             visit.form.get("key", ""),
-            providers=site.gateway.providers,
+            providers=site.gateway.config.providers,
         )
     except accounts.AccountsError as exc:
         # The message names the problem, never the key.

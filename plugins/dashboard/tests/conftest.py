@@ -45,6 +45,7 @@ terms_version = "{terms_version}"
 type = "openai"
 base_url = "{upstream}"
 api_key = "sk-upstream"
+byok = true
 
 [[models]]
 id = "gpt-x"

@@ -61,6 +61,7 @@ class GoogleProvider(Provider):
     Config = GoogleConfig
     converts = frozenset({"chat", "embeddings"})
     native_dialects = frozenset({"gemini.generate"})  # Gemini's own API, forwarded as it is
+    user_keys = True  # the key given is the only credential sent
 
     def __init__(self, name: str, config: GoogleConfig) -> None:
         super().__init__(name, config)
@@ -109,8 +110,17 @@ class GoogleProvider(Provider):
         return parser
 
     def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
+        """Gemini's own request as it came, but for the output limit its credit hold assumed:
+        added when the request set none (so the provider cannot generate more)."""
         method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
-        return UpstreamRequest(self.url(route.model, method), self._headers(key), ctx.body)
+        body = ctx.body
+        config = ctx.doc.get("generationConfig") or ctx.doc.get("generation_config") or {}
+        if ctx.output_limit and not {"maxOutputTokens", "max_output_tokens"} & config.keys():
+            doc = {k: v for k, v in ctx.doc.items() if k not in ("model", "stream")}
+            doc.pop("generation_config", None)
+            doc["generationConfig"] = {**config, "maxOutputTokens": ctx.output_limit}
+            body = orjson.dumps(doc)
+        return UpstreamRequest(self.url(route.model, method), self._headers(key), body)
 
     def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
         """Gemini's ``countTokens``: a Gemini request as it came, any other as it would be

@@ -52,6 +52,20 @@ class Instruments:
             ("model", "provider", "billable"),
             registry=registry,
         )
+        self.written_off = Counter(
+            "lmrouter_credits_written_off_usd",
+            "Cost beyond what the caller's credits could pay, written off (USD): a request "
+            "that cost more than its hold. Should stay at zero; each one is also logged.",
+            ("model", "provider"),
+            registry=registry,
+        )
+        self.held = Counter(
+            "lmrouter_usage_from_hold",
+            "Requests charged their hold (the most they could have cost) because the client "
+            "left before the provider's usage could be read.",
+            ("model", "provider"),
+            registry=registry,
+        )
         self.upstream = Histogram(
             "lmrouter_upstream_seconds",
             "Time waited on upstreams (all attempts; a stream until its first chunk), labelled "
@@ -109,11 +123,13 @@ class RouteSeries:
         "cost",
         "duration",
         "fallbacks",
+        "held",
         "input",
         "output",
         "overhead",
         "ttft",
         "upstream",
+        "written_off",
     )
 
     def __init__(self, m: Instruments, model: str, provider: str, route: str, dialect: str):
@@ -126,6 +142,8 @@ class RouteSeries:
             True: m.cost.labels(model, provider, "true"),
             False: m.cost.labels(model, provider, "false"),
         }
+        self.written_off = m.written_off.labels(model, provider)
+        self.held = m.held.labels(model, provider)
         self.upstream = m.upstream.labels(provider)
         self.overhead = m.overhead.labels(dialect)
         self.ttft = m.ttft.labels(model)

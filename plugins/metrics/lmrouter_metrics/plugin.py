@@ -77,7 +77,8 @@ class MetricsPlugin:
     def lmrouter_request_refused(self, dialect: str, error: RouterError) -> None:
         self.m.refused.labels(dialect, str(error.status), error.code or "").inc()
 
-    @hookimpl
+    # Last, so that what metering plugins set on the outcome (``written_off_pico``) is here.
+    @hookimpl(trylast=True)
     def lmrouter_request_end(self, ctx: RequestContext, outcome: Outcome) -> None:
         stream = ctx.state.pop(STREAM, None)
         if stream is not None:
@@ -103,6 +104,10 @@ class MetricsPlugin:
                 series.cached.inc(usage.cached_tokens)
         if outcome.cost_pico:
             series.cost[ctx.billable].inc(outcome.cost_pico / 1e12)
+        if outcome.written_off_pico:
+            series.written_off.inc(outcome.written_off_pico / 1e12)
+        if outcome.usage_source == "hold":
+            series.held.inc()
         if ctx.attempts:
             series.upstream.observe(ctx.upstream_s)
             if len(ctx.attempts) > 1:

@@ -3,9 +3,10 @@
 ``type = "openai"`` works for api.openai.com and for vendors that speak the same Chat Completions
 wire format (Groq, Together, DeepSeek, Mistral, xAI, Fireworks, OpenRouter, vLLM, Ollama…): set
 ``base_url`` to the vendor's ``…/v1`` address. Requests pass through byte-for-byte apart from the
-model name and, for chat streams, ``stream_options.include_usage`` (so every stream can be
-metered). ``/v1/responses`` passes through too (``responses = false`` converts it to Chat
-Completions instead, for servers without the Responses API).
+model name, for chat streams ``stream_options.include_usage`` (so every stream can be metered),
+and the output limit: one the request did not set is added (the limit its credit hold assumed),
+in the field ``max_tokens_field`` names. ``/v1/responses`` passes through too (``responses =
+false`` converts it to Chat Completions instead, for servers without the Responses API).
 
 Callers in other dialects (Anthropic Messages, Gemini) reach these models through the internal
 representation: see :mod:`lmrouter_openai.chat` for what is converted and how.
@@ -45,12 +46,18 @@ class OpenAIConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     organization: str = ""  # OpenAI-Organization header
     project: str = ""  # OpenAI-Project header
     stream_usage: bool = True  # ask for usage in streams; turn off for a server that rejects it
-    # Where a converted request's output limit goes: OpenAI's current name, or the deprecated
-    # one for compatible servers that only know ``max_tokens``.
+    # Where a request's output limit goes (converted, or passed through with the other name or
+    # none): OpenAI's current name, or the deprecated one for compatible servers that only know
+    # ``max_tokens``.
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
     # Forward /v1/responses as it is (OpenAI, and servers that implement the Responses API).
     # Off: Responses requests are converted to Chat Completions, as for other providers.
     responses: bool = True
+
+
+_JSON_ONLY = {"Content-Type": "application/json"}
+_OTHER_FIELD = {"max_completion_tokens": "max_tokens", "max_tokens": "max_completion_tokens"}
+_LIMIT_FIELD = {"openai.responses": "max_output_tokens"}  # embeddings have none
 
 
 class OpenAIProvider(Provider):
@@ -58,6 +65,7 @@ class OpenAIProvider(Provider):
     Config = OpenAIConfig
     native_dialects = frozenset({"openai.chat", "openai.embeddings", "openai.responses"})
     converts = frozenset({"chat", "embeddings"})
+    user_keys = True  # the key given is the only credential sent
     paths: ClassVar[dict[str, str]] = {
         "openai.chat": "/chat/completions",
         "openai.embeddings": "/embeddings",
@@ -86,10 +94,18 @@ class OpenAIProvider(Provider):
         if usage:
             options = doc.get("stream_options")
             changes = changes or not (isinstance(options, dict) and options.get("include_usage"))
-        if changes:
+        chat = ctx.dialect == "openai.chat"
+        # The output limit that was held goes upstream in this server's own field: added when
+        # the request set none, moved when it used the name this server ignores.
+        field = _LIMIT_FIELD.get(ctx.dialect) if not chat else self.max_tokens_field
+        limit_off = field is not None and doc.get(field) is None and ctx.output_limit
+        if changes or limit_off:
             doc = {**doc, "model": route.model}
             if usage:
                 doc["stream_options"] = {**(doc.get("stream_options") or {}), "include_usage": True}
+            if limit_off and field is not None:
+                other = doc.pop(_OTHER_FIELD[field], None) if chat else None
+                doc[field] = other or ctx.output_limit
             body = orjson.dumps(doc)
         return UpstreamRequest(self.urls[ctx.dialect], self._headers(key), body)
 
@@ -118,7 +134,9 @@ class OpenAIProvider(Provider):
         return ChatStreamParser()
 
     def _headers(self, key: str) -> dict[str, str]:
-        headers = dict(self.static_headers)
+        # The operator's organization and project go only with the operator's key: with a
+        # user's own key (BYOK) they would name an account that is not the user's.
+        headers = dict(self.static_headers if key == self.config.api_key else _JSON_ONLY)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers

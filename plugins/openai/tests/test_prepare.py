@@ -13,11 +13,14 @@ from lmrouter_openai import OpenAIConfig, OpenAIProvider
 
 
 class Ctx:
-    def __init__(self, doc: dict[str, Any], dialect: str = "openai.chat") -> None:
+    def __init__(
+        self, doc: dict[str, Any], dialect: str = "openai.chat", output_limit: int | None = None
+    ) -> None:
         self.doc = doc
         self.body = orjson.dumps(doc)
         self.stream = bool(doc.get("stream"))
         self.dialect = dialect
+        self.output_limit = output_limit
 
 
 def provider(**extra: Any) -> OpenAIProvider:
@@ -79,3 +82,27 @@ def test_unknown_config_key_is_refused() -> None:
         msgspec.convert(
             {"type": "openai", "base_url": "https://x/v1", "organisation": "o"}, OpenAIConfig
         )
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("field", ["max_completion_tokens", "max_tokens"])
+def test_the_held_limit_goes_in_the_servers_own_field(field: str) -> None:
+    ctx = Ctx({"model": "upstream-model", "messages": HI}, output_limit=300)
+    sent = orjson.loads(provider(max_tokens_field=field).prepare(ctx, ROUTE, "k").body)  # type: ignore[arg-type]
+    assert sent == {"model": "upstream-model", "messages": HI, field: 300}
+
+
+def test_a_limit_under_the_other_name_is_moved_to_the_servers_field() -> None:
+    doc = {"model": "upstream-model", "messages": HI, "max_completion_tokens": 20}
+    ctx = Ctx(doc, output_limit=20)
+    sent = orjson.loads(provider(max_tokens_field="max_tokens").prepare(ctx, ROUTE, "k").body)  # type: ignore[arg-type]
+    assert sent == {"model": "upstream-model", "messages": HI, "max_tokens": 20}
+
+
+def test_a_limit_in_the_servers_field_sends_the_original_bytes() -> None:
+    body = b'{"model": "upstream-model", "messages": [], "max_completion_tokens": 5}'
+    ctx = Ctx(orjson.loads(body), output_limit=5)
+    ctx.body = body
+    assert provider().prepare(ctx, ROUTE, "k").body is body  # type: ignore[arg-type]
