@@ -531,7 +531,10 @@ class Harness:
                 raise ValueError(dialect)
         except (openai.APIStatusError, anthropic.APIStatusError) as exc:
             reply.status = exc.status_code
-            reply.raw = exc.response.text
+            try:
+                reply.raw = exc.response.text
+            except Exception:  # an error event in a stream: the body is the event
+                reply.raw += f"\n[stream error] {exc}"
             body = exc.body if isinstance(exc.body, dict) else {}
             error = body.get("error", body) if isinstance(body, dict) else {}
             if isinstance(error, dict):
