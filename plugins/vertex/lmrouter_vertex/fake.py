@@ -11,7 +11,8 @@ Both want ``Authorization: Bearer`` with ``token`` or one they issued at ``POST 
 Google OAuth token endpoint for service accounts (the JWT-bearer grant; the assertion's
 signature is checked against the service account's public key, its ``aud`` is
 ``https://oauth2.googleapis.com/token`` as Google wants it, its ``scope`` must be
-cloud-platform). Anything else is Google's 401 ``UNAUTHENTICATED``;
+cloud-platform). Anything else is Google's 401 ``UNAUTHENTICATED``; a wrong project or
+location is a 404, an unknown method a 404.
 """
 
 from __future__ import annotations
