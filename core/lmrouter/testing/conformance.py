@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import json
 import socket
 import sys
@@ -426,7 +427,7 @@ class Harness:
         self.dialects = frozenset(spec.dialects)
         self.features = frozenset(spec.features)
         self.exchanges: list[str] = []
-        self._ids = 0
+        self._ids = itertools.count(1)  # shared by the threads of the concurrency claim
         self._stack = contextlib.ExitStack()
         self.fake: Any = None
         self.router: RouterServer | None = None
@@ -476,8 +477,7 @@ class Harness:
         return anthropic.Anthropic(base_url=self.router.url, api_key=OPERATOR, max_retries=0)
 
     def request_id(self, label: str) -> str:
-        self._ids += 1
-        return f"ck-{label}-{self._ids}".replace(":", "-").replace(".", "-")
+        return f"ck-{label}-{next(self._ids)}".replace(":", "-").replace(".", "-")
 
     def note(self, request: Any, reply: Reply) -> None:
         self.exchanges.append(
