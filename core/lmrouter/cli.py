@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.set_defaults(func=cmd_plugins)
 
+    from lmrouter import newplugin
+
+    newplugin.add_parser(sub)
+
     # Plugins add parsers to ``sub``; ``parents=[sub.common]`` gives them the --config flag.
     sub.common = common  # type: ignore[attr-defined]
     try:
