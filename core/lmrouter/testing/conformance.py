@@ -339,7 +339,7 @@ def router_config(spec: Spec, fake_url: str, port: int, dead: int, hole: int) ->
         "[routing]\nbackoff = 0.01\ndeadline = 10\n",
     ]
     for name, (base_url, timeouts) in providers.items():
-        table = {"type": SUBJECT_TYPE, "base_url": base_url, "api_key": spec.key}
+        table: dict[str, Any] = {"type": SUBJECT_TYPE, "base_url": base_url, "api_key": spec.key}
         table.update(extra)
         table.update(timeouts)
         out.append(
@@ -639,7 +639,7 @@ def _read_response(doc: dict[str, Any], reply: Reply) -> None:
             )
     if doc.get("status") == "incomplete":
         reason = (doc.get("incomplete_details") or {}).get("reason")
-        reply.finish = _RESPONSES_INCOMPLETE.get(reason, reason)
+        reply.finish = _RESPONSES_INCOMPLETE.get(str(reason), reason)
     elif doc.get("status") == "completed":
         reply.finish = "tool_calls" if reply.calls else "stop"
     else:
@@ -907,8 +907,7 @@ def _usage(dialect: str, stream: bool) -> Callable[[Harness], None]:
         tokens = _tokens(h.features)
         reply = h.chat(dialect, "usage", stream=stream, label="usage")
         expect(reply.status == 200, f"expected 200, got {reply.status}: {reply.error}")
-        [end] = h.ends(reply.request_id) or [None]
-        expect(end is not None, "no request_end record for the request")
+        end = _one_end(h, reply.request_id, "no request_end record for the request")
         usage = end["usage"] or {}
         got = {
             "prompt_tokens": usage.get("prompt_tokens"),
@@ -941,7 +940,7 @@ def _usage(dialect: str, stream: bool) -> Callable[[Harness], None]:
 def _embeddings(h: Harness) -> None:
     client = h.openai()
     reply = Reply(request_id=h.request_id("embed"))
-    request = {"model": "embed", "input": ["first text", "second text"]}
+    request: dict[str, Any] = {"model": "embed", "input": ["first text", "second text"]}
     try:
         raw = client.embeddings.with_raw_response.create(
             **request, encoding_format="float", extra_headers=_headers(reply)
@@ -959,8 +958,7 @@ def _embeddings(h: Harness) -> None:
         "the vectors are empty or differ in length",
     )
     expect(vectors[0] != vectors[1], "two different texts got the same vector")
-    [end] = h.ends(reply.request_id) or [None]
-    expect(end is not None, "no request_end record for the request")
+    end = _one_end(h, reply.request_id, "no request_end record for the request")
     prompt = doc["usage"]["prompt_tokens"]
     expect(prompt > 0, f"no prompt tokens reported: {doc['usage']}")
     pico = prompt * int(PRICE["input"] * 10**6)
@@ -977,8 +975,7 @@ def _failover(status: int | str, stream: bool) -> Callable[[Harness], None]:
             f"a {status} from the first route must move on to the next one; the caller got "
             f"HTTP {reply.status} {reply.text or reply.error!r}",
         )
-        [end] = h.ends(reply.request_id) or [None]
-        expect(end is not None, "no request_end record for the request")
+        end = _one_end(h, reply.request_id, "no request_end record for the request")
         first = end["attempts"][0] if end["attempts"] else None
         expect(
             len(end["attempts"]) == 2 and end["attempts"][1][0] == "subject2",
@@ -1051,8 +1048,7 @@ def _idle(h: Harness) -> None:
         f"end there, but the caller got all of it: {reply.text!r}",
     )
     expect(full.startswith(reply.text), f"the caller got text never sent: {reply.text!r}")
-    [end] = h.ends(reply.request_id) or [None]
-    expect(end is not None, "no request_end record for the timed-out stream")
+    end = _one_end(h, reply.request_id, "no request_end record for the timed-out stream")
     expect(end["status"] != "ok", f"a timed-out stream was recorded as {end['status']!r}")
 
 
@@ -1173,3 +1169,11 @@ class Suite:
 def suite(spec: Spec, name: str = "TestConformance") -> type[Suite]:
     """A :class:`Suite` subclass for ``spec``: ``TestConformance = conformance.suite(SPEC)``."""
     return type(name, (Suite,), {"spec": spec})
+
+
+def _one_end(h: Any, request_id: str, missing: str) -> dict[str, Any]:
+    """The one request_end record of a request: none fails with ``missing``, two fail too."""
+    ends: list[dict[str, Any]] = h.ends(request_id)
+    expect(ends, missing)
+    expect(len(ends) == 1, f"request_end ran {len(ends)} times for one request")
+    return ends[0]

@@ -30,13 +30,11 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from lmrouter import hookimpl, ir
-from lmrouter.providers import Provider, UpstreamFailure, UpstreamRequest
+from lmrouter import Provider, UpstreamFailure, UpstreamRequest, hookimpl, ir
 from lmrouter_openai import OpenAIConfig, OpenAIProvider
 
 if TYPE_CHECKING:
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
+    from lmrouter import RequestContext, Route
 
 REFRESH_MARGIN = 300.0  # seconds before expiry when an Entra ID token is replaced
 

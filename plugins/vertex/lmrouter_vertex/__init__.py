@@ -25,15 +25,13 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from lmrouter import hookimpl
-from lmrouter.providers import Provider, ProviderConfig, UpstreamRequest
+from lmrouter import Provider, ProviderConfig, UpstreamRequest, hookimpl
 from lmrouter_anthropic import AnthropicConfig, AnthropicProvider
 from lmrouter_google import GoogleProvider
 from lmrouter_vertex.auth import GoogleToken
 
 if TYPE_CHECKING:
-    from lmrouter.config import Route
-    from lmrouter.context import RequestContext
+    from lmrouter import RequestContext, Route
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 
@@ -96,7 +94,7 @@ class VertexProvider(_Bearer, GoogleProvider):
 
 class VertexAnthropicProvider(_Bearer, AnthropicProvider):
     type = "vertex-anthropic"
-    Config = VertexAnthropicConfig
+    Config = VertexAnthropicConfig  # type: ignore[assignment]  # a narrower config, as intended
 
     def __init__(self, name: str, config: VertexAnthropicConfig) -> None:
         super().__init__(name, config)

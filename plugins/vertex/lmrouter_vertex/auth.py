@@ -18,7 +18,7 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
 
-from lmrouter.providers import UpstreamFailure
+from lmrouter import UpstreamFailure
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
