@@ -336,7 +336,8 @@ def router_config(spec: Spec, fake_url: str, port: int, dead: int, hole: int) ->
     }
     out = [
         f'[auth]\nkeys = ["{OPERATOR}"]\n',
-        "[routing]\nbackoff = 0.01\ndeadline = 10\n",
+        # a caller that leaves: the upstream is read on for its usage, then cut after 1 s
+        "[routing]\nbackoff = 0.01\ndeadline = 10\ndrain_seconds = 1\n",
     ]
     for name, (base_url, timeouts) in providers.items():
         table: dict[str, Any] = {"type": SUBJECT_TYPE, "base_url": base_url, "api_key": spec.key}

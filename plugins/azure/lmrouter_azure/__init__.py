@@ -33,6 +33,8 @@ import msgspec
 from lmrouter import Provider, UpstreamFailure, UpstreamRequest, hookimpl, ir
 from lmrouter_openai import OpenAIConfig, OpenAIProvider
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
 
@@ -107,6 +109,9 @@ def _token_failure(why: str) -> UpstreamFailure:
 class AzureProvider(OpenAIProvider):
     type = "azure"
     Config = AzureConfig
+    # Responses requests convert to Chat Completions here: deployment URLs have no
+    # /responses path this adapter knows.
+    native_dialects = frozenset({"openai.chat", "openai.embeddings"})
 
     def __init__(self, name: str, config: AzureConfig) -> None:
         super().__init__(name, config)

@@ -30,6 +30,8 @@ from lmrouter_anthropic import AnthropicConfig, AnthropicProvider
 from lmrouter_google import GoogleProvider
 from lmrouter_vertex.auth import GoogleToken
 
+api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
 
