@@ -4,6 +4,10 @@
   running in a background thread (``.base_url``, ``.script(model, Behavior)``, ``.requests``).
 - ``lmrouter_server``: ``lmrouter_server(config_text, **kwargs)`` starts the real router
   (:class:`RouterServer`) and stops it when the test ends.
+- ``postgres_cluster`` (one per session) and ``postgres_url`` (a new empty database per test):
+  a real PostgreSQL server (:class:`lmrouter.testing.servers.PostgresCluster`).
+- ``redis_server`` (one per session) and ``redis_url`` (emptied for each test): a real
+  ``redis-server`` (:class:`lmrouter.testing.servers.RedisServer`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,37 @@ def fake_gemini() -> Iterator[Any]:
     fake = FakeGemini()
     with fake.run_in_thread():
         yield fake
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    from lmrouter.testing.servers import PostgresCluster
+
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any) -> str:
+    return postgres_cluster.database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    from lmrouter.testing.servers import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=10) as sock:
+        sock.sendall(b"FLUSHALL\r\n")
+        assert sock.recv(16).startswith(b"+OK")
+    return redis_server.url
 
 
 @pytest.fixture

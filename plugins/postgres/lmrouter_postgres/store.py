@@ -1,0 +1,149 @@
+"""The PostgreSQL store: asyncpg's connection pool behind :class:`lmrouter.storage.Store`.
+
+Transactions behave as on the embedded store, where ``BEGIN IMMEDIATE`` makes writers take
+turns: every write (a transaction, or a statement run on its own) first takes one
+transaction-scoped advisory lock, so writes from all workers and hosts are serialised and a
+plugin's read-then-write inside a transaction sees no other writer in between. Reads never wait
+for it. The same lock makes migrations run once when several hosts start at the same moment:
+:func:`lmrouter.storage.migrate` checks each step again inside its transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from lmrouter.storage import Row, StorageError
+from lmrouter_postgres.translate import translate
+
+if TYPE_CHECKING:
+    from lmrouter.config import Config
+
+# The advisory lock every write takes (any 64-bit number no other program uses: "lmrouter").
+WRITE_LOCK = 0x6C6D726F75746572
+_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+# What a dropped connection or an unreachable server raises: retried by BatchWriter.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _numeric(text: str) -> int | float:
+    """NUMERIC as SQLite would return it: whole numbers as int (``SUM`` of a ``BIGINT``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+async def _setup(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "numeric", encoder=str, decoder=_numeric, schema="pg_catalog", format="text"
+    )
+
+
+def _count(status: str) -> int:
+    """The row count of a command tag (``UPDATE 3``, ``INSERT 0 1``); -1 when it has none, as
+    sqlite3's ``rowcount`` for a statement that changes no rows by count (DDL)."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else -1
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """``postgresql://USER[:PASS]@HOST[:PORT]/DB[?sslmode=…]`` (also ``postgres://``, and a
+    unix-socket directory as ``?host=/run/postgresql``, as libpq writes them)."""
+
+    multiprocess = True  # every process sees the same rows at once (see lmrouter.storage.Store)
+    shared = True
+
+    def __init__(self, url: str, config: Config | None = None, *, max_size: int = 10) -> None:
+        self.url = url
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        # One writer per process waits for the advisory lock; the others wait here, holding
+        # no connection, so readers always find one in the pool.
+        self._write = asyncio.Lock()
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.max_size, init=_setup
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise StorageError(f"cannot open {redact(self.url)}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError("store used before open()")
+        return self._pool
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = await self.pool.fetchrow(translate(sql), *params)
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(row) for row in await self.pool.fetch(translate(sql), *params)]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_PostgresTx]:
+        async with self._write, self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK)
+            yield _PostgresTx(conn)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                await self.fetchone("SELECT 1")
+        except (TimeoutError, StorageError, asyncpg.PostgresError, *UNREACHABLE):
+            return False
+        return True
+
+
+class _PostgresTx:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return _count(await self.conn.execute(translate(sql), *params))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(translate(sql), rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = await self.conn.fetchrow(translate(sql), *params)
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(row) for row in await self.conn.fetch(translate(sql), *params)]
