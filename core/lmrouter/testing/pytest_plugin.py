@@ -6,6 +6,11 @@
   (:class:`RouterServer`) and stops it when the test ends.
 - ``postgres_cluster`` (one per session) and ``postgres_url`` (a new empty database per test):
   a real PostgreSQL server (:class:`lmrouter.testing.servers.PostgresCluster`).
+- ``store_kind`` ("sqlite" or "postgres") and ``make_store``: a test whose fixtures ask for
+  ``store_kind`` runs once per store when its conftest calls :func:`parametrize_stores` from
+  ``pytest_generate_tests`` (``@pytest.mark.sqlite_only`` keeps a test about SQLite itself to
+  SQLite); ``make_store(path)`` is that kind's store for ``path`` (a file, or a PostgreSQL
+  database of its own per path).
 - ``redis_server`` (one per session) and ``redis_url`` (emptied for each test): a real
   ``redis-server`` (:class:`lmrouter.testing.servers.RedisServer`).
 """
@@ -58,6 +63,48 @@ def postgres_cluster() -> Iterator[Any]:
 @pytest.fixture
 def postgres_url(postgres_cluster: Any) -> str:
     return postgres_cluster.database()
+
+
+STORES = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: a test of the embedded store itself: not run on PostgreSQL"
+    )
+
+
+def parametrize_stores(metafunc: pytest.Metafunc) -> None:
+    """For ``pytest_generate_tests``: every store for a test that uses ``store_kind``."""
+    if "store_kind" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("store_kind", ["sqlite"] if only else list(STORES))
+
+
+@pytest.fixture
+def store_kind() -> str:
+    return "sqlite"  # unless parametrize_stores chose
+
+
+@pytest.fixture
+def make_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[[Any], Any]:
+    from pathlib import Path
+
+    from lmrouter.storage import SQLiteStore
+
+    if store_kind == "sqlite":
+        return lambda path: SQLiteStore(f"sqlite:///{path}", Path(path))
+    from lmrouter_postgres import PostgresStore
+
+    cluster = request.getfixturevalue("postgres_cluster")
+    urls: dict[str, str] = {}
+
+    def make(path: Any) -> Any:
+        if str(path) not in urls:
+            urls[str(path)] = cluster.database()
+        return PostgresStore(urls[str(path)])
+
+    return make
 
 
 @pytest.fixture(scope="session")
