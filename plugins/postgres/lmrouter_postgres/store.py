@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -131,12 +132,34 @@ class PostgresStore:
         return True
 
 
+# SQLite's way to change a table: make the new one, copy the rows (ids included), drop the old,
+# rename. The copied ids leave an identity column's sequence behind them: a rename moves it on.
+_RENAME = re.compile(r"\s*ALTER\s+TABLE\s+\S+\s+RENAME\s+TO\s+\"?(\w+)\"?\s*$", re.IGNORECASE)
+_IDENTITY_COLUMNS = """SELECT column_name FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = $1 AND is_identity = 'YES'"""
+
+
+async def advance_identities(conn: asyncpg.Connection, table: str) -> None:
+    """Move ``table``'s identity sequences past the largest id it holds."""
+    for (column,) in await conn.fetch(_IDENTITY_COLUMNS, table):
+        await conn.execute(
+            f'SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(MAX("{column}"), 0) + 1, '
+            f'false) FROM "{table}"',
+            table,
+            column,
+        )
+
+
 class _PostgresTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return _count(await self.conn.execute(translate(sql), *params))
+        count = _count(await self.conn.execute(translate(sql), *params))
+        renamed = _RENAME.match(sql)
+        if renamed is not None:
+            await advance_identities(self.conn, renamed.group(1))
+        return count
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(translate(sql), rows)
