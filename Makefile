@@ -6,6 +6,9 @@ PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
+# The Redis plugin's tests start a real redis-server (the PostgreSQL ones use the machine's
+# PostgreSQL server binaries, /usr/lib/postgresql/*/bin).
+REDIS_SERVER := /usr/bin/redis-server
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
@@ -33,10 +36,22 @@ $(CHROMIUM):
 	fi
 	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
 
+$(REDIS_SERVER):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing redis-server for the Redis plugin's tests (apt-get install redis-server)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	else \
+	  echo "error: the Redis plugin's tests need $@;" \
+	    "install it with: sudo apt-get install --no-install-recommends redis-server" >&2; \
+	  exit 1; \
+	fi
+	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
+
 run: $(STAMP)
 	$(BIN)/lmrouter serve --config config/lmrouter.toml
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
