@@ -1,7 +1,9 @@
-"""The hook: the store classes for ``postgresql://`` and ``postgres://`` URLs."""
+"""The hooks: the store classes for ``postgresql://`` and ``postgres://`` URLs, and
+``lmrouter store copy``."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from lmrouter import hookimpl
@@ -12,3 +14,9 @@ class PostgresPlugin:
     @hookimpl
     def lmrouter_store_types(self) -> dict[str, Any]:
         return {"postgresql": PostgresStore, "postgres": PostgresStore}
+
+    @hookimpl
+    def lmrouter_cli(self, subparsers: argparse._SubParsersAction) -> None:
+        from lmrouter_postgres import copy
+
+        copy.add_commands(subparsers)
