@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 # The advisory lock every write takes (any 64-bit number no other program uses: "lmrouter").
 WRITE_LOCK = 0x6C6D726F75746572
 _LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-# What a dropped connection or an unreachable server raises: retried by BatchWriter.
+# What a dropped connection or an unreachable server raises. The store raises StorageError
+# instead, which lmrouter.storage.BatchWriter keeps and retries (any other error, it drops the
+# operation as bad: a charge written during a restart of the server would be lost).
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # connection lost or refused (class 08)
+    asyncpg.exceptions.OperatorInterventionError,  # server shut down, backend terminated (57)
     asyncpg.exceptions.TooManyConnectionsError,
 )
 
@@ -111,23 +113,36 @@ class PostgresStore:
             await tx.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row = await self.pool.fetchrow(translate(sql), *params)
+        try:
+            row = await self.pool.fetchrow(translate(sql), *params)
+        except UNREACHABLE as exc:
+            raise self._lost(exc) from exc
         return tuple(row) if row is not None else None
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return [tuple(row) for row in await self.pool.fetch(translate(sql), *params)]
+        try:
+            rows = await self.pool.fetch(translate(sql), *params)
+        except UNREACHABLE as exc:
+            raise self._lost(exc) from exc
+        return [tuple(row) for row in rows]
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PostgresTx]:
-        async with self._write, self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK)
-            yield _PostgresTx(conn)
+        try:
+            async with self._write, self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK)
+                yield _PostgresTx(conn)
+        except UNREACHABLE as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: BaseException) -> StorageError:
+        return StorageError(f"lost the connection to {redact(self.url)}: {exc!r}")
 
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(2):
                 await self.fetchone("SELECT 1")
-        except (TimeoutError, StorageError, asyncpg.PostgresError, *UNREACHABLE):
+        except (StorageError, asyncpg.PostgresError, *UNREACHABLE):
             return False
         return True
 

@@ -4,11 +4,12 @@ migrations, transactions, and several hosts migrating an empty database at the s
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from lmrouter.plugins import PluginManager, build
-from lmrouter.storage import StorageError, migrate
+from lmrouter.storage import BatchWriter, StorageError, migrate
 from lmrouter_postgres import PostgresStore
 from lmrouter_postgres.translate import translate
 
@@ -146,3 +147,39 @@ def test_the_plugin_provides_both_schemes() -> None:
     pm.register(PostgresPlugin())
     types = {k: v for answer in pm.hook.lmrouter_store_types() for k, v in answer.items()}
     assert types["postgresql"] is PostgresStore and types["postgres"] is PostgresStore
+
+
+def test_a_batch_cut_by_a_lost_connection_is_kept_and_written_later(
+    postgres_cluster: Any, postgres_url: str
+) -> None:
+    """The server drops every connection (a restart, a failover): the batch writer keeps the
+    operations of the batch that failed and writes them on its next round, none lost."""
+
+    async def go() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        writer = BatchWriter(store)
+        try:
+            await store.execute("CREATE TABLE charges (id TEXT PRIMARY KEY)")
+
+            async def charge(tx: Any) -> None:
+                await tx.execute(
+                    "INSERT INTO charges (id) VALUES (?) ON CONFLICT DO NOTHING", ("c1",)
+                )
+
+            writer.add(charge)
+            database = postgres_url.rpartition("/")[2]
+            postgres_cluster.sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            )
+            with pytest.raises(StorageError, match="lost the connection"):
+                await writer.flush()
+            assert writer.pending == 1  # kept, not dropped
+            await writer.flush()  # the pool reconnects
+            assert await store.fetchall("SELECT id FROM charges") == [("c1",)]
+        finally:
+            await writer.stop()
+            await store.close()
+
+    asyncio.run(go())
