@@ -6,9 +6,10 @@ PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
-# The Redis plugin's tests start a real redis-server (the PostgreSQL ones use the machine's
-# PostgreSQL server binaries, /usr/lib/postgresql/*/bin).
+# The Redis and PostgreSQL plugins' tests start a real redis-server and a throwaway PostgreSQL
+# cluster (Debian's server binaries in /usr/lib/postgresql/*/bin); installed like Chromium.
 REDIS_SERVER := /usr/bin/redis-server
+PG_INITDB := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr/lib/postgresql/initdb)
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
@@ -48,10 +49,22 @@ $(REDIS_SERVER):
 	fi
 	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
 
+$(PG_INITDB):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing PostgreSQL for the PostgreSQL store's tests (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else \
+	  echo "error: the PostgreSQL store's tests need PostgreSQL's server binaries;" \
+	    "install them with: sudo apt-get install --no-install-recommends postgresql" >&2; \
+	  exit 1; \
+	fi
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null || { echo "error: apt-get did not install initdb" >&2; exit 1; }
+
 run: $(STAMP)
 	$(BIN)/lmrouter serve --config config/lmrouter.toml
 
-test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER)
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
