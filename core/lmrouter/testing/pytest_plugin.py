@@ -61,8 +61,10 @@ def postgres_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture
-def postgres_url(postgres_cluster: Any) -> str:
-    return postgres_cluster.database()
+def postgres_url(postgres_cluster: Any) -> Iterator[str]:
+    url = postgres_cluster.database()
+    yield url
+    postgres_cluster.drop(url)
 
 
 STORES = ("sqlite", "postgres")
@@ -98,6 +100,7 @@ def make_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[[Any
 
     cluster = request.getfixturevalue("postgres_cluster")
     urls: dict[str, str] = {}
+    request.addfinalizer(lambda: [cluster.drop(url) for url in urls.values()])
 
     def make(path: Any) -> Any:
         if str(path) not in urls:

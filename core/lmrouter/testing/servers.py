@@ -94,6 +94,11 @@ class PostgresCluster:
         self.sql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def drop(self, url: str) -> None:
+        """Drop the database at ``url`` (closing its connections): each one costs ~8 MB."""
+        name = url.rpartition("/")[2]
+        self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def sql(self, statement: str, database: str = "postgres") -> str:
         psql = self.bin / "psql"
         if not psql.exists():
