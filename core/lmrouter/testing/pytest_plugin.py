@@ -99,12 +99,19 @@ def make_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[[Any
     from lmrouter_postgres import PostgresStore
 
     cluster = request.getfixturevalue("postgres_cluster")
+    # One database per test, one schema in it per path: a schema costs far less to make and to
+    # drop than a database (a hypothesis test makes one per example).
+    database: list[str] = []
     urls: dict[str, str] = {}
-    request.addfinalizer(lambda: [cluster.drop(url) for url in urls.values()])
+    request.addfinalizer(lambda: cluster.drop(*database))
 
     def make(path: Any) -> Any:
         if str(path) not in urls:
-            urls[str(path)] = cluster.database()
+            if not database:
+                database.append(cluster.database())
+            schema = f"s_{len(urls) + 1}"
+            cluster.sql(f'CREATE SCHEMA "{schema}"', database=database[0].rpartition("/")[2])
+            urls[str(path)] = f"{database[0]}?search_path={schema}"
         return PostgresStore(urls[str(path)])
 
     return make

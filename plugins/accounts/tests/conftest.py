@@ -117,7 +117,7 @@ def stored_bytes(
     if store_kind == "sqlite":
         return lambda: b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     cluster = request.getfixturevalue("postgres_cluster")
-    url = make_store(db_path).url
+    url = make_store(db_path).url.partition("?")[0]  # the whole database: every schema
     return lambda: (
         subprocess.run(
             [str(cluster.bin / "pg_dump"), "-d", url], capture_output=True, check=True

@@ -64,7 +64,8 @@ class Kit:
         else:
             sql = (
                 "SELECT indexname FROM pg_indexes "
-                "WHERE tablename = ? AND indexname NOT LIKE '%pkey%'"
+                "WHERE schemaname = current_schema() AND tablename = ? "
+                "AND indexname NOT LIKE '%pkey%'"
             )
         return {
             name
