@@ -11,6 +11,10 @@ TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= $(firstword $(wildcard lmrouter.toml) config/lmrouter.toml)
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
+# The Redis and PostgreSQL plugins' tests start a real redis-server and a throwaway PostgreSQL
+# cluster (Debian's server binaries in /usr/lib/postgresql/*/bin); installed like Chromium.
+REDIS_SERVER := /usr/bin/redis-server
+PG_INITDB := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr/lib/postgresql/initdb)
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
@@ -43,11 +47,35 @@ $(CHROMIUM):
 	fi
 	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
 
+$(REDIS_SERVER):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing redis-server for the Redis plugin's tests (apt-get install redis-server)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	else \
+	  echo "error: the Redis plugin's tests need $@;" \
+	    "install it with: sudo apt-get install --no-install-recommends redis-server" >&2; \
+	  exit 1; \
+	fi
+	@test -x $@ || { echo "error: apt-get did not install $@" >&2; exit 1; }
+
+$(PG_INITDB):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing PostgreSQL for the PostgreSQL store's tests (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else \
+	  echo "error: the PostgreSQL store's tests need PostgreSQL's server binaries;" \
+	    "install them with: sudo apt-get install --no-install-recommends postgresql" >&2; \
+	  exit 1; \
+	fi
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null || { echo "error: apt-get did not install initdb" >&2; exit 1; }
+
 run: $(RUN_STAMP)
 	@echo "the lmrouter command: . $(VENV)/bin/activate (or $(BIN)/lmrouter)"
 	$(BIN)/lmrouter serve --config $(CONFIG)
 
-test: $(TEST_STAMP) $(CHROMIUM)
+test: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from lmrouter import hookimpl, plugins
 from lmrouter.app import require_principal
+from lmrouter.guard import Guard
 from lmrouter.plugins import Hook, PluginManager
 from lmrouter.storage import SQLiteStore, migrate
 
@@ -67,10 +68,12 @@ def test_an_async_none_does_not_end_a_first_result_hook(traced: bool) -> None:
 
 
 def request_for(pm: PluginManager, key: str) -> Request:
-    gateway = SimpleNamespace(pm=pm)
+    guard = Guard(body_timeout=30, auth_failures_per_minute=60)
+    gateway = SimpleNamespace(pm=pm, guard=guard)
     app = SimpleNamespace(state=SimpleNamespace(gateway=gateway))
     headers = [(b"authorization", f"Bearer {key}".encode())]
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "app": app})
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "app": app}
+    return Request({**scope, "query_string": b"", "client": ("127.0.0.1", 1)})
 
 
 def test_plugin_endpoints_stop_authenticating_at_the_first_answer() -> None:

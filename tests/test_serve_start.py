@@ -95,6 +95,7 @@ secret = "${{LMROUTER_SECRET:-}}"
 type = "openai"
 base_url = "{upstream}"
 api_key = "sk-the-operators-provider-key"
+byok = true
 [[models]]
 id = "gpt"
   [[models.routes]]

@@ -46,7 +46,17 @@ from lmrouter.providers import (
     UpstreamRequest,
     redact,
 )
-from lmrouter.storage import TRANSIENT, BatchWriter, Row, StorageError, Store, Tx
+from lmrouter.storage import (
+    TRANSIENT,
+    BatchWriter,
+    Row,
+    SQLiteStore,
+    StorageError,
+    Store,
+    Tx,
+    migrate,
+    store_for,
+)
 from lmrouter.storage import opened as opened_store
 from lmrouter.usage import Usage, estimate_tokens, held_usage
 
@@ -76,6 +86,7 @@ __all__ = [
     "Route",
     "RouterError",
     "Row",
+    "SQLiteStore",
     "Status",
     "StorageError",
     "Store",
@@ -97,12 +108,14 @@ __all__ = [
     "invalid_request",
     "ir",
     "load",
+    "migrate",
     "model_not_found",
     "opened_store",
     "parse_usd",
     "redact",
     "require_principal",
     "sse",
+    "store_for",
     "structured",
     "usd",
 ]

@@ -47,6 +47,15 @@ NOTES = {
     "`state` for each plugin's scratch space.",
     "Route": "One route of a model: `provider`, upstream `model`, `price` (and its `rates`).",
     "Row": "A database row: a tuple.",
+    "SQLiteStore": "The embedded store (`sqlite:///…`), for tools that move data off it.",
+    "store_for": "The store a config names, built by the store type its URL scheme selects.",
+    "migrate": "Run every plugin's pending migrations on a store, in plugin order.",
+    "CommandError": "A CLI command's error for the operator: printed without a traceback.",
+    "capabilities": "Module: what a model can take (`fit` clamps a converted request to its "
+    "limits and drops what it cannot run).",
+    "structured": "Module: structured outputs by a forced tool, for providers without a "
+    "native JSON mode.",
+    "held_usage": "The usage a credit hold assumes: the prompt estimate plus the output limit.",
     "Status": "How a request ended: `ok`, `refused`, `upstream_error`, "
     "`client_disconnected`, `error`.",
     "StorageError": "The store cannot do what was asked (unreachable, disk full, bad URL).",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,21 +47,6 @@ class Ctx:
     principal: Principal
     billable: bool = True
     state: dict[str, Any] = field(default_factory=dict)
-
-
-async def external(db_path: Path, *statements: str) -> None:
-    """A change made by another process (the CLI): plain SQL on its own connection, in a thread
-    so the event loop can finish a write transaction the router has open (blocking the loop
-    here would wait on that writer while stopping it from committing)."""
-
-    def change() -> None:
-        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
-            conn.execute("BEGIN IMMEDIATE")  # waits for the router's writer instead of failing
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-
-    await asyncio.to_thread(change)
 
 
 @contextlib.asynccontextmanager
@@ -179,20 +163,18 @@ def test_suspended_is_403_revoked_and_deleted_are_unknown(db: Any) -> None:
     run(go())
 
 
-def test_changes_by_another_process_apply_within_half_a_second(db: Any, db_path: Path) -> None:
+def test_changes_by_another_process_apply_within_half_a_second(db: Any, external: Any) -> None:
     async def go() -> float:
         async with db() as store, started(store) as authn:
             _, new = await alice(store)
             assert await resolve(authn.authenticate(new.secret)) is not None
             # Changed elsewhere without telling anyone: the cache still answers (it is the cache
             # that serves requests, not the database)…
-            await external(
-                db_path, f"UPDATE api_keys SET revoked_at = 'now' WHERE id = '{new.key.id}'"
-            )
+            await external(f"UPDATE api_keys SET revoked_at = 'now' WHERE id = '{new.key.id}'")
             await asyncio.sleep(auth.POLL_INTERVAL * 2)
             assert authn.authenticate(new.secret) is not None
             # …until the revision says something changed, as every service change does.
-            await external(db_path, "UPDATE accounts_state SET revision = revision + 1")
+            await external("UPDATE accounts_state SET revision = revision + 1")
             began = time.monotonic()
             while await resolve(authn.authenticate(new.secret)) is not None:
                 assert time.monotonic() - began < 2, "the revocation was not noticed"
@@ -308,16 +290,14 @@ def test_byok_key_is_decrypted_once_and_makes_the_request_unbillable(db: Any) ->
     run(go())
 
 
-def test_a_damaged_byok_key_is_an_error_that_names_no_key(db: Any, db_path: Path) -> None:
+def test_a_damaged_byok_key_is_an_error_that_names_no_key(db: Any, external: Any) -> None:
     async def go() -> RouterError:
         async with db() as store, started(store) as authn:
             user, new = await alice(store)
             await service.set_byok(
                 store, SecretBox(SECRET), user.id, "openai", OWN_KEY, providers=PROVIDERS
             )
-            await external(
-                db_path, "UPDATE byok_keys SET ciphertext = 'AAAA' || substr(ciphertext, 5)"
-            )
+            await external("UPDATE byok_keys SET ciphertext = 'AAAA' || substr(ciphertext, 5)")
             principal = await resolve(authn.authenticate(new.secret))
             ctx = Ctx(principal)
             with pytest.raises(RouterError) as refused:

@@ -1,4 +1,5 @@
-"""The accounts service on a real SQLite file: users, passwords, keys, deletion, BYOK."""
+"""The accounts service on a real SQLite file and a real PostgreSQL database: users, passwords,
+keys, deletion, BYOK."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from lmrouter.testing.operator import query
 from lmrouter_accounts import service
 from lmrouter_accounts.crypto import SecretBox
 from lmrouter_accounts.service import AccountsError
@@ -57,7 +57,7 @@ def test_emails_are_normalised_and_unique(db: Any) -> None:
     run(go())
 
 
-def test_passwords_are_argon2_hashes(db: Any, db_path: Path) -> None:
+def test_passwords_are_argon2_hashes(db: Any, read_rows: Any, stored_bytes: Any) -> None:
     async def go() -> None:
         async with db() as store:
             user = await service.create_user(store, "a@example.com", password="correct horse")
@@ -73,12 +73,14 @@ def test_passwords_are_argon2_hashes(db: Any, db_path: Path) -> None:
             assert await service.verify_password(store, "c@example.com", "now it has one")
 
     run(go())
-    stored = query(db_path, "SELECT password_hash FROM users WHERE email = 'a@example.com'")[0][0]
+    stored = read_rows("SELECT password_hash FROM users WHERE email = 'a@example.com'")[0][0]
     assert stored.startswith("$argon2id$")
     assert "correct horse" not in stored
 
 
-def test_keys_have_the_documented_shape_and_only_a_hash_is_stored(db: Any, db_path: Path) -> None:
+def test_keys_have_the_documented_shape_and_only_a_hash_is_stored(
+    db: Any, read_rows: Any, stored_bytes: Any
+) -> None:
     async def go() -> tuple[service.NewKey, service.NewKey]:
         async with db() as store:
             user = await service.create_user(store, "a@example.com")
@@ -96,11 +98,11 @@ def test_keys_have_the_documented_shape_and_only_a_hash_is_stored(db: Any, db_pa
         assert new.key.prefix == new.secret[:12]
     assert first.secret != second.secret
     assert first.key.name == "laptop"
-    stored = query(db_path, "SELECT hash, prefix FROM api_keys")
+    stored = read_rows("SELECT hash, prefix FROM api_keys")
     assert sorted(stored) == sorted(
         (hashlib.sha256(k.secret.encode()).hexdigest(), k.secret[:12]) for k in (first, second)
     )
-    raw = raw_bytes(db_path)
+    raw = stored_bytes()
     assert first.secret.encode() not in raw and second.secret.encode() not in raw
 
 
@@ -143,9 +145,11 @@ def test_revoke_is_idempotent_and_scoped_to_the_owner(db: Any) -> None:
     run(go())
 
 
-def test_changes_that_affect_callers_bump_the_revision(db: Any, db_path: Path) -> None:
+def test_changes_that_affect_callers_bump_the_revision(
+    db: Any, read_rows: Any, stored_bytes: Any
+) -> None:
     def revision() -> int:
-        return int(query(db_path, "SELECT revision FROM accounts_state")[0][0])
+        return int(read_rows("SELECT revision FROM accounts_state")[0][0])
 
     async def go() -> list[int]:
         async with db() as store:
@@ -192,7 +196,9 @@ def test_in_process_subscribers_hear_of_each_change_at_once(db: Any) -> None:
     run(go())
 
 
-def test_delete_erases_personal_data_and_keeps_the_id(db: Any, db_path: Path) -> None:
+def test_delete_erases_personal_data_and_keeps_the_id(
+    db: Any, read_rows: Any, stored_bytes: Any
+) -> None:
     async def go() -> tuple[str, int]:
         async with db() as store:
             user = await service.create_user(store, "gone@example.com", password="pass word 1")
@@ -215,23 +221,22 @@ def test_delete_erases_personal_data_and_keeps_the_id(db: Any, db_path: Path) ->
 
     user_id, revoked = run(go())
     assert revoked == 2
-    assert query(
-        db_path,
+    assert read_rows(
         "SELECT email, password_hash, status, is_admin, deleted_at IS NOT NULL "
         "FROM users WHERE id = ?",
         (user_id,),
     ) == [(None, None, "deleted", 0, 1)]
     assert (
-        query(
-            db_path,
+        read_rows(
             "SELECT name, revoked_at IS NOT NULL FROM api_keys WHERE user_id = ?",
             (user_id,),
         )
         == [("", 1)] * 3
     )
-    assert query(db_path, "SELECT COUNT(*) FROM byok_keys WHERE user_id = ?", (user_id,)) == [(0,)]
+    assert read_rows("SELECT COUNT(*) FROM byok_keys WHERE user_id = ?", (user_id,)) == [(0,)]
 
 
+@pytest.mark.sqlite_only  # SQLite's secure_delete; PostgreSQL's free space is VACUUM's
 def test_delete_leaves_no_trace_of_personal_data_on_disk(db: Any, db_path: Path) -> None:
     # SQLite keeps a deleted or overwritten value in free space unless told to zero it
     async def go() -> None:
@@ -248,7 +253,9 @@ def test_delete_leaves_no_trace_of_personal_data_on_disk(db: Any, db_path: Path)
     assert b"erase-me" not in on_disk
 
 
-def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(db: Any, db_path: Path) -> None:
+def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(
+    db: Any, read_rows: Any, stored_bytes: Any
+) -> None:
     box = SecretBox(SECRET)
     provider_key = "sk-proj-users-very-own-key-1234567890"
 
@@ -279,11 +286,9 @@ def test_byok_is_stored_encrypted_and_bound_to_user_and_provider(db: Any, db_pat
             return user.id
 
     user_id = run(go())
-    [(ciphertext,)] = query(
-        db_path, "SELECT ciphertext FROM byok_keys WHERE user_id = ?", (user_id,)
-    )
+    [(ciphertext,)] = read_rows("SELECT ciphertext FROM byok_keys WHERE user_id = ?", (user_id,))
     assert box.decrypt(ciphertext, user_id, "openai") == provider_key
-    raw = raw_bytes(db_path)
+    raw = stored_bytes()
     assert provider_key.encode() not in raw
 
     async def remove() -> None:

@@ -29,6 +29,14 @@ MESSAGE = (
 )
 
 
+SHARED_HOLDS = (
+    "the credits plugin keeps each request's credit hold in the worker's memory, and no "
+    "shared hold store is installed yet: with {workers} workers each would let a user spend "
+    "the whole balance. Run one worker per credits database, or disable the credits plugin "
+    '([plugins] disabled = ["credits"]) to run several'
+)
+
+
 def check_config(config: Config) -> None:
     workers = config.server.workers
     if workers > 1 and not config.store_multiprocess:
@@ -36,6 +44,10 @@ def check_config(config: Config) -> None:
             MESSAGE.format(why=f"{workers} workers would each spend the whole balance"),
             path=config.path,
             key="server.workers",
+        )
+    if workers > 1:  # a server database shares rows, not the holds in each worker's memory
+        raise ConfigError(
+            SHARED_HOLDS.format(workers=workers), path=config.path, key="server.workers"
         )
 
 

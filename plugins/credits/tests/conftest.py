@@ -1,11 +1,13 @@
-"""What the credits tests share: a real SQLite file with the accounts and credits schemas, users
-made by the accounts service, and requests shaped the way the pipeline hands them to hooks."""
+"""What the credits tests share: a real database (a SQLite file, and again PostgreSQL) with the
+accounts and credits schemas, users made by the accounts service, and requests shaped the way
+the pipeline hands them to hooks."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ import pytest
 from lmrouter.config import Model, Price, Route
 from lmrouter.context import Outcome, Principal, RequestContext
 from lmrouter.plugins import PluginManager
-from lmrouter.storage import SQLiteStore, migrate
+from lmrouter.storage import SQLiteStore, Store, migrate
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.usage import Usage
 from lmrouter_accounts import AccountsPlugin
 from lmrouter_accounts import service as accounts
@@ -30,11 +33,19 @@ _ids = itertools.count(1)
 
 
 class Kit:
+    # what the database raises when a constraint refuses a row
+    integrity_error: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+
     @staticmethod
+    def make_store(path: Path) -> Store:
+        return SQLiteStore(f"sqlite:///{path}", path)
+
+    @classmethod
     @contextlib.asynccontextmanager
-    async def store(path: Path) -> AsyncIterator[SQLiteStore]:
-        """The file opened and migrated (accounts first: credits refers to its users)."""
-        store = SQLiteStore(f"sqlite:///{path}", path)
+    async def store(cls, path: Path) -> AsyncIterator[Store]:
+        """The database for ``path`` opened and migrated (accounts first: credits refers to its
+        users): a SQLite file, or a PostgreSQL database of its own."""
+        store = cls.make_store(path)
         await store.open()
         pm = PluginManager()
         pm.register(Credits())
@@ -46,11 +57,40 @@ class Kit:
             await store.close()
 
     @staticmethod
-    async def user(store: SQLiteStore, email: str) -> str:
+    async def indexes(store: Store, table: str) -> set[str]:
+        """The names of ``table``'s indexes (those of constraints left out)."""
+        if isinstance(store, SQLiteStore):
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+        else:
+            sql = (
+                "SELECT indexname FROM pg_indexes "
+                "WHERE schemaname = current_schema() AND tablename = ? "
+                "AND indexname NOT LIKE '%pkey%'"
+            )
+        return {
+            name
+            for (name,) in await store.fetchall(sql, (table,))
+            if not name.startswith("sqlite_")
+        }
+
+    @staticmethod
+    async def plan(store: Store, sql: str, params: tuple[Any, ...]) -> str:
+        """How the database runs ``sql``: SQLite's query plan; PostgreSQL's with sequential
+        scans ruled out (on a few rows it would scan, whatever the indexes)."""
+        if isinstance(store, SQLiteStore):
+            rows = await store.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+        else:
+            async with store.transaction() as tx:
+                await tx.execute("SET LOCAL enable_seqscan = off")
+                rows = await tx.fetchall(f"EXPLAIN {sql}", params)
+        return " ".join(str(row) for row in rows)
+
+    @staticmethod
+    async def user(store: Store, email: str) -> str:
         return (await accounts.create_user(store, email)).id
 
     @staticmethod
-    def meter(store: SQLiteStore, **settings: Any) -> Meter:
+    def meter(store: Store, **settings: Any) -> Meter:
         """A meter whose writes run only when the test flushes (no background tasks)."""
         return Meter(store, msgspec.convert(settings, CreditsConfig))
 
@@ -104,7 +144,7 @@ class Kit:
         )
 
     @staticmethod
-    async def sums(store: SQLiteStore) -> dict[str, tuple[int, int]]:
+    async def sums(store: Store) -> dict[str, tuple[int, int]]:
         """Per user: (sum of the ledger, sum of the lots' remainders)."""
         ledger = dict(
             await store.fetchall("SELECT user_id, SUM(amount_pico) FROM ledger GROUP BY 1")
@@ -115,6 +155,17 @@ class Kit:
         return {u: (ledger.get(u, 0), lots.get(u, 0)) for u in set(ledger) | set(lots)}
 
 
-@pytest.fixture(scope="session")
-def kit() -> type[Kit]:
-    return Kit
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc)  # every test using `kit` runs on SQLite and on PostgreSQL
+
+
+@pytest.fixture
+def kit(store_kind: str, make_store: Callable[[Path], Store]) -> type[Kit]:
+    errors = Kit.integrity_error
+    if store_kind == "postgres":
+        import asyncpg
+
+        errors = (asyncpg.IntegrityConstraintViolationError,)
+    return type(
+        "StoreKit", (Kit,), {"make_store": staticmethod(make_store), "integrity_error": errors}
+    )

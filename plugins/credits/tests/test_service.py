@@ -64,7 +64,7 @@ def test_history_notes_and_purchases_share_a_transaction(tmp_path: Path, kit: An
                 with pytest.raises(ValueError):
                     async with service.transaction(store) as tx:
                         await service.note_in(tx, user, "spend", "no", lot_id=None)
-                with pytest.raises(sqlite3.IntegrityError):  # the schema refuses money in a note
+                with pytest.raises(kit.integrity_error):  # the schema refuses money in a note
                     await store.execute(
                         "INSERT INTO ledger (user_id, kind, amount_pico, created_at) "
                         "VALUES (?, 'refund', -1, 'x')",
@@ -96,10 +96,11 @@ def test_the_ledger_rebuild_keeps_rows(tmp_path: Path, kit: Any) -> None:
         async with kit.store(path) as store:  # migration 2 runs again over the existing rows
             rows = await store.fetchall("SELECT kind, amount_pico, note FROM ledger")
             assert rows == [("grant", 3 * USD, "before")]
-            indexes = await store.fetchall(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'"
-            )
-            assert {name for (name,) in indexes} == {"ledger_user", "ledger_lot"}
+            assert await kit.indexes(store, "ledger") == {"ledger_user", "ledger_lot"}
+            # rows added after the rebuild are numbered after the rows it copied
+            await service.grant(store, user, 1 * USD, note="after")
+            ids = await store.fetchall("SELECT id FROM ledger ORDER BY id")
+            assert len(ids) == 2 and ids[0] < ids[1]
 
     asyncio.run(go())
 
@@ -267,9 +268,7 @@ def test_daily_usage_and_balances_are_one_users_and_use_the_indexes(
                     "usage_user",
                 ),
             ]:
-                plan = " ".join(
-                    str(r) for r in await store.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
-                )
+                plan = await kit.plan(store, sql, params)
                 assert index in plan, plan
 
     asyncio.run(go())

@@ -106,7 +106,7 @@ def test_several_workers_on_memory_state_refuse_to_start(
 
 def test_unknown_backend_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        gateway(tmp_path, '[ratelimit]\nbackend = "redis"\n')
+        gateway(tmp_path, '[ratelimit]\nbackend = "no-such-backend"\n')
     assert info.value.key == "ratelimit.backend"
     assert "installed: memory" in info.value.message
 

@@ -215,8 +215,11 @@ class Processor:
                 "INSERT INTO stripe_sessions (id, user_id, credit_pico, fee_cents, "
                 "amount_total_cents, payment_intent, lot_id, created_at, paid_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "payment_intent = COALESCE(excluded.payment_intent, payment_intent), "
-                "lot_id = excluded.lot_id, paid_at = COALESCE(paid_at, excluded.paid_at)",
+                # the row's own columns named with the table: bare, PostgreSQL finds them
+                # ambiguous with excluded's
+                "payment_intent = COALESCE(excluded.payment_intent, "
+                "stripe_sessions.payment_intent), lot_id = excluded.lot_id, "
+                "paid_at = COALESCE(stripe_sessions.paid_at, excluded.paid_at)",
                 (
                     session.id,
                     user_id,

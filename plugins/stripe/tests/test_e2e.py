@@ -1,6 +1,7 @@
 """Buying credits end to end: the real router (granian) with accounts, credits and stripe, a fake
 Stripe API that the router's official ``stripe`` library talks to, webhook deliveries signed with
-Stripe's scheme, and the ``lmrouter`` commands on the same SQLite file."""
+Stripe's scheme, and the ``lmrouter`` commands on the same database (a SQLite file, and again
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,20 @@ SECRET = "whsec_e2e"
 PICO = 10**12
 
 
-def config(api_base: str, *, secret_key: str = API_KEY, webhook_secret: str = SECRET) -> str:
+def config(
+    api_base: str,
+    *,
+    secret_key: str = API_KEY,
+    webhook_secret: str = SECRET,
+    store: str = "sqlite:///stripe.db",
+) -> str:
     return f"""
 [plugins]
 disabled = ["ratelimit"]
 [auth]
 keys = ["{ADMIN}"]
 [storage]
-url = "sqlite:///stripe.db"
+url = "{store}"
 [credits]
 expire_after_days = 30
 [stripe]
@@ -53,8 +60,9 @@ fee_fixed_usd = 0.35
 class Cli:
     """The `lmrouter` command on the server's config, in this (another) process."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, db: Path | str) -> None:
         self.config_path = config_path
+        self.db = db
 
     def __call__(self, *args: str) -> str:
         return operator.cli(self.config_path, *args)
@@ -62,34 +70,43 @@ class Cli:
     def user_with_key(self, email: str) -> tuple[str, str]:
         """(user id, API key) of a new user."""
         key = operator.user_with_key(self.config_path, email)
-        db = self.config_path.parent / "stripe.db"
-        [(user_id,)] = query(db, "SELECT id FROM users WHERE email = ?", (email,))
+        [(user_id,)] = query(self.db, "SELECT id FROM users WHERE email = ?", (email,))
         return user_id, key
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the embedded store and again on PostgreSQL."""
+    if request.param == "sqlite":
+        return "sqlite:///stripe.db"
+    return request.getfixturevalue("postgres_cluster").database()
+
+
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeStripe]:
+def fake(store: str) -> Iterator[FakeStripe]:  # one per store: its requests are that run's
     fake = FakeStripe(api_key=API_KEY, webhook_secret=SECRET)
     with fake.run_in_thread():
         yield fake
 
 
 @pytest.fixture(scope="module")
-def router(fake: FakeStripe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterServer]:
+def router(
+    fake: FakeStripe, store: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterServer]:
     workdir = tmp_path_factory.mktemp("stripe-e2e")
-    with RouterServer(config(fake.base_url), workdir=workdir) as server:
+    with RouterServer(config(fake.base_url, store=store), workdir=workdir) as server:
         fake.webhook_url = f"{server.url}/v1/billing/stripe/webhook"
         yield server
 
 
 @pytest.fixture(scope="module")
-def cli(router: RouterServer) -> Cli:
-    return Cli(router.config_path)
+def db(router: RouterServer, store: str) -> Path | str:
+    return router.workdir / "stripe.db" if store.startswith("sqlite:") else store
 
 
 @pytest.fixture(scope="module")
-def db(router: RouterServer) -> Path:
-    return router.workdir / "stripe.db"
+def cli(router: RouterServer, db: Path | str) -> Cli:
+    return Cli(router.config_path, db)
 
 
 def checkout(router: RouterServer, key: str | None, body: Any) -> httpx.Response:
@@ -140,7 +157,7 @@ def outcome(response: httpx.Response) -> str:
 
 
 def test_a_full_top_up_ends_with_the_exact_balance(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     user_id, key = cli.user_with_key("ann@example.com")
     started = time.time()
@@ -267,7 +284,7 @@ def test_a_stripe_failure_is_a_502_not_a_crash(
 
 
 def test_forged_stale_malformed_and_unsigned_deliveries_are_refused(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     _, key = cli.user_with_key("forge@example.com")
     session_id = top_up(router, key)
@@ -297,7 +314,7 @@ def test_forged_stale_malformed_and_unsigned_deliveries_are_refused(
 
 
 def test_replays_and_new_event_ids_credit_once(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     _, key = cli.user_with_key("replay@example.com")
     session_id = top_up(router, key, "12.34")
@@ -315,7 +332,7 @@ def test_replays_and_new_event_ids_credit_once(
 
 
 def test_fifty_concurrent_deliveries_of_one_event(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     _, key = cli.user_with_key("herd@example.com")
     session_id = top_up(router, key, "7.77")
@@ -344,7 +361,7 @@ def test_fifty_concurrent_deliveries_of_one_event(
 
 
 def test_unknown_events_are_acknowledged_and_ignored(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     before = query(db, "SELECT COUNT(*) FROM stripe_events")
     assert outcome(post_event(router, event("customer.created", {"id": "cus_1"}))) == "ignored"
@@ -419,7 +436,7 @@ def test_a_delayed_payment_is_credited_when_it_clears(
 
 
 def test_refunds_and_disputes_keep_credits_and_are_recorded(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     user_id, key = cli.user_with_key("chargeback@example.com")
     session_id = top_up(router, key, "40")
@@ -458,7 +475,7 @@ def test_refunds_and_disputes_keep_credits_and_are_recorded(
 
 
 def test_a_dispute_before_its_payment_waits_for_it(
-    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path
+    router: RouterServer, cli: Cli, fake: FakeStripe, db: Path | str
 ) -> None:
     user_id, key = cli.user_with_key("early@example.com")
     session_id = top_up(router, key, "8")
@@ -482,10 +499,10 @@ def test_without_keys_the_endpoints_say_so(
 ) -> None:
     text = config(fake.base_url, secret_key="", webhook_secret="")
     (tmp_path / "lmrouter.toml").write_text(text)
-    check = Cli(tmp_path / "lmrouter.toml")("check")
+    check = Cli(tmp_path / "lmrouter.toml", tmp_path / "stripe.db")("check")
     assert "is valid" in check
     server = lmrouter_server(text, workdir=tmp_path)
-    cli = Cli(server.config_path)
+    cli = Cli(server.config_path, tmp_path / "stripe.db")
     _, key = cli.user_with_key("nokeys@example.com")
     response = checkout(
         server, key, {"amount_usd": 10, "success_url": "https://a", "cancel_url": "https://a"}

@@ -1,5 +1,6 @@
-"""The event processor in-process on a real SQLite file: what the end-to-end tests cannot
-easily reach (a crash inside the transaction, settings off, a refund before its payment)."""
+"""The event processor in-process on a real SQLite file and a real PostgreSQL database: what the
+end-to-end tests cannot easily reach (a crash inside the transaction, settings off, a refund
+before its payment)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import orjson
 import pytest
 
 from lmrouter.plugins import manager
-from lmrouter.storage import SQLiteStore, migrate
+from lmrouter.storage import Store, migrate
 from lmrouter_accounts import AccountsPlugin
 from lmrouter_accounts import service as accounts
 from lmrouter_credits import Credits
@@ -27,8 +28,7 @@ PICO = 10**12
 
 
 @contextlib.asynccontextmanager
-async def opened(path: Path, **settings: Any) -> AsyncIterator[tuple[SQLiteStore, Processor]]:
-    store = SQLiteStore(f"sqlite:///{path}", path)
+async def opened(store: Store, **settings: Any) -> AsyncIterator[tuple[Store, Processor]]:
     await store.open()
     pm = manager({"accounts": AccountsPlugin(), "credits": Credits(), "stripe": StripePlugin()})
     await migrate(store, pm)
@@ -59,7 +59,7 @@ def charge_event(kind: str, sid: str) -> dict[str, Any]:
     return event(kind, obj)
 
 
-async def checked_out(store: SQLiteStore, user_id: str, sid: str, total_cents: int = 1083) -> None:
+async def checked_out(store: Store, user_id: str, sid: str, total_cents: int = 1083) -> None:
     """The row checkout writes when it makes session ``sid`` ($10.00 credit)."""
     await store.execute(
         "INSERT INTO stripe_sessions (id, user_id, credit_pico, fee_cents, amount_total_cents, "
@@ -72,9 +72,11 @@ async def apply(processor: Processor, evt: dict[str, Any]) -> str:
     return await processor.process(decode_event(orjson.dumps(evt)))
 
 
-def test_a_crash_inside_the_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_a_crash_inside_the_transaction_leaves_nothing_behind(
+    tmp_path: Path, make_store: Any
+) -> None:
     async def go() -> None:
-        async with opened(tmp_path / "s.db") as (store, processor):
+        async with opened(make_store(tmp_path / "s.db")) as (store, processor):
             user = (await accounts.create_user(store, "c@example.com")).id
             await checked_out(store, user, "cs_1")
             evt = event("checkout.session.completed", session(user, "cs_1"))
@@ -97,9 +99,14 @@ def test_a_crash_inside_the_transaction_leaves_nothing_behind(tmp_path: Path) ->
     asyncio.run(go())
 
 
-def test_a_refund_before_its_payment_and_disputes_without_suspension(tmp_path: Path) -> None:
+def test_a_refund_before_its_payment_and_disputes_without_suspension(
+    tmp_path: Path, make_store: Any
+) -> None:
     async def go() -> None:
-        async with opened(tmp_path / "s.db", suspend_on_dispute=False) as (store, processor):
+        async with opened(make_store(tmp_path / "s.db"), suspend_on_dispute=False) as (
+            store,
+            processor,
+        ):
             user = (await accounts.create_user(store, "d@example.com")).id
             await checked_out(store, user, "cs_2")
             assert await apply(processor, charge_event("charge.refunded", "cs_2")) == "unmatched"
@@ -120,9 +127,9 @@ def test_a_refund_before_its_payment_and_disputes_without_suspension(tmp_path: P
     asyncio.run(go())
 
 
-def test_sessions_that_are_not_paid_top_ups(tmp_path: Path) -> None:
+def test_sessions_that_are_not_paid_top_ups(tmp_path: Path, make_store: Any) -> None:
     async def go() -> None:
-        async with opened(tmp_path / "s.db") as (store, processor):
+        async with opened(make_store(tmp_path / "s.db")) as (store, processor):
             user = (await accounts.create_user(store, "e@example.com")).id
             cases = [
                 (session(user, "cs_a", paid="no_payment_required"), "ignored"),
@@ -144,10 +151,10 @@ def test_sessions_that_are_not_paid_top_ups(tmp_path: Path) -> None:
 
 
 def test_only_a_session_made_at_checkout_for_that_user_and_sum_is_credited(
-    tmp_path: Path,
+    tmp_path: Path, make_store: Any
 ) -> None:
     async def go() -> None:
-        async with opened(tmp_path / "s.db") as (store, processor):
+        async with opened(make_store(tmp_path / "s.db")) as (store, processor):
             user = (await accounts.create_user(store, "f@example.com")).id
             other = (await accounts.create_user(store, "g@example.com")).id
             await checked_out(store, other, "cs_other")  # made for someone else
