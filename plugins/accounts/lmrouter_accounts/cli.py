@@ -76,6 +76,7 @@ def _run(command: Command, args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with opened_store(config, pm) as store:
+            args.plugin_manager = pm  # for the hooks a command triggers (users delete)
             await command(args, config, store)
 
     try:
@@ -148,7 +149,7 @@ async def users_resume(args: argparse.Namespace, config: Config, store: Store) -
 
 async def users_delete(args: argparse.Namespace, config: Config, store: Store) -> None:
     user = await service.user_by_email(store, args.email)
-    revoked = await service.delete_user(store, user.id)
+    revoked = await service.delete_user(store, user.id, args.plugin_manager)
     print(
         f"deleted user {user.id}: {revoked} key{'s' if revoked != 1 else ''} revoked, "
         "email, password and BYOK keys erased"
