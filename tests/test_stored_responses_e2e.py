@@ -38,6 +38,8 @@ disabled = ["credits", "ratelimit"]
 keys = ["{ADMIN}"]
 [storage]
 url = "sqlite:///router.db"
+[accounts]
+secret = "a-test-secret-of-enough-length"
 [responses]
 store_days = {store_days}
 [providers.oai]
@@ -67,9 +69,10 @@ class Site:
         self.config_path = workdir / "lmrouter.toml"
         self.config_path.write_text(text)
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "lmrouter.cli", *args, "--config", str(self.config_path)],
+            input=stdin,
             capture_output=True,
             text=True,
             env=dict(os.environ),
@@ -222,3 +225,19 @@ def test_store_days_zero_stores_nothing_and_refuses_previous_response_id(
             assert isinstance(body, dict) and body["param"] == "previous_response_id"
             assert "store_days = 0" in body["message"]
         assert oai.requests[-1].json["store"] is False  # nor does the provider keep it
+
+
+def test_a_response_made_with_the_users_own_key_is_read_back_with_it(
+    site: tuple[Site, RouterServer, str, str], fakes: tuple[FakeOpenAI, FakeAnthropic, str, str]
+) -> None:
+    st, router, _alice, _bob = site
+    oai = fakes[0]
+    dave = st.user_key("dave@example.com")
+    st.cli("byok", "set", "dave@example.com", "oai", "--key-stdin", stdin="sk-daves-own-key\n")
+    mine = client(router, dave)
+    answer = mine.responses.create(model="gpt", input="Hello", store=True)
+    assert oai.stored[answer.id][0] == "sk-daves-own-key"  # OpenAI keeps it under dave's key
+    # The fake finds it only for the key that made it: the router forwards with dave's key.
+    assert mine.responses.retrieve(answer.id).id == answer.id
+    assert oai.requests[-1].headers["authorization"] == "Bearer sk-daves-own-key"
+    assert [i.type for i in mine.responses.input_items.list(answer.id).data] == ["message"]

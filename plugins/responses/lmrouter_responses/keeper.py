@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Awaitable
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from lmrouter import BatchWriter, RouterError, invalid_request
+from lmrouter import BatchWriter, Outcome, RouterError, invalid_request
 
 if TYPE_CHECKING:
-    from lmrouter import Gateway, Outcome, Principal, RequestContext, Row, Store, Tx
+    from lmrouter import Gateway, Principal, RequestContext, Row, Store, Tx
     from lmrouter_responses.config import ResponsesConfig
 
 DIALECT = "openai.responses"
@@ -27,8 +28,14 @@ _MAX_CHAIN = 10_000  # a conversation longer than this is cut at its oldest turn
 
 
 def owner_of(principal: Principal) -> str:
-    """Whose a stored response is: the account's, else the key's (operator and anonymous BYOK)."""
-    return principal.user_id or principal.id
+    """Whose a stored response is: the account's, else the key's. Anonymous BYOK callers share
+    one principal id, so theirs is their provider key's digest (the only thing that is theirs)."""
+    if principal.user_id:
+        return principal.user_id
+    if principal.kind == "byok":
+        provider_key = str(principal.extra.get("byok_key") or "")
+        return "byok:" + hashlib.sha256(provider_key.encode()).hexdigest()
+    return principal.id
 
 
 def not_found(response_id: str) -> RouterError:
@@ -66,6 +73,10 @@ class Keeper:
         self.days = config.store_days
         self.sweep_interval = config.sweep_interval_s
         self.writer = BatchWriter(self.store)
+        # Requests whose answer may be kept, by owner: the caller has the id as soon as the
+        # answer is sent, a moment before request_end records it; a lookup in that moment
+        # finds the answer here (see find).
+        self.inflight: dict[str, dict[int, RequestContext]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -101,6 +112,8 @@ class Keeper:
         wanted = doc.get("store") is not False  # OpenAI's default is to store
         keep = wanted and self.days > 0
         ctx.state["responses.keep"] = keep
+        if keep:
+            self.inflight.setdefault(owner_of(ctx.principal), {})[id(ctx)] = ctx
         doc["store"] = keep  # echoed by converted answers; forwarded to OpenAI routes
         previous = doc.get("previous_response_id")
         if previous is None:
@@ -148,8 +161,17 @@ class Keeper:
         return items
 
     def record(self, ctx: RequestContext, outcome: Outcome) -> None:
-        if not ctx.state.get("responses.keep") or outcome.status != "ok" or outcome.route is None:
+        if not ctx.state.get("responses.keep"):
             return
+        owner = owner_of(ctx.principal)
+        running = self.inflight.get(owner)
+        if running is not None:
+            running.pop(id(ctx), None)
+            if not running:
+                del self.inflight[owner]
+        if outcome.status != "ok" or outcome.route is None or ctx.state.get("responses.kept"):
+            return
+        ctx.state["responses.kept"] = True
         answer = ctx.final_answer()
         if answer is None or not isinstance(answer.get("id"), str):
             return
@@ -193,6 +215,10 @@ class Keeper:
     # -- lookups ------------------------------------------------------------------------------
 
     async def find(self, owner: str, response_id: str) -> Row | None:
+        for ctx in list(self.inflight.get(owner, {}).values()):
+            answer = ctx.final_answer()  # sent, not yet recorded: record it now
+            if answer is not None and answer.get("id") == response_id and ctx.route is not None:
+                self.record(ctx, Outcome("ok", 200, route=ctx.route))
         await self.writer.flush()  # a response made a moment ago is found at once
         return await self._fetch(owner, response_id)
 
