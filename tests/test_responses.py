@@ -66,12 +66,11 @@ def test_parse_reads_what_routing_needs() -> None:
     assert not R.parse(body()).stream
 
 
-def test_previous_response_id_is_refused_as_stateless() -> None:
-    err = refused(R.parse, body(previous_response_id="resp_123"))
+def test_previous_response_id_needs_a_store_on_converted_routes() -> None:
+    parsed = R.parse(body(previous_response_id="resp_123"))  # OpenAI routes keep their own
+    err = refused(R.to_ir, parsed.doc)
     assert err.param == "previous_response_id"
-    assert err.message == (
-        "previous_response_id is not supported: this router is stateless; send the full input"
-    )
+    assert "needs stored responses" in err.message
     assert orjson.loads(R.RESPONSES.error_body(err)) == {
         "error": {
             "message": err.message,
@@ -80,6 +79,12 @@ def test_previous_response_id_is_refused_as_stateless() -> None:
             "code": "invalid_request",
         }
     }
+    del parsed.doc["previous_response_id"]  # a response store put the history in input
+    assert R.to_ir(parsed.doc).messages
+
+
+def test_previous_response_id_must_be_an_id() -> None:
+    assert refused(R.parse, body(previous_response_id="")).param == "previous_response_id"
 
 
 @pytest.mark.parametrize(
@@ -103,10 +108,10 @@ def test_parse_refusals_name_the_field(doc: dict[str, Any], param: str) -> None:
 
 
 @pytest.mark.parametrize("store", [True, False, None])
-def test_store_is_accepted_but_nothing_is_stored(store: bool | None) -> None:
+def test_store_echoes_what_the_request_says_after_the_store_set_it(store: bool | None) -> None:
     parsed = R.parse(body(store=store, background=False))
     answer = ir.ChatResponse(id="x", model="up", parts=[ir.Text(text="ok")])
-    assert orjson.loads(R.render(answer, parsed.doc, 0))["store"] is False
+    assert orjson.loads(R.render(answer, parsed.doc, 0))["store"] is (store is True)
 
 
 def test_bad_json_is_a_400() -> None:

@@ -137,7 +137,7 @@ def test_create_matches_the_upstream(
     assert response.status == "completed" and response.id.startswith("resp_")
     assert response.model == "gpt-x", "answers carry the upstream's model name"
     assert [item.type for item in response.output] == ["message"]
-    assert response.instructions == "Be brief." and response.store is False
+    assert response.instructions == "Be brief." and response.store is True  # kept (plugin)
     usage = response.usage
     assert usage is not None and usage.input_tokens > 0 and usage.output_tokens > 0
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
@@ -255,7 +255,7 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "param", "words"),
     [
-        ({"previous_response_id": "resp_abc"}, "previous_response_id", "stateless"),
+        ({"previous_response_id": "resp_abc"}, "previous_response_id", "not found"),
         ({"background": True}, "background", "stateless"),
         ({"tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "namespace"),
         ({"text": {"format": {"type": "yaml"}}}, "text.format.type", "json_schema"),
@@ -282,7 +282,7 @@ def test_previous_response_id_message(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="gpt", input=HELLO, previous_response_id="resp_abc")
     assert info.value.body["message"] == (  # type: ignore[index]
-        "previous_response_id is not supported: this router is stateless; send the full input"
+        "Previous response with id 'resp_abc' not found."
     )
 
 

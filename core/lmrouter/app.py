@@ -37,6 +37,8 @@ from lmrouter.gateway import Gateway
 from lmrouter.guard import ReadDeadlines
 from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
 
+log = structlog.get_logger("lmrouter.request")
+
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -71,33 +73,59 @@ class RouterApp:
         endpoints: dict[str, ProxyEndpoint],
         deadlines: ReadDeadlines,
         gemini: dict[str, ProxyEndpoint] | None = None,
+        log_requests: bool = True,
     ) -> None:
         self.starlette = starlette
         self.endpoints = endpoints
         self.deadlines = deadlines
         self.gemini = gemini or {}  # Gemini method name → its endpoint
         self.dashboard: str | None = None  # its path, when a plugin serves the dashboard
+        self.log_requests = log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind == "lifespan":
             await self.starlette(scope, receive, send)
             return
         request_id = request_id_of(scope)
         rid = request_id.decode()
         scope["lmrouter.request_id"] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
-        endpoint = self.endpoints.get(scope["path"]) or self._gemini(scope)
-        if endpoint is not None and scope["method"] == "POST":
-            await endpoint(scope, receive, send)  # it sets x-request-id itself
-            return
+        if kind == "http":
+            endpoint = self.endpoints.get(scope["path"]) or self._gemini(scope)
+            if endpoint is not None and scope["method"] == "POST":
+                await endpoint(scope, receive, send)  # it sets x-request-id and logs itself
+                return
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app fails before responding
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            elif message["type"] == "websocket.accept":
+                status = 101
+            elif message["type"] == "websocket.close" and status == 500:
+                status = 403  # closed before accepting: the server refuses the upgrade with 403
             await send(message)
 
         # Plugin endpoints read their bodies themselves: the same deadline holds for them.
-        await self.starlette(scope, self.deadlines.guard(receive), send_with_id)
+        guarded = self.deadlines.guard(receive) if kind == "http" else receive
+        try:
+            await self.starlette(scope, guarded, send_with_id)
+        finally:
+            # Every answer gets its line, 404s, 405s and refused WebSocket upgrades (Codex tries
+            # one on /v1/responses first) included, so a client's failed probe shows in the logs.
+            if self.log_requests:
+                log.info(
+                    "request",
+                    request_id=rid,
+                    method="WEBSOCKET" if kind == "websocket" else scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    total_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
 
     def _gemini(self, scope: Scope) -> ProxyEndpoint | None:
         """``/v1beta/models/{model}:{method}`` (or under ``/v1/``): the model may hold ``/``,
@@ -329,7 +357,9 @@ def create_app(gateway: Gateway) -> RouterApp:
         exception_handlers={RouterError: router_error, HTTPException: http_error},
     )
     app.state.gateway = gateway
-    router = RouterApp(app, endpoints, gateway.guard.deadlines, gemini)
+    router = RouterApp(
+        app, endpoints, gateway.guard.deadlines, gemini, gateway.config.server.log_requests
+    )
     router.dashboard = DASHBOARD if has_dashboard else None
     return router
 

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 if TYPE_CHECKING:
     from lmrouter.config import Model, Route
     from lmrouter.errors import RouterError
@@ -71,6 +73,17 @@ class RequestContext:
     # Headers plugins add to the response, whatever it is (rate-limit state, for one).
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
+    answer: bytes | None = None  # the whole non-stream answer sent to the caller
+
+    def final_answer(self) -> dict[str, Any] | None:
+        """The answer the caller got, decoded: a non-stream body, or the final object a stream
+        assembled (Responses streams: the ``response`` of their last event); None when there is
+        none. Decoded on demand, for the few plugins that keep answers (stored Responses)."""
+        if self.answer is not None:
+            doc = orjson.loads(self.answer)
+            return doc if isinstance(doc, dict) else None
+        final = getattr(self.relay, "answer", None)
+        return final if isinstance(final, dict) else None
 
     @property
     def max_output_tokens(self) -> int | None:

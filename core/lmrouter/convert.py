@@ -32,6 +32,11 @@ class ConvertingRelay:
     def feed(self, chunk: bytes) -> bytes:
         return self._render(self.parser.feed(chunk))
 
+    @property
+    def answer(self) -> Any:
+        """The final object the renderer assembled, when its dialect makes one."""
+        return getattr(self.renderer, "answer", None)
+
     def close(self) -> bytes:
         out = self._render(self.parser.close())
         if self.complete:

@@ -21,6 +21,7 @@ the order of an installation.
 incompatibly, its minor number when hooks are added. A plugin declares the versions it
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
+1.4: ``lmrouter_user_deleted``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ if TYPE_CHECKING:
     from lmrouter.gateway import Gateway
     from lmrouter.plugins import PluginManager
     from lmrouter.providers import Provider
+    from lmrouter.storage import Store
 
-API_VERSION = "1.3"
+API_VERSION = "1.4"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"
@@ -157,3 +159,10 @@ def lmrouter_request_end(ctx: RequestContext, outcome: Outcome) -> Awaitable[Non
     error, client disconnect, cancellation): ``ctx`` as admission left it, ``outcome`` with the
     status, final usage and cost. Keep it cheap: enqueue database writes to a batch writer
     instead of awaiting them here."""
+
+
+@hookspec
+def lmrouter_user_deleted(store: Store, user_id: str) -> Awaitable[None] | None:
+    """An account was deleted (by ``lmrouter users delete`` or from the dashboard), after its
+    keys were revoked: erase what this plugin keeps for ``user_id`` in ``store`` (stored
+    conversations, say). May run in a CLI process, with no server started. (API 1.4)"""

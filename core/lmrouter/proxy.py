@@ -367,6 +367,7 @@ class ProxyEndpoint:
         else:
             answer = provider.parse(ctx, ctx.ir, body)
             body, usage, cost = finish_converted(dialect, answer, ctx.doc, route.rates)
+        ctx.answer = body
         if dialect.cost_header:  # a dialect whose answers have no place for the cost
             ctx.response_headers.append((b"x-lmrouter-cost", format_usd(cost).encode()))
         await send(

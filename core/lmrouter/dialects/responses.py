@@ -5,11 +5,12 @@ OpenAI routes speak it natively: the request passes through (built-in and ``name
 off the stream. Every other provider is reached by conversion, Responses → IR → provider, and
 the answer comes back as a ``response`` object or its typed event stream.
 
-**Stateless.** Nothing is stored: ``store`` is accepted (and echoed as ``false``), but a response
-cannot be retrieved, continued (``previous_response_id``, ``conversation``, ``item_reference``),
-templated (``prompt``) or run in the ``background`` — those are 400s that say so. A client keeps
-the conversation itself and sends the whole ``input`` each turn, the way ``store: false`` clients
-do against OpenAI.
+**State lives in a response store, not here.** On OpenAI routes the upstream keeps what it
+stores. For converted routes, a store plugin (``lmrouter-responses``) keeps the conversation: it
+replaces ``previous_response_id`` with the stored history in ``input`` before conversion, and
+sets ``store`` to whether it keeps the answer (echoed back). A ``previous_response_id`` still
+there at conversion is a 400. ``conversation``, ``item_reference`` items, ``prompt`` templates
+and ``background`` are 400s that say so.
 
 Mapping choices (the README's support table repeats them):
 
@@ -66,7 +67,6 @@ _STATELESS = "this router is stateless; send the full input"
 
 # Fields that need stored state: refused with a message that says what to do instead.
 _STATEFUL_FIELDS: dict[str, str] = {
-    "previous_response_id": f"previous_response_id is not supported: {_STATELESS}",
     "conversation": f"conversation is not supported: {_STATELESS}",
     "prompt": "prompt templates are not supported: this router is stateless; send instructions "
     "and input instead",
@@ -110,7 +110,12 @@ def parse(body: bytes) -> Parsed:
             "polled; send the request without `background`",
             "background",
         )
-    _bool(doc, "store")  # accepted either way; nothing is ever stored
+    _bool(doc, "store")  # a response store (plugin) acts on it
+    previous = doc.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise invalid_request(
+            "`previous_response_id` must be a response id.", "previous_response_id"
+        )
     stream = _bool(doc, "stream")
     value = doc.get("input")
     if not isinstance(value, str) and not (isinstance(value, list) and value):
@@ -190,6 +195,13 @@ class _Turns:
 
 
 def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
+    if doc.get("previous_response_id") is not None:
+        raise invalid_request(
+            "previous_response_id needs stored responses, which this router does not keep "
+            "for this route (no response store, or the response is kept by another "
+            "provider); send the full input instead",
+            "previous_response_id",
+        )
     response_format = _response_format(doc)
     _metadata(doc)
     turns = _Turns()
@@ -601,9 +613,9 @@ def _echo(doc: dict[str, Any]) -> dict[str, Any]:
         "max_output_tokens": doc.get("max_output_tokens"),
         "metadata": metadata if isinstance(metadata, dict) else {},
         "parallel_tool_calls": True if parallel is None else parallel,
-        "previous_response_id": None,
+        "previous_response_id": None,  # a store put the history in input instead
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "store": False,  # stateless: nothing was stored, whatever the request said
+        "store": doc.get("store") is True,  # a response store sets it to what it keeps
         "background": False,
         "temperature": doc.get("temperature"),
         "text": text,
@@ -773,6 +785,7 @@ class ResponsesStreamRenderer:
     until the answer finishes, so interleaved argument fragments still land in their item."""
 
     __slots__ = (
+        "answer",
         "created_at",
         "current",
         "echo",
@@ -801,6 +814,7 @@ class ResponsesStreamRenderer:
         self.tools: dict[int, _Item] = {}  # open function calls by IR index
         self.finish_reason: str | None = None
         self.out: list[bytes] = []
+        self.answer: dict[str, Any] | None = None  # the final response, for a response store
 
     # -- the StreamRenderer protocol ----------------------------------------------------------
 
@@ -820,6 +834,7 @@ class ResponsesStreamRenderer:
         self._close_all(self.finish_reason or "stop")
         reason = self.finish_reason or "stop"
         response = self._snapshot(reason, _usage(usage, cost_pico))
+        self.answer = response
         kind = "response.incomplete" if reason in _INCOMPLETE_REASONS else "response.completed"
         self._emit(kind, response=response)
         return self._flush()
@@ -1105,7 +1120,7 @@ class ResponsesStreamRelay:
     can still be charged. An ``error`` event (or ``response.failed``) is the upstream's
     failure, relayed as it is."""
 
-    __slots__ = ("chars", "decoder", "failed", "finished", "rates", "usage")
+    __slots__ = ("answer", "chars", "decoder", "failed", "finished", "rates", "usage")
 
     def __init__(self, wants_usage: bool, rates: Rates) -> None:
         self.decoder = sse.SSEDecoder()
@@ -1114,6 +1129,7 @@ class ResponsesStreamRelay:
         self.finished = False
         self.failed = False
         self.chars = 0
+        self.answer: dict[str, Any] | None = None  # the final response, for a response store
 
     def feed(self, chunk: bytes) -> bytes:
         return b"".join([self._event(event) for event in self.decoder.feed(chunk)])
@@ -1153,6 +1169,7 @@ class ResponsesStreamRelay:
                 doc = orjson.loads(data)
                 doc["response"]["usage"]["cost"] = cost_json(self.rates.cost(self.usage))
                 data = orjson.dumps(doc)
+                self.answer = doc["response"]
         elif kind == "error":
             self.failed = True
         return sse.encode(data, event.event or kind or None)

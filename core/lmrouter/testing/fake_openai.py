@@ -287,6 +287,9 @@ class FakeOpenAI(FakeServer[Behavior]):
     ) -> None:
         super().__init__(api_key, host=host, port=port)
         self.record = record
+        # Responses kept as OpenAI keeps them (``store`` true by default): id → (the key that
+        # made it, the response object, its input items); another key finds nothing.
+        self.stored: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {}
         self.reuse_port = reuse_port
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
@@ -305,6 +308,10 @@ class FakeOpenAI(FakeServer[Behavior]):
             if route is None:
                 if request.method == "GET" and request.path.startswith("/v1/models/"):
                     route = self._model
+                elif request.method in ("GET", "DELETE") and request.path.startswith(
+                    "/v1/responses/"
+                ):
+                    route = self._stored
                 else:
                     raise _ApiError(404, f"Invalid URL ({request.method} {request.path})")
             if self.api_key is not None:
@@ -474,6 +481,14 @@ class FakeOpenAI(FakeServer[Behavior]):
         if behavior.status is not None:
             raise _scripted_error(behavior, model)
         rid = self._next_id("resp_", 50)
+        key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        previous = body.get("previous_response_id")
+        if previous is not None and self.stored.get(previous, ("",))[0] != key:
+            raise _ApiError(
+                400,
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+            )
         try:
             item, pieces = fake_responses.answer(
                 body,
@@ -487,6 +502,9 @@ class FakeOpenAI(FakeServer[Behavior]):
         cached = (behavior.usage or {}).get("cached_tokens", 0)
         usage = fake_responses.usage(body, len(pieces), cached)
         final = fake_responses.response_object(body, rid, [item], usage)
+        if body.get("store") is not False:
+            final["previous_response_id"] = previous
+            self.stored[rid] = (key, final, fake_responses.input_items(body, self._next_id))
         if body.get("stream") is not True:
             return _json_response(final, at)
         events = fake_responses.stream_events(body, rid, item, pieces, final)
@@ -501,6 +519,32 @@ class FakeOpenAI(FakeServer[Behavior]):
         return await self._write_stream(
             request, response, events, model=model, delay=behavior.chunk_delay, cut=cut
         )
+
+    async def _stored(self, request: web.BaseRequest, body: Any, at: float) -> web.StreamResponse:
+        """``GET``/``DELETE /v1/responses/{id}`` and ``GET …/input_items``, for the key that
+        made the response."""
+        rest = request.path.removeprefix("/v1/responses/")
+        rid, _, tail = rest.partition("/")
+        key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        kept = self.stored.get(rid)
+        if kept is None or kept[0] != key or tail not in ("", "input_items"):
+            raise _ApiError(404, f"Response with id '{rid}' not found.")
+        if request.method == "DELETE" and not tail:
+            del self.stored[rid]
+            return _json_response({"id": rid, "object": "response", "deleted": True}, at)
+        if request.method != "GET":
+            raise _ApiError(404, f"Invalid URL ({request.method} {request.path})")
+        if not tail:
+            return _json_response(kept[1], at)
+        items = kept[2] if request.query.get("order") == "asc" else kept[2][::-1]
+        page = {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None,
+        }
+        return _json_response(page, at)
 
     async def _embeddings(
         self, request: web.BaseRequest, body: dict[str, Any], at: float

@@ -221,3 +221,20 @@ def stream_events(
     emit("response.output_item.done", output_index=0, item=item)
     emit("response.completed", response=final)
     return events
+
+
+def input_items(body: dict[str, Any], new_id: Any) -> list[dict[str, Any]]:
+    """A request's ``input`` as the items OpenAI lists for it, each with an id."""
+    value = body.get("input")
+    if isinstance(value, str):
+        value = [{"role": "user", "content": value}]
+    items = []
+    for raw in value if isinstance(value, list) else ():
+        item = dict(raw)
+        if "role" in item:
+            item.setdefault("type", "message")
+            if isinstance(item.get("content"), str):
+                item["content"] = [{"type": "input_text", "text": item["content"]}]
+        item.setdefault("id", new_id("msg_", 50))
+        items.append(item)
+    return items

@@ -85,6 +85,7 @@ def _run(command: Command, args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with opened_store(config, pm) as store:
+            args.plugin_manager = pm  # for the hooks a command triggers (users delete)
             await command(args, config, store)
 
     try:
@@ -171,7 +172,7 @@ async def users_delete(args: argparse.Namespace, config: Config, store: Store) -
             f"Delete {user.email}? Every key stops working and the e-mail address, password "
             "and BYOK keys are erased; this cannot be undone."
         )
-    revoked = await service.delete_user(store, user.id)
+    revoked = await service.delete_user(store, user.id, args.plugin_manager)
     print(
         f"deleted user {user.id}: {revoked} key{'s' if revoked != 1 else ''} revoked, "
         "email, password and BYOK keys erased"

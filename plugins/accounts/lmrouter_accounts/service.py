@@ -13,6 +13,7 @@ fit to show to the person who asked.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ import msgspec
 from lmrouter_accounts import keys, passwords
 
 if TYPE_CHECKING:
-    from lmrouter import Row, Store, Tx
+    from lmrouter import PluginManager, Row, Store, Tx
     from lmrouter_accounts.crypto import SecretBox
 
 __all__ = [
@@ -317,10 +318,11 @@ async def set_admin(store: Store, user_id: str, is_admin: bool) -> None:
     _notify()
 
 
-async def delete_user(store: Store, user_id: str) -> int:
+async def delete_user(store: Store, user_id: str, pm: PluginManager | None = None) -> int:
     """Delete a user: every key revoked at once, personal data erased (email, password hash,
     key names, BYOK keys). The row stays with its random id, so ledger and usage records that
-    point at it remain, anonymous. Returns how many keys were revoked."""
+    point at it remain, anonymous. Then other plugins erase their own data for the user
+    (``lmrouter_user_deleted``, when ``pm`` is given). Returns how many keys were revoked."""
     at = now()
     async with store.transaction() as tx:
         await _live_user(tx, user_id)
@@ -337,6 +339,10 @@ async def delete_user(store: Store, user_id: str) -> int:
         )
         await tx.execute(_BUMP)
     _notify()
+    if pm is not None:
+        for pending in pm.hook.lmrouter_user_deleted(store=store, user_id=user_id):
+            if inspect.isawaitable(pending):
+                await pending
     return revoked
 
 

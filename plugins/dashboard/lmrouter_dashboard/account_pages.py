@@ -174,7 +174,8 @@ async def delete_account(site: Site, visit: Visit) -> Response:
             user=await accounts.get_user(site.store, visit.user_id),
             error=error,
         )
-    await accounts.delete_user(site.store, visit.user_id)  # every key revoked at once
+    # every key revoked at once; other plugins' data for the user erased
+    await accounts.delete_user(site.store, visit.user_id, site.gateway.pm)
     await site.sessions.end_user(visit.user_id)
     response = visit.redirect(f"{BASE}/login?done=deleted")
     visit.sign_out(response)

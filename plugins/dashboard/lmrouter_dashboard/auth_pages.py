@@ -187,7 +187,18 @@ async def terms(site: Site, visit: Visit) -> Response:
     if not settings.terms_version:
         return visit.render("error.html", status=404, message="This router publishes no terms.")
     pending = visit.session is not None and not visit.session.terms_ok
-    return visit.render("terms.html", text=site.terms_text, pending=pending)
+    return visit.render(
+        "terms.html", text=site.terms_text, pending=pending, kept_days=_responses_days(site)
+    )
+
+
+def _responses_days(site: Site) -> int | None:
+    """How long stored Responses are kept (``[responses] store_days``), when a plugin keeps
+    them: the terms page says so."""
+    sections = site.gateway.config.sections
+    section = sections.get("responses")
+    days = getattr(section, "store_days", None)
+    return days if isinstance(days, int) else None
 
 
 async def accept_terms(site: Site, visit: Visit) -> Response:

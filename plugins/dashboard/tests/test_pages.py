@@ -405,6 +405,7 @@ def test_a_new_terms_version_asks_signed_in_users_to_accept_it(
         assert "The terms of service changed (version v2)" in home
         terms = user.get("/dashboard/terms").text
         assert "Use the router kindly." in terms and "I accept version v2" in terms
+        assert "kept for 30 days" in terms  # what stored Responses keep, [responses] store_days
         stale = user.post("/dashboard/terms", {"version": "v1"}, page="/dashboard/terms")
         assert stale.headers["location"] == "/dashboard/terms"  # not the version shown now
         assert user.post("/dashboard/terms", {"version": "v2"}).status_code == 303
