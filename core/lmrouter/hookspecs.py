@@ -21,6 +21,7 @@ the order of an installation.
 incompatibly, its minor number when hooks are added. A plugin declares the versions it
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
+1.4: ``lmrouter_attempt``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
     from lmrouter.errors import RouterError
     from lmrouter.gateway import Gateway
     from lmrouter.plugins import PluginManager
-    from lmrouter.providers import Provider
+    from lmrouter.providers import Provider, UpstreamRequest
 
-API_VERSION = "1.3"
+API_VERSION = "1.4"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"
@@ -141,6 +142,15 @@ def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[
     """*First result wins.* Per attempt at ``route`` (provider, upstream model, price): a
     provider key to use instead of the provider's own (BYOK). Set ``ctx.billable = False`` when
     the caller pays the provider directly."""
+
+
+@hookspec
+def lmrouter_attempt(ctx: RequestContext, route: Route, request: UpstreamRequest) -> None:
+    """Right before each upstream attempt at ``route`` sends ``request`` (URL, headers, body):
+    add headers to ``request.headers`` (a trace's ``traceparent``), note when the attempt began.
+    ``ctx.attempts[-1]`` is this attempt; its ``status`` is filled in when the answer comes, so
+    the next call (a fallback) or ``lmrouter_request_end`` sees how it went. Synchronous and
+    cheap: it runs for every attempt. Not called when no plugin implements it. (API 1.4)"""
 
 
 @hookspec
