@@ -29,8 +29,12 @@ if TYPE_CHECKING:
 SECTION = "otel"
 STATE = "otel"  # ctx.state: this request's Trace
 PROPAGATOR = TraceContextTextMapPropagator()
-# The operation name of each dialect kind, in the GenAI conventions' words.
-OPERATIONS = {"embeddings": "embeddings", "count_tokens": "count_tokens"}
+# The operation name of each dialect, in the GenAI conventions' words (others: ``chat``).
+OPERATIONS = {
+    "openai.embeddings": "embeddings",
+    "gemini.embed": "embeddings",
+    "gemini.batch_embed": "embeddings",
+}
 
 
 class OtelSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -100,7 +104,7 @@ class OtelPlugin:
         now = _now_ns()
         started = now - int((time.perf_counter() - ctx.started) * 1e9)
         parent = PROPAGATOR.extract(ctx.headers)  # the caller's traceparent, when it sent one
-        operation = OPERATIONS.get(ctx.dialect.rsplit(".", 1)[-1], "chat")
+        operation = OPERATIONS.get(ctx.dialect, "chat")
         root = self.tracer.start_span(
             f"{operation} {ctx.model.id}",
             context=parent,

@@ -277,3 +277,16 @@ def test_spans_still_batched_are_flushed_at_shutdown(fake: tuple[FakeOpenAI, str
             )
             assert r.spans == []
         assert len(r.wait("2cf7651916cd43dd8448eb211c80319c", 4, timeout=1)) == 4
+
+
+def test_embeddings_are_named_so_and_count_their_input(
+    router: RouterServer, receiver: Receiver
+) -> None:
+    caller = "00-3df7651916cd43dd8448eb211c80319c-e7ad6b7169203331-01"
+    result = _client(router, traceparent=caller).embeddings.create(model="gpt", input=SECRET)
+    spans = receiver.wait("3df7651916cd43dd8448eb211c80319c", 4)
+    root = next(s for s in spans if s["parent"] == "e7ad6b7169203331")
+    assert root["name"] == "embeddings gpt"
+    assert root["attributes"]["gen_ai.operation.name"] == "embeddings"
+    assert root["attributes"]["gen_ai.usage.input_tokens"] == result.usage.prompt_tokens > 0
+    assert SECRET not in repr(spans)
