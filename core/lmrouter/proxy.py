@@ -337,7 +337,9 @@ class ProxyEndpoint:
                 upstream_status=None,
             )
         if self.attempt:  # resolved once: free when no plugin implements it
-            self.attempt.start(ctx, route, request)
+            pending = self.attempt.start(ctx, route, request)
+            if pending is not None:
+                await pending
         sent = time.perf_counter()
         try:
             response = await provider.open(request, stream=ctx.stream, budget=remaining)
