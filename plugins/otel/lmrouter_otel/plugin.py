@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,7 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from lmrouter import hookimpl
 
 if TYPE_CHECKING:
-    from lmrouter import Gateway, Outcome, RequestContext, Route, UpstreamRequest
+    from lmrouter import Attempt, Gateway, Outcome, RequestContext, Route, UpstreamRequest
 
 SECTION = "otel"
 STATE = "otel"  # ctx.state: this request's Trace
@@ -59,7 +59,9 @@ class Trace:
     context: Context
     admission: Span | None
     attempt: Span | None = None
-    attempts: list[Span] = field(default_factory=list)
+    # The router's record of that attempt, where its upstream status lands. Kept here, not
+    # looked up in ctx.attempts: an attempt that failed before sending has no span.
+    record: Attempt | None = None
 
 
 class OtelPlugin:
@@ -136,7 +138,7 @@ class OtelPlugin:
             trace.admission.end(now)
             trace.admission = None
         if trace.attempt is not None:  # the previous attempt failed: this is a fallback
-            _end_attempt(trace.attempt, ctx.attempts[-2], now)
+            _end_attempt(trace.attempt, trace.record, now)
         span = self.tracer.start_span(
             f"attempt {route.provider}",
             context=trace.context,
@@ -149,8 +151,7 @@ class OtelPlugin:
                 "lmrouter.attempt": len(ctx.attempts),
             },
         )
-        trace.attempt = span
-        trace.attempts.append(span)
+        trace.attempt, trace.record = span, ctx.attempts[-1]
         PROPAGATOR.inject(request.headers, context=set_span_in_context(span))
 
     # Last, so what metering plugins settle on the outcome is there.
@@ -166,7 +167,7 @@ class OtelPlugin:
         if outcome.first_byte_ms is not None:
             first_byte = end - int((outcome.total_ms - outcome.first_byte_ms) * 1e6)
         if trace.attempt is not None:
-            _end_attempt(trace.attempt, ctx.attempts[-1], first_byte)
+            _end_attempt(trace.attempt, trace.record, first_byte)
             if outcome.status in ("ok", "client_disconnected") and outcome.first_byte_ms:
                 # From the first byte relayed to the last (for a stream, the whole stream).
                 relay = self.tracer.start_span(
@@ -195,7 +196,10 @@ class OtelPlugin:
         root.end(end)
 
 
-def _end_attempt(span: Span, attempt: Any, end: int) -> None:
+def _end_attempt(span: Span, attempt: Attempt | None, end: int) -> None:
+    if attempt is None:
+        span.end(end)
+        return
     if attempt.status is not None:
         span.set_attribute("http.response.status_code", attempt.status)
     if attempt.error is not None:
