@@ -1,4 +1,4 @@
-"""The hooks: a trace opened at admission, a span per upstream attempt, all ended at the end.
+"""The hooks: a span per upstream attempt (the trace opened at the first), all ended at the end.
 
 Spans are started and ended with explicit timestamps and never made current, so nothing here
 touches context variables on the request path; the SDK's BatchSpanProcessor exports them from
@@ -98,12 +98,10 @@ class OtelPlugin:
             # Flushes what is batched; the exporter's HTTP call blocks, so not on the loop.
             await asyncio.to_thread(provider.shutdown)
 
-    # First, so the admission span covers every other plugin's admission.
-    @hookimpl(tryfirst=True)
-    def lmrouter_admit(self, ctx: RequestContext) -> None:
-        if self.provider is None:
-            return
-        now = _now_ns()
+    def _open(self, ctx: RequestContext, now: int) -> Trace:
+        """The request's trace, opened at its first upstream attempt or at its end (a request
+        refused at admission), whichever comes first: no admission hook of ours, so the other
+        plugins' order does not matter and a refusal still makes a trace."""
         started = now - int((time.perf_counter() - ctx.started) * 1e9)
         parent = PROPAGATOR.extract(ctx.headers)  # the caller's traceparent, when it sent one
         operation = OPERATIONS.get(ctx.dialect, "chat")
@@ -125,15 +123,18 @@ class OtelPlugin:
         if self.section.capture_content:
             root.set_attribute("gen_ai.input.messages", ctx.body.decode("utf-8", "replace"))
         context = set_span_in_context(root)
-        admission = self.tracer.start_span("admission", context=context, start_time=now)
-        ctx.state[STATE] = Trace(root, context, admission)
+        # From the request's first byte (key check, body read, every admission hook) until it
+        # went upstream or was refused.
+        admission = self.tracer.start_span("admission", context=context, start_time=started)
+        trace = ctx.state[STATE] = Trace(root, context, admission)
+        return trace
 
     @hookimpl
     def lmrouter_attempt(self, ctx: RequestContext, route: Route, request: UpstreamRequest) -> None:
-        trace: Trace | None = ctx.state.get(STATE)
-        if trace is None:
+        if self.provider is None:
             return
         now = _now_ns()
+        trace: Trace = ctx.state.get(STATE) or self._open(ctx, now)
         if trace.admission is not None:
             trace.admission.end(now)
             trace.admission = None
@@ -157,10 +158,10 @@ class OtelPlugin:
     # Last, so what metering plugins settle on the outcome is there.
     @hookimpl(trylast=True)
     def lmrouter_request_end(self, ctx: RequestContext, outcome: Outcome) -> None:
-        trace: Trace | None = ctx.state.pop(STATE, None)
-        if trace is None:
+        if self.provider is None:
             return
         end = _now_ns()
+        trace: Trace = ctx.state.pop(STATE, None) or self._open(ctx, end)
         if trace.admission is not None:  # refused, or failed before any attempt
             trace.admission.end(end)
         first_byte = end

@@ -290,3 +290,30 @@ def test_embeddings_are_named_so_and_count_their_input(
     assert root["attributes"]["gen_ai.operation.name"] == "embeddings"
     assert root["attributes"]["gen_ai.usage.input_tokens"] == result.usage.prompt_tokens > 0
     assert SECRET not in repr(spans)
+
+
+def test_a_request_refused_at_admission_is_a_trace_without_attempts(
+    fake: tuple[FakeOpenAI, str],
+) -> None:
+    r = Receiver()
+    for url in r.run():
+        text = _config(fake[1], url).replace('"metrics", ', '"metrics", "ratelimit", ', 0)
+        text = text.replace('disabled = ["credits", "ratelimit", ', 'disabled = ["credits", ')
+        text += "\n[ratelimit]\nrpm = 1\n"
+        with RouterServer(text, env=FAST) as router:
+            _client(router).chat.completions.create(
+                model="gpt", messages=[{"role": "user", "content": "hi"}]
+            )
+            sent = len(fake[0].requests)
+            caller = "00-4ef7651916cd43dd8448eb211c80319c-f7ad6b7169203331-01"
+            with pytest.raises(openai.RateLimitError):
+                _client(router, traceparent=caller).chat.completions.create(
+                    model="gpt", messages=[{"role": "user", "content": "hi"}]
+                )
+            spans = r.wait("4ef7651916cd43dd8448eb211c80319c", 2)
+        assert len(fake[0].requests) == sent  # nothing went upstream
+        assert sorted(s["name"] for s in spans) == ["admission", "chat gpt"]
+        root = next(s for s in spans if s["name"] == "chat gpt")
+        assert root["attributes"]["http.response.status_code"] == 429
+        assert root["attributes"]["lmrouter.outcome"] == "refused"
+        assert "gen_ai.usage.input_tokens" not in root["attributes"]
