@@ -4,13 +4,14 @@ A plugin is any module or class registered under the ``lmrouter.plugins`` entry-
 that implements some of these hooks with ``@lmrouter.hookimpl``. First-party plugins use nothing
 else. A class is instantiated once per server, so it can keep state on ``self``.
 
-Hooks that run per request (``authenticate``, ``admit``, ``upstream_key``, ``request_end``) may
-be ``async def`` or return an awaitable; the core awaits what they return. Hooks declared
-``firstresult=True`` (*first result wins*) are called in order until one answers: the first
-non-``None`` answer, once awaited, is used and no later implementation is called. The core calls
-them through :class:`lmrouter.plugins.Hook`, which awaits each answer before deciding (pluggy's
-own ``firstresult`` would stop at the first coroutine). To refuse a request, raise
-:class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each: keep them cheap.
+Hooks that run per request (``authenticate``, ``admit``, ``upstream_key``, ``attempt``,
+``request_end``) may be ``async def`` or return an awaitable; the core awaits what they return.
+Hooks declared ``firstresult=True`` (*first result wins*) are called in order until one
+answers: the first non-``None`` answer, once awaited, is used and no later implementation is
+called. The core calls them through :class:`lmrouter.plugins.Hook`, which awaits each answer
+before deciding (pluggy's own ``firstresult`` would stop at the first coroutine). To refuse a
+request, raise :class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each:
+keep them cheap.
 
 Call order: ``tryfirst`` implementations, then the others, then ``trylast`` ones; within each
 group, a plugin runs after the plugins it names in ``requires`` or ``after`` (see
@@ -21,7 +22,7 @@ the order of an installation.
 incompatibly, its minor number when hooks are added. A plugin declares the versions it
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
-1.4: ``lmrouter_user_deleted``.
+1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from lmrouter.errors import RouterError
     from lmrouter.gateway import Gateway
     from lmrouter.plugins import PluginManager
-    from lmrouter.providers import Provider
+    from lmrouter.providers import Provider, UpstreamRequest
     from lmrouter.storage import Store
 
 API_VERSION = "1.4"
@@ -143,6 +144,18 @@ def lmrouter_upstream_key(ctx: RequestContext, route: Route) -> str | Awaitable[
     """*First result wins.* Per attempt at ``route`` (provider, upstream model, price): a
     provider key to use instead of the provider's own (BYOK). Set ``ctx.billable = False`` when
     the caller pays the provider directly."""
+
+
+@hookspec
+def lmrouter_attempt(
+    ctx: RequestContext, route: Route, request: UpstreamRequest
+) -> Awaitable[None] | None:
+    """Right before each upstream attempt at ``route`` sends ``request`` (URL, headers, body):
+    add headers to ``request.headers`` (a trace's ``traceparent``), note when the attempt began.
+    ``ctx.attempts[-1]`` is this attempt; its ``status`` is filled in when the answer comes, so
+    the next call (a fallback) or ``lmrouter_request_end`` sees how it went. Runs for every
+    attempt: keep it cheap, and synchronous if you can. Not called when no plugin implements
+    it. (API 1.4)"""
 
 
 @hookspec

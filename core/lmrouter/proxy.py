@@ -76,6 +76,7 @@ class ProxyEndpoint:
         self.authenticate = plugins.Hook(pm, "lmrouter_authenticate")
         self.admit = plugins.Hook(pm, "lmrouter_admit")
         self.upstream_key = plugins.Hook(pm, "lmrouter_upstream_key")
+        self.attempt = plugins.Hook(pm, "lmrouter_attempt")
         self.request_end = plugins.Hook(pm, "lmrouter_request_end")
         self.request_refused = plugins.Hook(pm, "lmrouter_request_refused")
         self.max_body = int(gateway.config.server.max_body_mb * 1024 * 1024)
@@ -335,6 +336,10 @@ class ProxyEndpoint:
                 retryable=True,
                 upstream_status=None,
             )
+        if self.attempt:  # resolved once: free when no plugin implements it
+            pending = self.attempt.start(ctx, route, request)
+            if pending is not None:
+                await pending
         sent = time.perf_counter()
         try:
             response = await provider.open(request, stream=ctx.stream, budget=remaining)
