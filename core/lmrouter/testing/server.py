@@ -12,14 +12,29 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 from types import TracebackType
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Released at once, so another process may take it
+    before the caller binds it: :func:`reserve_port` holds one instead."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reserve_port() -> socket.socket:
+    """A socket bound (not listening) to a free loopback port with ``SO_REUSEPORT`` (Linux).
+    While it is open, no other ``bind`` to port 0 on the machine is given that port, yet
+    granian's workers, which bind with ``SO_REUSEPORT`` too, can listen on it. A port picked
+    and released instead may be picked by another test process meanwhile: granian then shares
+    it without a word, and requests land in two different routers."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 class RouterServer:
@@ -40,7 +55,15 @@ class RouterServer:
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.config_path = self.workdir / "lmrouter.toml"
         self.config_path.write_text(config_text)
-        self.port = free_port()
+        # Held until the server is done (a restart gets the same port back). It relies on how
+        # Linux shares a port (each granian worker binds it with SO_REUSEPORT); elsewhere the
+        # port is picked and released as before.
+        self._reservation = reserve_port() if sys.platform == "linux" else None
+        if self._reservation is not None:
+            self.port = int(self._reservation.getsockname()[1])
+            weakref.finalize(self, self._reservation.close)
+        else:
+            self.port = free_port()
         self.workers = workers
         self.env = {**os.environ, "LMROUTER_LOG_FORMAT": "json", **(env or {})}
         if python_path:
@@ -133,5 +156,7 @@ class RouterServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        if self._reservation is not None:
+            self._reservation.close()
         if self._tmp is not None:
             self._tmp.cleanup()
