@@ -429,9 +429,10 @@ def test_earliest_expiring_lot_pays_first_and_sweeps_expire_the_rest(
     ledger_matches_lots(db)
 
 
-def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI) -> None:
+def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI, cli: Cli) -> None:
     """Holds live in a process's memory: a second process on the same file would let every
     user spend their balance twice. Refused before any worker starts, and at start-up."""
+    key = cli.user_with_key("solo@example.com")
     alone = config(fake.base_url).replace('"ratelimit"]', '"ratelimit", "accounts"]')
     with pytest.raises(RuntimeError) as workers:
         RouterServer(alone, workers=2).start()
@@ -443,10 +444,9 @@ def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI) -> 
     elsewhere.mkdir()
     same_file = f"sqlite:///{router.workdir / 'credits.db'}"
     text = config(fake.base_url).replace("sqlite:///credits.db", same_file)
-    began = time.monotonic()
     with pytest.raises(RuntimeError) as second:
         RouterServer(text, workdir=elsewhere).start()
-    assert "router exited with 1" in str(second.value)  # at once, not hanging around
+    # it exited (one hanging around would be "did not start within …" instead)
+    assert "router exited with 1" in str(second.value)
     assert "another router process is serving" in str(second.value)
-    assert time.monotonic() - began < 10
-    assert get(router, "/v1/credits", ADMIN, user="alice@example.com").status_code == 200
+    assert get(router, "/v1/credits", key).status_code == 200  # the first one serves on
