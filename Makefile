@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test lint bench install lock clean
+.PHONY: run test test-stress lint bench install lock clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ run: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Not part of `make test`: the suite RUNS times in random order with every core kept busy, and
+# a report of each test that failed at least once (see README, Testing). RUNS=10 make test-stress
+RUNS ?= 5
+test-stress: $(STAMP) $(CHROMIUM)
+	$(BIN)/python tests/stress.py --runs $(RUNS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
