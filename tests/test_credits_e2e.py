@@ -303,9 +303,7 @@ def test_200_concurrent_streams_against_a_balance_for_20(
             await asyncio.gather(*watchers)
             await client.close()
 
-    began = time.monotonic()
     results = asyncio.run(burst())
-    assert time.monotonic() - began < 20
     assert results.count("ok") == 20 and results.count("refused") == 180
     assert balances and all(b >= 0 for b in balances)
     # never more requests holding credits than the balance covers; and some were seen holding

@@ -164,7 +164,10 @@ def test_sixty_rpm_burst_of_a_hundred(
         assert answer.headers["x-ratelimit-limit-requests"] == "60"
         assert answer.headers["x-ratelimit-remaining-requests"] == "0"
     remaining = sorted(int(a.headers["x-ratelimit-remaining-requests"]) for a in passed)
-    assert remaining[:60] == list(range(60))  # each admitted request saw one fewer left
+    if len(passed) == 60:
+        assert remaining == list(range(60))  # each admitted request saw one fewer left
+    else:  # a refill came between two admissions: they saw the same number left
+        assert set(remaining) == set(range(60))
     # a refused request ends as "refused", with no usage and no cost
     ids = {a.headers["x-request-id"] for a in refused}
     deadline = time.monotonic() + 5
@@ -267,6 +270,7 @@ def test_usage_beyond_the_reservation_is_charged(tpm_router: RouterServer) -> No
     """The upstream reports 1,200 tokens for a request that reserved about 325: the difference
     is charged, so the key is over its limit and waits until the excess has drained."""
     sdk = client(tpm_router, KEYS[1])
+    started = time.monotonic()
     first = sdk.chat.completions.with_raw_response.create(
         model="long", messages=HELLO, max_tokens=300
     )
@@ -275,9 +279,11 @@ def test_usage_beyond_the_reservation_is_charged(tpm_router: RouterServer) -> No
         sdk.chat.completions.create(model="long", messages=HELLO, max_tokens=300)
     headers = info.value.response.headers
     assert headers["x-ratelimit-remaining-tokens"] == "0"
-    # 1,200 used + this reservation - 1,000 allowed must drain first, at 60 ms a token
+    # 1,200 used + this reservation - 1,000 allowed must drain first, at 60 ms a token, less
+    # what drained while the two requests ran (more than a second on a busy machine)
     expected = (1200 + reserved - 1000) * 0.060
-    assert expected - 1 <= int(headers["retry-after"]) <= expected + 1
+    drained = time.monotonic() - started
+    assert expected - drained - 1 <= int(headers["retry-after"]) <= expected + 1
 
 
 # -- concurrent requests -----------------------------------------------------------------------
