@@ -179,18 +179,35 @@ def test_sixty_rpm_burst_of_a_hundred(
     assert all(r["usage"] is None and r["cost_pico"] == 0 and r["attempts"] == [] for r in refusals)
 
 
-def test_sdk_retry_honours_retry_after(rpm_router: RouterServer) -> None:
+def refused_for_ms(sdk: openai.OpenAI) -> int:
+    """Requests until one is refused: its Retry-After in milliseconds."""
+    for _ in range(100):
+        try:
+            sdk.chat.completions.create(model="gpt", messages=HELLO)
+        except openai.RateLimitError as refused:
+            return int(refused.response.headers["retry-after-ms"])
+    raise AssertionError("never refused")
+
+
+def test_sdk_retry_honours_retry_after(fake: FakeOpenAI) -> None:
+    """6 rpm: a request every 10 s. The key's allowance is used up (and the next token too,
+    when it was due soon), so that the SDK's first try meets a wait of seconds, however slow
+    the machine (a 61-request burst at 60 rpm could take over a second, and a refill let the
+    SDK's first try through)."""
     key = KEYS[1]
-    asyncio.run(burst(rpm_router.url, key, 61))  # use up the burst
-    with pytest.raises(openai.RateLimitError) as info:
-        client(rpm_router, key).chat.completions.create(model="gpt", messages=HELLO)
-    wait_ms = int(info.value.response.headers["retry-after-ms"])
-    assert 0 < wait_ms <= 1000
-    started = time.monotonic()
-    response = client(rpm_router, key, retries=2).chat.completions.with_raw_response.create(
-        model="gpt", messages=HELLO
-    )
-    took = time.monotonic() - started
+    with RouterServer(config(fake.base_url, "rpm = 6")) as router:
+        sdk = client(router, key)
+        started = time.monotonic()  # before the refusal: the next token is wait_ms after it
+        wait_ms = refused_for_ms(sdk)
+        while wait_ms < 5_000:  # the next token is due soon: take it, the one after is 10 s away
+            time.sleep(wait_ms / 1000)
+            started = time.monotonic()
+            wait_ms = refused_for_ms(sdk)
+        assert wait_ms <= 10_000
+        response = client(router, key, retries=2).chat.completions.with_raw_response.create(
+            model="gpt", messages=HELLO
+        )
+        took = time.monotonic() - started
     assert response.http_response.status_code == 200
     assert response.retries_taken >= 1, "the SDK was refused first and retried"
     assert took >= wait_ms / 1000 - 0.2, "it waited what Retry-After said"
