@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="also write the report to this file")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
+    # stopped with SIGTERM too, the load is stopped with it (and the running suite)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     first = args.seed if args.seed is not None else random.randrange(1, 2**31)
     folder = Path(tempfile.mkdtemp(prefix="lmrouter-stress-"))
     runs: list[Run] = []
