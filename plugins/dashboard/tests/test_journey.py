@@ -45,6 +45,9 @@ UNNAMED = re.compile(r"^\s*- (textbox|combobox|checkbox|spinbutton|searchbox)\s*
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # expect(…) waits for its condition; its 5 s default is a clock, and a busy machine's
+    # Chromium can take longer to render a page. The bound only catches what never comes.
+    expect.set_options(timeout=60_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -134,7 +137,7 @@ def test_the_whole_journey_in_a_browser(
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     for stale in ARTIFACTS.glob("*.png"):  # only this run's pictures
-        stale.unlink()
+        stale.unlink(missing_ok=True)  # another test process in this folder may be at it too
     shots: list[str] = []
     pages = Pages(page, shots)
     base = f"{shop.url}/dashboard"
