@@ -471,13 +471,11 @@ def test_client_disconnect_is_recorded(fake: FakeAnthropic) -> None:
             seen += line.startswith("event: content_block_delta")
             if seen >= 3:
                 break
-        left = time.monotonic()
     deadline = time.monotonic() + 60  # only catches a disconnect never noticed
     while not fake.disconnects and time.monotonic() < deadline:
         time.sleep(0.01)
     [gone] = fake.disconnects
     assert gone.model == "endless" and 3 <= gone.chunks_sent < 10_000  # noticed before the end
-    assert gone.at >= left
 
 
 def test_first_byte_delay(server: FakeAnthropic) -> None:
