@@ -70,8 +70,11 @@ def run_suite(number: int, seed: int, pytest_args: list[str], folder: Path) -> R
     command = [sys.executable, "-m", "pytest", "-p", "randomly", f"--randomly-seed={seed}"]
     command += ["-q", *pytest_args]  # -p randomly: the project's addopts turn it off
     began = time.monotonic()
+    # files a run leaves for people to look at (the dashboard's screenshots) go to the run's
+    # own folder: runs of several stress scripts at once must not clear each other's
+    env = {**os.environ, "LMROUTER_ARTIFACTS": str(folder / f"artifacts-{number}")}
     with log.open("w") as out:
-        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     text = log.read_text(errors="replace")
     closing = CLOSING.findall(text)
     run = Run(
