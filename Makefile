@@ -18,7 +18,7 @@ PG_INITDB := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test lint bench docs install lock clean dist
+.PHONY: run test test-stress lint bench docs install lock clean dist
 
 install: $(TEST_STAMP)
 
@@ -79,6 +79,12 @@ test: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Not part of `make test`: the suite RUNS times in random order with every core kept busy, and
+# a report of each test that failed at least once (see README, Testing). RUNS=10 make test-stress
+RUNS ?= 5
+test-stress: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
+	$(BIN)/python tests/stress.py --runs $(RUNS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

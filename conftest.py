@@ -2,7 +2,10 @@
 uses, or a function or class of its module that either calls, starts the real router or the CLI
 in another process or drives a browser (``RouterServer``, ``lmrouter_server``, ``subprocess``,
 Playwright). ``pytest -m "not e2e"``
-runs the rest: the in-process suite, in seconds rather than minutes."""
+runs the rest: the in-process suite, in seconds rather than minutes.
+
+Also one Hypothesis profile for the suite (tests/ and every plugin's tests; this file is loaded
+first)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,12 @@ from functools import cache
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis times each example (a 200 ms deadline) and how fast it makes data (the too_slow
+# health check): on a busy machine both fail properties that hold. Speed is for benchmarks/.
+settings.register_profile("lmrouter", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("lmrouter")
 
 PROCESS = re.compile(r"\b(RouterServer|lmrouter_server|subprocess|sync_playwright|playwright)\b")
 

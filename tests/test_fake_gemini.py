@@ -3,7 +3,6 @@ dependency), against what Google's service answers."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -482,6 +481,7 @@ def test_candidate_count(fake: FakeGemini) -> None:
 
 
 def test_slow_stream_is_paced(fake: FakeGemini) -> None:
+    started = time.monotonic()
     with httpx.stream(
         "POST",
         url(fake, "slow", "streamGenerateContent?alt=sse"),
@@ -490,8 +490,9 @@ def test_slow_stream_is_paced(fake: FakeGemini) -> None:
     ) as response:
         arrivals = [time.monotonic() for line in response.iter_lines() if line.startswith("data: ")]
     assert len(arrivals) == 4
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) > 0.06
+    # no chunk arrives before it was sent, 0.1 s after the previous one; the gaps the client
+    # sees are no measure (a client that was not scheduled reads two chunks at once)
+    assert all(at - started >= 0.1 * n for n, at in enumerate(arrivals))
 
 
 def test_dropped_stream(fake: FakeGemini) -> None:

@@ -9,9 +9,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import anthropic
 import httpx
@@ -105,6 +104,15 @@ def scrape(url: str, **headers: str) -> Samples:
     return samples
 
 
+def scrape_until(url: str, ready: Callable[[Samples], bool], wait: float = 30.0) -> Samples:
+    """The first scrape for which ``ready`` holds (the last one after ``wait`` seconds): for
+    what the router counts just after the client's side is over."""
+    deadline = time.monotonic() + wait
+    while not ready(samples := scrape(url)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return samples
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     """The sum over every series of ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
@@ -118,6 +126,7 @@ def route(model: str, provider: str, upstream: str, dialect: str) -> dict[str, s
 def test_counters_match_the_requests_sent(router: RouterServer) -> None:
     sdk = openai.OpenAI(base_url=router.openai_url, api_key=ADMIN, max_retries=0)
     claude = anthropic.Anthropic(base_url=router.url, api_key=ADMIN, max_retries=0)
+    started = time.monotonic()
     before = scrape(router.url)
     assert value(before, "lmrouter_requests_total") == 0
     for _ in range(3):
@@ -134,9 +143,8 @@ def test_counters_match_the_requests_sent(router: RouterServer) -> None:
     with pytest.raises(openai.RateLimitError):  # max_concurrent = 1: refused while it runs
         sdk.chat.completions.create(model="gpt", messages=HELLO)
     slow.close()  # the client goes away mid-stream
-    time.sleep(0.3)  # the router notices, closes the upstream and ends the request
-
-    after = scrape(router.url)
+    # the router notices, closes the upstream and ends the request: the ninth one counted
+    after = scrape_until(router.url, lambda s: value(s, "lmrouter_requests_total") == 9)
     ok = {"status": "ok", "code": "200"}
     chat = route("gpt", "up", "gpt-x", "openai.chat")
     assert value(after, "lmrouter_requests_total", **chat, **ok) == 5
@@ -172,8 +180,11 @@ def test_counters_match_the_requests_sent(router: RouterServer) -> None:
     assert value(after, "lmrouter_time_to_first_token_seconds_count", model="gpt") == 2
     assert value(after, "lmrouter_time_to_first_token_seconds_count", model="slow") == 1
     assert value(after, "lmrouter_request_duration_seconds_count") == 9
-    overhead = value(after, "lmrouter_overhead_seconds_sum", dialect="openai.chat")
-    assert 0 < overhead < 7 * 0.1, "sub-millisecond per request, in seconds"
+    # in seconds, the router's own part of each request's time, and no more time than the test
+    # took (at most two of its requests at once): a check of units, not of speed
+    overhead = value(after, "lmrouter_overhead_seconds_sum")
+    duration = value(after, "lmrouter_request_duration_seconds_sum")
+    assert 0 < overhead <= duration <= 2 * (time.monotonic() - started)
     assert value(after, "lmrouter_active_streams", model="slow") == 0
     # the default registry is exported too (process metrics, other plugins' gauges)
     assert any(name == "python_info" for name, _ in after)
@@ -249,27 +260,51 @@ def test_a_users_key_is_refused(fake: FakeOpenAI) -> None:
         server.__exit__(None, None, None)
 
 
-def test_several_workers_are_summed(fake: FakeOpenAI, tmp_path: Path) -> None:
+def answered_by(folder: Path) -> set[str]:
+    """The workers that have counted a request: each writes its own ``counter_<pid>.db``."""
+    return {p.stem.split("_")[-1] for p in folder.glob("counter_*.db")}
+
+
+def send_until_both_workers_answered(server: RouterServer, folder: Path) -> int:
+    """Chat requests, each on a fresh connection, until both workers have answered one; the
+    number sent. Which worker gets a connection is the kernel's choice, and a worker that
+    starts late gets none until then: so send until both have answered, not a fixed count.
+    The bound only catches a worker that never serves."""
+    sent, deadline = 0, time.monotonic() + 60
+    while len(answered_by(folder)) < 2:
+        assert time.monotonic() < deadline, f"one worker answered all {sent} requests"
+        with httpx.Client() as http:
+            answer = http.post(
+                f"{server.openai_url}/chat/completions",
+                json={"model": "gpt", "messages": HELLO},
+                headers={"authorization": f"Bearer {ADMIN}"},
+            )
+        assert answer.status_code == 200, answer.text
+        sent += 1
+    return sent
+
+
+@pytest.mark.parametrize("late_start", [0.0, 3.0], ids=["together", "one-worker-late"])
+def test_several_workers_are_summed(
+    fake: FakeOpenAI, tmp_path: Path, probe_path: str, late_start: float
+) -> None:
     """With PROMETHEUS_MULTIPROC_DIR set, each worker writes its own files and /metrics sums
-    them, whichever worker answers the scrape."""
+    them, whichever worker answers the scrape; also when one worker starts serving seconds
+    after the other (the probe plugin holds its start-up back)."""
     folder = tmp_path / "prom"
     folder.mkdir()
     # per-process state that refuses several workers on SQLite: not needed here
     text = config(fake.base_url, disabled=["credits", "accounts", "ratelimit"])
+    text += (
+        f"[probe]\nlate_start = {late_start}\nlate_claim = {json.dumps(str(tmp_path / 'late'))}\n"
+    )
     env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    with RouterServer(text, workers=2, env=env) as server:
-        for _ in range(12):  # fresh connections: the kernel spreads them over both workers
-            with httpx.Client() as http:
-                answer = http.post(
-                    f"{server.openai_url}/chat/completions",
-                    json={"model": "gpt", "messages": HELLO},
-                    headers={"authorization": f"Bearer {ADMIN}"},
-                )
-                assert answer.status_code == 200
-        pids: set[Any] = {p.name.split("_")[-1] for p in folder.glob("counter_*.db")}
-        assert len(pids) == 2, "both workers served requests"
+    with RouterServer(text, workers=2, env=env, python_path=[probe_path]) as server:
+        assert not answered_by(folder), "a worker counts only what it served"
+        sent = send_until_both_workers_answered(server, folder)
+        assert (tmp_path / "late").exists() == bool(late_start)  # one worker was held back
         for _ in range(4):  # any worker's answer has the same total
             samples = scrape(server.url)
-            assert value(samples, "lmrouter_requests_total", status="ok") == 12
-            assert value(samples, "lmrouter_tokens_total", type="output") == 12 * 5
+            assert value(samples, "lmrouter_requests_total", status="ok") == sent
+            assert value(samples, "lmrouter_tokens_total", type="output") == sent * 5
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the test process is untouched

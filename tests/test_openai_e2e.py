@@ -407,11 +407,11 @@ def test_upstream_400_is_the_callers_error(client: openai.OpenAI, fake: FakeOpen
 
 
 def test_upstream_timeout_is_504(client: openai.OpenAI) -> None:
-    started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="slow", messages=HELLO)
+    # the upstream answers after 2 s, and would have given a 200: only the route's 0.5 s
+    # first-byte timeout makes a 504 (not a clock in the test, which a busy machine slows)
     assert info.value.status_code == 504
-    assert time.monotonic() - started < 1.8, "the first-byte timeout cut it short"
 
 
 def test_stream_cut_by_upstream_ends_with_error_event(client: openai.OpenAI, record: Path) -> None:
@@ -574,7 +574,8 @@ def test_unknown_path_and_method(router: RouterServer) -> None:
 
 def test_overhead_header(client: openai.OpenAI) -> None:
     """The router's own time (all but the waits on the upstream) is in a header, for
-    benchmarks: with an upstream that takes 300 ms to answer, it stays far below that."""
+    benchmarks: with an upstream that takes 300 ms to answer, it stays below that (a check of
+    what it counts, not of speed: the benchmarks measure it)."""
     for stream in (False, True):
         started = time.monotonic()
         response = client.chat.completions.with_raw_response.create(
@@ -582,4 +583,4 @@ def test_overhead_header(client: openai.OpenAI) -> None:
         )
         assert time.monotonic() - started > 0.3
         overhead = float(response.headers["x-lmrouter-overhead-ms"])
-        assert 0 < overhead < 100
+        assert 0 < overhead < 300

@@ -17,9 +17,18 @@ from types import TracebackType
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Released at once, so another process may take it
+    before the caller binds it: :meth:`RouterServer.start` then picks another."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+PORT_TRIES = 5
+
+
+class PortTaken(RuntimeError):
+    """``serve`` refused the port: another process bound it after it was picked."""
 
 
 class RouterServer:
@@ -60,6 +69,17 @@ class RouterServer:
         return f"{self.url}/v1"
 
     def start(self) -> RouterServer:
+        """Serve, on :attr:`port` or, when another process took it since it was picked, on
+        another: ``serve`` binds its port alone and refuses a taken one, so test processes
+        running at once never share a router's port."""
+        for _ in range(PORT_TRIES - 1):
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port()
+        return self._start()
+
+    def _start(self) -> RouterServer:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
@@ -82,8 +102,13 @@ class RouterServer:
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"router exited with {self.process.returncode}:\n{self.logs()}")
+            code = self.process.poll()
+            if code is not None:
+                logs = self.logs()
+                self.process = None
+                if f"{self.port} is already in use" in logs:
+                    raise PortTaken(logs)
+                raise RuntimeError(f"router exited with {code}:\n{logs}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
                     if response.status == 200:

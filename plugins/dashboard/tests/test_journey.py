@@ -46,6 +46,9 @@ UNNAMED = re.compile(r"^\s*- (textbox|combobox|checkbox|spinbutton|searchbox)\s*
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # expect(…) waits for its condition; its 5 s default is a clock, and a busy machine's
+    # Chromium can take longer to render a page. The bound only catches what never comes.
+    expect.set_options(timeout=60_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -135,7 +138,7 @@ def test_the_whole_journey_in_a_browser(
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     for stale in ARTIFACTS.glob("*.png"):  # only this run's pictures
-        stale.unlink()
+        stale.unlink(missing_ok=True)  # another test process in this folder may be at it too
     shots: list[str] = []
     pages = Pages(page, shots)
     base = f"{shop.url}/dashboard"
@@ -219,14 +222,22 @@ def test_the_whole_journey_in_a_browser(
         reply = sdk.chat.completions.create(model=model, messages=HELLO)
         assert reply.usage.prompt_tokens == 1000
     kit.sdk(shop, second).chat.completions.create(model="gpt-y", messages=HELLO)
-    kit.within(5, lambda: page.goto(f"{base}/usage") and "$0.0044" in page.content())
+    requests = page.locator("table").last.locator("tbody tr")
+
+    def usage_shown() -> bool:
+        # the spend and the request rows are written in the background, not always in the
+        # same batch: the page is static, so reload until both are there (the bound only
+        # catches what never comes)
+        page.goto(f"{base}/usage")
+        return "$0.0044" in page.content() and requests.count() == 5
+
+    kit.within(60, usage_shown)
     expect(page.locator("#spent")).to_have_text("$0.0044")  # 4 x (1000 x $1 + 50 x $2) / 1M
     chart = page.get_by_role("img", name="Daily spend by model")
     expect(chart).to_be_visible()
     assert chart.locator("rect").count() == 2  # today's bar: one segment per model
     expect(page.get_by_role("img", name="Daily tokens by model")).to_be_visible()
     expect(page.locator(".legend")).to_contain_text("gpt-x")
-    requests = page.locator("table").last.locator("tbody tr")
     expect(requests).to_have_count(5)  # the refused one too, with its status
     expect(requests.last).to_contain_text("402")
     pages.saw("usage")

@@ -365,7 +365,7 @@ def test_every_input_on_every_page_has_a_label(kit, router: RouterServer) -> Non
     operator = kit.client(router)
     public = ["/dashboard/login", "/dashboard/signup", "/dashboard/operator"]
     operator.post("/dashboard/operator", {"key": kit.OPERATOR})
-    checked = 0
+    with_inputs = set()
     for client, paths in (
         (user, pages),
         (kit.client(router), public),
@@ -379,8 +379,17 @@ def test_every_input_on_every_page_has_a_label(kit, router: RouterServer) -> Non
             parser.feed(answer.text)
             for field in parser.inputs:
                 assert field.get("id") in parser.labels, (path, field)
-                checked += 1
-    assert checked > 20
+                with_inputs.add(path)
+    # the pages with a form whatever other tests did before (a total count of inputs grew with
+    # the users other tests had made: alone, this test saw too few)
+    assert with_inputs >= {
+        "/dashboard/keys",
+        "/dashboard/usage",
+        "/dashboard/byok",
+        "/dashboard/account",
+        *public,
+        "/dashboard/admin",
+    }
 
 
 def test_a_new_terms_version_asks_signed_in_users_to_accept_it(

@@ -161,6 +161,7 @@ def test_a_full_top_up_ends_with_the_exact_balance(
 ) -> None:
     user_id, key = cli.user_with_key("ann@example.com")
     started = time.time()
+    seen = len(fake.requests)  # the fake is the module's: earlier tests' requests are there too
     response = checkout(
         router,
         key,
@@ -175,7 +176,8 @@ def test_a_full_top_up_ends_with_the_exact_balance(
     assert (made["credit_usd"], made["fee_usd"], made["total_usd"]) == ("20.00", "1.31", "21.31")
 
     # what the router's official stripe library sent: the fee its own line, the credit in metadata
-    [sent] = [r for r in fake.requests if r.path == "/v1/checkout/sessions" and r.method == "POST"]
+    new = fake.requests[seen:]
+    [sent] = [r for r in new if r.path == "/v1/checkout/sessions" and r.method == "POST"]
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     params = parse_form(sent.body.decode())
     amounts = [i["price_data"]["unit_amount"] for i in params["line_items"]]

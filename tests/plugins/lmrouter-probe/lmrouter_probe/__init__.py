@@ -3,12 +3,16 @@
 - provider type ``probe``: an OpenAI-compatible upstream reached with an extra ``x-probe`` header
   and a key sent as ``x-probe-key`` — a different wire detail the core knows nothing about;
 - a ``[probe]`` config section, validated by the core like any plugin's;
-- every ``lmrouter_request_end`` call appended as a JSON line to the section's ``record`` file.
+- every ``lmrouter_request_end`` call appended as a JSON line to the section's ``record`` file;
+- with ``late_start`` seconds and a ``late_claim`` path, the one worker that creates that file
+  first starts serving that much later than the others (a worker slow to start, on demand).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from typing import Any
 
 import msgspec
@@ -37,6 +41,8 @@ class ProbeProvider(Provider):
 
 class ProbeSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     record: str = ""
+    late_start: float = 0.0
+    late_claim: str = ""
 
 
 class ProbePlugin:
@@ -52,8 +58,12 @@ class ProbePlugin:
         return {"probe": ProbeProvider}
 
     @hookimpl
-    def lmrouter_startup(self, gateway: Any) -> None:
-        self.record = gateway.config.section("probe").record
+    async def lmrouter_startup(self, gateway: Any) -> None:
+        section = gateway.config.section("probe")
+        self.record = section.record
+        if section.late_start and _claim(section.late_claim):
+            # granian starts serving in a worker once its startup is over: this one is late
+            await asyncio.sleep(section.late_start)
 
     @hookimpl
     def lmrouter_request_end(self, ctx: Any, outcome: Any) -> None:
@@ -72,3 +82,12 @@ class ProbePlugin:
         }
         with open(self.record, "a") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+def _claim(path: str) -> bool:
+    """True in the one process that creates ``path`` first."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
