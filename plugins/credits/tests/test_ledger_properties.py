@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
@@ -206,6 +207,9 @@ async def scenario(path: Path, steps: list[tuple[Any, ...]], kit: Any) -> None:
                 assert wallet.available(now_us()) == wallet.balance == db_balance
 
 
+# On SQLite only: an example opens a database of its own, and on PostgreSQL 150 of them outlast
+# the suite's budget (the ledger's SQL runs on PostgreSQL in the service and meter tests).
+@pytest.mark.sqlite_only
 @settings(
     max_examples=150,
     deadline=None,
