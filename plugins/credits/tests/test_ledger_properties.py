@@ -82,11 +82,16 @@ async def scenario(path: Path, steps: list[tuple[Any, ...]], kit: Any) -> None:
         open_requests: list[Any] = []
         ended: list[tuple[Any, int, str]] = []  # (ctx, list cost, status)
         now = datetime.now(UTC)
-        removed = False  # a sweep took unexpired credits from under requests in flight
+        # A sweep with a future as_of takes unexpired credits: the holds in flight then, and
+        # those admitted before the meter's reload lands (at the next flush), may go uncovered.
+        excused: set[int] = set()  # such requests, by id(ctx), while they are open
+        reload_pending = False
         overruns: list[int] = []
 
         async def sync() -> None:
+            nonlocal reload_pending
             await meter.writer.flush()
+            reload_pending = False
             await check_database(store, kit)
             # the worker drew from the same lots as the database, to the pico-dollar
             at = now_us()
@@ -128,6 +133,8 @@ async def scenario(path: Path, steps: list[tuple[Any, ...]], kit: Any) -> None:
                     assert ctx.state[HOLD] <= before
                     assert wallet.available(now_us()) == before - ctx.state[HOLD] >= 0
                     open_requests.append(ctx)
+                    if reload_pending:
+                        excused.add(id(ctx))
             elif kind == "end" and open_requests:
                 _, index, prompt_pct, completion_pct, status = step
                 ctx = open_requests.pop(index % len(open_requests))
@@ -164,14 +171,16 @@ async def scenario(path: Path, steps: list[tuple[Any, ...]], kit: Any) -> None:
                     )
                     assert row == (0,)
                 meter.reload()
-                live = [e for e in expired if from_iso(e.expires_at) > now_us()]
-                removed = removed or bool(live and open_requests)
+                if any(from_iso(e.expires_at) > now_us() for e in expired):
+                    excused.update(id(ctx) for ctx in open_requests)
+                    reload_pending = True
+            excused &= {id(ctx) for ctx in open_requests}  # the holds it uncovered have ended
+            removed = bool(excused) or reload_pending
             for wallet in meter.wallets.values():
                 assert wallet.balance >= 0 and wallet.held >= 0
                 # holds stay covered: a charge never eats into another request's hold
                 assert removed or wallet.available(now_us()) >= 0
             assert meter.holds == len(open_requests)
-            removed = removed and bool(open_requests)  # the holds it uncovered have ended
 
         target(float(max(overruns, default=-(10**12))), label="overrun beside other holds")
         for ctx in open_requests:  # whatever is still in flight ends now
