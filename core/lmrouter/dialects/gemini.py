@@ -16,6 +16,7 @@ call had one). Gemini's responses have no place for the request's cost: it is in
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
@@ -729,20 +730,8 @@ GENERATE = Dialect(
     model_in_path=True,
     cost_header=True,
 )
-STREAM_GENERATE = Dialect(
-    name="gemini.generate",
-    kind="chat",
-    parse=parse_stream,
-    error_body=error_body,
-    stream_error=stream_error,
-    finish_json=finish_json,
-    stream_relay=GenerateStreamRelay,
-    to_ir=to_ir,
-    render=render,
-    renderer=GenerateRenderer,
-    model_in_path=True,
-    cost_header=True,
-)
+# The same dialect; only the path's method says the answer streams.
+STREAM_GENERATE = dataclasses.replace(GENERATE, parse=parse_stream)
 EMBED = Dialect(
     name="gemini.embed",
     kind="embeddings",
