@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 skipped[name] = str(exc)
                 print(f"skipped: {name}: {exc}", file=sys.stderr)
                 continue
-            procs += target.procs
+            procs += target.procs + target.helpers
             ready = 300 if target.role == "peer" else 90  # LiteLLM imports for a minute or more
             try:
                 if target.procs:
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{name} failed to start or answered wrongly, skipped: {exc}")
                 print(f"error: {notes[-1]}", file=sys.stderr)
                 if not args.keep:
-                    for proc in target.procs:
+                    for proc in target.procs + target.helpers:
                         proc.stop()
                         procs.remove(proc)
                 continue
@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                 name: targets.credits_spent(target)
                 for name, target in started.items()
                 if target.role == "router"
+            }
+            extras["otel_spans"] = {
+                name: targets.spans_exported(target)
+                for name, target in started.items()
+                if target.collector is not None
             }
         if failed and args.keep:
             print(f"--keep: processes left running, logs in {workdir}:", file=sys.stderr)

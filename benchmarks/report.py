@@ -135,6 +135,7 @@ LIMITS = {
 PLUGIN_PAIRS = (
     ("router-money", "router-bare"),
     ("router-ratelimit", "router-bare"),
+    ("router-otel", "router-bare"),
     ("router-full", "router-bare"),
     ("router-full", "router-money"),
 )
@@ -716,6 +717,11 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{name}'s user spent ${spent} of credits in the run (read back with "
                 "`lmrouter credits show --json`): credits were metered on every request.\n"
             )
+    for name, spans in result.get("extras", {}).get("otel_spans", {}).items():
+        lines.append(
+            f"{name} exported {spans if spans is not None else 'an unknown number of'} spans "
+            "over OTLP/HTTP to the local collector in the run (counted by the collector).\n"
+        )
     for note in result.get("notes", []):
         lines.append(f"Note: {note}\n")
     return "\n".join(lines).rstrip() + "\n"

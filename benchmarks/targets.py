@@ -11,6 +11,9 @@ The router runs as one target per plugin set:
   rate limiter: its ratio to ``router-bare`` is what issue #4's target is about.
 - ``router-ratelimit``: ``router-bare`` plus ``ratelimit`` (limits set but never binding), with
   the operator key: its ratio to ``router-bare`` is issue #5's.
+- ``router-otel``: ``router-bare`` plus ``otel``, a trace per request exported over OTLP/HTTP to
+  a local collector (``benchmarks.otlp_sink``, its own process, not counted as the router's): its
+  ratio to ``router-bare`` is what tracing costs (issue #17).
 
 When one of a set's plugins is missing or fails, the target is skipped with the reason: a
 benchmark of a router without them would be a different benchmark under the same name.
@@ -23,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +43,7 @@ PLUGIN_SETS: dict[str, tuple[str, ...]] = {
     "full": FULL_PLUGINS,
     "money": ("accounts", "credits"),
     "ratelimit": ("ratelimit",),
+    "otel": ("otel",),
 }
 PROVIDER_PLUGIN = "openai"
 BENCH_USER = "bench@example.com"
@@ -58,6 +63,10 @@ class Target:
     key: str = OPERATOR_KEY
     role: str = "baseline"  # baseline | router | peer
     config: Path | None = None  # the router's config, for CLI calls after the run
+    # Processes the target needs but whose cost is not its own (router-otel's collector): stopped
+    # with it, never measured with it.
+    helpers: list[Proc] = field(default_factory=list)
+    collector: int | None = None  # that collector's port
 
     @property
     def url(self) -> str:
@@ -234,6 +243,14 @@ def start_router(
         for section, body in FULL_SECTIONS.items():
             if section in claimed and section in wanted:
                 text += f"[{section}]\n{body}"
+    helpers: list[Proc] = []
+    collector = None
+    if "otel" in wanted:
+        collector = free_port()
+        cmd = [PYTHON, "-m", "benchmarks.otlp_sink", "--port", str(collector)]
+        log = workdir / f"{name}-collector.log"
+        helpers.append(Proc("otlp-sink", cmd, log, cwd=ROOT, env={"PYTHONPATH": str(ROOT)}))
+        text += f'[otel]\nendpoint = "http://127.0.0.1:{collector}"\n'
     config.write_text(text)
     if "accounts" in wanted:  # a user's key, so that requests are authenticated and metered
         _cli(config, "users", "add", BENCH_USER)
@@ -256,7 +273,9 @@ def start_router(
         cwd=config.parent,
         env={"LMROUTER_LOG_FORMAT": "json"},
     )
-    return Target(name, port, [proc], key=key, role="router", config=config)
+    target = Target(name, port, [proc], key=key, role="router", config=config)
+    target.helpers, target.collector = helpers, collector
+    return target
 
 
 def credits_spent(target: Target) -> str | None:
@@ -273,4 +292,16 @@ def credits_spent(target: Target) -> str | None:
     try:
         return str(Decimal(GRANT_USD) - Decimal(str(doc["balance_usd"])))
     except (KeyError, TypeError, InvalidOperation):
+        return None
+
+
+def spans_exported(target: Target) -> int | None:
+    """Spans router-otel's collector received in the run: proof that tracing ran, or None."""
+    if target.collector is None:
+        return None
+    url = f"http://127.0.0.1:{target.collector}/count"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(json.loads(response.read())["spans"])
+    except (OSError, ValueError, KeyError):
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -45,6 +47,9 @@ class OtelSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     capture_content: bool = False
     # Extra headers for the collector (an API key of a hosted backend).
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    # The share of new traces recorded (0 to 1). A caller's traceparent decides for its own
+    # request (parent-based), so a trace the caller samples stays whole across the router.
+    sample_ratio: typing.Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
 
 
 def _now_ns() -> int:
@@ -85,7 +90,8 @@ class OtelPlugin:
             endpoint=section.endpoint.rstrip("/") + "/v1/traces", headers=section.headers
         )
         self.provider = TracerProvider(
-            resource=Resource.create({"service.name": section.service_name})
+            resource=Resource.create({"service.name": section.service_name}),
+            sampler=ParentBased(TraceIdRatioBased(section.sample_ratio)),
         )
         # Batched in the SDK's own thread: a request never waits on the collector.
         self.provider.add_span_processor(BatchSpanProcessor(exporter))

@@ -114,7 +114,7 @@ def _serving(r: Receiver) -> Iterator[Receiver]:
         yield r
 
 
-def _config(base_url: str, endpoint: str, capture: bool = False) -> str:
+def _config(base_url: str, endpoint: str, capture: bool = False, ratio: float = 1) -> str:
     return f"""
 [plugins]
 disabled = ["credits", "ratelimit", "dashboard", "stripe", "metrics", "accounts"]
@@ -125,6 +125,7 @@ url = "sqlite:///otel.db"
 [otel]
 endpoint = "{endpoint}"
 capture_content = {str(capture).lower()}
+sample_ratio = {ratio}
 
 [providers.broken]
 type = "openai"
@@ -317,3 +318,30 @@ def test_a_request_refused_at_admission_is_a_trace_without_attempts(
         assert root["attributes"]["http.response.status_code"] == 429
         assert root["attributes"]["lmrouter.outcome"] == "refused"
         assert "gen_ai.usage.input_tokens" not in root["attributes"]
+
+
+def test_sampling_keeps_whole_traces_and_follows_the_callers_choice(
+    fake: tuple[FakeOpenAI, str],
+) -> None:
+    r = Receiver()
+    for url in r.run():
+        with RouterServer(_config(fake[1], url, ratio=0), env=FAST) as router:
+            client = _client(router)
+            client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "a"}])
+            unsampled, flagged = _traceparent_any(fake[0].requests[-1].headers["traceparent"])
+            assert not flagged  # upstream is told the trace is not recorded
+            # the caller sampled this one: it is recorded whole whatever the ratio
+            caller = "00-4ef7651916cd43dd8448eb211c80319c-f7ad6b7169203331-01"
+            _client(router, traceparent=caller).chat.completions.create(
+                model="gpt", messages=[{"role": "user", "content": "b"}]
+            )
+            assert len(r.wait("4ef7651916cd43dd8448eb211c80319c", 4)) == 4
+        # after the shutdown flush: nothing of the trace the ratio left out
+        assert {s["trace_id"] for s in r.spans} == {"4ef7651916cd43dd8448eb211c80319c"}
+        assert unsampled != "4ef7651916cd43dd8448eb211c80319c"
+
+
+def _traceparent_any(value: str) -> tuple[str, bool]:
+    """The trace id and the sampled flag of a traceparent, whichever the flag says."""
+    _, trace_id, _, flags = value.split("-")
+    return trace_id, bool(int(flags, 16) & 1)
