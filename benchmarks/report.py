@@ -130,12 +130,14 @@ LIMITS = {
     "bare_added_p50_c1_ms": 1.0,  # router-bare minus direct, one connection
     "money_vs_bare": 0.85,  # router-money req/s ÷ router-bare req/s: the money path < 15 %
     "ratelimit_vs_bare": 0.95,  # router-ratelimit req/s ÷ router-bare req/s: limits < 5 %
+    "full_pg_cpu": 1.5,  # router-full-pg CPU per request ÷ router-full's
 }
 # What each plugin set costs: (target, the same router without those plugins), same run.
 PLUGIN_PAIRS = (
     ("router-money", "router-bare"),
     ("router-ratelimit", "router-bare"),
     ("router-otel", "router-bare"),
+    ("router-full-pg", "router-full"),
     ("router-full", "router-bare"),
     ("router-full", "router-money"),
 )
@@ -373,6 +375,21 @@ def _checks(
         True,
         "router-ratelimit req/s ÷ router-bare req/s (json, back-to-back rounds) ≥ 0.95: "
         "rate limiting costs < 5 % (#5)",
+    )
+    pg = plugin_cost.get("router-full-pg", {}).get("router-full", {}).get("json_cpu")
+    out["full_pg_cpu"] = check(
+        None if pg is None else round(1 / pg, 2),
+        LIMITS["full_pg_cpu"],
+        False,
+        "router-full-pg CPU per request ÷ router-full's (json, back-to-back rounds, PostgreSQL "
+        "and Redis counted) < 1.5 (#16)",
+    )
+    pg_at = added.get(f"open-{FULL_RATE}", {}).get("router-full-pg") or {}
+    out["full_pg_added_p99_ms"] = check(
+        pg_at.get("p99"),
+        LIMITS["full_added_p99_ms"],
+        False,
+        f"router-full-pg adds < 5 ms p99 at {FULL_RATE} req/s (open loop, minus direct) (#16)",
     )
     return out
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from lmrouter import Gateway
 
 VERSION = hashlib.sha1((ADMIT + SETTLE).encode()).hexdigest()[:12]
+POOL_SIZE = 64  # connections per process; each call holds one for one round trip
+POOL_WAIT_S = 5.0  # a call waiting longer for a connection fails (as unreachable Redis does)
 PREFIX = f"lmrouter:rl:{VERSION}:"
 _REFUSED = (None, "requests", "tokens", "concurrency")
 _US = 1000  # nanoseconds a microsecond
@@ -57,7 +59,13 @@ class RedisBackend:
         self._settle: Any = None
 
     async def start(self) -> None:
-        self.client = aioredis.from_url(self.url)
+        # A blocking pool: past its size a call waits for a connection to come back. The default
+        # pool raises "Too many connections" at its 100th concurrent call, which a busy worker
+        # reaches (the benchmark did, at 32 connections with admissions and settlements).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
+        )
+        self.client = aioredis.Redis.from_pool(pool)
         try:
             await self.client.ping()
         except (aioredis.RedisError, OSError) as exc:

@@ -148,3 +148,25 @@ def test_unreachable_redis_is_a_clear_error() -> None:
     backend = RedisBackend(url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(RedisUnavailable, match=r"cannot reach Redis at redis://127\.0\.0\.1"):
         asyncio.run(backend.start())
+
+
+def test_many_more_concurrent_calls_than_connections_all_complete(redis_url: str) -> None:
+    """More calls at once than the pool has connections wait their turn instead of failing."""
+    from lmrouter_redis.limiter import POOL_SIZE
+
+    async def go() -> None:
+        backend = RedisBackend(url=redis_url)
+        await backend.start()
+        try:
+            limits = Limits(rpm=100_000, rpm_burst=100_000)
+            calls = 4 * POOL_SIZE
+            decisions = await asyncio.gather(
+                *(backend.admit(f"k{i % 7}", limits, 0) for i in range(calls))
+            )
+            assert all(d.allowed for d in decisions)
+            await asyncio.gather(*(backend.settle(f"k{i % 7}", limits, d, 0)
+                                   for i, d in enumerate(decisions)))  # fmt: skip
+        finally:
+            await backend.close()
+
+    asyncio.run(go())
