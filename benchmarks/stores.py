@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,8 +40,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 def start_postgres(workdir: Path, cpus: str | None) -> tuple[Proc, str]:
     """A new cluster in ``workdir``, serving; its process and the benchmark database's URL."""
     pg = _pg_bin()
-    home = workdir / "postgres"
-    home.mkdir()
+    home = Path(tempfile.mkdtemp(prefix="postgres-", dir=workdir))  # one per target
     if os.geteuid() == 0:
         workdir.chmod(0o711)  # the postgres user walks through to its own folder
         shutil.chown(home, "postgres", "postgres")
@@ -52,7 +52,7 @@ def start_postgres(workdir: Path, cpus: str | None) -> tuple[Proc, str]:
     port = free_port()
     cmd = [str(pg / "postgres"), "-D", str(data), "-p", str(port), "-k", str(home)]
     cmd += ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
-    proc = Proc("postgres", _as_postgres(cmd), workdir / "postgres.log", cpus=cpus)
+    proc = Proc("postgres", _as_postgres(cmd), home / "postgres.log", cpus=cpus)
     createdb = [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
     deadline = time.monotonic() + 60
     while True:  # until the server accepts connections: createdb says so by succeeding
@@ -71,7 +71,7 @@ def start_redis(workdir: Path, cpus: str | None) -> tuple[Proc, str]:
         raise Skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = Proc("redis", cmd, workdir / "redis.log", cpus=cpus)
+    proc = Proc("redis", cmd, workdir / f"redis-{port}.log", cpus=cpus)
     cli = shutil.which("redis-cli")
     deadline = time.monotonic() + 30
     while cli is not None:  # until it answers PING
