@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
 from lmrouter_ratelimit.backend import Decision, Limits
 from lmrouter_redis.config import SECTION, RedisSection
+from lmrouter_redis.pipeline import AutoPipeline, Script
 from lmrouter_redis.scripts import ADMIT, SETTLE
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ POOL_WAIT_S = 5.0  # a call waiting longer for a connection fails (as unreachabl
 PREFIX = f"lmrouter:rl:{VERSION}:"
 _REFUSED = (None, "requests", "tokens", "concurrency")
 _US = 1000  # nanoseconds a microsecond
+_ADMIT, _SETTLE = Script(ADMIT), Script(SETTLE)
 
 
 class RedisUnavailable(RuntimeError):
@@ -55,8 +57,7 @@ class RedisBackend:
         # Tests only: nanoseconds from this clock instead of Redis's TIME.
         self._clock = clock
         self.client: aioredis.Redis | None = None
-        self._admit: Any = None
-        self._settle: Any = None
+        self.calls: AutoPipeline | None = None
 
     async def start(self) -> None:
         # A blocking pool: past its size a call waits for a connection to come back. The default
@@ -72,10 +73,12 @@ class RedisBackend:
             await self.client.aclose()
             self.client = None
             raise RedisUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
-        self._admit = self.client.register_script(ADMIT)
-        self._settle = self.client.register_script(SETTLE)
+        self.calls = AutoPipeline(self.client)
 
     async def close(self) -> None:
+        if self.calls is not None:
+            await self.calls.close()
+            self.calls = None
         if self.client is not None:
             await self.client.aclose()
             self.client = None
@@ -84,9 +87,11 @@ class RedisBackend:
         return -1 if self._clock is None else self._clock() // _US
 
     async def admit(self, key: str, limits: Limits, tokens: int) -> Decision:
-        answer = await self._admit(
-            keys=[f"{PREFIX}{{{key}}}"],
-            args=[
+        assert self.calls is not None, "start() first"
+        answer = await self.calls.call(
+            _ADMIT,
+            [f"{PREFIX}{{{key}}}"],
+            [
                 self._now(),
                 limits.rpm,
                 limits.rpm_burst,
@@ -114,9 +119,11 @@ class RedisBackend:
 
     async def settle(self, key: str, limits: Limits, decision: Decision, used: int) -> None:
         epoch, end, shift = decision.mark if decision.mark is not None else (0, -1, 0)
-        await self._settle(
-            keys=[f"{PREFIX}{{{key}}}"],
-            args=[
+        assert self.calls is not None, "start() first"
+        await self.calls.call(
+            _SETTLE,
+            [f"{PREFIX}{{{key}}}"],
+            [
                 self._now(),
                 limits.rpm,
                 limits.tpm,

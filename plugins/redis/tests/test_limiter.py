@@ -170,3 +170,34 @@ def test_many_more_concurrent_calls_than_connections_all_complete(redis_url: str
             await backend.close()
 
     asyncio.run(go())
+
+
+def test_calls_of_one_turn_share_a_pipeline_and_survive_a_script_flush(redis_url: str) -> None:
+    """Concurrent calls go out together; after Redis forgot the scripts (a restart, a FLUSH) the
+    next calls reload them and still decide."""
+
+    async def go() -> None:
+        backend = RedisBackend(url=redis_url)
+        await backend.start()
+        try:
+            assert backend.calls is not None and backend.client is not None
+            sent: list[int] = []
+            execute = backend.calls._execute
+
+            async def counting(calls: list[tuple[str, list[Any]]]) -> list[Any]:
+                sent.append(len(calls))
+                return await execute(calls)
+
+            backend.calls._execute = counting  # type: ignore[method-assign]
+            limits = Limits(rpm=3, rpm_burst=3)
+            decisions = await asyncio.gather(*(backend.admit("f", limits, 0) for _ in range(5)))
+            assert sent == [5]  # one pipeline for the five
+            assert [d.allowed for d in decisions].count(True) == 3  # each still atomic
+            await backend.client.script_flush()
+            after = await asyncio.gather(*(backend.admit(f"g{i}", limits, 0) for i in range(4)))
+            assert all(d.allowed for d in after)
+            assert sent == [5, 4, 4]  # NOSCRIPT for all four: loaded, then sent again
+        finally:
+            await backend.close()
+
+    asyncio.run(go())
