@@ -52,6 +52,37 @@ class OtelSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sample_ratio: typing.Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
 
 
+# Why each choice of an answer ended, read from the answer the caller got, by dialect
+# (gen_ai.response.finish_reasons). Streams other than Responses keep no final answer to read.
+FINISH_REASONS: dict[str, typing.Callable[[dict[str, Any]], list[Any]]] = {
+    "openai.chat": lambda doc: [c.get("finish_reason") for c in doc.get("choices") or ()],
+    "anthropic.messages": lambda doc: [doc.get("stop_reason")],
+    "openai.responses": lambda doc: [
+        (doc.get("incomplete_details") or {}).get("reason") or doc.get("status")
+    ],
+    "gemini.generate": lambda doc: [c.get("finishReason") for c in doc.get("candidates") or ()],
+}
+
+
+def _answered(ctx: RequestContext, root: Span) -> None:
+    """The answer's id and finish reasons on the request span, when there is an answer to read."""
+    read = FINISH_REASONS.get(ctx.dialect)
+    if read is None:
+        return
+    try:
+        doc = ctx.final_answer()
+    except ValueError:  # not JSON after all: nothing to say about it
+        return
+    if doc is None:
+        return
+    answer_id = doc.get("id") or doc.get("responseId")
+    if isinstance(answer_id, str):
+        root.set_attribute("gen_ai.response.id", answer_id)
+    reasons = [r for r in read(doc) if isinstance(r, str)]
+    if reasons:
+        root.set_attribute("gen_ai.response.finish_reasons", reasons)
+
+
 def _now_ns() -> int:
     return time.time_ns()
 
@@ -190,6 +221,8 @@ class OtelPlugin:
             root.set_attribute("gen_ai.provider.name", route.provider)
             root.set_attribute("gen_ai.system", route.provider)
             root.set_attribute("gen_ai.response.model", route.model)
+        if outcome.status == "ok" and root.is_recording():
+            _answered(ctx, root)
         usage = outcome.usage
         if usage is not None:
             root.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)

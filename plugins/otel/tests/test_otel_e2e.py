@@ -85,6 +85,8 @@ class Receiver:
 
 def _value(v: Any) -> Any:
     kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in v.array_value.values]
     return getattr(v, kind) if kind else None
 
 
@@ -214,6 +216,8 @@ def test_a_request_is_one_trace_continued_from_the_caller_and_sent_upstream(
     assert attrs["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens > 0
     assert attrs["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens > 0
     assert attrs["http.response.status_code"] == 200
+    assert attrs["gen_ai.response.id"] == answer.id
+    assert attrs["gen_ai.response.finish_reasons"] == [answer.choices[0].finish_reason] == ["stop"]
     attempt = by_name["attempt up"]["attributes"]
     assert attempt["gen_ai.request.model"] == "gpt-x"
     assert attempt["gen_ai.system"] == "up"
