@@ -170,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
             except Skip as exc:
                 print(f"skipped: {name}: {exc}", file=sys.stderr)
                 continue
-            procs += target.procs
+            procs += target.procs + target.helpers
             wait_ready(target.procs[0], post(target.url, JSON_BODY, target.key), timeout=90)
             scenarios.sanity_check(target, args.chunks)
             for kind in ("json", "stream"):
