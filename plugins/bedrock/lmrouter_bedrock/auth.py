@@ -14,6 +14,7 @@ client, no per-request session): a handful of HMACs and one SHA-256 of the body.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import botocore.session
@@ -29,6 +30,8 @@ SERVICE = "bedrock"  # the signing name of bedrock-runtime
 
 def default_region(profile: str = "") -> str:
     """The region of the AWS chain (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's)."""
+    if os.environ.get("AWS_REGION"):  # what the newer AWS SDKs read; botocore does not
+        return os.environ["AWS_REGION"]
     session = botocore.session.Session(profile=profile or None)
     return str(session.get_config_variable("region") or "us-east-1")
 
