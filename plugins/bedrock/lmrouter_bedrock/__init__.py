@@ -65,7 +65,8 @@ ROUTE_PROBLEMS = (
 
 
 class BedrockConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
-    base_url: str = ""  # default: https://bedrock-runtime.{region}.amazonaws.com
+    # ``{region}`` is replaced by the region (a FIPS endpoint: bedrock-runtime-fips.{region}…)
+    base_url: str = "https://bedrock-runtime.{region}.amazonaws.com"
     region: str = ""  # default: the AWS chain's (AWS_REGION …), else us-east-1
     access_key_id: str = ""
     secret_access_key: str = ""
@@ -82,9 +83,9 @@ class BedrockProvider(Provider):
 
     def __init__(self, name: str, config: BedrockConfig) -> None:
         region = config.region or default_region(config.profile)
-        if not config.base_url:
+        if "{region}" in config.base_url:
             config = msgspec.structs.replace(
-                config, base_url=f"https://bedrock-runtime.{region}.amazonaws.com"
+                config, base_url=config.base_url.replace("{region}", region)
             )
         super().__init__(name, config)
         static = None
