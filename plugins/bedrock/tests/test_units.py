@@ -357,3 +357,22 @@ def test_default_endpoint_and_region(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert "/model/arn:aws:bedrock:us-east-1:1:inference-profile%2Fus.amazon.nova" in (
         provider.url(arn, "converse")
     )
+
+
+def test_lmrouter_plugins_lists_the_bedrock_type_and_its_dialects() -> None:
+    import subprocess
+    import sys
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    block = listing.split("\nbedrock ", 1)[1].split("\n")[:4]
+    assert "lmrouter-bedrock" in block[0]
+    lines = [line.strip() for line in block]
+    assert "hook API: >=1.3, <2" in lines
+    claim = "provider type 'bedrock': anthropic.messages, gemini.generate, openai.chat"
+    assert f"{claim}, openai.responses" in lines
