@@ -28,3 +28,15 @@ TestSigV4 = conformance.suite(
     ),
     name="TestSigV4",
 )
+
+TestApiKey = conformance.suite(
+    conformance.Spec(
+        adapter=BedrockProvider,
+        fake=lambda api_key: FakeBedrock(api_keys={api_key}),
+        behavior=bedrock_behavior,
+        dialects=conformance.CHAT_DIALECTS,
+        features={"tools", "usage", "cached_tokens"},
+        config={"region": "us-east-1"},  # the kit's key is the api_key: a bearer token
+    ),
+    name="TestApiKey",
+)

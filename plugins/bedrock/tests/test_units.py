@@ -376,3 +376,41 @@ def test_lmrouter_plugins_lists_the_bedrock_type_and_its_dialects() -> None:
     assert "hook API: >=1.3, <2" in lines
     claim = "provider type 'bedrock': anthropic.messages, gemini.generate, openai.chat"
     assert f"{claim}, openai.responses" in lines
+
+
+def test_temporary_credentials_are_refreshed_before_they_expire() -> None:
+    import datetime
+
+    from botocore.credentials import RefreshableCredentials
+
+    now = datetime.datetime.now(datetime.UTC)
+    fetched: list[str] = []
+
+    def fetch() -> dict[str, str]:  # what an STS role or SSO source would answer
+        fetched.append(f"ASIAREFRESHED{len(fetched):07d}")
+        expiry = now + datetime.timedelta(hours=1)
+        return {
+            "access_key": fetched[-1],
+            "secret_key": f"secret-{len(fetched)}",
+            "token": f"token-{len(fetched)}",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    soon = (now + datetime.timedelta(minutes=5)).isoformat()  # within botocore's refresh window
+    metadata = {"access_key": "ASIAOLD", "secret_key": "old", "token": "t", "expiry_time": soon}
+    signer = Signer("us-east-1", RefreshableCredentials.create_from_metadata(metadata, fetch, "t"))
+    for _ in range(3):
+        headers = asyncio.run(signer.sign("https://h/model/m/converse", {}, b"{}"))
+        assert f"Credential={fetched[-1]}/" in headers["Authorization"]
+    assert len(fetched) == 1, "a fresh credential is reused until it nears its expiry"
+    assert headers["X-Amz-Security-Token"] == "token-1"
+
+
+def test_error_messages_in_the_stream() -> None:
+    from lmrouter_bedrock.fake import frame
+
+    headers = {":message-type": "error", ":error-code": "InternalFailure"}
+    events = ConverseStreamParser("id", "m").feed(frame({**headers, ":error-message": "boom"}, b""))
+    assert events == [ir.StreamError(message="InternalFailure: boom")]
+    throttled = ConverseStreamParser("id", "m").feed(exception_frame("throttlingException"))
+    assert isinstance(throttled[0], ir.StreamError) and throttled[0].status == 502
