@@ -414,3 +414,26 @@ def test_error_messages_in_the_stream() -> None:
     assert events == [ir.StreamError(message="InternalFailure: boom")]
     throttled = ConverseStreamParser("id", "m").feed(exception_frame("throttlingException"))
     assert isinstance(throttled[0], ir.StreamError) and throttled[0].status == 502
+
+
+def test_expired_signatures_and_wrong_session_tokens_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime
+
+    import botocore.auth
+
+    body = b'{"messages": [{"role": "user", "content": [{"text": "Hi"}]}]}'
+    path = "/model/amazon.nova-micro-v1:0/converse"
+    with (fake := FakeBedrock({AKID: SECRET}, session_token="good-token")).run_in_thread():
+        url = fake.base_url + path
+        ok = Signer("us-east-1", _static(AKID, SECRET, "good-token"))
+        assert converse(fake, asyncio.run(ok.sign(url, {}, body)), body, path)[0] == 200
+        other = Signer("us-east-1", _static(AKID, SECRET, "other-token"))
+        status, (kind, _) = converse(fake, asyncio.run(other.sign(url, {}, body)), body, path)
+        assert status == 403 and kind.startswith("UnrecognizedClientException:")
+        past = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        past -= datetime.timedelta(minutes=6)
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: past)
+        status, (kind, answer) = converse(fake, asyncio.run(ok.sign(url, {}, body)), body, path)
+        assert status == 403 and answer["message"].startswith("Signature expired: ")
