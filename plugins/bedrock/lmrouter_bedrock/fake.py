@@ -12,6 +12,8 @@
   JSON payload, CRC32s) of ``messageStart``, ``contentBlockStart`` (tool use),
   ``contentBlockDelta``, ``contentBlockStop``, ``messageStop`` and ``metadata``; a scripted
   failure mid-stream is an ``exception`` frame (``modelStreamErrorException`` …).
+- Claude's extended thinking (``additionalModelRequestFields.thinking``): a signed
+  ``reasoningContent`` block first, streamed as reasoning deltas and a signature.
 - Per-family limits of the real service: no system prompt or tool use on Mistral 7B / Mixtral
   and Titan Text, forced tool choice only on Claude, Nova and Mistral Large, no tool use in a
   stream on Llama, Cohere and Mistral Large.
@@ -19,7 +21,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import hmac
 import re
 import struct
@@ -135,6 +139,9 @@ class Behavior:
     usage: dict[str, int] | None = None
     """``inputTokens``, ``outputTokens``, ``cacheReadInputTokens``, ``cacheWriteInputTokens``."""
     stop_reason: str | None = None
+    thinking: str = "Let me think."
+    """The reasoning text when the request turns Claude's thinking on (its signature is made
+    from it)."""
     input_tokens: int = 0
     """What CountTokens answers (``0``: characters of the prompt // 4)."""
 
@@ -176,10 +183,11 @@ def _invalid(message: str) -> _BedrockError:
 
 @dataclass(slots=True)
 class _Block:
-    kind: str  # text, toolUse
+    kind: str  # text, toolUse, reasoning
     pieces: list[str]
     id: str = ""
     name: str = ""
+    signature: str = ""
 
 
 @dataclass(slots=True)
@@ -330,6 +338,10 @@ class FakeBedrock(FakeServer[Behavior]):
     def _plan(self, req: dict[str, Any], behavior: Behavior) -> _Plan:
         size = behavior.chunk_chars
         blocks: list[_Block] = []
+        if req["thinking"]:
+            signature = base64.b64encode(hashlib.sha256(behavior.thinking.encode()).digest())
+            pieces = split_text(behavior.thinking, size)
+            blocks.append(_Block("reasoning", pieces, signature=signature.decode()))
         tool = _chosen_tool(req) if behavior.tool_call else None
         stop_reason = "end_turn"
         if tool is not None:
@@ -447,6 +459,7 @@ def _validate(model: str, body: dict[str, Any], stream: bool) -> dict[str, Any]:
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise _invalid("inferenceConfig.maxTokens: must be at least 1")
     tools, choice = _check_tools(model, body.get("toolConfig"), stream)
+    thinking = _check_thinking(model, body.get("additionalModelRequestFields"), max_tokens)
     uses = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
     if uses and not tools:
         raise _invalid(_TOOL_CONFIG_NEEDED)
@@ -455,9 +468,30 @@ def _validate(model: str, body: dict[str, Any], stream: bool) -> dict[str, Any]:
         "tools": tools,
         "choice": choice,
         "max_tokens": max_tokens,
+        "thinking": thinking,
         "stop": inference.get("stopSequences") or [],
         "prompt_chars": _prompt_chars(body, messages),
     }
+
+
+def _check_thinking(model: str, fields: Any, max_tokens: int) -> bool:
+    """Claude's extended thinking, through ``additionalModelRequestFields``, as Bedrock passes
+    it to the model (its errors quoted as Bedrock quotes them)."""
+    if not isinstance(fields, dict) or "thinking" not in fields:
+        return False
+    if not _family(model, ("anthropic.",)):
+        raise _invalid("The model returned the following errors: extraneous key [thinking]")
+    thinking = fields["thinking"]
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return False
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        message = "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        raise _invalid(f"The model returned the following errors: {message}")
+    if budget >= max_tokens:
+        message = "`max_tokens` must be greater than `thinking.budget_tokens`"
+        raise _invalid(f"The model returned the following errors: {message}")
+    return True
 
 
 def _check_tools(
@@ -526,6 +560,9 @@ def _full_block(block: _Block) -> dict[str, Any]:
     joined = "".join(block.pieces)
     if block.kind == "text":
         return {"text": joined}
+    if block.kind == "reasoning":
+        text = {"text": joined, "signature": block.signature}
+        return {"reasoningContent": {"reasoningText": text}}
     try:
         value = orjson.loads(joined) if joined else {}
     except orjson.JSONDecodeError:
@@ -577,6 +614,14 @@ def exception_frame(kind: str, message: str = "The model stream failed.") -> byt
     return frame(headers, orjson.dumps({"message": message}))
 
 
+def _delta(kind: str, piece: str) -> dict[str, Any]:
+    if kind == "text":
+        return {"text": piece}
+    if kind == "reasoning":
+        return {"reasoningContent": {"text": piece}}
+    return {"toolUse": {"input": piece}}
+
+
 def _stream_events(plan: _Plan) -> list[Event]:
     events: list[Event] = [(_event("messageStart", {"role": "assistant"}), False)]
     for index, block in enumerate(plan.blocks):
@@ -584,10 +629,12 @@ def _stream_events(plan: _Plan) -> list[Event]:
             start = {"toolUse": {"toolUseId": block.id, "name": block.name}}
             payload = {"contentBlockIndex": index, "start": start}
             events.append((_event("contentBlockStart", payload), False))
-        for piece in block.pieces:
-            delta = {"text": piece} if block.kind == "text" else {"toolUse": {"input": piece}}
+        deltas = [(_delta(block.kind, piece), True) for piece in block.pieces]
+        if block.kind == "reasoning":
+            deltas.append(({"reasoningContent": {"signature": block.signature}}, False))
+        for delta, is_content in deltas:
             payload = {"contentBlockIndex": index, "delta": delta}
-            events.append((_event("contentBlockDelta", payload), True))
+            events.append((_event("contentBlockDelta", payload), is_content))
         events.append((_event("contentBlockStop", {"contentBlockIndex": index}), False))
     events.append((_event("messageStop", {"stopReason": plan.stop_reason}), False))
     metadata = {"usage": plan.usage, "metrics": {"latencyMs": 42}}

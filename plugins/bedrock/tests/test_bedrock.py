@@ -22,6 +22,7 @@ TOKEN = "FwoGZXIvYXdzEBYaDsession-token-0123456789"
 API_KEY = "ABSKQmVkcm9ja0FQSUtleS1fake0123456789"
 CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 LLAMA = "us.meta.llama3-3-70b-instruct-v1:0"
+SONNET = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 HELLO: Any = [{"role": "user", "content": "Hi"}]
 
 
@@ -39,6 +40,8 @@ def fake() -> Iterator[FakeBedrock]:
     fake.script("denied", Behavior(status=403))
     fake.script("broken", Behavior(text="x" * 40, exception_after_chunks=2))
     fake.script(CLAUDE, Behavior(input_tokens=1234))
+    fake.script(SONNET, Behavior(text="Paris.", thinking="The capital of France is Paris."))
+    fake.script("guarded", Behavior(text="Sorry.", stop_reason="guardrail_intervened"))
     with fake.run_in_thread():
         yield fake
 
@@ -62,6 +65,8 @@ def router(fake: FakeBedrock) -> Iterator[RouterServer]:
         )
     models = {
         "claude": [("sigv4", CLAUDE)],
+        "sonnet": [("sigv4", SONNET)],
+        "guarded": [("sigv4", "guarded")],
         "llama": [("sigv4", LLAMA)],
         "keyed": [("apikey", CLAUDE)],
         "wrong-secret": [("wrong", CLAUDE), ("sigv4", "backup")],
@@ -191,3 +196,44 @@ def test_llama_refuses_tools_in_a_stream_as_bedrock_does(client: openai.OpenAI) 
     assert "tool use in streaming mode" in refused.value.message
     whole = client.chat.completions.create(model="llama", messages=HELLO, tools=tools)
     assert whole.choices[0].message.tool_calls
+
+
+def test_claude_thinking_is_asked_for_signed_streamed_and_sent_back(
+    router: RouterServer, fake: FakeBedrock
+) -> None:
+    claude = anthropic.Anthropic(base_url=router.url, api_key=ADMIN, max_retries=0)
+    fake.reset()
+    thinking: Any = {"type": "enabled", "budget_tokens": 2048}
+    message = claude.messages.create(
+        model="sonnet", max_tokens=4096, thinking=thinking, messages=HELLO
+    )
+    sent = fake.requests[-1].json
+    assert sent["additionalModelRequestFields"] == {"thinking": thinking}
+    assert sent["inferenceConfig"]["maxTokens"] == 4096
+    first, answer = message.content
+    assert first.type == "thinking" and first.thinking == "The capital of France is Paris."
+    assert first.signature and answer.type == "text" and answer.text == "Paris."
+    with claude.messages.stream(
+        model="sonnet", max_tokens=4096, thinking=thinking, messages=HELLO
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert [block.type for block in streamed.content] == ["thinking", "text"]
+    assert streamed.content[0].signature == first.signature  # type: ignore[union-attr]
+    history: Any = [
+        *HELLO,
+        {"role": "assistant", "content": [first.model_dump(), {"type": "text", "text": "Paris."}]},
+        {"role": "user", "content": "And Italy?"},
+    ]
+    claude.messages.create(model="sonnet", max_tokens=4096, thinking=thinking, messages=history)
+    reasoning = fake.requests[-1].json["messages"][1]["content"][0]["reasoningContent"]
+    assert reasoning["reasoningText"] == {"text": first.thinking, "signature": first.signature}
+
+
+def test_a_guardrail_intervention_is_a_content_filter_finish(
+    client: openai.OpenAI, router: RouterServer
+) -> None:
+    answer = client.chat.completions.create(model="guarded", messages=HELLO)
+    assert answer.choices[0].finish_reason == "content_filter"
+    claude = anthropic.Anthropic(base_url=router.url, api_key=ADMIN, max_retries=0)
+    message = claude.messages.create(model="guarded", max_tokens=100, messages=HELLO)
+    assert message.stop_reason == "refusal"
