@@ -136,10 +136,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for line in plugins.describe_order(pm):
             print(line)
         return 0
+    from lmrouter import provider_claims
+
+    types = provider_claims.provider_types(pm)
     for info in pm.infos:
         state = "enabled" if info.enabled else ("FAILED" if info.error else "disabled")
         dist = f"{info.distribution} {info.version or ''}".strip() if info.distribution else "-"
         print(f"{info.name:<16} {state:<9} {dist}")
+        if info.enabled:
+            print(f"{'':<16} hook API: {provider_claims.api_range(pm, info.name)}")
+        for type_name, adapter in sorted(types.get(info.name, {}).items()):
+            dialects = ", ".join(provider_claims.dialects_of(adapter)) or "none"
+            print(f"{'':<16} provider type {type_name!r}: {dialects}")
         if info.hooks:
             print(f"{'':<16} hooks: {', '.join(info.hooks)}")
         if info.error:
