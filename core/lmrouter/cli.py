@@ -60,6 +60,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"providers ({len(config.providers)}):")
     for name, provider in config.providers.items():
         key = "key set" if provider.api_key else "no key"
+        if not provider.api_key and provider.own_credentials():
+            key = "credentials of its own"
         print(f"  {name:<16} type={provider.type:<10} {provider.base_url}  ({key})")
     print(f"models ({len(config.models)}):")
     for model in config.models.values():
@@ -91,7 +93,7 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
         if not any(route.rates)
     ]
     for name, provider in config.providers.items():
-        if name in used and not provider.api_key:
+        if name in used and not provider.own_credentials():
             out.append(
                 f"provider {name!r} has no api_key: requests to it fail unless the user stored "
                 "their own key (BYOK)"

@@ -39,6 +39,13 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     idle_timeout: float = 300.0  # longest silence between two chunks of a stream
     max_connections: int = 1024  # pooled keep-alive connections to this provider
 
+    def own_credentials(self) -> bool:
+        """Whether the router authenticates to this provider by itself (else only users' own
+        keys work). An adapter with other credentials than ``api_key`` (a cloud's credential
+        chain, a service account, client secrets) overrides it, so that ``lmrouter check`` does
+        not warn of a missing key it never needed."""
+        return bool(self.api_key)
+
 
 class UpstreamRequest(NamedTuple):
     url: str

@@ -73,6 +73,9 @@ class BedrockConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     session_token: str = ""
     profile: str = ""  # a profile of the shared AWS config files, for the credential chain
 
+    def own_credentials(self) -> bool:
+        return True  # without keys here, the AWS credential chain's (checked at start)
+
 
 class BedrockProvider(Provider):
     type = "bedrock"

@@ -437,3 +437,25 @@ def test_expired_signatures_and_wrong_session_tokens_are_refused(
         monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: past)
         status, (kind, answer) = converse(fake, asyncio.run(ok.sign(url, {}, body)), body, path)
         assert status == 403 and answer["message"].startswith("Signature expired: ")
+
+
+def test_check_does_not_ask_for_an_api_key_the_aws_chain_replaces(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "lmrouter.toml"
+    config.write_text(
+        '[auth]\nkeys = ["sk-op"]\n[plugins]\ndisabled = ["accounts", "credits", "dashboard", '
+        '"stripe", "ratelimit"]\n[providers.aws]\ntype = "bedrock"\nregion = "eu-west-1"\n'
+        '[providers.compat]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        '[[models]]\nid = "claude"\n  [[models.routes]]\n  provider = "aws"\n'
+        '  model = "anthropic.claude-3-haiku"\n  [[models.routes]]\n  provider = "compat"\n'
+        '  model = "x"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "lmrouter.cli", "check", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "provider 'compat' has no api_key" in out  # the warning still works
+    assert "provider 'aws'" not in out
+    assert "(credentials of its own)" in next(line for line in out.splitlines() if " aws " in line)
