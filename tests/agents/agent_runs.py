@@ -40,8 +40,8 @@ PROMPT = "What does hello.py print?"
 HELLO = 'print("Hello from the router test")\n'
 ANSWER = "hello.py prints: Hello from the router test"
 """The fakes' final answer, which each agent must print."""
-TIMEOUT = 180.0
-"""Seconds a run may take (a run takes 2-10 s: the bound is for a hung CLI, not a timing)."""
+TIMEOUT = 90.0
+"""Seconds a run may take (within pytest's 120 s; runs take seconds: a bound for a hung CLI)."""
 
 
 @dataclass(frozen=True)
