@@ -15,10 +15,15 @@ CHROMIUM := /usr/bin/chromium
 # cluster (Debian's server binaries in /usr/lib/postgresql/*/bin); installed like Chromium.
 REDIS_SERVER := /usr/bin/redis-server
 PG_INITDB := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr/lib/postgresql/initdb)
+# The real coding agents (Codex CLI, Claude Code) for tests/test_agents_e2e.py, from npm at the
+# versions tests/agents/package-lock.json pins, into .cache/agents (about 40 s and 800 MB: Claude
+# Code is a native binary). Without node and npm the step says so and those tests are skipped.
+AGENTS_DIR := .cache/agents
+AGENTS_STAMP := $(AGENTS_DIR)/.installed
 # Every install obeys the lock; PIP_CONSTRAINT also reaches pip's isolated build environments.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
 
-.PHONY: run test test-stress lint bench docs install lock clean dist
+.PHONY: run test test-stress lint bench docs install lock clean dist agents
 
 install: $(TEST_STAMP)
 
@@ -71,11 +76,21 @@ $(PG_INITDB):
 	fi
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null || { echo "error: apt-get did not install initdb" >&2; exit 1; }
 
+agents: $(AGENTS_STAMP)
+
+$(AGENTS_STAMP): tests/agents/package.json tests/agents/package-lock.json
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  mkdir -p $(AGENTS_DIR) && cp tests/agents/package.json tests/agents/package-lock.json $(AGENTS_DIR)/ \
+	  && npm ci --prefix $(AGENTS_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	  echo "node/npm not found: the real-agent tests (tests/test_agents_e2e.py) will be skipped"; \
+	fi
+
 run: $(RUN_STAMP)
 	@echo "the lmrouter command: . $(VENV)/bin/activate (or $(BIN)/lmrouter)"
 	$(BIN)/lmrouter serve --config $(CONFIG)
 
-test: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
+test: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB) $(AGENTS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -83,7 +98,7 @@ test: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
 # Not part of `make test`: the suite RUNS times in random order with every core kept busy, and
 # a report of each test that failed at least once (see README, Testing). RUNS=10 make test-stress
 RUNS ?= 5
-test-stress: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB)
+test-stress: $(TEST_STAMP) $(CHROMIUM) $(REDIS_SERVER) $(PG_INITDB) $(AGENTS_STAMP)
 	$(BIN)/python tests/stress.py --runs $(RUNS)
 
 lint: $(TEST_STAMP)

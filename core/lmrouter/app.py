@@ -101,7 +101,7 @@ class RouterApp:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             elif message["type"] == "websocket.accept":
@@ -113,6 +113,9 @@ class RouterApp:
         # Plugin endpoints read their bodies themselves: the same deadline holds for them.
         guarded = self.deadlines.guard(receive) if kind == "http" else receive
         try:
+            if kind == "websocket" and "websocket.http.response" in scope.get("extensions", {}):
+                await refuse_websocket(receive, send_with_id)
+                return
             await self.starlette(scope, guarded, send_with_id)
         finally:
             # Every answer gets its line, 404s, 405s and refused WebSocket upgrades (Codex tries
@@ -142,6 +145,24 @@ class RouterApp:
 
 
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+
+WEBSOCKET_REFUSAL = openai_dialect.error_body(
+    RouterError(
+        426,
+        "The router speaks HTTP only: send this request as an HTTP POST, not over a WebSocket.",
+        code="websocket_not_supported",
+    )
+)
+
+
+async def refuse_websocket(receive: Receive, send: Send) -> None:
+    """Refuse an upgrade with 426 Upgrade Required (where the server can send a status).
+    Codex tries a WebSocket on ``/v1/responses`` first: a 426 makes it fall back to HTTP at
+    once, where the 403 of a plain close made it retry five times (about 6 s) first."""
+    await receive()  # websocket.connect
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "websocket.http.response.start", "status": 426, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": WEBSOCKET_REFUSAL})
 
 
 def dialect_of(request: Request) -> Any:

@@ -60,6 +60,7 @@ from lmrouter.testing.fakeserver import (
     Event,
     FakeServer,
     Recorded,
+    ToolCall,
     close_connection,
     content_index,
     content_text,
@@ -69,7 +70,7 @@ from lmrouter.testing.fakeserver import (
     split_text,
 )
 
-__all__ = ["Behavior", "Disconnect", "FakeAnthropic", "Recorded"]
+__all__ = ["Behavior", "Disconnect", "FakeAnthropic", "Recorded", "ToolCall"]
 
 _JSON_TYPE = "application/json"
 _SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -130,6 +131,8 @@ class Behavior:
     ``tool_use`` of the named tool or else the first one, its input built from the schema —
     unless the last message carries ``tool_result`` blocks (then answer with text, so a round
     trip ends). With ``tool_choice`` ``auto`` a short text block comes first, as Claude does."""
+    call: ToolCall | None = None
+    """The ``tool_use`` to make instead, when the request offers that tool."""
     thinking: str | None = None
     """The thinking text when the request enables ``thinking`` (default: ``"Let me think about
     "`` + the first 30 characters of the last user text)."""
@@ -298,11 +301,14 @@ class FakeAnthropic(FakeServer[Behavior]):
         tool = self._chosen_tool(req) if behavior.tool_call else None
         stop_reason, stop_sequence = "end_turn", None
         if tool is not None:
+            arguments = orjson.dumps(sample_arguments(tool.get("input_schema"))).decode()
+            call = behavior.call
+            if call is not None and any(t.get("name") == call.name for t in req.tools):
+                tool, arguments = {"name": call.name}, orjson.dumps(call.arguments).decode()
             if req.tool_choice.get("type", "auto") == "auto":
                 blocks.append(
                     _Block("text", split_text(f"I'll use the {tool['name']} tool.", size))
                 )
-            arguments = orjson.dumps(sample_arguments(tool.get("input_schema"))).decode()
             tool_id = self._next_id("toolu_01")
             blocks.append(_Block("tool_use", split_text(arguments, size), tool_id, tool["name"]))
             stop_reason = "tool_use"
