@@ -130,6 +130,9 @@ class Behavior:
     ``tool_use`` of the named tool or else the first one, its input built from the schema —
     unless the last message carries ``tool_result`` blocks (then answer with text, so a round
     trip ends). With ``tool_choice`` ``auto`` a short text block comes first, as Claude does."""
+    tool_input: dict[str, Any] | None = None
+    """The ``tool_use`` input instead of one built from the schema (a model that followed a
+    prompt, say a JSON schema written in it, where the tool's own schema is only ``object``)."""
     thinking: str | None = None
     """The thinking text when the request enables ``thinking`` (default: ``"Let me think about
     "`` + the first 30 characters of the last user text)."""
@@ -302,7 +305,10 @@ class FakeAnthropic(FakeServer[Behavior]):
                 blocks.append(
                     _Block("text", split_text(f"I'll use the {tool['name']} tool.", size))
                 )
-            arguments = orjson.dumps(sample_arguments(tool.get("input_schema"))).decode()
+            tool_input = behavior.tool_input
+            if tool_input is None:
+                tool_input = sample_arguments(tool.get("input_schema"))
+            arguments = orjson.dumps(tool_input).decode()
             tool_id = self._next_id("toolu_01")
             blocks.append(_Block("tool_use", split_text(arguments, size), tool_id, tool["name"]))
             stop_reason = "tool_use"
