@@ -31,7 +31,6 @@ import httpx
 import instructor
 import openai
 import orjson
-import pydantic
 import pytest
 from agents import (
     Agent,
@@ -57,31 +56,27 @@ from lmrouter.structured import ANSWER_TOOL
 from lmrouter.testing import fake_anthropic, fake_gemini, fake_openai
 from lmrouter.testing.server import RouterServer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from structured_routes import (  # noqa: F401  (fixtures)
+    ADMIN,
+    EXPECTED,
+    MODELS,
+    ROUTES,
+    Event,
+    Fakes,
+    assert_event_schema,
+    fakes_fixture,
+    router_fixture,
+    schema_reached,
+)
+
 set_tracing_disabled(True)  # the Agents SDK would send traces to OpenAI
 # LangChain's own stream handling (langchain-openai 1.8) warns while serializing its parsed
 # chunk; nothing the router sends is involved.
 pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 
-ADMIN = "sk-frameworks"
-ROUTES = {  # model id: (fake, upstream model)
-    "gpt": ("oai", "gpt-up"),
-    "claude-native": ("ant", "claude-sonnet-4-5"),  # has output_config.format
-    "claude-tool": ("ant", "claude-3-5-haiku-latest"),  # has not: the forced answer tool
-    "gemini": ("gem", "gemini-up"),
-}
-MODELS = list(ROUTES)
 FIXTURES = Path(__file__).parent / "fixtures" / "frameworks"
 PROMPT = "Alice's party is on the 5th."
-
-
-class Event(pydantic.BaseModel):
-    name: str
-    day: int
-    tags: list[str]
-
-
-# What the fakes answer for Event's schema (a value that fits it).
-EXPECTED = Event(name="test", day=1, tags=["test"])
 
 
 @dataclass(frozen=True)
@@ -287,48 +282,6 @@ PROMPTED = {
 # -- the router and its fakes ------------------------------------------------------------------
 
 
-class Fakes:
-    def __init__(self) -> None:
-        self.by_name: dict[str, Any] = {
-            "oai": fake_openai.FakeOpenAI(),
-            "ant": fake_anthropic.FakeAnthropic(),
-            "gem": fake_gemini.FakeGemini(),
-        }
-
-    def reset(self) -> None:
-        for fake in self.by_name.values():
-            fake.reset()
-        for name, upstream in ROUTES.values():  # unscripted: the fake's default answers
-            fake = self.by_name[name]
-            fake.script(upstream, type(fake.default)())
-
-    def of(self, model: str) -> Any:
-        return self.by_name[ROUTES[model][0]]
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Fakes:
-    return Fakes()
-
-
-@pytest.fixture(scope="module")
-def router(fakes: Fakes) -> Iterator[RouterServer]:
-    with (
-        fakes.by_name["oai"].run_in_thread() as oai,
-        fakes.by_name["ant"].run_in_thread() as ant,
-        fakes.by_name["gem"].run_in_thread() as gem,
-    ):
-        kinds = {"oai": ("openai", oai), "ant": ("anthropic", ant), "gem": ("google", gem)}
-        text = f'[auth]\nkeys = ["{ADMIN}"]\n'
-        for name, (kind, url) in kinds.items():
-            text += f'[providers.{name}]\ntype = "{kind}"\nbase_url = "{url}"\n'
-        for model, (provider, upstream) in ROUTES.items():
-            text += f'[[models]]\nid = "{model}"\n[[models.routes]]\n'
-            text += f'provider = "{provider}"\nmodel = "{upstream}"\n'
-        with RouterServer(text) as server:
-            yield server
-
-
 _LLM_HOME: list[str] = []
 
 
@@ -352,36 +305,6 @@ def llm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # -- what reached the upstream -----------------------------------------------------------------
-
-
-def assert_event_schema(schema: dict[str, Any]) -> None:
-    assert schema["type"] == "object"
-    assert set(schema["properties"]) == {"name", "day", "tags"}
-    assert set(schema["required"]) == {"name", "day", "tags"}
-
-
-def native_schema(body: dict[str, Any], model: str) -> dict[str, Any]:
-    """The JSON schema an upstream got, from the place its provider reads it."""
-    if model == "gpt" and "input" in body:  # Responses: passed through
-        fmt = body["text"]["format"]
-        assert fmt["type"] == "json_schema"
-        return fmt["schema"]
-    if model == "gpt":
-        fmt = body["response_format"]
-        assert fmt["type"] == "json_schema"
-        return fmt["json_schema"]["schema"]
-    if model == "claude-native":
-        assert "tools" not in body
-        return body["output_config"]["format"]["schema"]
-    if model == "claude-tool":  # from the Anthropic dialect too: Claude 3.5 refuses the native form
-        assert "output_config" not in body and "output_format" not in body
-        assert body["tool_choice"] == {"type": "tool", "name": ANSWER_TOOL}
-        (tool,) = body["tools"]
-        assert tool["name"] == ANSWER_TOOL
-        return tool["input_schema"]
-    config = body["generationConfig"]
-    assert config["responseMimeType"] == "application/json"
-    return config["responseJsonSchema"]
 
 
 def assert_json_mode(body: dict[str, Any], model: str) -> None:
@@ -425,7 +348,7 @@ def test_structured_output(
     body = request.json
     assert (body.get("stream") is True or ":streamGenerateContent" in request.path) == call.streams
     if call.mode == "json_schema":
-        assert_event_schema(native_schema(body, model))
+        assert_event_schema(schema_reached(body, model))
     else:  # the schema is in the prompt, which reached the model
         prompt = prompt_text(body)
         assert '"tags"' in prompt and "json" in prompt.lower()
@@ -484,7 +407,7 @@ def test_replay(router: RouterServer, fakes: Fakes, fixture: Path, model: str) -
     assert Event.model_validate_json(text) == EXPECTED
     (request,) = fakes.of(model).requests
     if record["mode"] == "json_schema":
-        assert_event_schema(native_schema(request.json, model))
+        assert_event_schema(schema_reached(request.json, model))
     elif record["mode"] == "json_object":
         assert_json_mode(request.json, model)
 
