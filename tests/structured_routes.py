@@ -14,16 +14,19 @@ import pytest
 from lmrouter.structured import ANSWER_TOOL
 from lmrouter.testing import fake_anthropic, fake_gemini, fake_openai
 from lmrouter.testing.server import RouterServer
+from lmrouter_azure.fake import FakeAzure
 
 ROUTES = {  # model id: (fake, upstream model)
     "gpt": ("oai", "gpt-up"),
     "claude-native": ("ant", "claude-sonnet-4-5"),  # has output_config.format
     "claude-tool": ("ant", "claude-3-5-haiku-latest"),  # has not: the forced answer tool
     "gemini": ("gem", "gemini-up"),
+    "azure": ("az", "gpt-deployment"),  # Azure OpenAI: OpenAI's wire on deployment URLs
 }
 MODELS = list(ROUTES)
 ADMIN = "sk-structured"  # the operator key the tests call with
-PROVIDER_TYPES = {"oai": "openai", "ant": "anthropic", "gem": "google"}
+PROVIDER_TYPES = {"oai": "openai", "ant": "anthropic", "gem": "google", "az": "azure"}
+AZURE_KEY = "azure-key"
 
 
 class Event(pydantic.BaseModel):
@@ -44,6 +47,7 @@ class Fakes:
             "oai": fake_openai.FakeOpenAI(),
             "ant": fake_anthropic.FakeAnthropic(),
             "gem": fake_gemini.FakeGemini(),
+            "az": FakeAzure(api_key=AZURE_KEY),
         }
 
     @contextmanager
@@ -75,6 +79,8 @@ def router_config(admin: str, urls: dict[str, str]) -> str:
     text = f'[auth]\nkeys = ["{admin}"]\n'
     for name, url in urls.items():
         text += f'[providers.{name}]\ntype = "{PROVIDER_TYPES[name]}"\nbase_url = "{url}"\n'
+        if name == "az":
+            text += f'api_key = "{AZURE_KEY}"\n'
     for model, (provider, upstream) in ROUTES.items():
         text += f'[[models]]\nid = "{model}"\n[[models.routes]]\n'
         text += f'provider = "{provider}"\nmodel = "{upstream}"\n'
@@ -90,11 +96,11 @@ def serve(fakes: Fakes, admin: str) -> Iterator[RouterServer]:
 
 def schema_reached(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The JSON schema an upstream got, from wherever its provider takes it."""
-    if model == "gpt" and "input" in body:  # the Responses API, passed through
+    if model == "gpt" and "input" in body:  # the Responses API, passed through to OpenAI
         fmt = body["text"]["format"]
         assert fmt["type"] == "json_schema"
         return dict(fmt["schema"])
-    if model == "gpt":
+    if model in ("gpt", "azure"):  # Azure: Responses converted to Chat Completions
         fmt = body["response_format"]
         assert fmt["type"] == "json_schema"
         return dict(fmt["json_schema"]["schema"])

@@ -1,6 +1,6 @@
 """Structured output through the router from the agent frameworks people use, each pointed at it
 as a user would (a base URL and a key), on every route: an OpenAI, an Anthropic model with
-native structured outputs, one without (the forced answer tool) and a Gemini model.
+native structured outputs, one without (the forced answer tool), a Gemini and an Azure model.
 
 Each test checks the pydantic object the framework parsed *and* what reached the fake upstream:
 the schema in the provider's own place (OpenAI ``response_format`` / ``text.format``, Anthropic
@@ -268,11 +268,13 @@ ANSWER = EXPECTED.model_dump_json()
 PROMPTED = {
     "json_object": {
         "oai": fake_openai.Behavior(text=ANSWER),
+        "az": fake_openai.Behavior(text=ANSWER),
         "gem": fake_gemini.Behavior(text=ANSWER),
         "ant": fake_anthropic.Behavior(tool_input=EXPECTED.model_dump()),  # the answer tool
     },
     "prompt": {
         "oai": fake_openai.Behavior(text=f"```json\n{ANSWER}\n```"),
+        "az": fake_openai.Behavior(text=f"```json\n{ANSWER}\n```"),
         "gem": fake_gemini.Behavior(text=f"```json\n{ANSWER}\n```"),
         "ant": fake_anthropic.Behavior(text=f"```json\n{ANSWER}\n```"),
     },
@@ -309,7 +311,7 @@ def llm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def assert_json_mode(body: dict[str, Any], model: str) -> None:
     """``json_object``: the provider's JSON mode (the answer tool, any object, on Anthropic)."""
-    if model == "gpt":
+    if model in ("gpt", "azure"):
         assert body["response_format"] == {"type": "json_object"}
     elif model.startswith("claude"):
         assert body["tools"][0]["name"] == ANSWER_TOOL

@@ -99,7 +99,7 @@ def test_chat_json_object(client: openai.OpenAI, fakes: Fakes, model: str) -> No
     )
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
     body = fakes.last(model)
-    if model == "gpt":
+    if model in ("gpt", "azure"):
         assert body["response_format"] == {"type": "json_object"}
     elif model.startswith("claude"):  # no native JSON mode: the answer tool, any object
         assert body["tools"][0]["name"] == ANSWER_TOOL
