@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import instructor
+import llm
 import openai
 import orjson
 import pytest
@@ -170,7 +171,7 @@ def llm_command(*options: str) -> Callable[[Urls, str], Any]:
     def call(urls: Urls, model: str) -> Any:
         responses = "--responses" in options
         kind = "responses" if responses else "chat"
-        home = Path(llm_home_path())
+        home = llm.user_dir()  # LLM_USER_PATH, set by the llm_home fixture
         yaml = (
             f"- model_id: router-{kind}-{model}\n  model_name: {model}\n"
             f"  api_base: {urls.openai}\n  api_key_name: lmrouter\n  supports_schema: true\n"
@@ -284,14 +285,6 @@ PROMPTED = {
 # -- the router and its fakes ------------------------------------------------------------------
 
 
-_LLM_HOME: list[str] = []
-
-
-def llm_home_path() -> str:
-    assert _LLM_HOME, "the llm_home fixture sets llm's user directory"
-    return _LLM_HOME[-1]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def llm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llm's user directory (models, keys, its log database), with the router's key stored
@@ -299,11 +292,9 @@ def llm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = str(tmp_path_factory.mktemp("llm"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLM_USER_PATH", home)
-        _LLM_HOME.append(home)
         result = CliRunner().invoke(llm_cli, ["keys", "set", "lmrouter", "--value", ADMIN])
         assert result.exit_code == 0, result.output
         yield home
-        _LLM_HOME.pop()
 
 
 # -- what reached the upstream -----------------------------------------------------------------
@@ -428,7 +419,6 @@ def capture() -> None:
         pytest.MonkeyPatch.context() as patch,
     ):
         patch.setenv("LLM_USER_PATH", home)
-        _LLM_HOME.append(home)
         CliRunner().invoke(llm_cli, ["keys", "set", "lmrouter", "--value", ADMIN])
         FIXTURES.mkdir(parents=True, exist_ok=True)
         for name, call in CALLS.items():
