@@ -143,6 +143,13 @@ class Provider:
         """The upstream request for ``ctx`` (in one of ``native_dialects``) on ``route``."""
         raise NotImplementedError
 
+    def passes_through(self, ctx: RequestContext, route: Route) -> bool:
+        """Whether ``ctx``'s request goes upstream as it came (:meth:`prepare`) rather than
+        through the IR (:meth:`build`): when its dialect is one of ``native_dialects``. An
+        adapter overrides it to convert a request that this route's model would refuse as it
+        is (Anthropic: ``output_config.format`` for a Claude without structured outputs)."""
+        return ctx.dialect in self.native_dialects
+
     def build(self, ctx: RequestContext, request: Any, route: Route, key: str) -> UpstreamRequest:
         """The upstream request for an IR request (``ir.ChatRequest``/``ir.EmbeddingRequest``)."""
         raise NotImplementedError

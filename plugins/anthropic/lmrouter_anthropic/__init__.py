@@ -498,6 +498,20 @@ class AnthropicProvider(Provider):
             body = orjson.dumps({**doc, "model": route.model})
         return UpstreamRequest(self.url, self.headers(ctx, key), body)
 
+    def passes_through(self, ctx: RequestContext, route: Route) -> bool:
+        """Messages pass through, except a structured output (``output_config.format`` or the
+        beta's ``output_format``) for a model without native structured outputs: Anthropic
+        refuses it there, so it is converted and answered through the forced tool."""
+        if not super().passes_through(ctx, route):
+            return False
+        config = ctx.doc.get("output_config")
+        fmt = config.get("format") if isinstance(config, dict) else None
+        if not fmt and not ctx.doc.get("output_format"):
+            return True
+        if self.structured_outputs == "auto":
+            return native_structured_outputs(route.model)
+        return self.structured_outputs == "native"
+
     def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest | None:
         """Anthropic counts for itself: its own dialect's request is forwarded as it came (model
         renamed, system messages joined); another dialect's is estimated."""
