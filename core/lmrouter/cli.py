@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lmrouter import __version__, plugins
+from lmrouter import __version__, plugins, sharing
 from lmrouter.config import Config, ConfigError, find_config
 from lmrouter.errors import CommandError
 from lmrouter.gateway import load
@@ -65,6 +65,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     for model in config.models.values():
         chain = " -> ".join(f"{r.provider}:{r.model}" for r in model.routes)
         print(f"  {model.id:<32} {chain}")
+    for scale, lacking in (
+        ("several workers", sharing.unshared(config, pm)),
+        ("several hosts", sharing.unshared(config, pm, hosts=True)),
+    ):
+        # not warnings: one process on the embedded store is the normal default
+        if lacking:
+            print(f"{scale}: not possible, these stay in one process or on one host:")
+            print("\n".join(f"  {line}" for line in lacking))
+        else:
+            print(f"{scale}: possible (every per-process piece is shared)")
     warnings = _warnings(config, pm)
     for warning in warnings:
         print(f"warning: {warning}")

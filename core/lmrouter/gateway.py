@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmrouter import config as config_mod
-from lmrouter import plugins, storage
+from lmrouter import plugins, sharing, storage
 from lmrouter.drain import Drains
 from lmrouter.guard import Guard
 
@@ -93,6 +93,7 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
         cfg.store_multiprocess = storage.store_for(cfg, pm).multiprocess
     except storage.StorageError as exc:
         raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
+    sharing.check(cfg, pm)  # workers > 1 only when nothing stays in one process
     pm.hook.lmrouter_config_loaded(config=cfg)
     return cfg, pm
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lmrouter_dashboard.config import DashboardConfig
     from lmrouter_dashboard.recent import RecentErrors
     from lmrouter_dashboard.sessions import Session, Sessions
-    from lmrouter_dashboard.throttle import Throttle
+    from lmrouter_dashboard.throttle import StoredThrottle
 
 log = structlog.get_logger("lmrouter.dashboard")
 
@@ -86,9 +86,9 @@ class Site:
     gateway: Gateway
     settings: DashboardConfig
     sessions: Sessions
-    email_throttle: Throttle
-    ip_throttle: Throttle
-    signup_throttle: Throttle
+    email_throttle: StoredThrottle
+    ip_throttle: StoredThrottle
+    signup_throttle: StoredThrottle
     errors: RecentErrors
     terms_text: str | None
     checking: OneAtATime = field(default_factory=OneAtATime)  # password checks per account

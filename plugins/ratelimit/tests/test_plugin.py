@@ -90,7 +90,8 @@ def test_several_workers_on_memory_state_refuse_to_start(
     with pytest.raises(ConfigError) as info:
         gateway(tmp_path, ALONE + "[server]\nworkers = 3\n")
     assert info.value.key == "server.workers"
-    assert "multiplied by 3" in info.value.message and "lmrouter-redis" in info.value.message
+    assert "3 workers" in info.value.message and "'memory' rate-limit backend" in info.value.message
+    assert "lmrouter-redis" in info.value.message
     # `lmrouter serve --workers N` wins over the file
     monkeypatch.setenv("LMROUTER_WORKERS", "1")
     gateway(tmp_path, ALONE + "[server]\nworkers = 3\n")
