@@ -112,8 +112,8 @@ def lmrouter_shutdown(gateway: Gateway) -> Awaitable[None] | None:
 @hookspec
 def lmrouter_health(gateway: Gateway) -> Mapping[str, str] | Awaitable[Mapping[str, str]] | None:
     """For ``GET /health``: each backend this plugin needs beyond the store (``"redis"``) and
-    ``"ok"``, or what is wrong (no passwords); ``gateway`` is the started router. Any answer other than ``"ok"`` makes the router
-    not ready (503)."""
+    ``"ok"``, or what is wrong (no passwords); ``gateway`` is the started router. Any answer
+    other than ``"ok"`` makes the router not ready (503)."""
 
 
 @hookspec

@@ -17,6 +17,8 @@ from lmrouter_ratelimit.config import RateLimitSection
 from lmrouter_ratelimit.headers import duration, quota_headers, retry_headers
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Mapping
+
     from lmrouter import Config, Gateway, Outcome, Principal, RequestContext
 
 SECTION = "ratelimit"
@@ -64,6 +66,12 @@ class RateLimitPlugin:
     @hookimpl
     async def lmrouter_shutdown(self, gateway: Gateway) -> None:
         await self.backend.close()
+
+    @hookimpl
+    def lmrouter_health(self, gateway: Gateway) -> Awaitable[Mapping[str, str]] | None:
+        # a backend with a service behind it (Redis) says how it is; memory has nothing to say
+        health = getattr(self.backend, "health", None)
+        return health() if health is not None else None
 
     @hookimpl(tryfirst=True)  # before the credit hold: a refused request holds nothing
     def lmrouter_admit(self, ctx: RequestContext) -> Any:
