@@ -137,12 +137,18 @@ async def spread(urls: list[str], count: int) -> list[int]:
     return [answer.status_code for answer in answers]
 
 
-def test_a_60_rpm_key_gets_exactly_60_of_100_over_two_hosts(
+def test_a_60_rpm_key_gets_exactly_60_of_100_over_two_hosts_and_two_workers(
     fake: FakeOpenAI, postgres_url: str, redis_url: str
 ) -> None:
+    """Two one-worker hosts and a two-worker one, on one database and one Redis: 100 requests
+    dealt over the three, 60 admitted in all (not 60 per process)."""
     text = router_config(fake.base_url, postgres_url, redis_url)
-    with RouterServer(text) as one, RouterServer(text) as two:
-        statuses = asyncio.run(spread([one.url, two.url], 100))
+    with (
+        RouterServer(text) as one,
+        RouterServer(text) as two,
+        RouterServer(text, workers=2) as pair,
+    ):
+        statuses = asyncio.run(spread([one.url, two.url, pair.url], 100))
     assert sorted(statuses) == [200] * 60 + [429] * 40
     assert len(fake.requests) == 60  # the refused never reached the upstream
 
