@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from lmrouter.config import ConfigError
 from lmrouter.gateway import load
@@ -137,20 +138,41 @@ async def spread(urls: list[str], count: int) -> list[int]:
     return [answer.status_code for answer in answers]
 
 
+def redis_seconds(url: str) -> float:
+    """Redis's clock (the limiter's), in seconds."""
+    client = redis.Redis.from_url(url)
+    try:
+        seconds, micros = client.time()
+    finally:
+        client.close()
+    return seconds + micros / 1e6
+
+
+def burst(urls: list[str], redis_url: str) -> int:
+    """100 requests of a 60 rpm key over ``urls``: 60 admitted in all (not 60 per process).
+    One more for each whole second the burst took on Redis's clock (GCRA refills a request a
+    second at 60 rpm): on a loaded machine 100 requests over several routers can outlast one."""
+    before = redis_seconds(redis_url)
+    statuses = asyncio.run(spread(urls, 100))
+    refilled = int(redis_seconds(redis_url) - before)
+    admitted = statuses.count(200)
+    assert 60 <= admitted <= 60 + refilled, (admitted, refilled)
+    assert statuses.count(429) == 100 - admitted
+    return admitted
+
+
 def test_a_60_rpm_key_gets_exactly_60_of_100_over_two_hosts_and_two_workers(
     fake: FakeOpenAI, postgres_url: str, redis_url: str
 ) -> None:
-    """Two one-worker hosts and a two-worker one, on one database and one Redis: 100 requests
-    dealt over the three, 60 admitted in all (not 60 per process)."""
+    """Two one-worker hosts and a two-worker one, on one database and one Redis."""
     text = router_config(fake.base_url, postgres_url, redis_url)
     with (
         RouterServer(text) as one,
         RouterServer(text) as two,
         RouterServer(text, workers=2) as pair,
     ):
-        statuses = asyncio.run(spread([one.url, two.url, pair.url], 100))
-    assert sorted(statuses) == [200] * 60 + [429] * 40
-    assert len(fake.requests) == 60  # the refused never reached the upstream
+        admitted = burst([one.url, two.url, pair.url], redis_url)
+    assert len(fake.requests) == admitted  # the refused never reached the upstream
 
 
 def test_a_60_rpm_key_gets_exactly_60_of_100_over_two_workers(
@@ -158,5 +180,4 @@ def test_a_60_rpm_key_gets_exactly_60_of_100_over_two_workers(
 ) -> None:
     text = router_config(fake.base_url, postgres_url, redis_url)
     with RouterServer(text, workers=2) as server:
-        statuses = asyncio.run(spread([server.url], 100))
-    assert sorted(statuses) == [200] * 60 + [429] * 40
+        burst([server.url], redis_url)

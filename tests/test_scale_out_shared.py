@@ -1,6 +1,7 @@
 """What two router hosts on one PostgreSQL database and one Redis share besides the limits: a key
 revoked through one is refused by the other within a second, a dashboard session made on one
-works on the other, and the sign-in and sign-up throttles count attempts made on either."""
+works on the other, and the sign-in and sign-up throttles and the invalid-key counts per client
+address count attempts made on either."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from lmrouter.testing.server import RouterServer
 from lmrouter_dashboard.testing import DashboardClient
 
 PASSWORD = "correct battery staple horse"
+OPERATOR = "sk-operator-shared"
 REVOCATION_BOUND = 1.0  # seconds: the issue's promise ("within a second")
 
 
-def two_hosts_config(upstream: str, store: str, redis: str) -> str:
+def two_hosts_config(upstream: str, store: str, redis: str, *, failures: int = 60) -> str:
     return f"""
+[server]
+auth_failures_per_minute = {failures}
+[auth]
+keys = ["{OPERATOR}"]
 [storage]
 url = "{store}"
 [redis]
@@ -112,3 +118,26 @@ def test_sign_in_and_sign_up_throttles_count_on_every_host(hosts: list[RouterSer
         for client in (x, y):  # even the right password waits now
             locked = client.login("first@example.com", PASSWORD)
             assert locked.status_code == 429 and "Retry-After" in locked.headers
+
+
+def test_invalid_keys_count_on_every_host(
+    fake: FakeOpenAI, postgres_url: str, redis_url: str
+) -> None:
+    """[server] auth_failures_per_minute = 4: two bad keys on each host lock the address out on
+    both (each alone saw two, under its limit)."""
+    text = two_hosts_config(fake.base_url, postgres_url, redis_url, failures=4)
+    with RouterServer(text) as one, RouterServer(text) as two:
+        assert chat(one.url, OPERATOR).status_code == 200
+        for server in (one, two, one, two):
+            assert chat(server.url, "sk-lmr-" + "x" * 43).status_code == 401
+        # the shared count lands just after each answer: wait for it, with a bound
+        deadline = time.monotonic() + 10
+        while chat(two.url, OPERATOR).status_code != 429:
+            assert time.monotonic() < deadline, "host two never saw the address's 4 failures"
+        refused = chat(two.url, OPERATOR)
+        assert refused.status_code == 429 and "retry-after" in refused.headers
+        # host one counted 3 of them when it last asked: one more failure there locks it too
+        assert chat(one.url, "sk-lmr-" + "y" * 43).status_code == 401
+        deadline = time.monotonic() + 10
+        while chat(one.url, OPERATOR).status_code != 429:
+            assert time.monotonic() < deadline, "host one never saw the address's 5 failures"

@@ -23,7 +23,7 @@ incompatibly, its minor number when hooks are added. A plugin declares the versi
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
 1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``. 1.5: ``lmrouter_process_state``,
-``lmrouter_health``.
+``lmrouter_health``, ``lmrouter_counters``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from lmrouter.gateway import Gateway
     from lmrouter.plugins import PluginManager
     from lmrouter.providers import Provider, UpstreamRequest
-    from lmrouter.sharing import ProcessState
+    from lmrouter.sharing import Counters, ProcessState
     from lmrouter.storage import Store
 
 API_VERSION = "1.5"
@@ -83,6 +83,13 @@ def lmrouter_process_state(config: Config) -> Sequence[ProcessState] | None:
     ``config``: a :class:`lmrouter.ProcessState` per piece, ``shared`` when this config gives
     it a shared backend. ``workers > 1`` is refused while any piece is not shared, naming it
     (see :mod:`lmrouter.sharing`); ``lmrouter check`` lists them."""
+
+
+@hookspec(firstresult=True)
+def lmrouter_counters(config: Config) -> Counters | None:
+    """Counters shared by every process (:class:`lmrouter.sharing.Counters`), when ``config``
+    gives this plugin a backend for them (the Redis plugin: ``[redis] url``); None otherwise.
+    Not started yet: the core starts and closes them with the server."""
 
 
 @hookspec

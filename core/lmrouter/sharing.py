@@ -15,7 +15,7 @@ backend (``[ratelimit] backend``), and reports the answer here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from lmrouter.config import ConfigError
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from lmrouter.config import Config
     from lmrouter.plugins import PluginManager
 
-__all__ = ["ProcessState", "check", "unshared"]
+__all__ = ["Counters", "ProcessState", "check", "counters_for", "unshared"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,50 @@ class ProcessState:
     how: str
 
 
-def pieces(config: Config, pm: PluginManager) -> list[tuple[str, ProcessState]]:
-    """Every piece the enabled plugins declare, with the plugin that declared it."""
-    impls = pm.hook.lmrouter_process_state.get_hookimpls()
+class Counters(Protocol):
+    """Fixed-window counters every process shares (``lmrouter_counters``; the Redis plugin's
+    when ``[redis] url`` is set). The core counts invalid API keys per client address with
+    them, so ``[server] auth_failures_per_minute`` holds for the whole deployment."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def add(self, key: str, window: float) -> tuple[int, float]:
+        """Count one event under ``key`` in its current window (which starts with the first
+        event and lasts ``window`` seconds): the count so far and the seconds left."""
+        ...
+
+
+def counters_for(config: Config, pm: PluginManager) -> Counters | None:
+    """The shared counters a plugin offers under ``config``, if any (first answer wins)."""
+    for impl in reversed(pm.hook.lmrouter_counters.get_hookimpls()):
+        found = impl.function(config=config)
+        if found is not None:
+            return cast("Counters", found)
+    return None
+
+
+def core_pieces(config: Config, pm: PluginManager) -> list[tuple[str, ProcessState]]:
+    """The core's own per-process state: invalid-key counts per client address."""
+    shared = config.server.auth_failures_per_minute <= 0 or counters_for(config, pm) is not None
     return [
+        (
+            "core",
+            ProcessState(
+                "invalid-API-key counts per client address ([server] auth_failures_per_minute)",
+                shared,
+                '[redis] url = "redis://…" (plugin lmrouter-redis), or '
+                "[server] auth_failures_per_minute = 0",
+            ),
+        )
+    ]
+
+
+def pieces(config: Config, pm: PluginManager) -> list[tuple[str, ProcessState]]:
+    """Every piece the core and the enabled plugins declare, with who declared it."""
+    impls = pm.hook.lmrouter_process_state.get_hookimpls()
+    return core_pieces(config, pm) + [
         (impl.plugin_name, piece)
         for impl in reversed(impls)  # pluggy calls the last registered first: plugin order
         for piece in cast("Sequence[ProcessState] | None", impl.function(config=config)) or ()

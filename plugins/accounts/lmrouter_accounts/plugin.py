@@ -50,7 +50,7 @@ def process_state(config: Config) -> list[ProcessState]:
 
 
 class AccountsPlugin:
-    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    api_version = ">=1.5, <2"  # the hook API versions this plugin is written for
 
     def __init__(self) -> None:
         self.auth: Authenticator | None = None

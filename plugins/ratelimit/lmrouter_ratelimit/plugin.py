@@ -30,7 +30,7 @@ _LIMIT_CACHE_MAX = 4096
 
 
 class RateLimitPlugin:
-    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    api_version = ">=1.5, <2"  # the hook API versions this plugin is written for
 
     def __init__(self) -> None:
         memory = MemoryBackend()

@@ -58,6 +58,29 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
 
 
+async def ping(client: aioredis.Redis | None, url: str) -> dict[str, str]:
+    """``{"redis": "ok"}``, or what is wrong with ``client`` (``url`` without password)."""
+    if client is None:
+        return {"redis": "not started"}
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await client.ping()
+    except UNREACHABLE as exc:
+        return {"redis": f"unavailable: {redact(url)}: {exc or type(exc).__name__}"}
+    return {"redis": "ok"}
+
+
+async def connect(url: str) -> aioredis.Redis:
+    """A client for ``url`` that answered a ping, or :class:`RedisUnavailable`."""
+    client = aioredis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    try:
+        await client.ping()
+    except UNREACHABLE as exc:
+        await client.aclose()
+        raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
+    return client
+
+
 def unavailable() -> RouterError:
     return RouterError(
         503,
@@ -95,15 +118,7 @@ class RedisBackend:
         self._retrying: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.client = aioredis.from_url(
-            self.url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-        )
-        try:
-            await self.client.ping()
-        except UNREACHABLE as exc:
-            await self.client.aclose()
-            self.client = None
-            raise RedisUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from exc
+        self.client = await connect(self.url)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
 
@@ -124,14 +139,7 @@ class RedisBackend:
 
     async def health(self) -> dict[str, str]:
         """For ``/health``: ``{"redis": "ok"}``, or what is wrong (the URL without password)."""
-        if self.client is None:
-            return {"redis": "not started"}
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                await self.client.ping()
-        except UNREACHABLE as exc:
-            return {"redis": f"unavailable: {redact(self.url)}: {exc or type(exc).__name__}"}
-        return {"redis": "ok"}
+        return await ping(self.client, self.url)
 
     def _now(self) -> int:
         return -1 if self._clock is None else self._clock() // _US
