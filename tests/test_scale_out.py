@@ -181,3 +181,30 @@ def test_a_60_rpm_key_gets_exactly_60_of_100_over_two_workers(
     text = router_config(fake.base_url, postgres_url, redis_url)
     with RouterServer(text, workers=2) as server:
         burst([server.url], redis_url)
+
+
+def test_check_says_whether_several_workers_and_hosts_are_possible(tmp_path: Path) -> None:
+    from lmrouter.testing.operator import cli
+
+    off = ["credits", "stripe"]
+    out = cli(write(tmp_path, settings(PG, workers=1, disabled=off, backend="redis")), "check")
+    assert "several workers: possible" in out and "several hosts: possible" in out
+    alone = write(tmp_path, settings("sqlite:///x.db", workers=1, disabled=[], backend="memory"))
+    out = cli(alone, "check")
+    lacking = out[out.index("several workers: not possible") :]
+    assert "API-key cache (revocation, suspension) (accounts)" in lacking
+    assert "'memory' rate-limit backend" in lacking
+    assert "the database (sqlite://…, one host's file) (core)" in lacking  # for several hosts
+
+
+def test_invalid_key_counts_need_redis_or_no_limit_for_several_workers(tmp_path: Path) -> None:
+    base = f"""
+[storage]
+url = "{PG}"
+[plugins]
+disabled = ["credits", "stripe", "ratelimit"]
+"""
+    refused = refusal(tmp_path, base + "[server]\nworkers = 2\n")
+    assert "invalid-API-key counts" in refused and "[redis] url" in refused
+    load(write(tmp_path, base + "[server]\nworkers = 2\nauth_failures_per_minute = 0\n"))
+    load(write(tmp_path, base + '[server]\nworkers = 2\n[redis]\nurl = "redis://h:6379/0"\n'))

@@ -23,7 +23,7 @@ import structlog
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from lmrouter import format_usd
+from lmrouter import StorageError, format_usd
 from lmrouter_dashboard.throttle import OneAtATime
 
 if TYPE_CHECKING:
@@ -259,6 +259,17 @@ def route(
         site = site_of()
         if site is None:
             return HTMLResponse("The dashboard is starting.", status_code=503)
+        try:
+            return await serve(site, request)
+        except StorageError as exc:  # the database is away: say so, not a 500
+            log.warning("dashboard page without its database", error=str(exc))
+            return HTMLResponse(
+                "The dashboard cannot reach its database right now. Try again shortly.",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    async def serve(site: Site, request: Request) -> Response:
         sessions = site.sessions
         session = await sessions.find(sessions.token_of(request.cookies.get(SESSION_COOKIE)))
         pre = request.cookies.get(PRE_COOKIE)
