@@ -93,8 +93,8 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
         cfg.store_multiprocess = storage.store_for(cfg, pm).multiprocess
     except storage.StorageError as exc:
         raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
-    sharing.check(cfg, pm)  # workers > 1 only when nothing stays in one process
     pm.hook.lmrouter_config_loaded(config=cfg)
+    sharing.check(cfg, pm)  # workers > 1 only when nothing stays in one process
     return cfg, pm
 
 
