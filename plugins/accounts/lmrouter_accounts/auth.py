@@ -44,6 +44,7 @@ log = structlog.get_logger("lmrouter.accounts")
 
 POLL_INTERVAL = 0.5  # seconds: how stale another process's change may be here
 STALE_AFTER = 1.0  # seconds without a revision read before cached answers need a fresh one
+READ_TIMEOUT = 2.0  # seconds a revision read may take before the store counts as away
 MAX_KNOWN = 100_000  # cached keys that exist (a Principal each: a few hundred bytes)
 MAX_UNKNOWN = 10_000  # cached "no such key" answers, so one bad key repeated costs one query
 UNKNOWN_TTL = 60.0  # seconds a "no such key" answer is trusted
@@ -160,7 +161,8 @@ class Authenticator:
         """Read the revision now; forget every cached answer when it moved. Raises when the
         store does not answer."""
         try:
-            revision = await self._read_revision()
+            async with asyncio.timeout(READ_TIMEOUT):  # a partition hangs rather than fails
+                revision = await self._read_revision()
         except Exception as exc:
             if not self._away:
                 self._away = True
