@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import os
 import re
 import time
@@ -208,24 +209,31 @@ async def _is_operator(request: Request) -> bool:
 
 
 async def health(request: Request) -> Response:
-    """Liveness and readiness: 200 while the store answers (503 when it does not), with what
-    the router has seen of each provider lately — a failing provider degrades, not fails. The
-    providers' last error messages are for operators (an admin key) only."""
+    """Liveness and readiness: 200 while the store and every backend a plugin reports
+    (``lmrouter_health``: Redis, …) answer, 503 naming what does not, with what the router has
+    seen of each provider lately — a failing provider degrades, not fails. The providers' last
+    error messages are for operators (an admin key) only."""
     gateway: Gateway = request.app.state.gateway
     store_ok = await gateway.store.ping()
+    backends = {"store": "ok" if store_ok else "unavailable"}
+    for answer in gateway.pm.hook.lmrouter_health(gateway=gateway):
+        if answer is not None and inspect.isawaitable(answer):
+            answer = await answer
+        backends.update(answer or {})
+    ready = all(state == "ok" for state in backends.values())
     providers = {name: _provider_health(p) for name, p in gateway.providers.items()}
     if not await _is_operator(request):
         for summary in providers.values():
             summary.pop("last_error", None)
     degraded = any(p["status"] in ("failing", "unconfigured") for p in providers.values())
-    status = "unavailable" if not store_ok else "degraded" if degraded else "ok"
+    status = "unavailable" if not ready else "degraded" if degraded else "ok"
     body = {
         "status": status,
         "version": __version__,
-        "store": "ok" if store_ok else "unavailable",
+        **backends,  # "store": "ok", "redis": "unavailable: …"
         "providers": providers,
     }
-    return JSONResponse(body, status_code=200 if store_ok else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def _provider_health(provider: Any) -> dict[str, Any]:
