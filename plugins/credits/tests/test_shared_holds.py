@@ -392,6 +392,10 @@ def test_ledger_invariants_under_concurrent_holds(
             )
             user = await pg.user(store, f"u{seed}@example.com")
             await service.grant(store, user, 20 * TOKEN)
+            # the row exists already (as after a first request): the one-statement admission
+            # decides, not the slow path (which recomputes under the write lock)
+            async with store.transaction() as tx:
+                await holds.refresh(tx, user, now_us())
             meters = (one, two)
             open_requests: list[tuple[Meter, Any, int]] = []
             ids = itertools.count()
