@@ -24,7 +24,7 @@ import pytest
 from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.operator import query
-from lmrouter.testing.pytest_plugin import STORES
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.testing.server import RouterServer
 from lmrouter_credits.testing import ledger_matches_lots
 
@@ -37,10 +37,7 @@ PRICED_COST = 1_100_000_000
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test on both stores, one router per store (module scope)."""
-    if "store_kind" in metafunc.fixturenames:
-        only = metafunc.definition.get_closest_marker("sqlite_only")
-        metafunc.parametrize("store_kind", ["sqlite"] if only else STORES, scope="module")
+    parametrize_stores(metafunc, scope="module")  # one router per store
 
 
 def config(upstream: str, store: str = "sqlite:///credits.db") -> str:
@@ -120,14 +117,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store_url(store_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    if store_kind == "sqlite":
-        yield "sqlite:///credits.db"
-        return
-    cluster = request.getfixturevalue("postgres_cluster")
-    url = cluster.database()
-    yield url
-    cluster.drop(url)
+def store_url(module_postgres_url: str | None) -> str:
+    return module_postgres_url or "sqlite:///credits.db"
 
 
 @pytest.fixture(scope="module")

@@ -372,15 +372,22 @@ async def write_settlements(
                 taken[lot[1]] += take
                 spends.append((s.user_id, -take, lot[1], request_id, at))
             left += short
-        if left:  # the lots held less than the worker thought (spent elsewhere meanwhile)
+        f = s.fields
+        if left:
+            # Shared holds: where a cost above its hold is decided. In memory: the lots held
+            # less than the worker thought (spent elsewhere meanwhile).
             log.warning(
                 "credits written off",
-                request_id=s.fields[0],
+                request_id=f[0],
                 user_id=s.user_id,
+                model=f[4],
+                provider=f[5],
+                usage_source=f[-1],
+                owed_usd=format_usd(s.charge + s.waived),
+                charged_usd=format_usd(s.charge - left),
                 written_off_usd=format_usd(left),
                 when="written",
             )
-        f = s.fields
         usage_rows.append(
             (
                 s.usage_id,
