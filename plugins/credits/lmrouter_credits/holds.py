@@ -178,44 +178,43 @@ async def lock_held(tx: Tx, user_ids: Sequence[str]) -> dict[str, int]:
 async def release(tx: Tx, hold_ids: Sequence[str]) -> dict[str, int]:
     """Delete these holds (those still there: a hold reclaimed already is not released twice)
     and take them off their users' rows; returns what was released per user."""
-    released: dict[str, int] = defaultdict(int)
-    for chunk in _chunks(list(hold_ids)):
-        rows = await tx.fetchall(
-            f"DELETE FROM credit_holds WHERE id IN ({_marks(len(chunk))}) "
-            "RETURNING user_id, amount_pico",
-            chunk,
-        )
-        for user_id, amount in rows:
-            released[user_id] += int(amount)
-    await _unhold(tx, released)
-    return released
+    return await _unhold(tx, await _delete(tx, "id", hold_ids))
 
 
 async def reclaim(tx: Tx, now: int, owners: Sequence[str] = ()) -> int:
     """Release the holds whose lease ran out, and every hold of ``owners``; returns how many."""
-    released: dict[str, int] = defaultdict(int)
     rows = await tx.fetchall(
         "DELETE FROM credit_holds WHERE expires_at <= ? RETURNING user_id, amount_pico",
         (to_iso(now),),
     )
-    for chunk in _chunks(list(owners)):
-        rows += await tx.fetchall(
-            f"DELETE FROM credit_holds WHERE owner IN ({_marks(len(chunk))}) "
-            "RETURNING user_id, amount_pico",
-            chunk,
-        )
-    for user_id, amount in rows:
-        released[user_id] += int(amount)
-    await _unhold(tx, released)
+    rows += await _delete(tx, "owner", owners)
+    await _unhold(tx, rows)
     return len(rows)
 
 
-async def _unhold(tx: Tx, released: dict[str, int]) -> None:
+async def _delete(tx: Tx, column: str, values: Sequence[str]) -> list[Any]:
+    """Delete the holds whose ``column`` is one of ``values``: their (user_id, amount) rows."""
+    rows: list[Any] = []
+    for chunk in _chunks(list(values)):
+        rows += await tx.fetchall(
+            f"DELETE FROM credit_holds WHERE {column} IN ({_marks(len(chunk))}) "
+            "RETURNING user_id, amount_pico",
+            chunk,
+        )
+    return rows
+
+
+async def _unhold(tx: Tx, rows: list[Any]) -> dict[str, int]:
+    """Take deleted holds (user_id, amount) off their users' rows; what was released per user."""
+    released: dict[str, int] = defaultdict(int)
+    for user_id, amount in rows:
+        released[user_id] += int(amount)
     if released:
         await tx.executemany(
             "UPDATE credit_accounts SET held_pico = held_pico - ? WHERE user_id = ?",
             [(amount, user_id) for user_id, amount in sorted(released.items())],
         )
+    return released
 
 
 async def renew(tx: Tx, owner: str, until: int) -> int:
