@@ -11,6 +11,9 @@ The router runs as one target per plugin set:
   rate limiter: its ratio to ``router-bare`` is what issue #4's target is about.
 - ``router-ratelimit``: ``router-bare`` plus ``ratelimit`` (limits set but never binding), with
   the operator key: its ratio to ``router-bare`` is issue #5's.
+- ``router-full-pg``: ``router-full`` on PostgreSQL + Redis (the store, the credit holds and
+  the rate limits shared, as several hosts run it), both servers local and started for the run
+  (their CPU counts as the target's); ``router-full-pg-2w`` the same with two workers.
 
 When one of a set's plugins is missing or fails, the target is skipped with the reason: a
 benchmark of a router without them would be a different benchmark under the same name.
@@ -39,7 +42,10 @@ PLUGIN_SETS: dict[str, tuple[str, ...]] = {
     "full": FULL_PLUGINS,
     "money": ("accounts", "credits"),
     "ratelimit": ("ratelimit",),
+    "full-pg": (*FULL_PLUGINS, "postgres", "redis"),
+    "full-pg-2w": (*FULL_PLUGINS, "postgres", "redis"),
 }
+WORKERS = {"full-pg-2w": 2}  # by set; 1 otherwise
 PROVIDER_PLUGIN = "openai"
 BENCH_USER = "bench@example.com"
 GRANT_USD = "1000000"
@@ -234,6 +240,14 @@ def start_router(
         for section, body in FULL_SECTIONS.items():
             if section in claimed and section in wanted:
                 text += f"[{section}]\n{body}"
+    procs: list[Proc] = []
+    if "postgres" in wanted:
+        store, redis, procs = start_backends(workdir / name, cpus)
+        text = text.replace('url = "sqlite:///bench.db"', f'url = "{store}"')
+        text += f'[redis]\nurl = "{redis}"\n'
+        text = text.replace(
+            "max_concurrent = 100000\n", 'max_concurrent = 100000\nbackend = "redis"\n'
+        )
     config.write_text(text)
     if "accounts" in wanted:  # a user's key, so that requests are authenticated and metered
         _cli(config, "users", "add", BENCH_USER)
@@ -247,7 +261,7 @@ def start_router(
     binary = Path(PYTHON).with_name("lmrouter")
     cmd = [str(binary)] if binary.exists() else [PYTHON, "-m", "lmrouter.cli"]
     cmd += ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--workers", "1"]
+    cmd += ["--workers", str(WORKERS.get(plugin_set, 1))]
     proc = Proc(
         name,
         cmd,
@@ -256,7 +270,62 @@ def start_router(
         cwd=config.parent,
         env={"LMROUTER_LOG_FORMAT": "json"},
     )
-    return Target(name, port, [proc], key=key, role="router", config=config)
+    return Target(name, port, [proc, *procs], key=key, role="router", config=config)
+
+
+def start_backends(workdir: Path, cpus: str | None) -> tuple[str, str, list[Proc]]:
+    """A PostgreSQL server (initdb, then ``postgres`` in the foreground: a Proc like the
+    others, stopped with the target) and a ``redis-server``; their URLs. Skip when the binaries
+    are missing."""
+    import shutil
+    import time
+
+    from lmrouter.testing import servers
+
+    try:
+        pg_bin = servers._pg_bin()
+    except servers.MissingServer as exc:
+        raise Skip(str(exc)) from None
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        raise Skip("redis-server is not installed (sudo apt-get install redis-server)")
+    data = workdir / "pg"
+    as_root = os.geteuid() == 0
+    sudo = ["runuser", "-u", "postgres", "--"] if as_root else []
+    workdir.mkdir(parents=True, exist_ok=True)
+    if as_root:  # the postgres user must reach its directory through the run's (mode 0700)
+        workdir.parent.chmod(0o711)
+        shutil.chown(workdir, "postgres", "postgres")
+    subprocess.run(
+        [*sudo, str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    pg_port, redis_port = free_port(), free_port()
+    # Durable as a production server would be (fsync on); the tests' servers turn it off.
+    postgres = Proc(
+        "postgres",
+        [*sudo, str(pg_bin / "postgres"), "-D", str(data), "-p", str(pg_port), "-k", str(workdir),
+         "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
+        workdir / "postgres.log", cpus=cpus,
+    )  # fmt: skip
+    redis = Proc(
+        "redis",
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        workdir / "redis.log", cpus=cpus,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while subprocess.run(
+        [str(pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg_port)], capture_output=True
+    ).returncode:
+        if time.monotonic() > deadline or not postgres.alive():
+            raise Skip(f"PostgreSQL did not start: {postgres.tail()}")
+        time.sleep(0.1)
+    return (
+        f"postgresql://postgres@127.0.0.1:{pg_port}/postgres",
+        f"redis://127.0.0.1:{redis_port}/0",
+        [postgres, redis],
+    )
 
 
 def credits_spent(target: Target) -> str | None:

@@ -98,8 +98,11 @@ class Meter:
             self._poller = None
         await self.writer.stop()
         if self.shared:  # requests cut off by the stop: nothing of theirs stays reserved
-            async with self.store.transaction() as tx:
-                await holds.reclaim(tx, 0, [self.owner])
+            try:
+                async with self.store.transaction() as tx:
+                    await holds.reclaim(tx, 0, [self.owner])
+            except TRANSIENT:  # the database is away: the lease releases them
+                log.warning("cannot release this process's credit holds", exc_info=True)
 
     # -- admission ----------------------------------------------------------------------------
 
