@@ -137,7 +137,7 @@ PLUGIN_PAIRS = (
     ("router-ratelimit", "router-bare"),
     ("router-full", "router-bare"),
     ("router-full", "router-money"),
-    ("router-full-pg", "router-full"),  # PostgreSQL + Redis against SQLite (issue #16: ≤ 1.5×)
+    ("router-full-pg", "router-full"),  # PostgreSQL + Redis vs SQLite (#16)
     ("router-full-pg-2w", "router-full"),
 )
 FULL_RATE = 500

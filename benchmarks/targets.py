@@ -291,7 +291,13 @@ def start_backends(workdir: Path, cpus: str | None) -> tuple[str, str, list[Proc
         raise Skip("redis-server is not installed (sudo apt-get install redis-server)")
     data = workdir / "pg"
     as_root = os.geteuid() == 0
-    sudo = ["runuser", "-u", "postgres", "--"] if as_root else []
+    # As root, run as the postgres user (initdb and postgres refuse root) through an exec in
+    # this process group (runuser would start another one: its CPU would escape the count).
+    become = (
+        "import os, pwd, sys; u = pwd.getpwnam('postgres'); os.setgid(u.pw_gid); "
+        "os.setuid(u.pw_uid); os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    sudo = [PYTHON, "-c", become] if as_root else []
     workdir.mkdir(parents=True, exist_ok=True)
     if as_root:  # the postgres user must reach its directory through the run's (mode 0700)
         workdir.parent.chmod(0o711)

@@ -50,6 +50,15 @@ def _numeric(text: str) -> int | float:
         return float(text)
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with. The store leaves no session state (its
+    lock is transaction-scoped, its settings ``SET LOCAL``), so asyncpg's default reset (a round
+    trip of ``RESET ALL``, ``UNLISTEN *`` … after every query) is only a transaction left
+    open by an error to end."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def _setup(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "numeric", encoder=str, decoder=_numeric, schema="pg_catalog", format="text"
@@ -106,6 +115,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=self.max_size,
                 init=_setup,
+                reset=_reset,
                 server_settings={"synchronous_commit": "off"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
