@@ -64,10 +64,19 @@ def refusal(tmp_path: Path, text: str) -> str:
     return str(refused.value)
 
 
-def test_credits_refuse_several_workers_on_a_server_database_too(tmp_path: Path) -> None:
-    """The rows are shared on PostgreSQL; the holds in each worker's memory are not."""
-    text = refusal(tmp_path, settings(PG, workers=2, disabled=[], backend="redis"))
+def test_credits_accept_several_workers_on_a_server_database(tmp_path: Path) -> None:
+    """The holds live in the database there, shared by every process (lmrouter_credits.holds)."""
+    config, _ = load(write(tmp_path, settings(PG, workers=2, disabled=[], backend="redis")))
+    assert config.server.workers == 2
+
+
+def test_credits_refuse_several_workers_on_sqlite_naming_what_is_missing(tmp_path: Path) -> None:
+    text = refusal(
+        tmp_path,
+        settings("sqlite:///x.db", workers=2, disabled=["accounts"], backend="redis"),
+    )
     assert "server.workers" in text and "credit hold" in text and "2 workers" in text
+    assert "postgresql://" in text  # what is missing: a store every process shares
 
 
 def test_memory_limits_refuse_several_workers_on_a_server_database(tmp_path: Path) -> None:
