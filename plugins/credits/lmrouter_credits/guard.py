@@ -2,9 +2,10 @@
 metering the same SQLite file would each let a user spend the whole balance. (On a server
 database the holds live in the database, shared by every process: see holds.py.)
 
-Two checks: the config (``[server] workers`` or ``serve --workers`` above 1 on a ``sqlite://``
-store) before any worker starts, and, while serving, an exclusive lock on a file beside the
-database, which also stops a second ``lmrouter serve`` started on the same file."""
+Two checks: the config (``[server] workers`` above 1 while the holds are per process: declared
+through ``lmrouter_process_state``, refused by the core before any worker starts), and, while
+serving, an exclusive lock on a file beside the database, which also stops a second ``lmrouter
+serve`` started on the same file."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from lmrouter import ConfigError
-
 if TYPE_CHECKING:
-    from lmrouter import Config, Store
+    from lmrouter import Store
 
 try:
     import fcntl
@@ -29,17 +28,6 @@ MESSAGE = (
     "is a store every process shares, where the holds then live: set [storage] url = "
     '"postgresql://…" (the postgres plugin), or run one worker.'
 )
-
-
-def check_config(config: Config) -> None:
-    """Several workers only on a store they all share (their credit holds live there)."""
-    workers = config.server.workers
-    if workers > 1 and not config.store_multiprocess:
-        raise ConfigError(
-            MESSAGE.format(why=f"{workers} workers would each spend the whole balance"),
-            path=config.path,
-            key="server.workers",
-        )
 
 
 class ProcessLock:
