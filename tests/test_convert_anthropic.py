@@ -32,6 +32,7 @@ from lmrouter.dialects import anthropic as dialect
 from lmrouter.errors import RouterError
 from lmrouter.money import Rates, format_usd
 from lmrouter.usage import Usage
+from lmrouter.wire import anthropic as anthropic_wire
 from lmrouter_anthropic import AnthropicConfig, AnthropicProvider, MessagesStreamParser
 
 PROVIDER = AnthropicProvider(
@@ -623,14 +624,14 @@ def streamable_answers(draw: st.DrawFn) -> ir.ChatResponse:
         if isinstance(part, ir.Thinking) and part.redacted:
             continue
         if isinstance(part, ir.ToolCall) and not isinstance(
-            dialect.tool_input(part.arguments), dict
+            anthropic_wire.tool_input(part.arguments), dict
         ):
             continue
         if isinstance(part, ir.ToolCall):
             part = ir.ToolCall(
                 id=part.id,
                 name=part.name,
-                arguments=orjson.dumps(dialect.tool_input(part.arguments)).decode(),
+                arguments=orjson.dumps(anthropic_wire.tool_input(part.arguments)).decode(),
             )
         if isinstance(part, ir.Text | ir.Thinking) and not (
             part.text or getattr(part, "signature", "")

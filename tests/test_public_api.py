@@ -1,5 +1,6 @@
 """First-party plugins use only the public plugin API: names in ``lmrouter.__all__`` (with the
-public modules ``lmrouter.ir`` and ``lmrouter.sse``) and the ``lmrouter.testing`` kit. What
+public modules among them, such as ``lmrouter.ir`` and ``lmrouter.sse``), the dialects' wire
+structs in ``lmrouter.wire`` and the ``lmrouter.testing`` kit. What
 they need, a third-party plugin can have too."""
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ import lmrouter
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted(REPO.glob("plugins/*/lmrouter_*/**/*.py"))
 PUBLIC = set(lmrouter.__all__)
+# Public packages a plugin may import from by their dotted name.
+PUBLIC_PACKAGES = ("lmrouter.testing", "lmrouter.wire")
+
+
+def _public_module(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in PUBLIC_PACKAGES)
 
 
 def internal_imports(path: Path, root: Path = REPO) -> list[str]:
@@ -25,13 +32,13 @@ def internal_imports(path: Path, root: Path = REPO) -> list[str]:
                 found += [
                     f"from lmrouter import {a.name}" for a in node.names if a.name not in PUBLIC
                 ]
-            elif module.startswith("lmrouter.") and not module.startswith("lmrouter.testing"):
+            elif module.startswith("lmrouter.") and not _public_module(module):
                 found.append(f"from {module} import ...")
         elif isinstance(node, ast.Import):
             found += [
                 f"import {a.name}"
                 for a in node.names
-                if a.name.startswith("lmrouter.") and not a.name.startswith("lmrouter.testing")
+                if a.name.startswith("lmrouter.") and not _public_module(a.name)
             ]
     return [f"{path.relative_to(root)}:{line}" for line in found]
 
@@ -59,12 +66,15 @@ def test_the_check_catches_an_internal_import(tmp_path: Path) -> None:
         "from lmrouter.app import require_principal\n"
         "import lmrouter.storage\n"
         "from lmrouter.testing.fakeserver import FakeServer\n"
+        "from lmrouter.wire.anthropic import WireUsage\n"
+        "from lmrouter.wirex import y\n"
     )
     found = [line.split(":", 1)[1] for line in internal_imports(source, tmp_path)]
     assert found == [
         "from lmrouter import plugins",
         "from lmrouter.app import ...",
         "import lmrouter.storage",
+        "from lmrouter.wirex import ...",
     ]
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from lmrouter.errors import validation_detail
 from lmrouter.money import Rates
 
 
@@ -358,25 +359,17 @@ def _decimal_places(value: Decimal) -> int:
     return max(places, 0) if any(digits) else 0
 
 
-_AT = re.compile(r" - at `\$(.*)`$")
-
-
 def _convert(value: Any, schema: type, *, path: Path | None, prefix: str = "") -> Any:
     try:
         return msgspec.convert(value, schema, strict=True)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        at = _AT.search(text)
-        suffix = at.group(1).lstrip(".") if at else ""
-        text = _AT.sub("", text)
-        unknown = re.match(r"Object contains unknown field `(.+)`", text)
-        if unknown:
-            suffix = f"{suffix}.{unknown.group(1)}" if suffix else unknown.group(1)
-            text = "unknown key (check the spelling)"
-        missing = re.match(r"Object missing required field `(.+)`", text)
-        if missing:
-            suffix = f"{suffix}.{missing.group(1)}" if suffix else missing.group(1)
-            text = "required key is missing"
+        text, suffix, kind = validation_detail(str(exc))
+        if kind:
+            text = (
+                "unknown key (check the spelling)"
+                if kind == "unknown"
+                else "required key is missing"
+            )
         key = ".".join(p for p in (prefix, suffix) if p).replace(".[", "[") or None
         raise ConfigError(text, path=path, key=key) from None
 

@@ -68,6 +68,9 @@ NOTES = {
     "UpstreamRequest": "What a provider's `prepare` or `build` returns: URL, headers, body.",
     "Usage": "Token counts of a request (prompt, completion, cache, reasoning).",
     "usd": "pico-USD → an exact `Decimal` of USD.",
+    "wire": "Module: each dialect's wire structs (`wire.anthropic`, `wire.gemini`, "
+    "`wire.openai`), one home shared by the inbound dialect and the provider plugin; import "
+    "them as `from lmrouter.wire.anthropic import WireUsage`.",
 }
 
 

@@ -1,4 +1,6 @@
-"""The parts of Gemini's answers the router reads (msgspec decodes only these fields)."""
+"""Gemini's ``generateContent`` wire format, shared by the inbound ``gemini.generate`` dialect
+and the google (and vertex) provider plugins: the parts of Gemini's answers the router reads
+(msgspec decodes only these fields)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,24 @@ from typing import Any
 
 import msgspec
 
-from lmrouter import Usage
+from lmrouter.usage import Usage
+
+__all__ = [
+    "BatchEmbeddings",
+    "Candidate",
+    "Content",
+    "Embedding",
+    "Error",
+    "ErrorBody",
+    "FunctionCall",
+    "Part",
+    "PromptFeedback",
+    "Response",
+    "UsageMetadata",
+    "decode_embeddings",
+    "decode_error",
+    "decode_response",
+]
 
 
 class FunctionCall(msgspec.Struct, rename="camel"):
