@@ -25,7 +25,7 @@ import uvloop
 from lmrouter.app import RouterApp, create_app
 from lmrouter.context import RequestContext
 from lmrouter.gateway import Gateway
-from lmrouter.proxy import Headers
+from lmrouter.headers import Headers
 from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 

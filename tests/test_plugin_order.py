@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from lmrouter import hookimpl, plugins
-from lmrouter.app import require_principal
+from lmrouter import hookimpl, plugins, require_principal
 from lmrouter.guard import Guard
 from lmrouter.plugins import Hook, PluginManager
-from lmrouter.storage import SQLiteStore, migrate
+from lmrouter.storage import SQLiteStore
+from lmrouter.stores import migrate
 
 
 class Answers:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from lmrouter.app import new_request_id, request_id_of
+from lmrouter.headers import new_request_id, request_id_of
 
 
 def test_fresh_ids_are_hex_unique_and_sort_by_time() -> None:

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmrouter import hookimpl
+from lmrouter import hookimpl, storage
 from lmrouter.config import validate
 from lmrouter.plugins import PluginManager
-from lmrouter.storage import BatchWriter, SQLiteStore, StorageError, migrate, store_for
+from lmrouter.storage import BatchWriter, SQLiteStore, StorageError
+from lmrouter.stores import migrate, store_for
 
 
 class Schema:
@@ -41,6 +42,22 @@ STEPS = [
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def test_storage_takes_the_schemas_as_data(tmp_path: Path) -> None:
+    """No plugin manager below lmrouter.stores: the steps themselves, in the given order."""
+
+    async def go() -> list[tuple[str, int]]:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        try:
+            applied = await storage.apply_migrations(store, [("a", STEPS[:1]), ("b", ["SELECT 1"])])
+            assert await storage.apply_migrations(store, [("a", STEPS)]) == [("a", 2)]
+            return applied
+        finally:
+            await store.close()
+
+    assert run(go()) == [("a", 1), ("b", 1)]
 
 
 def test_migrations_apply_once_in_order(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 from lmrouter import capabilities, ir, sse, structured, wire
 from lmrouter.auth import require_principal
-from lmrouter.config import Config, ConfigError, Model, Price, Route, find_config
+from lmrouter.config import Config, ConfigError, Model, Route, find_config
 from lmrouter.context import Attempt, Outcome, Principal, RequestContext, Status
 from lmrouter.errors import (
     CommandError,
@@ -34,7 +34,7 @@ from lmrouter.errors import (
 )
 from lmrouter.gateway import Gateway, load
 from lmrouter.hookspecs import API_VERSION, hookimpl, hookspec
-from lmrouter.money import PICO_PER_USD, Rates, format_usd, parse_usd, usd
+from lmrouter.money import PICO_PER_USD, Price, Rates, format_usd, parse_usd, usd
 from lmrouter.plugins import PluginError, PluginManager
 from lmrouter.providers import (
     Provider,
@@ -52,10 +52,9 @@ from lmrouter.storage import (
     StorageError,
     Store,
     Tx,
-    migrate,
-    store_for,
 )
-from lmrouter.storage import opened as opened_store
+from lmrouter.stores import migrate, store_for
+from lmrouter.stores import opened as opened_store
 from lmrouter.usage import Usage, estimate_tokens, held_usage
 
 # The flat names of the Anthropic and OpenAI wire structs, kept from API 1.3; their home is

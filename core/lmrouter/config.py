@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from lmrouter.errors import validation_detail
-from lmrouter.money import Rates
+from lmrouter.money import Price, Rates
 
 
 class ConfigError(Exception):
@@ -78,22 +78,6 @@ class RoutingConfig(_Strict):
     def __post_init__(self) -> None:
         if not (self.drain_seconds >= 0 and self.drain_mb >= 0):  # nan fails too
             raise ValueError("`drain_seconds` and `drain_mb` must be 0 or more")
-
-
-class Price(_Strict):
-    """USD per 1M tokens (``request``: USD per call). Exact decimals, never floats."""
-
-    input: Decimal = Decimal(0)
-    output: Decimal = Decimal(0)
-    cache_read: Decimal | None = None  # default: the input price
-    cache_write: Decimal | None = None  # default: the input price
-    request: Decimal = Decimal(0)
-
-    def __post_init__(self) -> None:
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if value is not None and not value.is_finite():  # TOML has inf and nan
-                raise ValueError(f"`{name}` must be a finite number, got {value}")
 
 
 class Route(_Strict, dict=True):
