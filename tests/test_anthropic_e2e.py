@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_anthropic import Behavior, FakeAnthropic
 from lmrouter.testing.fake_openai import Behavior as OpenAIBehavior
 from lmrouter.testing.fake_openai import FakeOpenAI
@@ -45,8 +46,8 @@ OAI_TOOLS: Any = [
         },
     }
 ]
-CLAUDE_PRICE = "{ input = 3, output = 15, cache_read = 0.3, cache_write = 3.75 }"
-GPT_PRICE = "{ input = 0.15, output = 0.60, cache_read = 0.075 }"
+CLAUDE_PRICE = {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75}
+GPT_PRICE = {"input": 0.15, "output": 0.60, "cache_read": 0.075}
 
 
 def config(claude: str, gpt: str, record: Path) -> str:
@@ -63,48 +64,24 @@ def config(claude: str, gpt: str, record: Path) -> str:
         "gpt-cache": ("oai", "gpt-cached", GPT_PRICE),
         "gpt-drop": ("oai", "drop", GPT_PRICE),
     }
-    text = f"""
-[auth]
-keys = ["{ADMIN}"]
-[routing]
-backoff = 0.01
-[probe]
-record = "{record}"
-
-[providers.claude]
-type = "anthropic"
-base_url = "{claude}"
-api_key = "{ANT_KEY}"
-
-[providers.claude2]
-type = "anthropic"
-base_url = "{claude}"
-api_key = "{ANT_KEY}"
-
-[providers.oai]
-type = "openai"
-base_url = "{gpt}"
-api_key = "{OAI_KEY}"
-
-[[models]]
-id = "fallback-529"
-  [[models.routes]]
-  provider = "claude"
-  model = "e529"
-  [[models.routes]]
-  provider = "claude2"
-  model = "claude-x"
-"""
-    for model_id, (provider, upstream, price) in models.items():
-        text += f"""
-[[models]]
-id = "{model_id}"
-  [[models.routes]]
-  provider = "{provider}"
-  model = "{upstream}"
-  price = {price}
-"""
-    return text
+    claude_provider = kit.provider("anthropic", claude, ANT_KEY)
+    return kit.config(
+        admin=ADMIN,
+        routing={"backoff": 0.01},
+        probe={"record": record},
+        providers={
+            "claude": claude_provider,
+            "claude2": claude_provider,
+            "oai": kit.provider("openai", gpt, OAI_KEY),
+        },
+        models={
+            "fallback-529": [kit.route("claude", "e529"), kit.route("claude2", "claude-x")],
+            **{
+                model_id: kit.route(provider, upstream, price=price)
+                for model_id, (provider, upstream, price) in models.items()
+            },
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.server import free_port
 
@@ -46,17 +47,13 @@ def bare(*args: str, home: Path) -> list[str]:
 @pytest.fixture
 def served(dist: Path, tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[str]:
     config = tmp_path / "my.toml"
-    config.write_text(f"""
-[auth]
-keys = ["sk-operator-of-the-pyz"]
-[providers.up]
-type = "openai"
-base_url = "{fake_openai.base_url}"
-api_key = "sk-upstream"
-[[models]]
-id = "gpt"
-routes = [{{provider = "up", model = "gpt-up", price = {{input = 1, output = 2}}}}]
-""")
+    config.write_text(
+        kit.config(
+            admin="sk-operator-of-the-pyz",
+            providers={"up": kit.provider("openai", fake_openai.base_url, "sk-upstream")},
+            models={"gpt": kit.route("up", "gpt-up", price={"input": 1, "output": 2})},
+        )
+    )
     port = free_port()
     proc = subprocess.Popen(
         bare(

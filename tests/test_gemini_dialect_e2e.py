@@ -16,6 +16,7 @@ from google import genai
 from google.genai import errors, types
 from pydantic import BaseModel
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_anthropic import FakeAnthropic
 from lmrouter.testing.fake_gemini import FakeGemini
 from lmrouter.testing.fake_openai import FakeOpenAI
@@ -24,7 +25,7 @@ from lmrouter_probe.records import ends
 
 ADMIN = "sk-admin-gemini-dialect"
 GEMINI_KEY = "AIza-upstream-secret-91"
-PRICE = "{ input = 1, output = 2 }"
+PRICE = {"input": 1, "output": 2}
 WEATHER = types.FunctionDeclaration(
     name="get_weather",
     description="Weather for a city",
@@ -37,57 +38,28 @@ WEATHER = types.FunctionDeclaration(
 
 
 def config(gemini: str, openai: str, anthropic: str, record: Path) -> str:
-    return f"""
-[auth]
-keys = ["{ADMIN}"]
-[probe]
-record = "{record}"
-[providers.gem]
-type = "google"
-base_url = "{gemini}"
-api_key = "{GEMINI_KEY}"
-[providers.oai]
-type = "openai"
-base_url = "{openai}"
-api_key = "sk-oai-upstream"
-[providers.ant]
-type = "anthropic"
-base_url = "{anthropic}"
-api_key = "sk-ant-upstream"
-[[models]]
-id = "google/gemini-2.5-flash"
-  [[models.routes]]
-  provider = "gem"
-  model = "gemini-2.5-flash"
-  price = {PRICE}
-[[models]]
-id = "google/capped"
-max_output_tokens = 321
-  [[models.routes]]
-  provider = "gem"
-  model = "gemini-2.5-flash"
-  price = {PRICE}
-[[models]]
-id = "openai/gpt-4o-mini"
-max_output_tokens = 1000
-  [[models.routes]]
-  provider = "oai"
-  model = "gpt-4o-mini"
-  price = {PRICE}
-[[models]]
-id = "anthropic/claude-haiku"
-max_output_tokens = 1000
-  [[models.routes]]
-  provider = "ant"
-  model = "claude-haiku-4-5"
-  price = {PRICE}
-[[models]]
-id = "openai/embed"
-  [[models.routes]]
-  provider = "oai"
-  model = "text-embedding-3-small"
-  price = {{ input = 0.02 }}
-"""
+    return kit.config(
+        admin=ADMIN,
+        probe={"record": record},
+        providers={
+            "gem": kit.provider("google", gemini, GEMINI_KEY),
+            "oai": kit.provider("openai", openai, "sk-oai-upstream"),
+            "ant": kit.provider("anthropic", anthropic, "sk-ant-upstream"),
+        },
+        models={
+            "google/gemini-2.5-flash": kit.route("gem", "gemini-2.5-flash", price=PRICE),
+            "google/capped": kit.model(
+                kit.route("gem", "gemini-2.5-flash", price=PRICE), max_output_tokens=321
+            ),
+            "openai/gpt-4o-mini": kit.model(
+                kit.route("oai", "gpt-4o-mini", price=PRICE), max_output_tokens=1000
+            ),
+            "anthropic/claude-haiku": kit.model(
+                kit.route("ant", "claude-haiku-4-5", price=PRICE), max_output_tokens=1000
+            ),
+            "openai/embed": kit.route("oai", "text-embedding-3-small", price={"input": 0.02}),
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_gemini import Behavior, FakeGemini
 from lmrouter.testing.server import RouterServer
 from lmrouter_probe.records import ends
@@ -43,7 +44,7 @@ TOOLS: Any = [
         },
     }
 ]
-PRICE = "{ input = 0.30, output = 2.50, cache_read = 0.075 }"
+PRICE = {"input": 0.30, "output": 2.50, "cache_read": 0.075}
 
 
 def config(upstream: str, record: Path) -> str:
@@ -59,26 +60,19 @@ def config(upstream: str, record: Path) -> str:
         "gemini-flaky": [("gem", "flaky")],
         "gemini-embed": [("gem", "text-embedding-004")],
     }
-    models = "".join(
-        f'\n[[models]]\nid = "{model}"\n'
-        + "".join(
-            f'  [[models.routes]]\n  provider = "{p}"\n  model = "{m}"\n  price = {PRICE}\n'
-            for p, m in chain
-        )
-        for model, chain in routes.items()
+    return kit.config(
+        admin=ADMIN,
+        routing={"backoff": 0.01},
+        probe={"record": record},
+        providers={
+            name: kit.provider("google", upstream, key)
+            for name, key in (("gem", KEY), ("gem2", KEY), ("badkey", "AIza-wrong"))
+        },
+        models={
+            model: [kit.route(p, m, price=PRICE) for p, m in chain]
+            for model, chain in routes.items()
+        },
     )
-    providers = "".join(
-        f'\n[providers.{name}]\ntype = "google"\nbase_url = "{upstream}"\napi_key = "{key}"\n'
-        for name, key in (("gem", KEY), ("gem2", KEY), ("badkey", "AIza-wrong"))
-    )
-    return f"""
-[auth]
-keys = ["{ADMIN}"]
-[routing]
-backoff = 0.01
-[probe]
-record = "{record}"
-{providers}{models}"""
 
 
 @pytest.fixture(scope="module")

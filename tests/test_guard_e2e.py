@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 
+from lmrouter.testing.config import config, provider, route
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 
@@ -23,29 +24,15 @@ HELLO = [{"role": "user", "content": "Hello!"}]
 FAILURES = 5
 
 
-def config(upstream: str) -> str:
-    return f"""
-[plugins]
-disabled = ["credits", "ratelimit", "dashboard", "stripe", "metrics"]
-[server]
-body_timeout = 1
-auth_failures_per_minute = {FAILURES}
-[auth]
-keys = ["{ADMIN}"]
-[storage]
-url = "sqlite:///guard.db"
-
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "{UPSTREAM_KEY}"
-
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-"""
+def guard_config(upstream: str) -> str:
+    return config(
+        admin=ADMIN,
+        providers={"up": provider("openai", upstream, UPSTREAM_KEY)},
+        models={"gpt": route("up", "gpt-x")},
+        disabled=["credits", "ratelimit", "dashboard", "stripe", "metrics"],
+        server={"body_timeout": 1, "auth_failures_per_minute": FAILURES},
+        storage={"url": "sqlite:///guard.db"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def fake() -> Iterator[tuple[FakeOpenAI, str]]:
 @pytest.fixture
 def router(fake: tuple[FakeOpenAI, str]) -> Iterator[RouterServer]:
     # One router per test: the failure counts of one test must not throttle the next.
-    with RouterServer(config(fake[1])) as server:
+    with RouterServer(guard_config(fake[1])) as server:
         yield server
 
 

@@ -22,43 +22,36 @@ import orjson
 import pytest
 import uvloop
 
-from lmrouter.app import RouterApp, create_app
+from lmrouter.app import RouterApp
 from lmrouter.context import RequestContext
-from lmrouter.gateway import Gateway
 from lmrouter.headers import Headers
+from lmrouter.testing import config as kit
 from lmrouter.testing import operator
+from lmrouter.testing.app import in_process
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 
 KEY = "sk-leak-test"
-BARE = '["accounts", "credits", "ratelimit", "stripe", "dashboard", "metrics"]'
-FULL = '["stripe", "dashboard", "metrics"]'  # accounts + credits + ratelimit on
-CONFIG = """
-[storage]
-url = "sqlite:///router.db"
-[plugins]
-disabled = {disabled}
-[ratelimit]
-rpm = 100000000
-tpm = 100000000000
-max_concurrent = 100000
-[auth]
-keys = ["{key}"]
-[server]
-log_requests = false
-[routing]
-drain_seconds = {drain}
-[providers.openai]
-type = "openai"
-base_url = "{base}"
-api_key = "sk-upstream"
-[[models]]
-id = "m"
-max_output_tokens = 100
-  [[models.routes]]
-  provider = "openai"
-  model = "gpt-4o-mini"
-  price = {{ input = 1, output = 2 }}
-"""
+BARE = ["accounts", "credits", "ratelimit", "stripe", "dashboard", "metrics"]
+FULL = ["stripe", "dashboard", "metrics"]  # accounts + credits + ratelimit on
+
+
+def config(base: str, disabled: list[str], drain: float) -> str:
+    return kit.config(
+        admin=KEY,
+        disabled=disabled,
+        storage={"url": "sqlite:///router.db"},
+        ratelimit={"rpm": 100000000, "tpm": 100000000000, "max_concurrent": 100000},
+        server={"log_requests": False},
+        routing={"drain_seconds": drain},
+        providers={"openai": kit.provider("openai", base, "sk-upstream")},
+        models={
+            "m": kit.model(
+                kit.route("openai", "gpt-4o-mini", price={"input": 1, "output": 2}),
+                max_output_tokens=100,
+            )
+        },
+    )
+
 
 # Objects of the request path: one of each per request while it runs, none once it has ended.
 TRACKED = (RequestContext, Headers, aiohttp.ClientResponse, asyncio.Task)
@@ -123,21 +116,14 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def router(
-    tmp_path: Path, behavior: Behavior, disabled: str = BARE, drain: float = 30
+    tmp_path: Path, behavior: Behavior, disabled: list[str] = BARE, drain: float = 30
 ) -> AsyncIterator[tuple[RouterApp, FakeOpenAI]]:
     """The app and its upstream, both in this event loop (uvloop, as under granian)."""
     fake = FakeOpenAI()
     fake.script("gpt-4o-mini", behavior)
     await fake.start()
-    path = tmp_path / "lmrouter.toml"
-    text = CONFIG.format(key=KEY, base=fake.base_url, disabled=disabled, drain=drain)
-    path.write_text(text)
-    gateway = Gateway.from_path(path)
-    await gateway.start()
-    try:
-        yield create_app(gateway), fake
-    finally:
-        await gateway.stop()
+    async with in_process(config(fake.base_url, disabled, drain), tmp_path) as running:
+        yield running.app, fake
         await fake.stop()
 
 
@@ -284,10 +270,10 @@ def test_cancelled_non_streaming_requests_leave_nothing(tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_the_full_plugin_set_leaves_nothing_behind(tmp_path: Path) -> None:
     """Accounts, credits and rate limits on, a user's key, and every way a request can end."""
-    config = tmp_path / "lmrouter.toml"
-    config.write_text(CONFIG.format(key=KEY, base="http://127.0.0.1:9", disabled=FULL, drain=30))
-    key = operator.user_with_key(config, "leak@example.com")
-    operator.cli(config, "credits", "grant", "leak@example.com", "1000")
+    path = tmp_path / "lmrouter.toml"
+    path.write_text(config("http://127.0.0.1:9", FULL, 30))
+    key = operator.user_with_key(path, "leak@example.com")
+    operator.cli(path, "credits", "grant", "leak@example.com", "1000")
     kinds = [(True, "after_first_chunk"), (True, None), (False, None), (True, "before_first_byte")]
     made = itertools.count()
 

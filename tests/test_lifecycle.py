@@ -6,27 +6,22 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import httpx
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 
 
-def config(upstream: str) -> str:
-    return f"""
-[auth]
-keys = ["sk-life"]
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-up"
-[[models]]
-id = "trickle"
-  [[models.routes]]
-  provider = "up"
-  model = "trickle"
-"""
+def config(upstream: str, **more: Any) -> str:
+    """``more``: providers and models besides the ones every test here has."""
+    return kit.config(
+        admin="sk-life",
+        providers={"up": kit.provider("openai", upstream), **more.get("providers", {})},
+        models={"trickle": kit.route("up", "trickle"), **more.get("models", {})},
+    )
 
 
 def test_sigterm_lets_running_streams_finish(fake_openai: FakeOpenAI) -> None:
@@ -84,21 +79,11 @@ def test_health_reports_store_and_providers(lmrouter_server, fake_openai: FakeOp
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
     server = lmrouter_server(
-        config(fake_openai.base_url)
-        + f"""
-[providers.dead]
-type = "openai"
-base_url = "{dead}"
-api_key = "sk-dead"
-[[models]]
-id = "flaky"
-  [[models.routes]]
-  provider = "dead"
-  model = "x"
-  [[models.routes]]
-  provider = "up"
-  model = "trickle"
-"""
+        config(
+            fake_openai.base_url,
+            providers={"dead": kit.provider("openai", dead, "sk-dead")},
+            models={"flaky": [kit.route("dead", "x"), kit.route("up", "trickle")]},
+        )
     )
     fresh = httpx.get(f"{server.url}/health").json()
     assert fresh["status"] == "ok" and fresh["store"] == "ok"

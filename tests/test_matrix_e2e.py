@@ -14,11 +14,12 @@ import anthropic
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing import fake_anthropic, fake_gemini, fake_openai
 from lmrouter.testing.server import RouterServer
 
 ADMIN = "sk-matrix"
-PRICE = "{ input = 1, output = 2, cache_read = 0.5, cache_write = 1.25 }"
+PRICE = {"input": 1, "output": 2, "cache_read": 0.5, "cache_write": 1.25}
 CACHE_WRITE = {"gpt": 0, "claude": 10, "gemini": 0}
 TOOL = {
     "name": "get_weather",
@@ -76,30 +77,20 @@ def router() -> Iterator[RouterServer]:
 
 
 def config(oai: str, ant: str, gem: str) -> str:
-    text = f"""
-[auth]
-keys = ["{ADMIN}"]
-[providers.oai]
-type = "openai"
-base_url = "{oai}"
-[providers.ant]
-type = "anthropic"
-base_url = "{ant}"
-[providers.gem]
-type = "google"
-base_url = "{gem}"
-"""
-    for model, provider in (("gpt", "oai"), ("claude", "ant"), ("gemini", "gem")):
-        text += f"""
-[[models]]
-id = "{model}"
-max_output_tokens = 1024
-  [[models.routes]]
-  provider = "{provider}"
-  model = "{model}-up"
-  price = {PRICE}
-"""
-    return text
+    return kit.config(
+        admin=ADMIN,
+        providers={
+            "oai": kit.provider("openai", oai, None),
+            "ant": kit.provider("anthropic", ant, None),
+            "gem": kit.provider("google", gem, None),
+        },
+        models={
+            model: kit.model(
+                kit.route(provider, f"{model}-up", price=PRICE), max_output_tokens=1024
+            )
+            for model, provider in (("gpt", "oai"), ("claude", "ant"), ("gemini", "gem"))
+        },
+    )
 
 
 def expected_cost(model: str) -> float:

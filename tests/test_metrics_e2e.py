@@ -4,13 +4,13 @@ must match what was sent."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
@@ -18,6 +18,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 
@@ -28,48 +29,22 @@ USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 4}
 COST_USD = (6 * 1 + 4 * 0.5 + 5 * 2) / 1e6
 
 
-def config(upstream: str, *, disabled: list[str], limits: str = "") -> str:
-    return f"""
-[plugins]
-disabled = {json.dumps(disabled)}
-[auth]
-keys = ["{ADMIN}"]
-{limits}
-[routing]
-drain_seconds = 0  # a client that leaves: the upstream is closed at once
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-up"
+PRICE = {"input": 1, "output": 2, "cache_read": 0.5}
 
-[providers.up2]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-up"
 
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-  price = {{ input = 1, output = 2, cache_read = 0.5 }}
-
-[[models]]
-id = "fb"
-  [[models.routes]]
-  provider = "up"
-  model = "down-503"
-  [[models.routes]]
-  provider = "up2"
-  model = "gpt-x"
-  price = {{ input = 1, output = 2, cache_read = 0.5 }}
-
-[[models]]
-id = "slow"
-  [[models.routes]]
-  provider = "up"
-  model = "slow-up"
-"""
+def metrics_config(upstream: str, *, disabled: list[str], **sections: Any) -> str:
+    return kit.config(
+        admin=ADMIN,
+        providers={"up": kit.provider("openai", upstream), "up2": kit.provider("openai", upstream)},
+        models={
+            "gpt": kit.route("up", "gpt-x", price=PRICE),
+            "fb": [kit.route("up", "down-503"), kit.route("up2", "gpt-x", price=PRICE)],
+            "slow": kit.route("up", "slow-up"),
+        },
+        disabled=disabled,
+        routing={"drain_seconds": 0},  # a client that leaves: the upstream is closed at once
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +60,7 @@ def fake() -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="module")
 def router(fake: FakeOpenAI) -> Iterator[RouterServer]:
     # one request at a time per key: a second request while a stream runs is refused
-    text = config(fake.base_url, disabled=["credits"], limits="[ratelimit]\nmax_concurrent = 1")
+    text = metrics_config(fake.base_url, disabled=["credits"], ratelimit={"max_concurrent": 1})
     with RouterServer(text) as server:
         yield server
 
@@ -239,7 +214,7 @@ def cli(*args: str, config_path: Path) -> str:
 def test_a_users_key_is_refused(fake: FakeOpenAI) -> None:
     """With accounts and credits: a user's key may not read the metrics, an operator sees the
     user's paid request and the credits plugin's holds gauge (back to 0 once it ended)."""
-    server = RouterServer(config(fake.base_url, disabled=[]))
+    server = RouterServer(metrics_config(fake.base_url, disabled=[]))
     try:
         cli("users", "add", "bob@example.com", config_path=server.config_path)
         key = cli("keys", "create", "bob@example.com", config_path=server.config_path)
@@ -294,10 +269,8 @@ def test_several_workers_are_summed(
     folder = tmp_path / "prom"
     folder.mkdir()
     # per-process state that refuses several workers on SQLite: not needed here
-    text = config(fake.base_url, disabled=["credits", "accounts", "ratelimit"])
-    text += (
-        f"[probe]\nlate_start = {late_start}\nlate_claim = {json.dumps(str(tmp_path / 'late'))}\n"
-    )
+    probe = {"late_start": late_start, "late_claim": str(tmp_path / "late")}
+    text = metrics_config(fake.base_url, disabled=["credits", "accounts", "ratelimit"], probe=probe)
     env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
     with RouterServer(text, workers=2, env=env, python_path=[probe_path]) as server:
         assert not answered_by(folder), "a worker counts only what it served"

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 from lmrouter_probe.records import ends
@@ -38,134 +39,43 @@ TOOLS = [
 HELLO = [{"role": "user", "content": "Hello there, router!"}]
 
 
+GPT_PRICE = {"input": 0.15, "output": 0.60, "cache_read": 0.075}
+
+
 def config(upstream: str, dead: str, record: Path) -> str:
-    return f"""
-[server]
-max_body_mb = 0.05
-[auth]
-keys = ["{ADMIN}", ""]
-[routing]
-backoff = 0.01
-drain_seconds = 0  # a client that leaves: the upstream is closed at once
-[probe]
-record = "{record}"
-
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "{UPSTREAM_KEY}"
-
-[providers.up2]
-type = "openai"
-base_url = "{upstream}"
-api_key = "{UPSTREAM_KEY}"
-
-[providers.impatient]
-type = "openai"
-base_url = "{upstream}"
-api_key = "{UPSTREAM_KEY}"
-first_byte_timeout = 0.5
-
-[providers.dead]
-type = "openai"
-base_url = "{dead}"
-api_key = "{UPSTREAM_KEY}"
-connect_timeout = 1
-
-[providers.probed]
-type = "probe"
-base_url = "{upstream}"
-api_key = "probe-key"
-tag = "from-config"
-
-[[models]]
-id = "gpt"
-max_output_tokens = 1000
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-  price = {{ input = 0.15, output = 0.60, cache_read = 0.075 }}
-
-[[models]]
-id = "fallback-503"
-  [[models.routes]]
-  provider = "up"
-  model = "down-503"
-  [[models.routes]]
-  provider = "up2"
-  model = "gpt-x"
-
-[[models]]
-id = "fallback-refused"
-  [[models.routes]]
-  provider = "dead"
-  model = "gpt-x"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-
-[[models]]
-id = "all-down"
-  [[models.routes]]
-  provider = "up"
-  model = "down-503"
-  [[models.routes]]
-  provider = "up"
-  model = "down-429"
-
-[[models]]
-id = "lag"
-  [[models.routes]]
-  provider = "up"
-  model = "lag"
-
-[[models]]
-id = "down-500"
-  [[models.routes]]
-  provider = "up"
-  model = "down-500"
-
-[[models]]
-id = "bad"
-  [[models.routes]]
-  provider = "up"
-  model = "bad-400"
-  [[models.routes]]
-  provider = "up2"
-  model = "gpt-x"
-
-[[models]]
-id = "slow"
-  [[models.routes]]
-  provider = "impatient"
-  model = "sleepy"
-
-[[models]]
-id = "trickle"
-  [[models.routes]]
-  provider = "up"
-  model = "trickle"
-  price = {{ input = 1, output = 2 }}
-
-[[models]]
-id = "drop"
-  [[models.routes]]
-  provider = "up"
-  model = "drop"
-
-[[models]]
-id = "probe"
-  [[models.routes]]
-  provider = "probed"
-  model = "gpt-x"
-
-[[models]]
-id = "embed"
-  [[models.routes]]
-  provider = "up"
-  model = "text-embed"
-  price = {{ input = 0.02 }}
-"""
+    up = kit.provider("openai", upstream, UPSTREAM_KEY)
+    return kit.config(
+        admin=[ADMIN, ""],
+        server={"max_body_mb": 0.05},
+        routing={"backoff": 0.01, "drain_seconds": 0},  # a client that leaves: closed at once
+        probe={"record": record},
+        providers={
+            "up": up,
+            "up2": up,
+            "impatient": {**up, "first_byte_timeout": 0.5},
+            "dead": kit.provider("openai", dead, UPSTREAM_KEY, connect_timeout=1),
+            "probed": kit.provider("probe", upstream, "probe-key", tag="from-config"),
+        },
+        models={
+            "gpt": kit.model(
+                kit.route(
+                    "up", "gpt-x", price={"input": 0.15, "output": 0.60, "cache_read": 0.075}
+                ),
+                max_output_tokens=1000,
+            ),
+            "fallback-503": [kit.route("up", "down-503"), kit.route("up2", "gpt-x")],
+            "fallback-refused": [kit.route("dead", "gpt-x"), kit.route("up", "gpt-x")],
+            "all-down": [kit.route("up", "down-503"), kit.route("up", "down-429")],
+            "lag": kit.route("up", "lag"),
+            "down-500": kit.route("up", "down-500"),
+            "bad": [kit.route("up", "bad-400"), kit.route("up2", "gpt-x")],
+            "slow": kit.route("impatient", "sleepy"),
+            "trickle": kit.route("up", "trickle", price={"input": 1, "output": 2}),
+            "drop": kit.route("up", "drop"),
+            "probe": kit.route("probed", "gpt-x"),
+            "embed": kit.route("up", "text-embed", price={"input": 0.02}),
+        },
+    )
 
 
 @pytest.fixture(scope="module")

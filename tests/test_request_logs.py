@@ -13,25 +13,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from lmrouter.testing.config import config, provider, route
 from lmrouter.testing.server import RouterServer
 
-CONFIG = """
-[plugins]
-disabled = ["credits", "ratelimit", "accounts", "dashboard", "stripe", "metrics"]
-[server]
-log_format = "json"
-[auth]
-keys = ["sk-admin-logs"]
-[providers.up]
-type = "openai"
-base_url = "http://127.0.0.1:9"
-api_key = "sk-up"
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-"""
+CONFIG = config(
+    admin="sk-admin-logs",
+    providers={"up": provider("openai", "http://127.0.0.1:9")},
+    models={"gpt": route("up", "gpt-x")},
+    disabled=["credits", "ratelimit", "accounts", "dashboard", "stripe", "metrics"],
+    server={"log_format": "json"},
+)
 
 
 def request_lines(server: RouterServer) -> list[dict[str, Any]]:

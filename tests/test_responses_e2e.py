@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from lmrouter.sse import SSEDecoder
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 from lmrouter_probe.records import ends
@@ -40,44 +41,19 @@ INPUT_PRICE, OUTPUT_PRICE = 0.15, 0.60  # USD per 1M tokens, as configured below
 
 
 def config(upstream: str, record: Path) -> str:
-    return f"""
-[auth]
-keys = ["{ADMIN}"]
-[probe]
-record = "{record}"
-
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "{UPSTREAM_KEY}"
-responses = false  # converted to Chat Completions: what this file tests
-
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-  price = {{ input = {INPUT_PRICE}, output = {OUTPUT_PRICE} }}
-
-[[models]]
-id = "long"
-  [[models.routes]]
-  provider = "up"
-  model = "long-x"
-  price = {{ input = {INPUT_PRICE}, output = {OUTPUT_PRICE} }}
-
-[[models]]
-id = "drop"
-  [[models.routes]]
-  provider = "up"
-  model = "drop-x"
-
-[[models]]
-id = "bad"
-  [[models.routes]]
-  provider = "up"
-  model = "bad-400"
-"""
+    price = {"input": INPUT_PRICE, "output": OUTPUT_PRICE}
+    return kit.config(
+        admin=ADMIN,
+        probe={"record": record},
+        # converted to Chat Completions: what this file tests
+        providers={"up": kit.provider("openai", upstream, UPSTREAM_KEY, responses=False)},
+        models={
+            "gpt": kit.route("up", "gpt-x", price=price),
+            "long": kit.route("up", "long-x", price=price),
+            "drop": kit.route("up", "drop-x"),
+            "bad": kit.route("up", "bad-400"),
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.operator import cli, user_with_key
 from lmrouter.testing.server import RouterServer, free_port
@@ -82,33 +83,24 @@ def test_a_port_held_by_another_program_is_refused(tmp_path: Path, reuse_port: b
     assert result.stderr.strip() == f"error: 127.0.0.1:{port} is already in use"
 
 
-BYOK_CONFIG = """
-[plugins]
-disabled = ["credits", "ratelimit"]
-[auth]
-keys = ["sk-operator-test-key"]
-[storage]
-url = "sqlite:///data/router.db"
-[accounts]
-secret = "${{LMROUTER_SECRET:-}}"
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-the-operators-provider-key"
-byok = true
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-"""
+def byok_config(upstream: str) -> str:
+    return kit.config(
+        admin="sk-operator-test-key",
+        disabled=["credits", "ratelimit"],
+        storage={"url": "sqlite:///data/router.db"},
+        accounts={"secret": "${LMROUTER_SECRET:-}"},
+        providers={
+            "up": kit.provider("openai", upstream, "sk-the-operators-provider-key", byok=True)
+        },
+        models={"gpt": kit.route("up", "gpt-x")},
+    )
 
 
 def test_byok_keys_survive_a_restart_without_an_exported_secret(
     tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("LMROUTER_SECRET", raising=False)
-    text = BYOK_CONFIG.format(upstream=fake_openai.base_url)
+    text = byok_config(fake_openai.base_url)
     with RouterServer(text, workdir=tmp_path) as router:
         secret = tmp_path / "data" / "router.db.secret"
         assert secret.is_file() and stat.S_IMODE(secret.stat().st_mode) == 0o600
@@ -147,7 +139,7 @@ def test_byok_keys_stored_under_an_exported_secret_need_it_at_start(
 ) -> None:
     monkeypatch.setenv("LMROUTER_SECRET", "the-secret-exported-once-0123456789")
     path = tmp_path / "lmrouter.toml"
-    path.write_text(BYOK_CONFIG.format(upstream=fake_openai.base_url))
+    path.write_text(byok_config(fake_openai.base_url))
     user_with_key(path, "bob@example.com")
     cli(path, "byok", "set", "bob@example.com", "up", "--key-stdin", stdin="sk-bobs-own")
     monkeypatch.delenv("LMROUTER_SECRET")  # the restart where it was forgotten
@@ -175,21 +167,16 @@ def test_without_a_dashboard_the_root_says_what_is_there() -> None:
 
 
 def test_a_provider_without_a_key_is_named_at_start_and_in_health(fake_openai: FakeOpenAI) -> None:
-    config = f"""
-[auth]
-keys = ["sk-operator-test-key"]
-[providers.keyless]
-type = "openai"
-base_url = "{fake_openai.base_url}"
-api_key = "${{LMROUTER_TEST_NO_SUCH_KEY:-}}"
-[providers.keyed]
-type = "openai"
-base_url = "{fake_openai.base_url}"
-api_key = "sk-set"
-[[models]]
-id = "m"
-routes = [{{provider = "keyless", model = "x"}}, {{provider = "keyed", model = "x"}}]
-"""
+    config = kit.config(
+        admin="sk-operator-test-key",
+        providers={
+            "keyless": kit.provider(
+                "openai", fake_openai.base_url, "${LMROUTER_TEST_NO_SUCH_KEY:-}"
+            ),
+            "keyed": kit.provider("openai", fake_openai.base_url, "sk-set"),
+        },
+        models={"m": [kit.route("keyless", "x"), kit.route("keyed", "x")]},
+    )
     with RouterServer(config) as router:
         banner = router.logs().split("\n{")[0]  # what serve printed before the JSON log lines
         assert "warning: provider 'keyless' has no api_key" in banner

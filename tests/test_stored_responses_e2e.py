@@ -21,6 +21,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_anthropic import FakeAnthropic
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.server import RouterServer
@@ -31,37 +32,18 @@ MODELS = ["gpt", "claude"]  # an OpenAI route (pass-through), an Anthropic route
 
 
 def config(oai: str, ant: str, store_days: int = 30) -> str:
-    return f"""
-[plugins]
-disabled = ["credits", "ratelimit"]
-[auth]
-keys = ["{ADMIN}"]
-[storage]
-url = "sqlite:///router.db"
-[accounts]
-secret = "a-test-secret-of-enough-length"
-[responses]
-store_days = {store_days}
-[providers.oai]
-type = "openai"
-base_url = "{oai}"
-api_key = "sk-upstream-oai"
-byok = true
-[providers.ant]
-type = "anthropic"
-base_url = "{ant}"
-api_key = "sk-upstream-ant"
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "oai"
-  model = "gpt-x"
-[[models]]
-id = "claude"
-  [[models.routes]]
-  provider = "ant"
-  model = "claude-x"
-"""
+    return kit.config(
+        admin=ADMIN,
+        disabled=["credits", "ratelimit"],
+        storage={"url": "sqlite:///router.db"},
+        accounts={"secret": "a-test-secret-of-enough-length"},
+        responses={"store_days": store_days},
+        providers={
+            "oai": kit.provider("openai", oai, "sk-upstream-oai", byok=True),
+            "ant": kit.provider("anthropic", ant, "sk-upstream-ant"),
+        },
+        models={"gpt": kit.route("oai", "gpt-x"), "claude": kit.route("ant", "claude-x")},
+    )
 
 
 class Site:

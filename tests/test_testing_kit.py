@@ -4,8 +4,10 @@ accepts, and the app they start serves the whole pipeline, hooks included."""
 from __future__ import annotations
 
 import asyncio
+import re
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -104,3 +106,15 @@ def test_the_in_process_app_runs_the_pipeline_and_its_hooks(lmrouter_app: Any) -
 
     asyncio.run(scenario())
     assert seen.statuses == ["ok"]
+
+
+def test_the_guides_example_of_the_builder_runs() -> None:
+    guide = Path(__file__).resolve().parent.parent / "docs" / "writing-a-provider-plugin.md"
+    blocks = re.findall(r"```python\n(.*?)```", guide.read_text(encoding="utf-8"), re.S)
+    [example] = [b for b in blocks if "from lmrouter.testing import config as kit" in b]
+    scope: dict[str, Any] = {"fake": SimpleNamespace(base_url="http://127.0.0.1:9")}
+    exec(example, scope)
+    doc = tomllib.loads(scope["text"])
+    assert doc["providers"]["acme"]["region"] == "eu"
+    assert [len(m["routes"]) for m in doc["models"]] == [1, 2]
+    assert doc["plugins"]["disabled"] == ["credits", "ratelimit"]

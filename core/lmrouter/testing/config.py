@@ -33,9 +33,13 @@ ADMIN_KEY = "sk-test-admin"
 STATEFUL = ("accounts", "credits", "ratelimit", "dashboard", "stripe", "metrics")
 
 
-def provider(type: str, base_url: str, api_key: str = "sk-up", **settings: Any) -> dict[str, Any]:
-    """A ``[providers.<name>]`` table: a provider of ``type`` at ``base_url``."""
-    return {"type": type, "base_url": base_url, "api_key": api_key, **settings}
+def provider(
+    type: str, base_url: str, api_key: str | None = "sk-up", **settings: Any
+) -> dict[str, Any]:
+    """A ``[providers.<name>]`` table: a provider of ``type`` at ``base_url`` (``api_key=None``:
+    none, as for a keyless local server)."""
+    table = {"type": type, "base_url": base_url, "api_key": api_key, **settings}
+    return {key: value for key, value in table.items() if value is not None}
 
 
 def route(provider: str, model: str, **settings: Any) -> dict[str, Any]:
