@@ -1,6 +1,7 @@
 """Suite-wide: the ``e2e`` marker, set automatically. A test is end-to-end when it, a fixture it
 uses, or a function or class of its module that either calls, starts the real router or the CLI
-in another process or drives a browser (``RouterServer``, ``lmrouter_server``, ``subprocess``,
+in another process or drives a browser (``RouterServer``, ``lmrouter_server``, the conformance
+kit's ``Harness``, ``subprocess``,
 Playwright). ``pytest -m "not e2e"``
 runs the rest: the in-process suite, in seconds rather than minutes.
 
@@ -22,7 +23,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("lmrouter", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("lmrouter")
 
-PROCESS = re.compile(r"\b(RouterServer|lmrouter_server|subprocess|sync_playwright|playwright)\b")
+PROCESS = re.compile(
+    r"\b(RouterServer|lmrouter_server|Harness|subprocess|sync_playwright|playwright)\b"
+)
 
 
 @cache

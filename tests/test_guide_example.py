@@ -1,9 +1,8 @@
-"""The provider written in "Writing a provider plugin" is the file the guide shows, fits in
-under 100 lines and passes the conformance kit."""
+"""The provider written in "Writing a provider plugin" passes the conformance kit (that the guide
+shows this very file: ``test_guide.py``)."""
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -15,15 +14,6 @@ EXAMPLE = DOCS / "examples" / "anthropic_compat.py"
 sys.path.insert(0, str(EXAMPLE.parent))
 
 from anthropic_compat import AnthropicCompatProvider  # noqa: E402
-
-
-def test_the_guide_shows_the_tested_file_and_it_is_small() -> None:
-    guide = (DOCS / "writing-a-provider-plugin.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
-    source = EXAMPLE.read_text()
-    assert source in blocks, "the guide's example differs from docs/examples/anthropic_compat.py"
-    assert len(source.splitlines()) < 100
-
 
 TestGuideExample = conformance.suite(
     conformance.Spec(
