@@ -7,7 +7,7 @@ This module is the public plugin API: everything a plugin may use is importable 
 JSON answers by a forced tool, and each dialect's wire structs, for provider adapters) and
 ``lmrouter.testing`` (fakes, a config builder and a real-server fixture, for plugin tests).
 Every other module under ``lmrouter.*`` is internal: it may change in any release. First-party
-plugins keep to the same rule; ``tests/test_public_api.py`` checks them.
+plugins keep to the same rule; ``tests/unit/test_public_api.py`` checks them.
 
 What is stable follows ``API_VERSION`` (see :mod:`lmrouter.hookspecs`): a name removed from
 ``__all__`` or changed incompatibly raises its major number.

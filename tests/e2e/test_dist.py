@@ -19,7 +19,7 @@ from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.server import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLUGINS = {p.name for p in (REPO / "plugins").iterdir() if (p / "pyproject.toml").is_file()}
 # The interpreter the venv was made from: a plain Python with none of the router's packages.
 PYTHON = getattr(sys, "_base_executable", sys.executable)

@@ -9,7 +9,7 @@ from pathlib import Path
 from lmrouter.testing import conformance
 from lmrouter.testing.fake_anthropic import FakeAnthropic
 
-DOCS = Path(__file__).parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 EXAMPLE = DOCS / "examples" / "anthropic_compat.py"
 sys.path.insert(0, str(EXAMPLE.parent))
 

@@ -202,7 +202,7 @@ def test_after_the_banner_every_log_line_is_json_granians_too(tmp_path: Path) ->
 
 
 def test_files_a_run_leaves_beside_the_database_are_not_in_git_status() -> None:
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     for name in ("lmrouter.db.credits.lock", "lmrouter.db.secret", "lmrouter.db-wal"):
         ignored = subprocess.run(
             ["git", "check-ignore", "-q", f"config/{name}"], cwd=repo, timeout=30

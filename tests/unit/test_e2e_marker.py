@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
 assert spec is not None and spec.loader is not None
 conftest = importlib.util.module_from_spec(spec)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parent.parent / "core" / "lmrouter"
+CORE = Path(__file__).resolve().parents[2] / "core" / "lmrouter"
 
 # module → the lmrouter modules it may import at run time (type-only imports are free)
 LEAVES: dict[str, set[str]] = {

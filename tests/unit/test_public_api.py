@@ -12,7 +12,7 @@ import pytest
 
 import lmrouter
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted(REPO.glob("plugins/*/lmrouter_*/**/*.py"))
 PUBLIC = set(lmrouter.__all__)
 # Public packages a plugin may import from by their dotted name.

@@ -109,7 +109,7 @@ def test_the_in_process_app_runs_the_pipeline_and_its_hooks(lmrouter_app: Any) -
 
 
 def test_the_guides_example_of_the_builder_runs() -> None:
-    guide = Path(__file__).resolve().parent.parent / "docs" / "writing-a-provider-plugin.md"
+    guide = Path(__file__).resolve().parents[2] / "docs" / "writing-a-provider-plugin.md"
     blocks = re.findall(r"```python\n(.*?)```", guide.read_text(encoding="utf-8"), re.S)
     [example] = [b for b in blocks if "from lmrouter.testing import config as kit" in b]
     scope: dict[str, Any] = {"fake": SimpleNamespace(base_url="http://127.0.0.1:9")}
