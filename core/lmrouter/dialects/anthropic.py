@@ -18,7 +18,7 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
-from lmrouter.dialects.cost import cost_json, finish_with
+from lmrouter.dialects.cost import cost_json, finish_reading
 from lmrouter.errors import RouterError, invalid_request, validation_detail
 from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens, prompt_chars
@@ -110,19 +110,7 @@ def wire_usage(usage: Usage | None) -> dict[str, Any]:
     return wire
 
 
-class _Answer(msgspec.Struct):
-    usage: WireUsage | None = None
-
-
-_decode_answer = msgspec.json.Decoder(_Answer).decode
-
-
-def _answer_usage(body: bytes) -> Usage | None:
-    wire = _decode_answer(body).usage
-    return wire.normalize() if wire is not None else None
-
-
-finish_json = finish_with(_answer_usage)
+finish_json = finish_reading(WireUsage)
 
 
 # -- finish reasons ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
-from lmrouter.dialects.cost import cost_json, finish_with, with_cost
+from lmrouter.dialects.cost import cost_json, finish_reading, with_cost
 from lmrouter.errors import RouterError, invalid_request, validation_detail
 from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens, prompt_chars
@@ -113,19 +113,7 @@ class _Groq(msgspec.Struct):
     usage: WireUsage | None = None
 
 
-class _Response(msgspec.Struct):
-    usage: WireUsage | None = None
-
-
-_decode_response = msgspec.json.Decoder(_Response).decode
-
-
-def _response_usage(body: bytes) -> Usage | None:
-    wire = _decode_response(body).usage
-    return wire.normalize() if wire is not None else None
-
-
-finish_json = finish_with(_response_usage)
+finish_json = finish_reading(WireUsage)
 
 
 # -- streams ----------------------------------------------------------------------------------
