@@ -15,7 +15,7 @@ CHROMIUM := /usr/bin/chromium
 # cluster (Debian's server binaries in /usr/lib/postgresql/*/bin); installed like Chromium.
 REDIS_SERVER := /usr/bin/redis-server
 PG_INITDB := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr/lib/postgresql/initdb)
-# The real coding agents (Codex CLI, Claude Code) for tests/test_agents_e2e.py, from npm at the
+# The real coding agents (Codex CLI, Claude Code) for tests/e2e/test_agents_e2e.py, from npm at the
 # versions tests/agents/package-lock.json pins, into .cache/agents (about 40 s and 800 MB: Claude
 # Code is a native binary). Without node and npm the step says so and those tests are skipped.
 AGENTS_DIR := .cache/agents
@@ -84,7 +84,7 @@ $(AGENTS_STAMP): tests/agents/package.json tests/agents/package-lock.json
 	  mkdir -p $(AGENTS_DIR) && cp tests/agents/package.json tests/agents/package-lock.json $(AGENTS_DIR)/ \
 	  && npm ci --prefix $(AGENTS_DIR) --no-audit --no-fund --loglevel=error && touch $@; \
 	else \
-	  echo "node/npm not found: the real-agent tests (tests/test_agents_e2e.py) will be skipped"; \
+	  echo "node/npm not found: the real-agent tests (tests/e2e/test_agents_e2e.py) will be skipped"; \
 	fi
 
 run: $(RUN_STAMP)

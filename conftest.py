@@ -1,8 +1,9 @@
 """Suite-wide: the ``e2e`` marker, set automatically. A test is end-to-end when it, a fixture it
 uses, or a function or class of its module that either calls, starts the real router or the CLI
-in another process or drives a browser (``RouterServer``, ``lmrouter_server``, ``subprocess``,
-Playwright). ``pytest -m "not e2e"``
-runs the rest: the in-process suite, in seconds rather than minutes.
+in another process or drives a browser (``RouterServer``, ``lmrouter_server``, the conformance
+kit's ``Harness``, ``subprocess``, Playwright), and every test under ``tests/e2e``;
+``tests/unit`` holds none. ``pytest -m "not e2e"`` runs the rest: the in-process suite, in
+seconds rather than minutes.
 
 Also one Hypothesis profile for the suite (tests/ and every plugin's tests; this file is loaded
 first)."""
@@ -12,6 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("lmrouter", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("lmrouter")
 
-PROCESS = re.compile(r"\b(RouterServer|lmrouter_server|subprocess|sync_playwright|playwright)\b")
+PROCESS = re.compile(
+    r"\b(RouterServer|lmrouter_server|Harness|subprocess|sync_playwright|playwright)\b"
+)
 
 
 @cache
@@ -58,7 +62,22 @@ def _is_e2e(item: pytest.Item) -> bool:
     return False
 
 
+E2E_DIR = Path(__file__).resolve().parent / "tests" / "e2e"
+UNIT_DIR = Path(__file__).resolve().parent / "tests" / "unit"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is e2e; one under tests/unit that starts a process is a
+    mistake, refused at collection, so that the folders and ``-m "not e2e"`` always agree."""
+    misplaced = []
     for item in items:
-        if _is_e2e(item):
+        path = Path(item.path)
+        if path.is_relative_to(E2E_DIR) or _is_e2e(item):
             item.add_marker(pytest.mark.e2e)
+            if path.is_relative_to(UNIT_DIR):
+                misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(
+            "tests under tests/unit start a process (move them to tests/e2e): "
+            + ", ".join(misplaced)
+        )

@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from lmrouter import storage
+from lmrouter import stores
 from lmrouter.gateway import load
 from lmrouter.testing.server import RouterServer
 from lmrouter_accounts import service as accounts
@@ -60,7 +60,7 @@ id = "{model}"
 async def seed(config_path: Path, rows: int) -> tuple[list[str], str]:
     """The user, their keys, lots and ``rows`` usage records; returns (key ids, user id)."""
     config, pm = load(config_path)
-    async with storage.opened(config, pm) as store:
+    async with stores.opened(config, pm) as store:
         user = await accounts.create_user(store, EMAIL, password=PASSWORD)
         keys = [
             (await accounts.create_key(store, user.id, name=f"key {i}")).key.id for i in range(3)

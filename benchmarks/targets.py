@@ -32,6 +32,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.procs import Proc, free_port
 
@@ -140,41 +141,38 @@ def start_aiohttp_proxy(workdir: Path, cpus: str | None, upstream_port: int) -> 
 
 # -- the router -------------------------------------------------------------------------------
 
-ROUTER_CONFIG = """\
-[server]
-log_requests = false
-[storage]
-url = "sqlite:///bench.db"
-[plugins]
-disabled = {disabled}
-[auth]
-keys = ["{operator_key}"]
-[providers.up]
-type = "openai"
-base_url = "http://127.0.0.1:{upstream_port}/v1"
-api_key = "sk-upstream"
-[[models]]
-id = "bench"
-  [[models.routes]]
-  provider = "up"
-  model = "bench-upstream"
-  price = {{ input = 0.15, output = 0.60 }}
-[[models]]
-id = "bench-slow"
-  [[models.routes]]
-  provider = "up"
-  model = "bench-slow-upstream"
-  price = {{ input = 0.15, output = 0.60 }}
-"""
-
+BENCH_PRICE = {"input": 0.15, "output": 0.60}
 # Sections of the full plugin set, written when the plugin claims the section. The limits are
 # far above what one worker can reach, but not 0 (= unlimited), so the limiter does its work on
 # every request instead of stepping aside.
-FULL_SECTIONS = {
-    "accounts": "",
-    "credits": "expire_after_days = 365\n",
-    "ratelimit": "rpm = 100000000\ntpm = 100000000000\nmax_concurrent = 100000\n",
+FULL_SECTIONS: dict[str, dict[str, int]] = {
+    "accounts": {},
+    "credits": {"expire_after_days": 365},
+    "ratelimit": {"rpm": 100000000, "tpm": 100000000000, "max_concurrent": 100000},
 }
+
+
+def router_config(
+    upstream_port: int,
+    disabled: list[str],
+    sections: dict[str, Any],
+    storage: str = "sqlite:///bench.db",
+) -> str:
+    from lmrouter.testing import config as kit
+
+    upstream = f"http://127.0.0.1:{upstream_port}/v1"
+    return kit.config(
+        admin=OPERATOR_KEY,
+        disabled=disabled,
+        server={"log_requests": False},
+        storage={"url": storage},
+        providers={"up": kit.provider("openai", upstream, "sk-upstream")},
+        models={
+            "bench": kit.route("up", "bench-upstream", price=BENCH_PRICE),
+            "bench-slow": kit.route("up", "bench-slow-upstream", price=BENCH_PRICE),
+        },
+        **sections,
+    )
 
 
 def installed_plugins() -> dict[str, str]:
@@ -247,29 +245,25 @@ def _start_router(
     disabled = sorted(set(installed) - set(keep))
     config = workdir / name / "lmrouter.toml"
     config.parent.mkdir(exist_ok=True)
-    text = ROUTER_CONFIG.format(
-        upstream_port=upstream_port,
-        operator_key=OPERATOR_KEY,
-        disabled=json.dumps(disabled),
-    )
     key = OPERATOR_KEY
+    sections: dict[str, Any] = {}
     if wanted:
         try:
             claimed = claimed_sections(keep)
         except Exception as exc:  # a plugin that fails to load: say which and why
             raise Skip(f"the plugins failed to load: {exc!r}") from None
-        for section, body in FULL_SECTIONS.items():
-            if section in claimed and section in wanted:
-                text += f"[{section}]\n{body}"
+        sections = {
+            section: dict(body)
+            for section, body in FULL_SECTIONS.items()
+            if section in claimed and section in wanted
+        }
+    storage = "sqlite:///bench.db"
     procs: list[Proc] = []
     if "postgres" in wanted:
-        store, redis, procs = start_backends(workdir / name, cpus)
+        storage, redis, procs = start_backends(workdir / name, cpus)
         started += procs
-        text = text.replace('url = "sqlite:///bench.db"', f'url = "{store}"')
-        text += f'[redis]\nurl = "{redis}"\n'
-        text = text.replace(
-            "max_concurrent = 100000\n", 'max_concurrent = 100000\nbackend = "redis"\n'
-        )
+        sections["redis"] = {"url": redis}
+        sections["ratelimit"] = {**sections.get("ratelimit", {}), "backend": "redis"}
     helpers: list[Proc] = []
     collector = None
     if "otel" in wanted:
@@ -278,7 +272,8 @@ def _start_router(
         log = workdir / f"{name}-collector.log"
         helpers.append(Proc("otlp-sink", cmd, log, cwd=ROOT, env={"PYTHONPATH": str(ROOT)}))
         started += helpers
-        text += f'[otel]\nendpoint = "http://127.0.0.1:{collector}"\n'
+        sections["otel"] = {"endpoint": f"http://127.0.0.1:{collector}"}
+    text = router_config(upstream_port, disabled, sections, storage)
     config.write_text(text)
     if "accounts" in wanted:  # a user's key, so that requests are authenticated and metered
         _cli(config, "users", "add", BENCH_USER)

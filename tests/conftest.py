@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lmrouter.testing.site import PluginSite
+
 PROBE_SOURCE = Path(__file__).parent / "plugins" / "lmrouter-probe"
 
 
@@ -40,6 +42,16 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the probe plugin writes each request_end of this module's router
     (``[probe] record = "…"`` in its config)."""
     return tmp_path_factory.mktemp("probe") / "request_end.jsonl"
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginSite:
+    """Plugins installed for real for this test (:class:`lmrouter.testing.site.PluginSite`),
+    its directory on ``sys.path``."""
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    return PluginSite(path)
 
 
 # The probe's record reader is shared by the end-to-end tests: `from lmrouter_probe.records

@@ -2,11 +2,12 @@
 
 This module is the public plugin API: everything a plugin may use is importable from here
 (``from lmrouter import hookimpl, RequestContext, RouterError``), plus the modules
-``lmrouter.ir``, ``lmrouter.sse``, ``lmrouter.capabilities`` and ``lmrouter.structured`` (the
-internal representation of a chat, the SSE codec, what a model can take, and JSON answers by a
-forced tool, for provider adapters) and ``lmrouter.testing`` (fakes and a real-server fixture,
-for plugin tests). Every other module under ``lmrouter.*`` is internal: it may change in any
-release. First-party plugins keep to the same rule; ``tests/test_public_api.py`` checks them.
+``lmrouter.ir``, ``lmrouter.sse``, ``lmrouter.capabilities``, ``lmrouter.structured`` and
+``lmrouter.wire`` (the internal representation of a chat, the SSE codec, what a model can take,
+JSON answers by a forced tool, and each dialect's wire structs, for provider adapters) and
+``lmrouter.testing`` (fakes, a config builder and a real-server fixture, for plugin tests).
+Every other module under ``lmrouter.*`` is internal: it may change in any release. First-party
+plugins keep to the same rule; ``tests/unit/test_public_api.py`` checks them.
 
 What is stable follows ``API_VERSION`` (see :mod:`lmrouter.hookspecs`): a name removed from
 ``__all__`` or changed incompatibly raises its major number.
@@ -19,14 +20,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
-from lmrouter import capabilities, ir, sse, structured
+from lmrouter import capabilities, ir, sse, structured, wire
 from lmrouter.auth import require_principal
-from lmrouter.config import Config, ConfigError, Model, Price, Route, find_config
+from lmrouter.config import Config, ConfigError, Model, Route, find_config
 from lmrouter.context import Attempt, Outcome, Principal, RequestContext, Status
-from lmrouter.dialects.anthropic import TO_FINISH as ANTHROPIC_FINISH_REASONS
-from lmrouter.dialects.anthropic import WireUsage as AnthropicWireUsage
-from lmrouter.dialects.anthropic import tool_input as anthropic_tool_input
-from lmrouter.dialects.openai import WireUsage as OpenAIWireUsage
 from lmrouter.errors import (
     CommandError,
     RouterError,
@@ -37,13 +34,14 @@ from lmrouter.errors import (
 )
 from lmrouter.gateway import Gateway, load
 from lmrouter.hookspecs import API_VERSION, hookimpl, hookspec
-from lmrouter.money import PICO_PER_USD, Rates, format_usd, parse_usd, usd
+from lmrouter.money import PICO_PER_USD, Price, Rates, format_usd, parse_usd, usd
 from lmrouter.plugins import PluginError, PluginManager
 from lmrouter.providers import (
     Provider,
     ProviderConfig,
     UpstreamFailure,
     UpstreamRequest,
+    error_text,
     redact,
 )
 from lmrouter.sharing import ProcessState
@@ -55,11 +53,17 @@ from lmrouter.storage import (
     StorageError,
     Store,
     Tx,
-    migrate,
-    store_for,
 )
-from lmrouter.storage import opened as opened_store
+from lmrouter.stores import migrate, store_for
+from lmrouter.stores import opened as opened_store
 from lmrouter.usage import Usage, estimate_tokens, held_usage
+
+# The flat names of the Anthropic and OpenAI wire structs, kept from API 1.3; their home is
+# lmrouter.wire.
+ANTHROPIC_FINISH_REASONS = wire.anthropic.TO_FINISH
+AnthropicWireUsage = wire.anthropic.WireUsage
+anthropic_tool_input = wire.anthropic.tool_input
+OpenAIWireUsage = wire.openai.WireUsage
 
 __all__ = [
     "ANTHROPIC_FINISH_REASONS",
@@ -100,6 +104,7 @@ __all__ = [
     "anthropic_tool_input",
     "body_too_large",
     "capabilities",
+    "error_text",
     "estimate_tokens",
     "find_config",
     "format_usd",
@@ -120,4 +125,5 @@ __all__ = [
     "store_for",
     "structured",
     "usd",
+    "wire",
 ]

@@ -11,7 +11,6 @@ import contextlib
 import gc
 import inspect
 import os
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from lmrouter import __version__
-from lmrouter.auth import require_principal
+from lmrouter.auth import is_operator, require_principal
 from lmrouter.count_tokens import gemini_count_tokens, messages_count_tokens
 from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import embeddings as embeddings_dialect
@@ -36,29 +35,10 @@ from lmrouter.dialects import responses as responses_dialect
 from lmrouter.errors import RouterError, model_not_found
 from lmrouter.gateway import Gateway
 from lmrouter.guard import ReadDeadlines
-from lmrouter.proxy import Headers, ProxyEndpoint, api_key_from
+from lmrouter.headers import request_id_of
+from lmrouter.proxy import ProxyEndpoint
 
 log = structlog.get_logger("lmrouter.request")
-
-_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def request_id_of(scope: Scope) -> bytes:
-    """The caller's ``x-request-id`` when it is sane, else a fresh one."""
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            if _SAFE_ID.match(value):
-                return bytes(value)
-            break
-    return new_request_id()
-
-
-def new_request_id() -> bytes:
-    """24 hex digits: the time in milliseconds (12), then 48 random bits. Ids that sort by time
-    make an index on them (usage records have one) grow at its end, as a time column's does;
-    random ids land all over it, which costs a metered router more than SQLite's every other
-    write per request once the table is large."""
-    return b"%012x%s" % (time.time_ns() // 1_000_000, os.urandom(6).hex().encode())
 
 
 class RouterApp:
@@ -196,18 +176,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
 # -- built-in endpoints -----------------------------------------------------------------------
 
 
-async def _is_operator(request: Request) -> bool:
-    """Whether the caller sent an admin key. A missing or wrong key is no error here (probes
-    call without one), but a wrong one counts towards its address's failures like anywhere."""
-    if api_key_from(Headers.from_scope(request.scope), request.scope["query_string"]) is None:
-        return False
-    try:
-        principal = await require_principal(request)
-    except RouterError:  # a wrong key, a throttled address, a suspended account: no details
-        return False
-    return principal.is_admin
-
-
 async def health(request: Request) -> Response:
     """Liveness and readiness: 200 while the store and every backend a plugin reports
     (``lmrouter_health``: Redis, …) answer, 503 naming what does not, with what the router has
@@ -222,7 +190,7 @@ async def health(request: Request) -> Response:
         backends.update(answer or {})
     ready = all(state == "ok" for state in backends.values())
     providers = {name: _provider_health(p) for name, p in gateway.providers.items()}
-    if not await _is_operator(request):
+    if not await is_operator(request):
         for summary in providers.values():
             summary.pop("last_error", None)
     degraded = any(p["status"] in ("failing", "unconfigured") for p in providers.values())

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 from lmrouter import plugins
 from lmrouter.context import Principal
-from lmrouter.errors import invalid_api_key
+from lmrouter.errors import RouterError, invalid_api_key
 from lmrouter.guard import client_address, too_many_failures
-from lmrouter.proxy import MISSING_KEY, Headers, api_key_from
+from lmrouter.headers import MISSING_KEY, Headers, api_key_from
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from lmrouter.gateway import Gateway
 
-__all__ = ["require_principal"]
+__all__ = ["is_operator", "require_principal"]
 
 
 async def require_principal(request: Request) -> Principal:
@@ -39,3 +39,15 @@ async def require_principal(request: Request) -> Principal:
         failures.failed(address)
         raise invalid_api_key(MISSING_KEY if key is None else "Invalid API key.")
     return principal
+
+
+async def is_operator(request: Request) -> bool:
+    """Whether the caller sent an admin key. A missing or wrong key is no error here (probes
+    call without one), but a wrong one counts towards its address's failures like anywhere."""
+    if api_key_from(Headers.from_scope(request.scope), request.scope["query_string"]) is None:
+        return False
+    try:
+        principal = await require_principal(request)
+    except RouterError:  # a wrong key, a throttled address, a suspended account: no details
+        return False
+    return principal.is_admin

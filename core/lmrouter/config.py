@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from lmrouter.money import Rates
+from lmrouter.errors import validation_detail
+from lmrouter.money import Price, Rates
 
 
 class ConfigError(Exception):
@@ -77,22 +78,6 @@ class RoutingConfig(_Strict):
     def __post_init__(self) -> None:
         if not (self.drain_seconds >= 0 and self.drain_mb >= 0):  # nan fails too
             raise ValueError("`drain_seconds` and `drain_mb` must be 0 or more")
-
-
-class Price(_Strict):
-    """USD per 1M tokens (``request``: USD per call). Exact decimals, never floats."""
-
-    input: Decimal = Decimal(0)
-    output: Decimal = Decimal(0)
-    cache_read: Decimal | None = None  # default: the input price
-    cache_write: Decimal | None = None  # default: the input price
-    request: Decimal = Decimal(0)
-
-    def __post_init__(self) -> None:
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if value is not None and not value.is_finite():  # TOML has inf and nan
-                raise ValueError(f"`{name}` must be a finite number, got {value}")
 
 
 class Route(_Strict, dict=True):
@@ -358,25 +343,17 @@ def _decimal_places(value: Decimal) -> int:
     return max(places, 0) if any(digits) else 0
 
 
-_AT = re.compile(r" - at `\$(.*)`$")
-
-
 def _convert(value: Any, schema: type, *, path: Path | None, prefix: str = "") -> Any:
     try:
         return msgspec.convert(value, schema, strict=True)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        at = _AT.search(text)
-        suffix = at.group(1).lstrip(".") if at else ""
-        text = _AT.sub("", text)
-        unknown = re.match(r"Object contains unknown field `(.+)`", text)
-        if unknown:
-            suffix = f"{suffix}.{unknown.group(1)}" if suffix else unknown.group(1)
-            text = "unknown key (check the spelling)"
-        missing = re.match(r"Object missing required field `(.+)`", text)
-        if missing:
-            suffix = f"{suffix}.{missing.group(1)}" if suffix else missing.group(1)
-            text = "required key is missing"
+        text, suffix, kind = validation_detail(str(exc))
+        if kind:
+            text = (
+                "unknown key (check the spelling)"
+                if kind == "unknown"
+                else "required key is missing"
+            )
         key = ".".join(p for p in (prefix, suffix) if p).replace(".[", "[") or None
         raise ConfigError(text, path=path, key=key) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 # status → (OpenAI error type, Anthropic error type); the code is chosen per error.
@@ -75,3 +76,22 @@ def body_too_large(limit: int) -> RouterError:
 class CommandError(Exception):
     """For ``lmrouter`` commands: a mistake in the arguments or in what they name (not in the
     config file). The CLI prints ``error: …`` and exits with 1."""
+
+
+_AT = re.compile(r" - at `\$\.?(.*)`$")
+_NAMED = re.compile(r"^Object (missing required|contains unknown) field `(.+)`$")
+
+
+def validation_detail(message: str) -> tuple[str, str, str]:
+    """msgspec's ``ValidationError`` text (``Object missing required field `x` - at `$.a[0]```)
+    as ``(problem, path, kind)``: ``path`` names the field (``""`` at the top level); ``kind`` is
+    ``"missing"`` or ``"unknown"`` when the problem is a field by name, which then ends the path
+    (``a[0].x``), else ``""``. One reading for the dialects' 400s and the config's errors."""
+    at = _AT.search(message)
+    path = at.group(1) if at else ""
+    problem = message[: at.start()] if at else message
+    named = _NAMED.match(problem)
+    if named is None:
+        return problem, path, ""
+    path = f"{path}.{named.group(2)}" if path else named.group(2)
+    return problem, path, "missing" if named.group(1).startswith("missing") else "unknown"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmrouter import config as config_mod
-from lmrouter import plugins, sharing, storage
+from lmrouter import plugins, sharing, storage, stores
 from lmrouter.drain import Drains
 from lmrouter.guard import Guard
 
@@ -90,7 +90,7 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
         cfg.core.server.workers = int(workers)
     try:
         # a URL nobody can open is a config mistake
-        cfg.store_multiprocess = storage.store_for(cfg, pm).multiprocess
+        cfg.store_multiprocess = stores.store_for(cfg, pm).multiprocess
     except storage.StorageError as exc:
         raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
     pm.hook.lmrouter_config_loaded(config=cfg)
@@ -122,10 +122,10 @@ class Gateway:
         return cls(*load(path))
 
     async def start(self) -> None:
-        self.store = storage.store_for(self.config, self.pm)
+        self.store = stores.store_for(self.config, self.pm)
         await self.store.open()
         try:
-            await storage.migrate(self.store, self.pm)
+            await stores.migrate(self.store, self.pm)
             for provider in self.providers.values():
                 await provider.start()
             await plugins.call(self.pm.hook.lmrouter_startup(gateway=self))

@@ -1,7 +1,7 @@
 """The plugin reference, written from the code so that it cannot drift: every hook from
 :mod:`lmrouter.hookspecs` (signature, firstresult, docstring) and every public name from
 ``lmrouter.__all__``. ``python -m lmrouter.hookdocs`` rewrites ``docs/plugins.md`` and the hook
-table in ``README.md``; ``tests/test_docs.py`` fails when either is out of date."""
+table in ``README.md``; ``tests/unit/test_docs.py`` fails when either is out of date."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ TABLE_END = "<!-- end of hook table -->"
 
 
 # What the public names without a docstring of their own are (constants, aliases, classes
-# whose module is not this one's to edit). ``tests/test_docs.py`` requires one for each.
+# whose module is not this one's to edit). ``tests/unit/test_docs.py`` requires one for each.
 NOTES = {
     "__version__": "The installed lmrouter version.",
     "API_VERSION": "The hook API version, `MAJOR.MINOR` (see `api_version` below).",
@@ -68,6 +68,9 @@ NOTES = {
     "UpstreamRequest": "What a provider's `prepare` or `build` returns: URL, headers, body.",
     "Usage": "Token counts of a request (prompt, completion, cache, reasoning).",
     "usd": "pico-USD → an exact `Decimal` of USD.",
+    "wire": "Module: each dialect's wire structs (`wire.anthropic`, `wire.gemini`, "
+    "`wire.openai`), one home shared by the inbound dialect and the provider plugin; import "
+    "them as `from lmrouter.wire.anthropic import WireUsage`.",
 }
 
 
@@ -139,7 +142,7 @@ def reference() -> str:
     parts = [
         "# Writing an LMRouter plugin: the reference",
         "",
-        "Generated from the code by `python -m lmrouter.hookdocs` (`tests/test_docs.py` fails "
+        "Generated from the code by `python -m lmrouter.hookdocs` (`tests/unit/test_docs.py` fails "
         "when it is out of date): edit the docstrings in `core/lmrouter/hookspecs.py`, "
         "`core/lmrouter/plugins.py` and `core/lmrouter/__init__.py`, not this file.",
         "",

@@ -10,7 +10,7 @@ Hooks declared ``firstresult=True`` (*first result wins*) are called in order un
 answers: the first non-``None`` answer, once awaited, is used and no later implementation is
 called. The core calls them through :class:`lmrouter.plugins.Hook`, which awaits each answer
 before deciding (pluggy's own ``firstresult`` would stop at the first coroutine). To refuse a
-request, raise :class:`lmrouter.errors.RouterError`. Per-request hooks cost about 2 µs each:
+request, raise :class:`lmrouter.RouterError`. Per-request hooks cost about 2 µs each:
 keep them cheap.
 
 Call order: ``tryfirst`` implementations, then the others, then ``trylast`` ones; within each

@@ -8,8 +8,9 @@ import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Underflow
 from typing import TYPE_CHECKING, NamedTuple
 
+import msgspec
+
 if TYPE_CHECKING:
-    from lmrouter.config import Price
     from lmrouter.usage import Usage
 
 PICO_PER_USD = 10**12
@@ -22,6 +23,23 @@ def _shift(value: Decimal, places: int, *, exact: bool = True) -> Decimal:
     traps = [InvalidOperation, Overflow, Inexact, Underflow] if exact else [Overflow]
     context = Context(prec=len(value.as_tuple().digits) + 1, traps=traps)
     return value.scaleb(places, context)
+
+
+class Price(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """USD per 1M tokens (``request``: USD per call). Exact decimals, never floats. A route's
+    ``price`` table in the config, strict like the config's other tables."""
+
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    cache_read: Decimal | None = None  # default: the input price
+    cache_write: Decimal | None = None  # default: the input price
+    request: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is not None and not value.is_finite():  # TOML has inf and nan
+                raise ValueError(f"`{name}` must be a finite number, got {value}")
 
 
 class Rates(NamedTuple):

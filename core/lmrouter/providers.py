@@ -73,6 +73,29 @@ class UpstreamFailure(Exception):
         self.upstream_status = upstream_status
         self.retry_after = retry_after  # the provider's Retry-After, passed on with a 429
 
+    @classmethod
+    def unreadable(cls, who: str, detail: object) -> UpstreamFailure:
+        """A 200 answer that cannot be read (not JSON, not the expected shape): the upstream's
+        failure (502), worth trying the next route."""
+        return cls(
+            f"{who} sent an unreadable answer ({detail})",
+            status=502,
+            retryable=True,
+            upstream_status=200,
+        )
+
+
+def error_text(error: Any) -> str | None:
+    """The message of an ``error`` member as most providers send it: ``{"message": …}`` or a
+    bare string; ``None`` for any other shape."""
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+    if isinstance(error, str) and error:
+        return error
+    return None
+
 
 class Health:
     """What requests saw of a provider lately: enough for ``/health`` to say it is failing."""
@@ -178,11 +201,9 @@ class Provider:
         """The provider's own words from an error body; override for unusual shapes."""
         try:
             doc = msgspec.json.decode(body, type=_ErrorBody)
-            err = doc.error
-            if isinstance(err, dict) and isinstance(err.get("message"), str):
-                return err["message"]
-            if isinstance(err, str):
-                return err
+            text = error_text(doc.error)
+            if text is not None:
+                return text
             if isinstance(doc.message, str):
                 return doc.message
         except msgspec.DecodeError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import aiohttp
 import structlog
@@ -19,6 +18,7 @@ from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.drain import usage_after_cut
 from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
 from lmrouter.guard import body_timeout, client_address, too_many_failures
+from lmrouter.headers import MISSING_KEY, Headers, api_key_from
 from lmrouter.money import format_usd
 from lmrouter.providers import UpstreamFailure, redact_bytes
 
@@ -35,35 +35,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lmrouter.request")
 
 _JSON = b"application/json"
-
-
-class Headers(dict[str, str]):
-    """Request headers, lower-case names, last value wins: all the pipeline and hooks need."""
-
-    @classmethod
-    def from_scope(cls, scope: Scope) -> Headers:
-        return cls((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
-
-
-def api_key_from(headers: Headers, query_string: bytes = b"") -> str | None:
-    """The caller's key: ``Authorization: Bearer``, ``x-api-key``, ``x-goog-api-key`` or
-    (Gemini's way) ``?key=`` in the query string."""
-    auth = headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    key = headers.get("x-api-key") or headers.get("x-goog-api-key")
-    if key:
-        return key
-    if query_string and b"key=" in query_string:
-        for name, value in parse_qsl(query_string.decode("latin-1")):
-            if name == "key" and value:
-                return value
-    return None
-
-
-MISSING_KEY = "Missing API key: send it as `Authorization: Bearer …` or `x-api-key`."
 
 
 class ProxyEndpoint:

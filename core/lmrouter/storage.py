@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +23,6 @@ import structlog
 
 if TYPE_CHECKING:
     from lmrouter.config import Config
-    from lmrouter.plugins import PluginManager
 
 log = structlog.get_logger("lmrouter.storage")
 
@@ -228,9 +227,16 @@ _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS lmrouter_migrations (
 )"""
 
 
-def store_for(config: Config, pm: PluginManager) -> Store:
+# What makes a store for a URL scheme a plugin provides: ``factory(url, config)``.
+StoreFactory = Callable[[str, "Config"], "Store"]
+# A plugin's schema: its namespace and its steps, in order (``lmrouter_migrations``' answer).
+Migrations = tuple[str, Sequence[str]]
+
+
+def store_at(config: Config, types: Mapping[str, StoreFactory]) -> Store:
     """The store named by ``[storage] url``: ``sqlite:///relative/to/config.db``,
-    ``sqlite:////absolute.db``, ``sqlite://:memory:``, or a scheme a plugin provides."""
+    ``sqlite:////absolute.db``, ``sqlite://:memory:``, or a scheme in ``types`` (what the
+    plugins provide, :func:`lmrouter.stores.store_types`)."""
     url = config.core.storage.url
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -242,20 +248,18 @@ def store_for(config: Config, pm: PluginManager) -> Store:
         if not path.is_absolute():
             path = config.base_dir / path
         return SQLiteStore(url, path)
-    for types in pm.hook.lmrouter_store_types():
-        if types and scheme in types:
-            return types[scheme](url, config)
+    factory = types.get(scheme)
+    if factory is not None:
+        return factory(url, config)
     raise StorageError(f"[storage] url scheme {scheme!r} is not installed (try sqlite:///…)")
 
 
-async def migrate(store: Store, pm: PluginManager) -> list[tuple[str, int]]:
-    """Apply every plugin's schema steps not applied yet, each in its own transaction."""
+async def apply_migrations(store: Store, schemas: Iterable[Migrations]) -> list[tuple[str, int]]:
+    """Apply the schema steps not applied yet, each in its own transaction, in the order of
+    ``schemas`` (the plugins', :func:`lmrouter.stores.migrations`)."""
     await store.execute(_MIGRATIONS_TABLE)
     applied: list[tuple[str, int]] = []
-    for answer in pm.hook.lmrouter_migrations():
-        if not answer:
-            continue
-        namespace, steps = answer
+    for namespace, steps in schemas:
         done = {
             row[0]
             for row in await store.fetchall(
@@ -283,21 +287,17 @@ async def migrate(store: Store, pm: PluginManager) -> list[tuple[str, int]]:
     return applied
 
 
+async def migrate(store: Store, pm: Any) -> list[tuple[str, int]]:
+    """The old spelling of :func:`lmrouter.migrate` (the plugins' migrations), kept while plugin
+    tests import it from here; new code imports ``lmrouter.migrate``."""
+    from lmrouter.stores import migrate as migrate_plugins  # storage itself knows no plugins
+
+    return await migrate_plugins(store, pm)
+
+
 def _statements(sql: str) -> list[str]:
     """A step may hold several statements separated by ``;`` at line ends."""
     return [part.strip() for part in sql.split(";\n") if part.strip().rstrip(";")]
-
-
-@contextlib.asynccontextmanager
-async def opened(config: Config, pm: PluginManager) -> AsyncIterator[Store]:
-    """For CLI commands: the configured store, open and migrated."""
-    store = store_for(config, pm)
-    await store.open()
-    try:
-        await migrate(store, pm)
-        yield store
-    finally:
-        await store.close()
 
 
 # -- batching writes ----------------------------------------------------------------------------

@@ -8,8 +8,8 @@ are scripted to answer with one tool call (Codex: ``exec_command`` ``cat hello.p
 Code: ``Read`` of the file), which the agent really runs, and then with :data:`ANSWER`; the
 request after the call carries the file's text back (what proves the round trip).
 
-Used by ``tests/test_agents_e2e.py`` and by ``tests/agents/capture.py``, which records what the
-agents send (``tests/fixtures/*_request.json``).
+Used by ``tests/e2e/test_agents_e2e.py`` and by ``tests/agents/capture.py``, which records what the
+agents send (``tests/e2e/fixtures/*_request.json``).
 """
 
 from __future__ import annotations

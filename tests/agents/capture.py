@@ -1,5 +1,5 @@
-"""Record what the real agents send, into ``tests/fixtures/codex_request.json`` and
-``tests/fixtures/claude_code_request.json`` (``make test`` replays them through every route).
+"""Record what the real agents send, into ``tests/e2e/fixtures/codex_request.json`` and
+``tests/e2e/fixtures/claude_code_request.json`` (``make test`` replays them through every route).
 
     make agents && .venv/bin/python tests/agents/capture.py
 
@@ -28,7 +28,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import agent_runs
 
-FIXTURES = agent_runs.ROOT / "tests" / "fixtures"
+FIXTURES = agent_runs.ROOT / "tests" / "e2e" / "fixtures"
 FILES = {"codex": "codex_request.json", "claude-code": "claude_code_request.json"}
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection"}
 
@@ -56,7 +56,7 @@ def recording_proxy(target: str, record: list[dict[str, Any]]) -> Iterator[str]:
         record.append(entry)
         if request.headers.get("upgrade", "").lower() == "websocket":
             # aiohttp's client cannot pass an upgrade on: answered as the router answers it
-            # (tests/test_request_logs.py checks the router's own answer).
+            # (tests/e2e/test_request_logs.py checks the router's own answer).
             entry["status"] = 426
             return web.json_response({"error": {"code": "websocket_not_supported"}}, status=426)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}

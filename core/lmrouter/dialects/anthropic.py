@@ -18,10 +18,15 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
-from lmrouter.dialects.cost import cost_json, finish_with
-from lmrouter.errors import RouterError, invalid_request
+from lmrouter.dialects.cost import cost_json, finish_reading
+from lmrouter.errors import RouterError, invalid_request, validation_detail
 from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens, prompt_chars
+from lmrouter.wire.anthropic import (
+    WireUsage,
+    thinking_block,
+    tool_use_block,
+)
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -84,42 +89,6 @@ def parse_messages(body: bytes) -> Parsed:
 # -- usage ------------------------------------------------------------------------------------
 
 
-class _OutputDetails(msgspec.Struct):
-    thinking_tokens: int | None = None
-
-
-class WireUsage(msgspec.Struct, omit_defaults=True):
-    """Anthropic's usage object; ``None`` is "not reported" (``message_delta`` may omit the
-    input and cache counts, and then the ones from ``message_start`` stand)."""
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    output_tokens_details: _OutputDetails | None = None
-
-    def merge(self, later: WireUsage) -> WireUsage:
-        """``later`` (cumulative) over ``self``: reported counts win, absent ones stay."""
-
-        def pick(name: str) -> Any:
-            value = getattr(later, name)
-            return getattr(self, name) if value is None else value
-
-        return WireUsage(*(pick(name) for name in WireUsage.__struct_fields__))
-
-    def normalize(self) -> Usage:
-        written = self.cache_creation_input_tokens or 0
-        read = self.cache_read_input_tokens or 0
-        details = self.output_tokens_details
-        return Usage(
-            prompt_tokens=(self.input_tokens or 0) + written + read,
-            completion_tokens=self.output_tokens or 0,
-            cached_tokens=read,
-            cache_write_tokens=written,
-            reasoning_tokens=(details.thinking_tokens if details else None) or 0,
-        )
-
-
 def wire_usage(usage: Usage | None) -> dict[str, Any]:
     """IR usage as Anthropic counts it: ``input_tokens`` excludes the cached parts."""
     if usage is None:
@@ -141,32 +110,11 @@ def wire_usage(usage: Usage | None) -> dict[str, Any]:
     return wire
 
 
-class _Answer(msgspec.Struct):
-    usage: WireUsage | None = None
-
-
-_decode_answer = msgspec.json.Decoder(_Answer).decode
-
-
-def _answer_usage(body: bytes) -> Usage | None:
-    wire = _decode_answer(body).usage
-    return wire.normalize() if wire is not None else None
-
-
-finish_json = finish_with(_answer_usage)
+finish_json = finish_reading(WireUsage)
 
 
 # -- finish reasons ---------------------------------------------------------------------------
 
-TO_FINISH: dict[str, ir.FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",  # a server-tool turn paused; for the caller the answer simply ends
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 FROM_FINISH: dict[str, str] = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -412,20 +360,13 @@ _EFFORTS: dict[str, ir.Effort] = {
     "xhigh": "high",
     "max": "high",
 }
-_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$")
-_MISSING = re.compile(r"^Object missing required field `(.+)`$")
 _BAD_TAG = re.compile(r"^Invalid value '(.*)'$")
 
 
 def _validation_error(exc: msgspec.ValidationError) -> RouterError:
     """msgspec's ``… - at `$.messages[0].content[1].type``` as a 400 naming the field."""
-    text, param = str(exc), ""
-    at = _AT.match(text)
-    if at:
-        text, param = at.group(1), at.group(2)
-    missing = _MISSING.match(text)
-    if missing:
-        param = f"{param}.{missing.group(1)}" if param else missing.group(1)
+    text, param, kind = validation_detail(str(exc))
+    if kind == "missing":
         return invalid_request(f"{param}: Field required", param)
     tag = _BAD_TAG.match(text)
     if tag and param.endswith(".type"):
@@ -604,16 +545,6 @@ def _response_format(req: _Request) -> ir.ResponseFormat | None:
 # -- conversion: IR answer → Message ----------------------------------------------------------
 
 
-def tool_input(arguments: str) -> dict[str, Any]:
-    """A tool call's JSON text as the object Anthropic wants. Text that is not a JSON object
-    (a model's broken output) becomes ``{}``: Anthropic accepts nothing else there."""
-    try:
-        value = orjson.loads(arguments) if arguments else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def message_id(answer_id: str) -> str:
     if answer_id.startswith("msg_"):
         return answer_id
@@ -624,16 +555,9 @@ def _content_block(part: ir.Part) -> dict[str, Any] | None:
     if isinstance(part, ir.Text):
         return {"type": "text", "text": part.text} if part.text else None
     if isinstance(part, ir.ToolCall):
-        return {
-            "type": "tool_use",
-            "id": part.id,
-            "name": part.name,
-            "input": tool_input(part.arguments),
-        }
+        return tool_use_block(part)
     if isinstance(part, ir.Thinking):
-        if part.redacted:
-            return {"type": "redacted_thinking", "data": part.redacted}
-        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+        return thinking_block(part)
     return None  # images and tool results do not occur in answers
 
 

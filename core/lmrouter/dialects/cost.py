@@ -73,3 +73,16 @@ def finish_with(usage_of: Callable[[bytes], Usage | None]) -> FinishJson:
         return with_cost(body, cost), usage, cost
 
     return finish_json
+
+
+def finish_reading(wire_usage: type) -> FinishJson:
+    """:func:`finish_with` for answers whose top-level ``usage`` is a ``wire_usage`` struct
+    (one with ``normalize()``): only that member is decoded."""
+    body = msgspec.defstruct("Body", [("usage", wire_usage | None, None)])  # type: ignore[operator]
+    decode: Callable[[bytes], Any] = msgspec.json.Decoder(body).decode
+
+    def usage_of(raw: bytes) -> Usage | None:
+        wire = decode(raw).usage
+        return wire.normalize() if wire is not None else None  # type: ignore[no-any-return]
+
+    return finish_with(usage_of)

@@ -27,6 +27,7 @@ from lmrouter.dialects import Dialect, Parsed
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.wire.gemini import UsageMetadata as WireUsage
 
 # Gemini's canonical status names for the router's HTTP statuses.
 _STATUS = {
@@ -121,23 +122,6 @@ def parse_stream(body: bytes) -> Parsed:
 
 
 # -- usage (pass-through) ---------------------------------------------------------------------
-
-
-class WireUsage(msgspec.Struct, rename="camel"):
-    prompt_token_count: int = 0
-    candidates_token_count: int = 0
-    cached_content_token_count: int = 0
-    thoughts_token_count: int = 0
-    tool_use_prompt_token_count: int = 0
-
-    def normalize(self) -> Usage:
-        """Gemini counts thoughts and tool-use prompts apart; the router counts them in."""
-        return Usage(
-            prompt_tokens=self.prompt_token_count + self.tool_use_prompt_token_count,
-            completion_tokens=self.candidates_token_count + self.thoughts_token_count,
-            cached_tokens=self.cached_content_token_count,
-            reasoning_tokens=self.thoughts_token_count,
-        )
 
 
 def wire_usage(usage: Usage | None) -> dict[str, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import time
 import urllib.parse
 from typing import Any, Literal
@@ -15,10 +14,11 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
-from lmrouter.dialects.cost import cost_json, finish_with, with_cost
-from lmrouter.errors import RouterError, invalid_request
+from lmrouter.dialects.cost import cost_json, finish_reading, with_cost
+from lmrouter.errors import RouterError, invalid_request, validation_detail
 from lmrouter.money import Rates
 from lmrouter.usage import Usage, estimate_tokens, prompt_chars
+from lmrouter.wire.openai import WireUsage
 
 # -- errors -----------------------------------------------------------------------------------
 
@@ -109,53 +109,11 @@ def parse_chat(body: bytes) -> Parsed:
 # -- usage ------------------------------------------------------------------------------------
 
 
-class _PromptDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-
-
-class _CompletionDetails(msgspec.Struct):
-    reasoning_tokens: int | None = None
-
-
-class WireUsage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    prompt_tokens_details: _PromptDetails | None = None
-    completion_tokens_details: _CompletionDetails | None = None
-    prompt_cache_hit_tokens: int | None = None  # DeepSeek's name for cached prompt tokens
-
-    def normalize(self) -> Usage:
-        prompt = self.prompt_tokens_details
-        cached = (prompt.cached_tokens if prompt else None) or self.prompt_cache_hit_tokens or 0
-        written = (prompt.cache_write_tokens if prompt else None) or 0
-        completion = self.completion_tokens_details
-        return Usage(
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cached_tokens=cached,
-            cache_write_tokens=written,
-            reasoning_tokens=(completion.reasoning_tokens if completion else None) or 0,
-        )
-
-
 class _Groq(msgspec.Struct):
     usage: WireUsage | None = None
 
 
-class _Response(msgspec.Struct):
-    usage: WireUsage | None = None
-
-
-_decode_response = msgspec.json.Decoder(_Response).decode
-
-
-def _response_usage(body: bytes) -> Usage | None:
-    wire = _decode_response(body).usage
-    return wire.normalize() if wire is not None else None
-
-
-finish_json = finish_with(_response_usage)
+finish_json = finish_reading(WireUsage)
 
 
 # -- streams ----------------------------------------------------------------------------------
@@ -480,17 +438,11 @@ _EFFORTS: dict[str, tuple[ir.Effort | None, int | None]] = {
     "max": ("high", None),
 }
 
-_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
-
 
 def _field_error(exc: msgspec.ValidationError) -> RouterError:
     """msgspec's message ``… - at `$.messages[1].content[0].type``` as a 400 naming the field."""
-    text, _, where = str(exc).partition(" - at `$")
-    param = where.rstrip("`").lstrip(".") or None
-    missing = _MISSING_FIELD.search(text)
-    if missing:
-        param = f"{param}.{missing.group(1)}" if param else missing.group(1)
-    return invalid_request(f"{text} at '{param}'." if param else f"{text}.", param)
+    text, param, _ = validation_detail(str(exc))
+    return invalid_request(f"{text} at '{param}'." if param else f"{text}.", param or None)
 
 
 def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:

@@ -54,7 +54,7 @@ import orjson
 
 from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
-from lmrouter.dialects.cost import cost_json, finish_with
+from lmrouter.dialects.cost import cost_json, finish_reading
 from lmrouter.dialects.openai import error_body, load_object, model_field
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
@@ -1090,16 +1090,7 @@ class _Body(msgspec.Struct):
     usage: _WireUsage | None = None
 
 
-_decode_body = msgspec.json.Decoder(_Body).decode
-
-
-def _body_usage(body: bytes) -> Usage | None:
-    """A native ``response`` object's usage."""
-    wire = _decode_body(body).usage
-    return wire.normalize() if wire is not None else None
-
-
-finish_json = finish_with(_body_usage)
+finish_json = finish_reading(_WireUsage)  # a native ``response`` object's usage
 
 
 class _Event(msgspec.Struct):

@@ -4,6 +4,10 @@
   running in a background thread (``.base_url``, ``.script(model, Behavior)``, ``.requests``).
 - ``lmrouter_server``: ``lmrouter_server(config_text, **kwargs)`` starts the real router
   (:class:`RouterServer`) and stops it when the test ends.
+- ``lmrouter_app``: ``async with lmrouter_app(config_text) as router:`` the real app in the
+  test's event loop (:func:`lmrouter.testing.app.in_process`, its files in ``tmp_path``), with
+  ``router.client`` (httpx) and ``router.gateway``. Config text comes from
+  :func:`lmrouter.testing.config.config`.
 - ``postgres_cluster`` (one per session) and ``postgres_url`` (a new empty database per test):
   a real PostgreSQL server (:class:`lmrouter.testing.servers.PostgresCluster`).
 - ``store_kind`` ("sqlite" or "postgres") and ``make_store``: a test whose fixtures ask for
@@ -162,3 +166,10 @@ def lmrouter_server() -> Iterator[Callable[..., RouterServer]]:
     yield start
     for server in started:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def lmrouter_app(tmp_path: Any) -> Callable[..., Any]:
+    from lmrouter.testing.app import in_process
+
+    return lambda config_text, **kwargs: in_process(config_text, tmp_path, **kwargs)

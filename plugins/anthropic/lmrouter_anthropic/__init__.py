@@ -45,8 +45,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import msgspec
 import orjson
 
-from lmrouter import ANTHROPIC_FINISH_REASONS as TO_FINISH
-from lmrouter import AnthropicWireUsage as WireUsage
 from lmrouter import (
     Provider,
     ProviderConfig,
@@ -59,7 +57,7 @@ from lmrouter import (
     sse,
     structured,
 )
-from lmrouter import anthropic_tool_input as tool_input
+from lmrouter.wire.anthropic import TO_FINISH, WireUsage, thinking_block, tool_use_block
 from lmrouter_anthropic.schema import for_anthropic
 
 api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
@@ -157,19 +155,12 @@ def _block(part: ir.Part) -> dict[str, Any] | None:
     if isinstance(part, ir.Image):
         return _image(part)
     if isinstance(part, ir.ToolCall):
-        return {
-            "type": "tool_use",
-            "id": part.id,
-            "name": part.name,
-            "input": tool_input(part.arguments),
-        }
+        return tool_use_block(part)
     if isinstance(part, ir.ToolResult):
         return _tool_result(part)
-    if part.redacted:
-        return {"type": "redacted_thinking", "data": part.redacted}
-    if part.signature:
-        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
-    return None
+    if part.redacted or part.signature:
+        return thinking_block(part)
+    return None  # unsigned thinking (another provider's) cannot be sent back to Anthropic
 
 
 def _turns(messages: list[ir.Message]) -> list[dict[str, Any]]:
@@ -566,12 +557,7 @@ class AnthropicProvider(Provider):
         try:
             message = _decode_message(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamFailure(
-                f"{self.name}: unreadable answer ({exc})",
-                status=502,
-                retryable=True,
-                upstream_status=200,
-            ) from None
+            raise UpstreamFailure.unreadable(self.name, exc) from None
         answer = chat_response(message)
         fmt = request.response_format if request is not None else None
         if fmt is not None and self.answers_by_tool(request, _model(ctx)):

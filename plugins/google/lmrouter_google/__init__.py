@@ -40,7 +40,8 @@ from lmrouter import (
     ir,
     structured,
 )
-from lmrouter_google import chat, embed, wire
+from lmrouter.wire import gemini as wire
+from lmrouter_google import chat, embed
 
 api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
 

@@ -45,7 +45,8 @@ import msgspec
 import orjson
 
 from lmrouter import UpstreamFailure, invalid_request, ir, sse, structured
-from lmrouter_google import schema, wire
+from lmrouter.wire import gemini as wire
+from lmrouter_google import schema
 
 EFFORT_BUDGETS: dict[str, int] = {
     # Chosen to be valid on every 2.5 model: Pro takes 128 to 32768, Flash 0 to 24576, Flash-Lite
@@ -289,12 +290,7 @@ def parse(body: bytes, model: str) -> ir.ChatResponse:
     try:
         doc = wire.decode_response(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UpstreamFailure(
-            f"Gemini sent an unreadable answer ({exc})",
-            status=502,
-            retryable=True,
-            upstream_status=200,
-        ) from None
+        raise UpstreamFailure.unreadable("Gemini", exc) from None
     response_id = doc.response_id or _new_id()
     usage = doc.usage_metadata.normalize() if doc.usage_metadata else None
     model = doc.model_version or model

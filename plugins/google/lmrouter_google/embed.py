@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from lmrouter import UpstreamFailure, Usage, estimate_tokens, invalid_request, ir
-from lmrouter_google import wire
+from lmrouter.wire import gemini as wire
 
 MAX_BATCH = 100  # Gemini's limit of requests in one batchEmbedContents call
 
@@ -53,9 +53,4 @@ def _unit(vector: list[float]) -> list[float]:
 
 
 def _unreadable(detail: str) -> UpstreamFailure:
-    return UpstreamFailure(
-        f"Gemini sent an unreadable embeddings answer ({detail})",
-        status=502,
-        retryable=True,
-        upstream_status=200,
-    )
+    return UpstreamFailure.unreadable("Gemini", f"embeddings: {detail}")

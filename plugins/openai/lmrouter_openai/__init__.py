@@ -20,7 +20,6 @@ import msgspec
 import orjson
 
 from lmrouter import (
-    OpenAIWireUsage,
     Provider,
     ProviderConfig,
     UpstreamFailure,
@@ -29,6 +28,7 @@ from lmrouter import (
     hookimpl,
     ir,
 )
+from lmrouter.wire.openai import WireUsage
 from lmrouter_openai.chat import (
     ChatStreamParser,
     parse_completion,
@@ -149,7 +149,7 @@ class _Embedding(msgspec.Struct):
 
 class _Embeddings(msgspec.Struct):
     data: list[_Embedding]
-    usage: OpenAIWireUsage | None = None
+    usage: WireUsage | None = None
 
 
 def parse_embeddings(body: bytes, model: str) -> ir.EmbeddingResponse:

@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import OpenAIWireUsage as WireUsage
 from lmrouter import UpstreamFailure, ir, sse
+from lmrouter import error_text as provider_error_text
+from lmrouter.wire.openai import WireUsage
 
 # -- requests ---------------------------------------------------------------------------------
 
@@ -297,13 +298,7 @@ _decode_completion = msgspec.json.Decoder(_Completion).decode
 
 
 def error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        message = error.get("message")
-        if isinstance(message, str) and message:
-            return message
-    if isinstance(error, str) and error:
-        return error
-    return orjson.dumps(error).decode()
+    return provider_error_text(error) or orjson.dumps(error).decode()
 
 
 def _reasoning(message: _Message) -> str:
@@ -331,12 +326,7 @@ def parse_completion(body: bytes) -> ir.ChatResponse:
     try:
         doc = _decode_completion(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UpstreamFailure(
-            f"unreadable chat completion from upstream: {exc}",
-            status=502,
-            retryable=True,
-            upstream_status=200,
-        ) from None
+        raise UpstreamFailure.unreadable("the upstream", f"chat completion: {exc}") from None
     if doc.error is not None:  # a few servers answer 200 with an error object
         raise UpstreamFailure(
             error_text(doc.error), status=502, retryable=True, upstream_status=200

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer, free_port
 
@@ -116,43 +117,32 @@ def _serving(r: Receiver) -> Iterator[Receiver]:
         yield r
 
 
-def _config(base_url: str, endpoint: str, capture: bool = False, ratio: float = 1) -> str:
-    return f"""
-[plugins]
-disabled = ["credits", "ratelimit", "dashboard", "stripe", "metrics", "accounts"]
-[auth]
-keys = ["{KEY}"]
-[storage]
-url = "sqlite:///otel.db"
-[otel]
-endpoint = "{endpoint}"
-capture_content = {str(capture).lower()}
-sample_ratio = {ratio}
+DISABLED = ["credits", "ratelimit", "dashboard", "stripe", "metrics", "accounts"]
 
-[providers.broken]
-type = "openai"
-base_url = "{base_url}"
-api_key = "sk-up"
-[providers.up]
-type = "openai"
-base_url = "{base_url}"
-api_key = "sk-up"
 
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-
-[[models]]
-id = "fallback"
-  [[models.routes]]
-  provider = "broken"
-  model = "gpt-broken"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-"""
+def _config(
+    base_url: str,
+    endpoint: str,
+    capture: bool = False,
+    ratio: float = 1,
+    disabled: list[str] = DISABLED,
+    **sections: Any,
+) -> str:
+    return kit.config(
+        admin=KEY,
+        disabled=disabled,
+        storage={"url": "sqlite:///otel.db"},
+        otel={"endpoint": endpoint, "capture_content": capture, "sample_ratio": ratio},
+        providers={
+            "broken": kit.provider("openai", base_url),
+            "up": kit.provider("openai", base_url),
+        },
+        models={
+            "gpt": kit.route("up", "gpt-x"),
+            "fallback": [kit.route("broken", "gpt-broken"), kit.route("up", "gpt-x")],
+        },
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -302,9 +292,9 @@ def test_a_request_refused_at_admission_is_a_trace_without_attempts(
 ) -> None:
     r = Receiver()
     for url in r.run():
-        text = _config(fake[1], url).replace('"metrics", ', '"metrics", "ratelimit", ', 0)
-        text = text.replace('disabled = ["credits", "ratelimit", ', 'disabled = ["credits", ')
-        text += "\n[ratelimit]\nrpm = 1\n"
+        # the rate limiter on, at one request a minute
+        on = [name for name in DISABLED if name != "ratelimit"]
+        text = _config(fake[1], url, disabled=on, ratelimit={"rpm": 1})
         with RouterServer(text, env=FAST) as router:
             _client(router).chat.completions.create(
                 model="gpt", messages=[{"role": "user", "content": "hi"}]

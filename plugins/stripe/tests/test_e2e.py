@@ -18,6 +18,7 @@ import orjson
 import pytest
 import stripe
 
+from lmrouter.testing import config as kit
 from lmrouter.testing import operator
 from lmrouter.testing.operator import query
 from lmrouter.testing.server import RouterServer
@@ -37,24 +38,21 @@ def config(
     webhook_secret: str = SECRET,
     store: str = "sqlite:///stripe.db",
 ) -> str:
-    return f"""
-[plugins]
-disabled = ["ratelimit"]
-[auth]
-keys = ["{ADMIN}"]
-[storage]
-url = "{store}"
-[credits]
-expire_after_days = 30
-[stripe]
-secret_key = "{secret_key}"
-webhook_secret = "{webhook_secret}"
-api_base = "{api_base}"
-min_usd = 5
-max_usd = 1000
-fee_percent = 4.8
-fee_fixed_usd = 0.35
-"""
+    return kit.config(
+        admin=ADMIN,
+        disabled=["ratelimit"],
+        storage={"url": store},
+        credits={"expire_after_days": 30},
+        stripe={
+            "secret_key": secret_key,
+            "webhook_secret": webhook_secret,
+            "api_base": api_base,
+            "min_usd": 5,
+            "max_usd": 1000,
+            "fee_percent": 4.8,
+            "fee_fixed_usd": 0.35,
+        },
+    )
 
 
 class Cli:
