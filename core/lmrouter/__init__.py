@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 from lmrouter import capabilities, ir, sse, structured
 from lmrouter.auth import require_principal
 from lmrouter.config import Config, ConfigError, Model, Price, Route, find_config
-from lmrouter.context import Attempt, Outcome, Principal, RequestContext, Status
+from lmrouter.context import Attempt, Detached, Outcome, Principal, RequestContext, Status
 from lmrouter.dialects.anthropic import TO_FINISH as ANTHROPIC_FINISH_REASONS
 from lmrouter.dialects.anthropic import WireUsage as AnthropicWireUsage
 from lmrouter.dialects.anthropic import tool_input as anthropic_tool_input
@@ -71,6 +71,7 @@ __all__ = [
     "CommandError",
     "Config",
     "ConfigError",
+    "Detached",
     "Gateway",
     "Model",
     "OpenAIWireUsage",

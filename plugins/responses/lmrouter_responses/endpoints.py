@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lmrouter import RequestContext, RouterError, require_principal
+from lmrouter_responses.background import TERMINAL
+from lmrouter_responses.conversations import page
 from lmrouter_responses.keeper import DIALECT, Keeper, not_found, owner_of
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ class Endpoints:
         return [
             Route("/v1/responses/{response_id}", self.one, methods=["GET", "DELETE"]),
             Route("/v1/responses/{response_id}/input_items", self.input_items, methods=["GET"]),
+            Route("/v1/responses/{response_id}/cancel", self.cancel, methods=["POST"]),
         ]
 
     async def close(self) -> None:
@@ -62,32 +65,37 @@ class Endpoints:
         if row[4]:
             return await self._forward(request, principal, row, "/input_items")
         items: list[dict[str, Any]] = orjson.loads(row[7] or b"[]")
-        query = request.query_params
-        order = query.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise RouterError(400, "`order` must be `asc` or `desc`.", param="order")
-        try:
-            limit = int(query.get("limit", "20"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 100:
-            raise RouterError(400, "`limit` must be between 1 and 100.", param="limit")
-        if order == "desc":
-            items.reverse()
-        after = query.get("after")
-        if after:
-            ids = [item.get("id") for item in items]
-            items = items[ids.index(after) + 1 :] if after in ids else []
-        page = items[:limit]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "has_more": len(items) > limit,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-            }
+        return JSONResponse(page(items, request.query_params))
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /v1/responses/{id}/cancel``: a background response under way is cut (what
+        was generated is paid) and kept as ``cancelled``; a finished one stays as it is."""
+        keeper, principal, row = await self._row(request)
+        if row[4]:
+            return await self._forward(request, principal, row, "/cancel")
+        response: dict[str, Any] = orjson.loads(row[8] or b"{}")
+        if not response.get("background"):
+            raise RouterError(
+                400,
+                "Only responses created with background mode can be cancelled.",
+                code="invalid_request",
+            )
+        status = response.get("status")
+        if status in TERMINAL:
+            if status == "cancelled":
+                return JSONResponse(response)
+            raise RouterError(
+                400, f"Cannot cancel a response with status '{status}'.", code="invalid_request"
+            )
+        job = keeper.jobs.get(row[0])
+        if job is not None:
+            job.cancel()
+        response["status"] = "cancelled"
+        await keeper.store.execute(  # at once: the job's own record (with usage) follows
+            "UPDATE stored_responses SET response = ? WHERE id = ?",
+            (orjson.dumps(response).decode(), row[0]),
         )
+        return JSONResponse(response)
 
     async def _forward(
         self, request: Request, principal: Principal, row: Row, suffix: str = ""
