@@ -245,7 +245,9 @@ class ConversationEndpoints:
 
     async def _caller(self, request: Request) -> tuple[Conversations, str, str | None]:
         principal = await require_principal(request)
-        conversations: Conversations = self.plugin.keeper.conversations
+        keeper = self.plugin.keeper
+        conversations: Conversations = keeper.conversations
+        await keeper.caught_up(owner_of(principal))
         if conversations.days == 0:
             raise invalid_request(
                 "conversations need stored state, and this router keeps none "

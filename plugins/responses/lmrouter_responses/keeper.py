@@ -200,8 +200,7 @@ class Keeper:
                 "conversation",
             )
         owner = owner_of(ctx.principal)
-        self._settle(owner)  # answers already sent belong in the conversation
-        await self.writer.flush()
+        await self.caught_up(owner)  # answers already sent belong in the conversation
         if await self.conversations.find(owner, cid) is None:
             raise RouterError(
                 404,
@@ -370,9 +369,14 @@ class Keeper:
 
     # -- lookups ------------------------------------------------------------------------------
 
-    async def find(self, owner: str, response_id: str) -> Row | None:
+    async def caught_up(self, owner: str) -> None:
+        """Everything ``owner`` was answered so far is in the database (conversations
+        included): a caller may use an answer the moment it arrives."""
         self._settle(owner)
-        await self.writer.flush()  # a response made a moment ago is found at once
+        await self.writer.flush()
+
+    async def find(self, owner: str, response_id: str) -> Row | None:
+        await self.caught_up(owner)  # a response made a moment ago is found at once
         return await self._fetch(owner, response_id)
 
     async def _fetch(self, owner: str, response_id: str) -> Row | None:
