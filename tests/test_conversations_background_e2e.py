@@ -93,9 +93,10 @@ class Site:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def user_key(self, email: str, usd: str = "10") -> str:
+    def user_key(self, email: str, usd: str | None = "10") -> str:
         self.cli("users", "add", email)
-        self.cli("credits", "grant", email, usd)
+        if usd is not None:
+            self.cli("credits", "grant", email, usd)
         key = self.cli("keys", "create", email).strip().splitlines()[-1]
         assert KEY_LINE.fullmatch(key)
         return key
@@ -360,6 +361,16 @@ def test_background_refusals(site: Setup) -> None:
     answer = mine.responses.create(model="claude", input="Hi")
     with pytest.raises(openai.BadRequestError):
         mine.responses.cancel(answer.id)  # not a background response
+
+
+def test_a_background_request_without_credits_is_refused_and_not_kept(site: Setup) -> None:
+    st, router, _alice, _bob = site
+    broke = client(router, st.user_key("broke@example.com", usd=None))
+    before = st.count("stored_responses")
+    with pytest.raises(openai.APIStatusError) as info:
+        broke.responses.create(model="claude", input="Hi", background=True)
+    assert info.value.status_code == 402  # the same admission as any request
+    within(5, lambda: st.count("stored_responses") == before)  # written every 50 ms
 
 
 def test_deleting_the_account_deletes_its_conversations(site: Setup) -> None:

@@ -236,6 +236,12 @@ class Keeper:
         job.detached = ctx.detached = Detached(orjson.dumps(queued), job.send)
         self._save(job, queued, ctx)
 
+    def _forget(self, response_id: str) -> None:
+        async def delete(tx: Tx) -> None:
+            await tx.execute("DELETE FROM stored_responses WHERE id = ?", (response_id,))
+
+        self.writer.add(delete)
+
     def _save(self, job: Job, response: dict[str, Any], ctx: RequestContext | None = None) -> None:
         """Keep (or replace) a background response's row; ``ctx`` the first time."""
         now = int(time.time())
@@ -301,9 +307,12 @@ class Keeper:
             return
         if job is not None:
             state["responses.kept"] = True
+            self.jobs.pop(job.response_id, None)
+            if outcome.status == "refused":  # by a later admission hook: the caller got that
+                self._forget(job.response_id)
+                return
             final = job.final(ctx)
             self._save(job, final)
-            self.jobs.pop(job.response_id, None)
             job.finished.set()
             if conversation and final["status"] in ("completed", "incomplete"):
                 self._append(conversation, state.get("responses.input"), final)
