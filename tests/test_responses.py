@@ -107,7 +107,8 @@ def test_parse_refusals_name_the_field(doc: dict[str, Any], param: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("doc", "param"), [({"background": True}, "background"), ({"conversation": "c"}, "conversation")]
+    ("doc", "param"),
+    [({"background": True}, "background"), ({"conversation": "c"}, "conversation")],
 )
 def test_state_a_response_store_did_not_take_is_refused_at_conversion(
     doc: dict[str, Any], param: str
