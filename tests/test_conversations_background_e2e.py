@@ -343,7 +343,7 @@ def test_background_with_a_conversation(site: Setup, fakes: Fakes, model: str) -
         model=model, input="Where do I live?", conversation=conv.id, background=True
     )
     done = finished(mine, queued.id)
-    assert done.status == "completed"
+    assert done.status == "completed" and done.conversation and done.conversation.id == conv.id
     assert "I live in Lyon." in texts_sent(fakes, model)[0]
     items = within(5, lambda: mine.conversations.items.list(conv.id, order="asc").data[2:])
     assert items[-1].content[0].text == done.output_text

@@ -123,6 +123,8 @@ class Job:
         answer = {**answer, "id": self.response_id, "background": True, "store": True}
         answer["created_at"] = self.queued["created_at"]
         answer["previous_response_id"] = self.queued.get("previous_response_id")
+        if "conversation" in self.queued:
+            answer["conversation"] = self.queued["conversation"]
         return answer
 
     def _error(self) -> dict[str, Any]:
