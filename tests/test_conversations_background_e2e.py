@@ -349,16 +349,49 @@ def test_background_with_a_conversation(site: Setup, fakes: Fakes, model: str) -
     assert items[-1].content[0].text == done.output_text
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_streamed_background_response_survives_its_client_and_resumes(
+    site: Setup, fakes: Fakes, model: str
+) -> None:
+    _site, router, alice, _bob = site
+    mine = client(router, alice)
+    stream = mine.responses.create(
+        model=f"{model}-slow", input="Stream a story.", background=True, stream=True
+    )
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if len(seen) == 4:
+            break
+    stream.close()  # the client leaves mid-stream: the response goes on without it
+    response_id = seen[0].response.id  # type: ignore[union-attr]
+    assert seen[0].type == "response.created"
+    done = finished(mine, response_id)
+    assert done.status == "completed" and done.output_text
+
+    rest = list(mine.responses.retrieve(response_id, stream=True, starting_after=3))
+    numbers = [event.sequence_number for event in rest]
+    assert numbers[0] == 4 and numbers == sorted(numbers) == list(range(4, 4 + len(rest)))
+    assert rest[-1].type == "response.completed"
+    assert rest[-1].response.id == response_id  # type: ignore[union-attr]
+    assert rest[-1].response.output_text == done.output_text  # type: ignore[union-attr]
+    whole = list(mine.responses.retrieve(response_id, stream=True))
+    assert [e.sequence_number for e in whole] == list(range(len(whole)))
+    assert [e.type for e in whole[:4]] == [e.type for e in seen]
+    with pytest.raises(openai.NotFoundError):
+        client(router, site[3]).responses.retrieve(response_id, stream=True)  # bob's key
+
+
 def test_background_refusals(site: Setup) -> None:
     _site, router, alice, _bob = site
     mine = client(router, alice)
     with pytest.raises(openai.BadRequestError) as info:
         mine.responses.create(model="claude", input="Hi", background=True, store=False)
     assert info.value.body["param"] == "background"  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError) as info:
-        mine.responses.create(model="claude", input="Hi", background=True, stream=True)
-    assert info.value.body["param"] == "stream"  # type: ignore[index]
     answer = mine.responses.create(model="claude", input="Hi")
+    with pytest.raises(openai.BadRequestError) as info:  # not a streamed background response
+        mine.responses.retrieve(answer.id, stream=True)
+    assert info.value.body["param"] == "stream"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError):
         mine.responses.cancel(answer.id)  # not a background response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,11 +54,14 @@ class Detached:
     same routes, fallback, metering and ``lmrouter_request_end`` as any other, and what the
     pipeline would have sent the caller goes to ``send`` (ASGI messages). It ends only when the
     upstream does, or when ``cancel`` is set: that is a client disconnect to the pipeline (the
-    upstream is closed, what it generated is paid). Run it as a stream to have that. (API 1.5)"""
+    upstream is closed, what it generated is paid). Run it as a stream to have that.
+    ``events``, when set, is sent to the caller instead of ``reply``, as ``text/event-stream``
+    chunks, for as long as the caller stays; its leaving ends only that. (API 1.5)"""
 
     reply: bytes
     send: Callable[[dict[str, Any]], Awaitable[None]]
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    events: AsyncIterator[bytes] | None = None
 
 
 @dataclass(slots=True)

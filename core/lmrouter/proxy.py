@@ -194,16 +194,20 @@ class ProxyEndpoint:
         self.gateway.detached.add(task)  # the server's stop waits for (or cancels) it
         task.add_done_callback(self.gateway.detached.discard)
         reply = detached.reply
-        headers = [
-            (b"content-type", _JSON),
-            (b"content-length", str(len(reply)).encode()),
-            (b"x-request-id", ctx.request_id.encode()),
-            *ctx.response_headers,
-        ]
+        headers = [(b"x-request-id", ctx.request_id.encode()), *ctx.response_headers]
         try:
+            if detached.events is None:
+                headers += [(b"content-type", _JSON), (b"content-length", b"%d" % len(reply))]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": reply})
+                return
+            headers += [(b"content-type", self.dialect.stream_content_type)]
+            headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": reply})
-        except (OSError, RuntimeError):  # the caller left already: the work goes on
+            async for chunk in detached.events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (OSError, RuntimeError):  # the caller left: the work goes on
             pass
 
     async def _end(self, ctx: RequestContext, outcome: Outcome) -> None:

@@ -13,18 +13,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from lmrouter import Detached, invalid_request
+from lmrouter import Detached, invalid_request, sse
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext
 
 TERMINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
+_ENDS = ("response.completed", "response.incomplete", "response.failed", "error")
 
 
 def new_response_id() -> str:
@@ -40,12 +41,6 @@ def check(doc: dict[str, Any], days: int) -> None:
             "background responses are kept until they are read, and this router keeps none "
             "([responses] store_days = 0)",
             "background",
-        )
-    if doc.get("stream"):
-        raise invalid_request(
-            "`stream` with `background` is not supported by this router: create the "
-            "response without `stream` and poll GET /v1/responses/{id}",
-            "stream",
         )
 
 
@@ -91,6 +86,13 @@ class Job:
     detached: Detached | None = None
     cancelled: bool = False
     on_start: Callable[[], None] | None = None  # the provider answered: now in_progress
+    # Created with ``stream``: its events, ids made the caller's, for the caller and for
+    # ``GET /v1/responses/{id}?stream=true&starting_after=N`` (sequence number, bytes).
+    streaming: bool = False
+    events: list[tuple[int, bytes]] = field(default_factory=list)
+    _decoder: sse.SSEDecoder = field(default_factory=sse.SSEDecoder)
+    _more: asyncio.Event = field(default_factory=asyncio.Event)
+    _last: Any = None  # the type of the last event
 
     async def send(self, message: dict[str, Any]) -> None:
         """Where the pipeline's answer goes: the stream itself is not kept (the final response
@@ -102,6 +104,48 @@ class Job:
                 self.on_start()
         elif self.status >= 400:
             self.error_body += message.get("body", b"")
+        elif self.streaming:
+            for event in self._decoder.feed(message.get("body", b"")):
+                self._add(event.data, event.event)
+
+    def _add(self, data: bytes, name: str | None) -> None:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return  # not an event of the Responses stream
+        if not isinstance(doc, dict):
+            return
+        if isinstance(doc.get("response"), dict):
+            doc["response"] = self._as_ours(doc["response"])
+        sequence = doc.get("sequence_number")
+        if not isinstance(sequence, int):
+            sequence = doc["sequence_number"] = self.events[-1][0] + 1 if self.events else 0
+        self.events.append((sequence, sse.encode(orjson.dumps(doc), name or doc.get("type"))))
+        self._last = doc.get("type")
+        self._more.set()
+        self._more = asyncio.Event()
+
+    def end(self, final: dict[str, Any]) -> None:
+        """The request ended with ``final``: a failed stream that did not say so gets a last
+        event that does (a cancelled one just ends); followers stop."""
+        if self.streaming and final["status"] == "failed" and self._last not in _ENDS:
+            self._add(orjson.dumps({"type": "response.failed", "response": final}), None)
+        self.finished.set()
+        self._more.set()
+
+    async def follow(self, after: int = -1) -> AsyncIterator[bytes]:
+        """The events after sequence number ``after``, as they come, until the end."""
+        sent = 0
+        while True:
+            more = self._more
+            while sent < len(self.events):
+                sequence, chunk = self.events[sent]
+                sent += 1
+                if sequence > after:
+                    yield chunk
+            if self.finished.is_set():
+                return
+            await more.wait()
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -120,12 +164,16 @@ class Job:
                 answer["usage"] = partial.get("usage")
             if not self.cancelled:
                 answer["error"] = self._error()
-        answer = {**answer, "id": self.response_id, "background": True, "store": True}
-        answer["created_at"] = self.queued["created_at"]
-        answer["previous_response_id"] = self.queued.get("previous_response_id")
+        return self._as_ours(answer)
+
+    def _as_ours(self, response: dict[str, Any]) -> dict[str, Any]:
+        """A response from the pipeline under the id (and the fields) the caller was given."""
+        response = {**response, "id": self.response_id, "background": True, "store": True}
+        response["created_at"] = self.queued["created_at"]
+        response["previous_response_id"] = self.queued.get("previous_response_id")
         if "conversation" in self.queued:
-            answer["conversation"] = self.queued["conversation"]
-        return answer
+            response["conversation"] = self.queued["conversation"]
+        return response
 
     def _error(self) -> dict[str, Any]:
         try:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from lmrouter import RequestContext, RouterError, require_principal
+from lmrouter import RequestContext, RouterError, invalid_request, require_principal
 from lmrouter_responses.background import TERMINAL
 from lmrouter_responses.conversations import page
 from lmrouter_responses.keeper import DIALECT, Keeper, not_found, owner_of
@@ -58,7 +58,32 @@ class Endpoints:
         if request.method == "DELETE":
             await keeper.delete(response_id)
             return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+        if request.query_params.get("stream") == "true":
+            return self._resume(keeper, response_id, request.query_params.get("starting_after"))
         return Response(row[8], media_type="application/json")
+
+    def _resume(self, keeper: Keeper, response_id: str, after: str | None) -> Response:
+        """A streamed background response's events after ``starting_after``, then the rest as
+        they come."""
+        job = keeper.streams.get(response_id)
+        if job is None:
+            raise invalid_request(
+                "This response's events are not kept: only a background response created with "
+                "`stream` can be streamed again, from the router process that ran it, and "
+                "only the latest ones; GET it without `stream`.",
+                "stream",
+            )
+        try:
+            start = -1 if after is None else int(after)
+        except ValueError:
+            raise invalid_request(
+                "`starting_after` must be an integer.", "starting_after"
+            ) from None
+        return StreamingResponse(
+            job.follow(start),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
 
     async def input_items(self, request: Request) -> Response:
         _keeper, principal, row = await self._row(request)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 DIALECT = "openai.responses"
 _ROW = "id, owner, model, provider, upstream, byok, previous_id, input, response"
 _MAX_CHAIN = 10_000  # a conversation longer than this is cut at its oldest turns
+_STREAMS_KEPT = 256  # streamed background responses whose events are kept in memory
 _INSERT = (
     "INSERT INTO stored_responses (id, owner, user_id, model, provider, upstream, byok, "
     "previous_id, input, response, created_at, expires_at) "
@@ -88,6 +89,8 @@ class Keeper:
     ) -> None:
         self.conversations = conversations
         self.jobs: dict[str, Job] = {}  # background responses under way here, by id
+        # Streamed background responses, the latest few, for GET …?stream=true to resume.
+        self.streams: dict[str, Job] = {}
         self.gateway = gateway
         self.store: Store = gateway.store
         self.days = config.store_days
@@ -219,6 +222,7 @@ class Keeper:
         """Answer with a queued response now; run the request on as a stream (see
         lmrouter_responses.background) whose result this router keeps under that id."""
         doc = ctx.doc
+        streaming = doc.get("stream") is True
         response_id = new_response_id()
         queued = shell(response_id, doc, "queued")
         if ctx.state.get("responses.conversation"):
@@ -234,6 +238,12 @@ class Keeper:
         ctx.stream = True
         ctx.state["wants_usage"] = True
         job.detached = ctx.detached = Detached(orjson.dumps(queued), job.send)
+        if streaming:
+            job.streaming = True
+            self.streams[response_id] = job
+            while len(self.streams) > _STREAMS_KEPT:
+                del self.streams[next(iter(self.streams))]  # the oldest
+            ctx.detached.events = job.follow()
         self._save(job, queued, ctx)
 
     def _forget(self, response_id: str) -> None:
@@ -313,7 +323,7 @@ class Keeper:
                 return
             final = job.final(ctx)
             self._save(job, final)
-            job.finished.set()
+            job.end(final)
             if conversation and final["status"] in ("completed", "incomplete"):
                 self._append(conversation, state.get("responses.input"), final)
             return
