@@ -425,3 +425,25 @@ def test_deleting_the_account_deletes_its_conversations(site: Setup) -> None:
         assert not db.execute(
             "SELECT 1 FROM stored_responses WHERE id = ?", (background.id,)
         ).fetchall()
+
+
+def test_stopping_the_server_ends_a_background_response_and_settles_it(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """A job under way when the server stops is cut like a client that left: it is kept as
+    ``failed`` and its credit hold is settled (the balance is charged, never left held)."""
+    site = Site(tmp_path, config(fakes[2], fakes[3]))
+    key = site.user_key("stop@example.com")
+    with RouterServer(site.config_path.read_text(), workdir=tmp_path) as router:
+        mine = client(router, key)
+        start = balance(router, key)
+        queued = mine.responses.create(model="claude-slow", input="Go on.", background=True)
+        within(10, lambda: mine.responses.retrieve(queued.id).status == "in_progress")
+        assert router.stop() == 0
+    with sqlite3.connect(tmp_path / "router.db") as db:
+        [(kept,)] = db.execute(
+            "SELECT response FROM stored_responses WHERE id = ?", (queued.id,)
+        ).fetchall()
+    assert json.loads(kept)["status"] == "failed"
+    shown = json.loads(site.cli("credits", "show", "stop@example.com", "--json"))
+    assert Decimal(shown["balance_usd"]) < start
