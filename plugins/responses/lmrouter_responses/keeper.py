@@ -319,7 +319,9 @@ class Keeper:
             state["responses.kept"] = True
             self.jobs.pop(job.response_id, None)
             if outcome.status == "refused":  # by a later admission hook: the caller got that
+                self.streams.pop(job.response_id, None)
                 self._forget(job.response_id)
+                job.finished.set()
                 return
             final = job.final(ctx)
             self._save(job, final)
