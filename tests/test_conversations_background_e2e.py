@@ -1,9 +1,9 @@
 """Conversations and background Responses end to end (plugin ``responses``), with the official
-openai SDK against the real router, fake OpenAI and Anthropic upstreams, the accounts and
-credits plugins, and users made by the real CLI.
+openai SDK against the real router, fake OpenAI, Anthropic and Gemini upstreams, the accounts
+and credits plugins, and users made by the real CLI.
 
 The router keeps conversations for every route, so one conversation can go from an OpenAI route
-(pass-through) to an Anthropic one (converted): what reached each fake upstream shows the
+(pass-through) to Anthropic and Gemini ones (converted): what reached each fake upstream shows the
 conversation expanded into the request. Background responses run in the router as detached
 requests: queued at once, polled to the end, cancelled, and charged exactly as the same request
 made in the foreground."""
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import openai
@@ -28,19 +28,22 @@ import pytest
 
 from lmrouter.testing.fake_anthropic import Behavior as AntBehavior
 from lmrouter.testing.fake_anthropic import FakeAnthropic
+from lmrouter.testing.fake_gemini import Behavior as GemBehavior
+from lmrouter.testing.fake_gemini import FakeGemini
 from lmrouter.testing.fake_openai import Behavior as OaiBehavior
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.server import RouterServer
 
 ADMIN = "sk-admin-convo"
 KEY_LINE = re.compile(r"sk-lmr-[A-Za-z0-9_-]{32}")
-MODELS = ["gpt", "claude"]  # an OpenAI route (pass-through), an Anthropic route (converted)
+# An OpenAI route (pass-through), an Anthropic and a Gemini route (converted).
+MODELS = ["gpt", "claude", "gemini"]
 SLOW = "A long answer that takes a while to arrive, one small piece at a time. " * 4
 
 
-def config(oai: str, ant: str) -> str:
+def config(oai: str, ant: str, gem: str) -> str:
     models = ""
-    for model, provider in (("gpt", "oai"), ("claude", "ant")):
+    for model, provider in (("gpt", "oai"), ("claude", "ant"), ("gemini", "gem")):
         for suffix in ("", "-slow"):
             models += f"""
 [[models]]
@@ -72,6 +75,10 @@ api_key = "sk-upstream-oai"
 type = "anthropic"
 base_url = "{ant}"
 api_key = "sk-upstream-ant"
+[providers.gem]
+type = "google"
+base_url = "{gem}"
+api_key = "AIza-upstream-gem"
 {models}"""
 
 
@@ -106,23 +113,33 @@ class Site:
             return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-Fakes = tuple[FakeOpenAI, FakeAnthropic, str, str]
+class Fakes(NamedTuple):
+    oai: FakeOpenAI
+    ant: FakeAnthropic
+    gem: FakeGemini
+    urls: tuple[str, str, str]
+
+    def of(self, model: str) -> FakeOpenAI | FakeAnthropic | FakeGemini:
+        return {"gpt": self.oai, "claude": self.ant, "gemini": self.gem}[model.split("-")[0]]
+
+
 Setup = tuple[Site, RouterServer, str, str]
 
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    oai, ant = FakeOpenAI(), FakeAnthropic()
+    oai, ant, gem = FakeOpenAI(), FakeAnthropic(), FakeGemini()
     oai.script("gpt-x-slow", OaiBehavior(text=SLOW, chunk_delay=0.05))
     ant.script("claude-x-slow", AntBehavior(text=SLOW, chunk_delay=0.05))
-    with oai.run_in_thread() as oai_url, ant.run_in_thread() as ant_url:
-        yield oai, ant, oai_url, ant_url
+    gem.script("gemini-x-slow", GemBehavior(text=SLOW, chunk_delay=0.05))
+    with oai.run_in_thread() as o, ant.run_in_thread() as a, gem.run_in_thread() as g:
+        yield Fakes(oai, ant, gem, (o, a, g))
 
 
 @pytest.fixture(scope="module")
 def site(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("convo")
-    site = Site(workdir, config(fakes[2], fakes[3]))
+    site = Site(workdir, config(*fakes.urls))
     alice, bob = site.user_key("alice@example.com"), site.user_key("bob@example.com")
     with RouterServer(site.config_path.read_text(), workdir=workdir) as router:
         yield site, router, alice, bob
@@ -150,12 +167,13 @@ def balance(router: RouterServer, key: str) -> Decimal:
 
 def texts_sent(fakes: Fakes, model: str) -> list[str]:
     """The texts of every message of the last request that reached the model's upstream."""
+    sent = fakes.of(model).requests[-1].json
     if model.startswith("gpt"):
-        sent = fakes[0].requests[-1].json
         assert "conversation" not in sent and "background" not in sent
-        items = sent["input"]
-        return [json.dumps(item.get("content")) for item in items]
-    return [json.dumps(m["content"]) for m in fakes[1].requests[-1].json["messages"]]
+        return [json.dumps(item.get("content")) for item in sent["input"]]
+    if model.startswith("gemini"):
+        return [json.dumps(turn["parts"]) for turn in sent["contents"]]
+    return [json.dumps(m["content"]) for m in sent["messages"]]
 
 
 # -- conversations ----------------------------------------------------------------------------
@@ -186,7 +204,7 @@ def test_a_conversation_carries_a_dialogue(site: Setup, fakes: Fakes, model: str
     assert items.data[2].content[0].text == first.output_text  # type: ignore[union-attr]
 
     # The same conversation on the other route: the router keeps it, so models may mix.
-    other = "claude" if model == "gpt" else "gpt"
+    other = {"gpt": "claude", "claude": "gemini", "gemini": "gpt"}[model]
     mine.responses.create(model=other, input="And again?", conversation={"id": conv.id})
     sent = " ".join(texts_sent(fakes, other))  # Anthropic merges the two user turns
     order = [sent.find(t) for t in ("My name is Ada.", first.output_text, "And again?")]
@@ -240,7 +258,7 @@ def test_another_users_key_gets_404(site: Setup, fakes: Fakes) -> None:
         items=[{"type": "message", "role": "user", "content": "secret"}]
     )
     other = client(router, bob)
-    sent_before = len(fakes[0].requests)
+    sent_before = len(fakes.oai.requests)
     for call in (
         lambda: other.conversations.retrieve(conv.id),
         lambda: other.conversations.update(conv.id, metadata={}),
@@ -250,7 +268,7 @@ def test_another_users_key_gets_404(site: Setup, fakes: Fakes) -> None:
     ):
         with pytest.raises(openai.NotFoundError):
             call()
-    assert len(fakes[0].requests) == sent_before  # refused before anything went upstream
+    assert len(fakes.oai.requests) == sent_before  # refused before anything went upstream
     assert len(client(router, alice).conversations.items.list(conv.id).data) == 1
 
 
@@ -296,8 +314,9 @@ def test_background_runs_and_costs_what_a_foreground_request_costs(
     done = finished(mine, queued.id)
     assert done.status == "completed" and done.id == queued.id and done.background
     assert done.output_text == foreground.output_text
-    sent = (fakes[0] if model == "gpt" else fakes[1]).requests[-1].json
-    assert sent["stream"] is True and "background" not in sent  # the router ran it
+    sent = fakes.of(model).requests[-1]  # the router ran it, as a stream
+    assert "background" not in sent.json
+    assert ":streamGenerateContent" in sent.path if model == "gemini" else sent.json["stream"]
     # Metered exactly as the same request in the foreground.
     within(5, lambda: balance(router, key) == after_foreground - cost)
     items = mine.responses.input_items.list(queued.id)
@@ -432,7 +451,7 @@ def test_stopping_the_server_ends_a_background_response_and_settles_it(
 ) -> None:
     """A job under way when the server stops is cut like a client that left: it is kept as
     ``failed`` and its credit hold is settled (the balance is charged, never left held)."""
-    site = Site(tmp_path, config(fakes[2], fakes[3]))
+    site = Site(tmp_path, config(*fakes.urls))
     key = site.user_key("stop@example.com")
     with RouterServer(site.config_path.read_text(), workdir=tmp_path) as router:
         mine = client(router, key)
