@@ -257,6 +257,7 @@ def test_another_users_key_gets_404(site: Setup, fakes: Fakes) -> None:
     conv = client(router, alice).conversations.create(
         items=[{"type": "message", "role": "user", "content": "secret"}]
     )
+    item_id = client(router, alice).conversations.items.list(conv.id).data[0].id  # type: ignore[union-attr]
     other = client(router, bob)
     sent_before = len(fakes.oai.requests)
     for call in (
@@ -264,6 +265,11 @@ def test_another_users_key_gets_404(site: Setup, fakes: Fakes) -> None:
         lambda: other.conversations.update(conv.id, metadata={}),
         lambda: other.conversations.delete(conv.id),
         lambda: other.conversations.items.list(conv.id),
+        lambda: other.conversations.items.create(
+            conv.id, items=[{"type": "message", "role": "user", "content": "mine now"}]
+        ),
+        lambda: other.conversations.items.retrieve(item_id, conversation_id=conv.id),
+        lambda: other.conversations.items.delete(item_id, conversation_id=conv.id),
         lambda: other.responses.create(model="gpt", input="Hi", conversation=conv.id),
     ):
         with pytest.raises(openai.NotFoundError):
@@ -322,8 +328,10 @@ def test_background_runs_and_costs_what_a_foreground_request_costs(
     items = mine.responses.input_items.list(queued.id)
     assert items.data[0].content[0].text == "Count the stars."  # type: ignore[union-attr]
 
-    with pytest.raises(openai.NotFoundError):
-        client(router, site[3]).responses.retrieve(queued.id)  # bob's key
+    bobs = client(router, site[3])
+    for call in (bobs.responses.retrieve, bobs.responses.cancel, bobs.responses.delete):
+        with pytest.raises(openai.NotFoundError):
+            call(queued.id)
 
 
 @pytest.mark.parametrize("model", MODELS)
