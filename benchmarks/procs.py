@@ -114,19 +114,29 @@ def wait_ready(proc: Proc, probe: urllib.request.Request, timeout: float = 30.0)
 
 def group_pids(pgids: list[int]) -> list[int]:
     """Every live process in these process groups (a granian parent and its worker, nginx's
-    master and worker, …): what a target costs is what its whole group costs."""
+    master and worker, …) and their descendants in groups of their own (PostgreSQL's backends
+    each start one): what a target costs is what all of them cost."""
     wanted = set(pgids)
-    found = []
+    found: set[int] = set()
+    parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry.name}/stat").read_text()
-            if int(stat[stat.rfind(")") + 2 :].split()[2]) in wanted:
-                found.append(int(entry.name))
+            fields = stat[stat.rfind(")") + 2 :].split()
+            pid = int(entry.name)
+            parents[pid] = int(fields[1])
+            if int(fields[2]) in wanted:
+                found.add(pid)
         except (OSError, ValueError, IndexError):
             continue
-    return found
+    grew = True
+    while grew:  # children of what is found, however deep
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found)
 
 
 def group_schedstat(pgids: list[int]) -> tuple[int, int]:

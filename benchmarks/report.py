@@ -137,9 +137,10 @@ PLUGIN_PAIRS = (
     ("router-money", "router-bare"),
     ("router-ratelimit", "router-bare"),
     ("router-otel", "router-bare"),
-    ("router-full-pg", "router-full"),
     ("router-full", "router-bare"),
     ("router-full", "router-money"),
+    ("router-full-pg", "router-full"),  # PostgreSQL + Redis vs SQLite (#16)
+    ("router-full-pg-2w", "router-full"),
 )
 FULL_RATE = 500
 

@@ -11,10 +11,9 @@ The router runs as one target per plugin set:
   rate limiter: its ratio to ``router-bare`` is what issue #4's target is about.
 - ``router-ratelimit``: ``router-bare`` plus ``ratelimit`` (limits set but never binding), with
   the operator key: its ratio to ``router-bare`` is issue #5's.
-- ``router-full-pg``: ``router-full`` on PostgreSQL (accounts, credits) and Redis (the rate
-  limiter's state), both local and started as the target's own processes, so their CPU counts
-  (:mod:`benchmarks.stores`); ``router-full-pg2`` the same with two workers. Issue #16's target:
-  CPU per request at most 1.5 times ``router-full``'s, p99 added latency under 5 ms at 500 req/s.
+- ``router-full-pg``: ``router-full`` on PostgreSQL + Redis (the store, the credit holds and
+  the rate limits shared, as several hosts run it), both servers local and started for the run
+  (their CPU counts as the target's); ``router-full-pg-2w`` the same with two workers.
 - ``router-otel``: ``router-bare`` plus ``otel``, a trace per request exported over OTLP/HTTP to
   a local collector (``benchmarks.otlp_sink``, its own process, not counted as the router's): its
   ratio to ``router-bare`` is what tracing costs (issue #17).
@@ -49,9 +48,9 @@ PLUGIN_SETS: dict[str, tuple[str, ...]] = {
     "ratelimit": ("ratelimit",),
     "otel": ("otel",),
     "full-pg": (*FULL_PLUGINS, "postgres", "redis"),
-    "full-pg2": (*FULL_PLUGINS, "postgres", "redis"),
+    "full-pg-2w": (*FULL_PLUGINS, "postgres", "redis"),
 }
-WORKERS = {"full-pg2": 2}  # router worker processes of a set, when not one
+WORKERS = {"full-pg-2w": 2}  # by set; 1 otherwise
 PROVIDER_PLUGIN = "openai"
 BENCH_USER = "bench@example.com"
 GRANT_USD = "1000000"
@@ -145,7 +144,7 @@ ROUTER_CONFIG = """\
 [server]
 log_requests = false
 [storage]
-url = "{storage_url}"
+url = "sqlite:///bench.db"
 [plugins]
 disabled = {disabled}
 [auth]
@@ -252,22 +251,8 @@ def _start_router(
         upstream_port=upstream_port,
         operator_key=OPERATOR_KEY,
         disabled=json.dumps(disabled),
-        storage_url="sqlite:///bench.db",
     )
     key = OPERATOR_KEY
-    if "postgres" in wanted:
-        from benchmarks import stores
-
-        pg, url = stores.start_postgres(workdir, cpus)
-        started.append(pg)
-        text = text.replace('"sqlite:///bench.db"', json.dumps(url))
-    if "redis" in wanted:
-        from benchmarks import stores
-
-        redis, url = stores.start_redis(workdir, cpus)
-        started.append(redis)
-        text += f"[redis]\nurl = {json.dumps(url)}\n"
-    services = list(started)  # measured with the router: the state it keeps is its cost
     if wanted:
         try:
             claimed = claimed_sections(keep)
@@ -276,8 +261,15 @@ def _start_router(
         for section, body in FULL_SECTIONS.items():
             if section in claimed and section in wanted:
                 text += f"[{section}]\n{body}"
-                if section == "ratelimit" and "redis" in wanted:
-                    text += 'backend = "redis"\n'  # the limits shared by every worker
+    procs: list[Proc] = []
+    if "postgres" in wanted:
+        store, redis, procs = start_backends(workdir / name, cpus)
+        started += procs
+        text = text.replace('url = "sqlite:///bench.db"', f'url = "{store}"')
+        text += f'[redis]\nurl = "{redis}"\n'
+        text = text.replace(
+            "max_concurrent = 100000\n", 'max_concurrent = 100000\nbackend = "redis"\n'
+        )
     helpers: list[Proc] = []
     collector = None
     if "otel" in wanted:
@@ -309,9 +301,70 @@ def _start_router(
         cwd=config.parent,
         env={"LMROUTER_LOG_FORMAT": "json"},
     )
-    target = Target(name, port, [proc, *services], key=key, role="router", config=config)
+    target = Target(name, port, [proc, *procs], key=key, role="router", config=config)
     target.helpers, target.collector = helpers, collector
     return target
+
+
+def start_backends(workdir: Path, cpus: str | None) -> tuple[str, str, list[Proc]]:
+    """A PostgreSQL server (initdb, then ``postgres`` in the foreground: a Proc like the
+    others, stopped with the target) and a ``redis-server``; their URLs. Skip when the binaries
+    are missing."""
+    import shutil
+    import time
+
+    from lmrouter.testing import servers
+
+    try:
+        pg_bin = servers._pg_bin()
+    except servers.MissingServer as exc:
+        raise Skip(str(exc)) from None
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        raise Skip("redis-server is not installed (sudo apt-get install redis-server)")
+    data = workdir / "pg"
+    as_root = os.geteuid() == 0
+    # As root, run as the postgres user (initdb and postgres refuse root) through an exec in
+    # this process group (runuser would start another one: its CPU would escape the count).
+    become = (
+        "import os, pwd, sys; u = pwd.getpwnam('postgres'); os.setgid(u.pw_gid); "
+        "os.setuid(u.pw_uid); os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    sudo = [PYTHON, "-c", become] if as_root else []
+    workdir.mkdir(parents=True, exist_ok=True)
+    if as_root:  # the postgres user must reach its directory through the run's (mode 0700)
+        workdir.parent.chmod(0o711)
+        shutil.chown(workdir, "postgres", "postgres")
+    subprocess.run(
+        [*sudo, str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    pg_port, redis_port = free_port(), free_port()
+    # Durable as a production server would be (fsync on); the tests' servers turn it off.
+    postgres = Proc(
+        "postgres",
+        [*sudo, str(pg_bin / "postgres"), "-D", str(data), "-p", str(pg_port), "-k", str(workdir),
+         "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
+        workdir / "postgres.log", cpus=cpus,
+    )  # fmt: skip
+    redis = Proc(
+        "redis",
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        workdir / "redis.log", cpus=cpus,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while subprocess.run(
+        [str(pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg_port)], capture_output=True
+    ).returncode:
+        if time.monotonic() > deadline or not postgres.alive():
+            raise Skip(f"PostgreSQL did not start: {postgres.tail()}")
+        time.sleep(0.1)
+    return (
+        f"postgresql://postgres@127.0.0.1:{pg_port}/postgres",
+        f"redis://127.0.0.1:{redis_port}/0",
+        [postgres, redis],
+    )
 
 
 def credits_spent(target: Target) -> str | None:

@@ -145,6 +145,48 @@ def test_plugins_lists_versions_and_hooks(tmp_path: Path) -> None:
     assert "lmrouter_provider_types" in result.stdout and "hook API 1." in result.stdout
 
 
+def blocks(listing: str) -> dict[str, list[str]]:
+    """``lmrouter plugins``' output: each plugin's first line and the lines under it."""
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in listing.splitlines()[1:]:
+        if not line.startswith(" "):
+            current = found.setdefault(line.split()[0], [])
+        current.append(line.strip())
+    return found
+
+
+def test_plugins_show_hook_api_ranges_and_what_provider_types_serve(tmp_path: Path) -> None:
+    listing = blocks(run("plugins", "--config", str(write(tmp_path, GOOD))).stdout)
+    openai, anthropic = listing["openai"], listing["anthropic"]
+    assert "hook API: >=1.3, <2" in openai
+    served = "anthropic.messages, gemini.batch_embed, gemini.embed, gemini.generate, openai.chat"
+    assert f"provider type 'openai': {served}, openai.embeddings, openai.responses" in openai
+    # Anthropic converts chat only: no embeddings dialect is claimed.
+    chat = "anthropic.messages, gemini.generate, openai.chat, openai.responses"
+    assert f"provider type 'anthropic': {chat}" in anthropic
+    assert "hook API: any (not declared)" in listing["operator_keys"]
+    assert not any(line.startswith("provider type") for line in listing["accounts"])
+
+
+def test_provider_claims_read_the_adapter_declarations() -> None:
+    from lmrouter import provider_claims
+
+    class Native:
+        native_dialects = frozenset({"anthropic.messages"})
+
+    class Embeds:
+        native_dialects = frozenset({"openai.embeddings"})
+        converts = frozenset({"embeddings"})
+
+    assert provider_claims.dialects_of(Native) == ["anthropic.messages"]
+    assert provider_claims.dialects_of(Embeds) == [
+        "gemini.batch_embed",
+        "gemini.embed",
+        "openai.embeddings",
+    ]
+
+
 def test_disabled_plugin_is_listed_and_its_types_are_gone(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + '[plugins]\ndisabled = ["openai"]\n')
     listing = run("plugins", "--config", str(path))

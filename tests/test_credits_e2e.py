@@ -1,6 +1,7 @@
 """Credits end to end: the real router (granian) with the accounts and credits plugins, a fake
 OpenAI upstream with known usage, the official openai SDK as the client, and the `lmrouter`
-commands run beside the server on the same SQLite file.
+commands run beside the server on the same database: a SQLite file (holds in the router's
+memory), and again PostgreSQL (holds in the database).
 
 Prices here are USD per 1M tokens: input 1, output 2, i.e. 1e6 and 2e6 pico-USD a token."""
 
@@ -23,6 +24,7 @@ import pytest
 from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.operator import query
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.testing.server import RouterServer
 from lmrouter_credits.testing import ledger_matches_lots
 
@@ -34,14 +36,18 @@ PRICED_USAGE = {"prompt_tokens": 1000, "completion_tokens": 50}
 PRICED_COST = 1_100_000_000
 
 
-def config(upstream: str) -> str:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc, scope="module")  # one router per store
+
+
+def config(upstream: str, store: str = "sqlite:///credits.db") -> str:
     return f"""
 [plugins]
 disabled = ["ratelimit"]
 [auth]
 keys = ["{ADMIN}"]
 [storage]
-url = "sqlite:///credits.db"
+url = "{store}"
 [credits]
 flush_interval = 0.02
 
@@ -111,8 +117,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def router(workdir: Path, fake: FakeOpenAI) -> Iterator[RouterServer]:
-    with RouterServer(config(fake.base_url), workdir=workdir) as server:
+def store_url(module_postgres_url: str | None) -> str:
+    return module_postgres_url or "sqlite:///credits.db"
+
+
+@pytest.fixture(scope="module")
+def router(workdir: Path, fake: FakeOpenAI, store_url: str) -> Iterator[RouterServer]:
+    with RouterServer(config(fake.base_url, store_url), workdir=workdir) as server:
         yield server
 
 
@@ -122,8 +133,9 @@ def cli(router: RouterServer) -> Cli:
 
 
 @pytest.fixture(scope="module")
-def db(router: RouterServer) -> Path:
-    return router.workdir / "credits.db"
+def db(router: RouterServer, store_url: str) -> Path | str:
+    """What operator.query reads: the SQLite file, or the PostgreSQL database's URL."""
+    return router.workdir / "credits.db" if store_url.startswith("sqlite") else store_url
 
 
 def get(router: RouterServer, path: str, key: str | None, **params: Any) -> httpx.Response:
@@ -152,7 +164,7 @@ def within(seconds: float, attempt: Callable[[], bool]) -> None:
 
 
 def test_a_request_costs_exactly_its_price_and_only_its_owner_sees_it(
-    router: RouterServer, cli: Cli, db: Path, fake: FakeOpenAI
+    router: RouterServer, cli: Cli, db: Path | str, fake: FakeOpenAI
 ) -> None:
     alice = cli.user_with_key("alice@example.com")
     bob = cli.user_with_key("bob@example.com")
@@ -260,7 +272,7 @@ def test_usage_filters_and_pages(router: RouterServer, cli: Cli) -> None:
 
 
 def test_200_concurrent_streams_against_a_balance_for_20(
-    router: RouterServer, cli: Cli, db: Path
+    router: RouterServer, cli: Cli, db: Path | str
 ) -> None:
     key = cli.user_with_key("burst@example.com")
     # each stream holds (and costs) exactly 50 output tokens at 2e6: 1e8 pico-USD
@@ -336,7 +348,7 @@ def test_200_concurrent_streams_against_a_balance_for_20(
 
 
 def test_a_client_that_leaves_mid_stream_pays_what_the_provider_reports(
-    router: RouterServer, cli: Cli, db: Path, fake: FakeOpenAI
+    router: RouterServer, cli: Cli, db: Path | str, fake: FakeOpenAI
 ) -> None:
     """The router reads the rest of the stream (not relaying it) for the usage at its end."""
     key = cli.user_with_key("quitter@example.com")
@@ -373,7 +385,7 @@ def test_a_client_that_leaves_mid_stream_pays_what_the_provider_reports(
 
 
 def test_earliest_expiring_lot_pays_first_and_sweeps_expire_the_rest(
-    router: RouterServer, cli: Cli, db: Path
+    router: RouterServer, cli: Cli, db: Path | str
 ) -> None:
     key = cli.user_with_key("lots@example.com")
     now = datetime.now(UTC)
@@ -439,6 +451,7 @@ def test_earliest_expiring_lot_pays_first_and_sweeps_expire_the_rest(
     ledger_matches_lots(db)
 
 
+@pytest.mark.sqlite_only
 def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI, cli: Cli) -> None:
     """Holds live in a process's memory: a second process on the same file would let every
     user spend their balance twice. Refused before any worker starts, and at start-up."""
@@ -446,9 +459,9 @@ def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI, cli
     alone = config(fake.base_url).replace('"ratelimit"]', '"ratelimit", "accounts"]')
     with pytest.raises(RuntimeError) as workers:
         RouterServer(alone, workers=2).start()
-    assert "`server.workers`: the credits plugin keeps each request's credit hold" in str(
-        workers.value
-    )
+    refused = str(workers.value)
+    assert "`server.workers`" in refused and "each request's credit hold (credits)" in refused
+    assert "postgresql://" in refused  # what is missing
     # a second `lmrouter serve` on the database the module's router is serving
     elsewhere = router.workdir / "again"
     elsewhere.mkdir()

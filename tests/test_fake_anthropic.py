@@ -44,6 +44,7 @@ def server() -> Iterator[FakeAnthropic]:
     )
     fake.script("fixed", Behavior(text="The quick brown fox. STOP here. Then more."))
     fake.script("e402", Behavior(status=402))
+    fake.script("scripted-input", Behavior(tool_input={"city": "Paris", "days": 3}))
     fake.script("e429", Behavior(status=429, retry_after=7))
     fake.script("e529", Behavior(status=529))
     fake.script("broken", Behavior(text="z" * 80, error_after_chunks=3))
@@ -194,6 +195,19 @@ def test_tool_choice_forces_a_call(client: anthropic.Anthropic, choice: Any, nam
     )
     assert [block.type for block in message.content] == ["tool_use"]
     assert message.content[0].name == name  # type: ignore[union-attr]
+
+
+def test_scripted_tool_input(client: anthropic.Anthropic) -> None:
+    """``tool_input`` replaces the input built from the schema, whatever the schema says."""
+    message = client.messages.create(
+        model="scripted-input",
+        max_tokens=200,
+        messages=HELLO,
+        tools=[{"name": "answer", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "tool", "name": "answer"},
+    )
+    assert [block.type for block in message.content] == ["tool_use"]
+    assert message.content[0].input == {"city": "Paris", "days": 3}  # type: ignore[union-attr]
 
 
 def test_tool_choice_none_answers_with_text(client: anthropic.Anthropic) -> None:

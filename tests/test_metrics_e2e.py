@@ -294,7 +294,9 @@ def test_several_workers_are_summed(
     folder = tmp_path / "prom"
     folder.mkdir()
     # per-process state that refuses several workers on SQLite: not needed here
-    text = config(fake.base_url, disabled=["credits", "accounts", "ratelimit"])
+    # so are invalid-key counts without Redis (lmrouter.sharing): off here too
+    no_counts = "[server]\nauth_failures_per_minute = 0"
+    text = config(fake.base_url, disabled=["credits", "accounts", "ratelimit"], limits=no_counts)
     text += (
         f"[probe]\nlate_start = {late_start}\nlate_claim = {json.dumps(str(tmp_path / 'late'))}\n"
     )

@@ -23,6 +23,7 @@ from lmrouter.providers import Provider
 from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.operator import query
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.testing.server import RouterServer
 from lmrouter_openai import OpenAIProvider
 
@@ -30,14 +31,21 @@ SECRET = "a-long-enough-server-secret-for-byok-tests"
 OPERATOR_KEY = "sk-operator-upstream-key"
 FAKE_KEY = "not-a-real-key"
 HELLO = [{"role": "user", "content": "Hello!"}]
+SQLITE = "sqlite:///byok.db"
 
 
-def config(upstream: str, *, anykey_byok: bool = False, extra: str = "") -> str:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc, scope="module")  # one router per store: SQLite, PostgreSQL
+
+
+def config(
+    upstream: str, *, anykey_byok: bool = False, extra: str = "", store: str = SQLITE
+) -> str:
     return f"""
 [plugins]
 disabled = ["ratelimit"]
 [storage]
-url = "sqlite:///byok.db"
+url = "{store}"
 [accounts]
 secret = "{SECRET}"
 allow_anonymous_byok = true
@@ -95,10 +103,23 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[RouterServer]:
+def store(module_postgres_url: str | None) -> str:
+    return module_postgres_url or SQLITE
+
+
+@pytest.fixture(scope="module")
+def router(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, store: str
+) -> Iterator[RouterServer]:
     workdir = tmp_path_factory.mktemp("byok")
-    with RouterServer(config(fake.base_url), workdir=workdir) as server:
+    with RouterServer(config(fake.base_url, store=store), workdir=workdir) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def db(router: RouterServer, store: str) -> Path | str:
+    """What operator.query reads: the SQLite file, or the PostgreSQL database's URL."""
+    return router.workdir / "byok.db" if store == SQLITE else store
 
 
 def within(seconds: float, attempt: Callable[[], bool]) -> None:
@@ -112,7 +133,7 @@ def sent_to(fake: FakeOpenAI, model: str) -> dict[str, str]:
     return [r.headers for r in fake.requests if (r.json or {}).get("model") == model][-1]
 
 
-def test_byok_set_refuses_a_provider_without_byok(router: RouterServer) -> None:
+def test_byok_set_refuses_a_provider_without_byok(router: RouterServer, db: Path | str) -> None:
     operator.user_with_key(router.config_path, "ivan@example.com")
     code, err = run_cli(
         router.config_path, "byok", "set", "ivan@example.com", "anykey", "--key-stdin",
@@ -121,20 +142,19 @@ def test_byok_set_refuses_a_provider_without_byok(router: RouterServer) -> None:
     assert code == 1
     assert "provider 'anykey' does not accept users' own keys" in err
     assert "byok = true" in err and "providers that do: vendor" in err
-    assert query(router.workdir / "byok.db", "SELECT COUNT(*) FROM byok_keys") == [(0,)]
+    assert query(db, "SELECT COUNT(*) FROM byok_keys") == [(0,)]
 
 
 def test_a_stored_key_for_a_provider_without_byok_is_not_used(
-    router: RouterServer, fake: FakeOpenAI
+    router: RouterServer, fake: FakeOpenAI, db: Path | str, store: str
 ) -> None:
     """A key stored while the operator allowed it (another config on the same database) stops
     counting once the provider is not ``byok = true``: the request is charged, with the
     operator's key."""
-    db = router.workdir / "byok.db"
     key = operator.user_with_key(router.config_path, "judy@example.com")
     operator.cli(router.config_path, "credits", "grant", "judy@example.com", "1")
     earlier = router.workdir / "earlier.toml"
-    earlier.write_text(config(fake.base_url, anykey_byok=True))
+    earlier.write_text(config(fake.base_url, anykey_byok=True, store=store))
     operator.cli(
         earlier, "byok", "set", "judy@example.com", "anykey", "--key-stdin", stdin=FAKE_KEY
     )

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from lmrouter.testing import operator
 from lmrouter.testing.operator import query
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.testing.server import RouterServer
 
 HELLO = [{"role": "user", "content": "Hello!"}]
@@ -117,7 +118,14 @@ class Upstream:
             thread.join(10)
 
 
-def config(upstream: str) -> str:
+SQLITE = "sqlite:///disconnect.db"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc, scope="module")  # one router per store: SQLite, PostgreSQL
+
+
+def config(upstream: str, store: str = SQLITE) -> str:
     models = "".join(
         f"""
 [[models]]
@@ -134,7 +142,7 @@ max_output_tokens = 30000
 [plugins]
 disabled = ["ratelimit"]
 [storage]
-url = "sqlite:///disconnect.db"
+url = "{store}"
 [credits]
 flush_interval = 0.02
 [routing]
@@ -156,10 +164,23 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[RouterServer]:
+def store(module_postgres_url: str | None) -> str:
+    return module_postgres_url or SQLITE
+
+
+@pytest.fixture(scope="module")
+def router(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, store: str
+) -> Iterator[RouterServer]:
     workdir = tmp_path_factory.mktemp("disconnect")
-    with RouterServer(config(upstream.base_url), workdir=workdir) as server:
+    with RouterServer(config(upstream.base_url, store), workdir=workdir) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def db(router: RouterServer, store: str) -> Path | str:
+    """What operator.query reads: the SQLite file, or the PostgreSQL database's URL."""
+    return router.workdir / "disconnect.db" if store == SQLITE else store
 
 
 def within(seconds: float, attempt: Callable[[], bool]) -> None:
@@ -190,7 +211,7 @@ def read_text_and_leave(router: RouterServer, key: str, model: str) -> str:
         return response.headers["x-request-id"]
 
 
-def record(db: Path, request_id: str) -> dict:
+def record(db: Path | str, request_id: str) -> dict:
     columns = (
         "status",
         "completion_tokens",
@@ -210,12 +231,12 @@ def record(db: Path, request_id: str) -> dict:
 
 
 def test_usage_that_comes_after_the_client_left_is_charged(
-    router: RouterServer, upstream: Upstream
+    router: RouterServer, upstream: Upstream, db: Path | str
 ) -> None:
     key = operator.user_with_key(router.config_path, "late@example.com")
     operator.cli(router.config_path, "credits", "grant", "late@example.com", "1")
     request_id = read_text_and_leave(router, key, "late")
-    found = record(router.workdir / "disconnect.db", request_id)
+    found = record(db, request_id)
     assert found == {
         "status": "client_disconnected",
         "completion_tokens": COMPLETION,
@@ -230,7 +251,7 @@ def test_usage_that_comes_after_the_client_left_is_charged(
 
 @pytest.mark.parametrize("model", ["silent", "flood"])
 def test_usage_that_cannot_be_learned_in_bounds_charges_the_hold(
-    router: RouterServer, upstream: Upstream, model: str
+    router: RouterServer, upstream: Upstream, model: str, db: Path | str
 ) -> None:
     """``silent``: past ``drain_seconds``; ``flood``: past ``drain_mb``. Either way the router
     hangs up on the provider and charges the most the request could have cost."""
@@ -238,7 +259,7 @@ def test_usage_that_cannot_be_learned_in_bounds_charges_the_hold(
     key = operator.user_with_key(router.config_path, email)
     operator.cli(router.config_path, "credits", "grant", email, "1")
     request_id = read_text_and_leave(router, key, model)
-    found = record(router.workdir / "disconnect.db", request_id)
+    found = record(db, request_id)
     assert found["status"] == "client_disconnected"
     assert found["usage_source"] == "hold" and found["estimated"] == 1
     assert found["completion_tokens"] == 30_000  # the model's max_output_tokens, as held

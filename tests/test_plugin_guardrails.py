@@ -279,7 +279,9 @@ def test_workers_follow_the_store_not_its_url(
     """Accounts and credits keep state per process: they ask the store whether several
     processes may share it, so a plugin's one-process store is refused too, not only sqlite://."""
     site.add("onebox", STORE.format(multiprocess=multiprocess))
-    extra = '[storage]\nurl = "onebox://here"\n[server]\nworkers = 2\n'
+    # without Redis the core's invalid-key counts are per process too: off here
+    extra = '[storage]\nurl = "onebox://here"\n'
+    extra += "[server]\nworkers = 2\nauth_failures_per_minute = 0\n"
     extra += '[plugins]\ndisabled = ["ratelimit"]\n'  # its memory backend is per process too
     if multiprocess:
         # credits refuses several workers on any store until holds are shared (issue #16)
@@ -288,7 +290,11 @@ def test_workers_follow_the_store_not_its_url(
         assert cfg.store_multiprocess
     else:
         message = refusal(tmp_path, extra)
-        assert "`server.workers`" in message and "cannot run 2 workers" in message
+        assert "`server.workers`" in message and "2 workers" in message
+        # the accounts key cache alone, credits off: the core names it (lmrouter.sharing)
+        alone = extra.replace('["ratelimit"]', '["ratelimit", "credits", "stripe", "dashboard"]')
+        message = refusal(tmp_path, alone)
+        assert "API-key cache (revocation, suspension) (accounts)" in message
 
 
 def test_an_order_cycle_fails_both_plugins(tmp_path: Path, site: Site) -> None:

@@ -465,6 +465,6 @@ def test_several_workers_refuse_to_start(tmp_path: Path) -> None:
     command += ["--port", str(free_port()), "--workers", "2"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert "every limit would be multiplied by 2" in done.stderr
-    assert "Redis" in done.stderr
+    assert "2 workers need every per-process piece" in done.stderr
+    assert "'memory' rate-limit backend" in done.stderr and "lmrouter-redis" in done.stderr
     assert "Listening" not in done.stderr + done.stdout  # refused before any worker started

@@ -67,7 +67,8 @@ def test_404_405_and_refused_websockets_are_logged() -> None:
         assert missing.status_code == 404
         assert wrong.status_code == 405
         status_line = websocket_upgrade(server.url, "/v1/responses")
-        assert b" 101 " not in status_line
+        # 426, not a bare refusal: Codex falls back to HTTP at once instead of retrying.
+        assert status_line == b"HTTP/1.1 426 Upgrade Required"
         by_id = {line["request_id"]: line for line in request_lines(server)}
     assert by_id["probe-404"]["status"] == 404
     assert by_id["probe-404"]["path"] == "/nowhere"
@@ -75,5 +76,5 @@ def test_404_405_and_refused_websockets_are_logged() -> None:
     assert by_id["probe-405"]["status"] == 405
     assert by_id["ws-probe-1"]["method"] == "WEBSOCKET"
     assert by_id["ws-probe-1"]["path"] == "/v1/responses"
-    assert by_id["ws-probe-1"]["status"] == 403
+    assert by_id["ws-probe-1"]["status"] == 426
     assert all(isinstance(line["total_ms"], float | int) for line in by_id.values())

@@ -46,6 +46,7 @@ from lmrouter.providers import (
     UpstreamRequest,
     redact,
 )
+from lmrouter.sharing import ProcessState
 from lmrouter.storage import (
     TRANSIENT,
     BatchWriter,
@@ -80,6 +81,7 @@ __all__ = [
     "PluginManager",
     "Price",
     "Principal",
+    "ProcessState",
     "Provider",
     "ProviderConfig",
     "Rates",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import os
 import re
 import time
@@ -101,7 +102,7 @@ class RouterApp:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             elif message["type"] == "websocket.accept":
@@ -113,6 +114,9 @@ class RouterApp:
         # Plugin endpoints read their bodies themselves: the same deadline holds for them.
         guarded = self.deadlines.guard(receive) if kind == "http" else receive
         try:
+            if kind == "websocket" and "websocket.http.response" in scope.get("extensions", {}):
+                await refuse_websocket(receive, send_with_id)
+                return
             await self.starlette(scope, guarded, send_with_id)
         finally:
             # Every answer gets its line, 404s, 405s and refused WebSocket upgrades (Codex tries
@@ -142,6 +146,24 @@ class RouterApp:
 
 
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+
+WEBSOCKET_REFUSAL = openai_dialect.error_body(
+    RouterError(
+        426,
+        "The router speaks HTTP only: send this request as an HTTP POST, not over a WebSocket.",
+        code="websocket_not_supported",
+    )
+)
+
+
+async def refuse_websocket(receive: Receive, send: Send) -> None:
+    """Refuse an upgrade with 426 Upgrade Required (where the server can send a status).
+    Codex tries a WebSocket on ``/v1/responses`` first: a 426 makes it fall back to HTTP at
+    once, where the 403 of a plain close made it retry five times (about 6 s) first."""
+    await receive()  # websocket.connect
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "websocket.http.response.start", "status": 426, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": WEBSOCKET_REFUSAL})
 
 
 def dialect_of(request: Request) -> Any:
@@ -187,24 +209,31 @@ async def _is_operator(request: Request) -> bool:
 
 
 async def health(request: Request) -> Response:
-    """Liveness and readiness: 200 while the store answers (503 when it does not), with what
-    the router has seen of each provider lately — a failing provider degrades, not fails. The
-    providers' last error messages are for operators (an admin key) only."""
+    """Liveness and readiness: 200 while the store and every backend a plugin reports
+    (``lmrouter_health``: Redis, …) answer, 503 naming what does not, with what the router has
+    seen of each provider lately — a failing provider degrades, not fails. The providers' last
+    error messages are for operators (an admin key) only."""
     gateway: Gateway = request.app.state.gateway
     store_ok = await gateway.store.ping()
+    backends = {"store": "ok" if store_ok else "unavailable"}
+    for answer in gateway.pm.hook.lmrouter_health(gateway=gateway):
+        if answer is not None and inspect.isawaitable(answer):
+            answer = await answer
+        backends.update(answer or {})
+    ready = all(state == "ok" for state in backends.values())
     providers = {name: _provider_health(p) for name, p in gateway.providers.items()}
     if not await _is_operator(request):
         for summary in providers.values():
             summary.pop("last_error", None)
     degraded = any(p["status"] in ("failing", "unconfigured") for p in providers.values())
-    status = "unavailable" if not store_ok else "degraded" if degraded else "ok"
+    status = "unavailable" if not ready else "degraded" if degraded else "ok"
     body = {
         "status": status,
         "version": __version__,
-        "store": "ok" if store_ok else "unavailable",
+        **backends,  # "store": "ok", "redis": "unavailable: …"
         "providers": providers,
     }
-    return JSONResponse(body, status_code=200 if store_ok else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def _provider_health(provider: Any) -> dict[str, Any]:

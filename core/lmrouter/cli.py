@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lmrouter import __version__, plugins
+from lmrouter import __version__, plugins, sharing
 from lmrouter.config import Config, ConfigError, find_config
 from lmrouter.errors import CommandError
-from lmrouter.gateway import load
+from lmrouter.gateway import Gateway, load
 from lmrouter.hookspecs import API_VERSION
 
 
@@ -30,6 +31,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers:  # plugins must see the real worker count when they check the config
         os.environ["LMROUTER_WORKERS"] = str(args.workers)
     config, pm = _load(args)
+    try:
+        asyncio.run(_preflight(config, pm))
+    except Exception as exc:  # the store or a backend (Redis) unreachable, and the like
+        print(f"error: cannot start: {exc}", file=sys.stderr)
+        return 1
     return server.run(
         config,
         host=args.host,
@@ -40,11 +46,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+async def _preflight(config: Config, pm: plugins.PluginManager) -> None:
+    """Start and stop the router once here, as each worker will: a store or a backend that
+    cannot be reached is one clear error before anything listens (not a traceback per worker),
+    and the migrations have run once before the workers start."""
+    gateway = Gateway(config, pm)
+    await gateway.start()
+    await gateway.stop()
+
+
 def _dashboard(config: Config, pm: plugins.PluginManager) -> str | None:
     """The dashboard's path when an enabled plugin serves one, for the banner. The app is
     built here only to see its routes; the workers build their own."""
     from lmrouter.app import create_app
-    from lmrouter.gateway import Gateway
 
     try:
         return create_app(Gateway(config, pm)).dashboard
@@ -60,11 +74,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"providers ({len(config.providers)}):")
     for name, provider in config.providers.items():
         key = "key set" if provider.api_key else "no key"
+        if not provider.api_key and provider.own_credentials():
+            key = "credentials of its own"
         print(f"  {name:<16} type={provider.type:<10} {provider.base_url}  ({key})")
     print(f"models ({len(config.models)}):")
     for model in config.models.values():
         chain = " -> ".join(f"{r.provider}:{r.model}" for r in model.routes)
         print(f"  {model.id:<32} {chain}")
+    for scale, lacking in (
+        ("several workers", sharing.unshared(config, pm)),
+        ("several hosts", sharing.unshared(config, pm, hosts=True)),
+    ):
+        # not warnings: one process on the embedded store is the normal default
+        if lacking:
+            print(f"{scale}: not possible, these stay in one process or on one host:")
+            print("\n".join(f"  {line}" for line in lacking))
+        else:
+            print(f"{scale}: possible (every per-process piece is shared)")
     warnings = _warnings(config, pm)
     for warning in warnings:
         print(f"warning: {warning}")
@@ -91,7 +117,7 @@ def _warnings(config: Config, pm: plugins.PluginManager) -> list[str]:
         if not any(route.rates)
     ]
     for name, provider in config.providers.items():
-        if name in used and not provider.api_key:
+        if name in used and not provider.own_credentials():
             out.append(
                 f"provider {name!r} has no api_key: requests to it fail unless the user stored "
                 "their own key (BYOK)"
@@ -136,10 +162,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for line in plugins.describe_order(pm):
             print(line)
         return 0
+    from lmrouter import provider_claims
+
+    types = provider_claims.provider_types(pm)
     for info in pm.infos:
         state = "enabled" if info.enabled else ("FAILED" if info.error else "disabled")
         dist = f"{info.distribution} {info.version or ''}".strip() if info.distribution else "-"
         print(f"{info.name:<16} {state:<9} {dist}")
+        if info.enabled:
+            print(f"{'':<16} hook API: {provider_claims.api_range(pm, info.name)}")
+        for type_name, adapter in sorted(types.get(info.name, {}).items()):
+            dialects = ", ".join(provider_claims.dialects_of(adapter)) or "none"
+            print(f"{'':<16} provider type {type_name!r}: {dialects}")
         if info.hooks:
             print(f"{'':<16} hooks: {', '.join(info.hooks)}")
         if info.error:

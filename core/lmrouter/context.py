@@ -56,7 +56,7 @@ class Detached:
     upstream does, or when ``cancel`` is set: that is a client disconnect to the pipeline (the
     upstream is closed, what it generated is paid). Run it as a stream to have that.
     ``events``, when set, is sent to the caller instead of ``reply``, as ``text/event-stream``
-    chunks, for as long as the caller stays; its leaving ends only that. (API 1.5)"""
+    chunks, for as long as the caller stays; its leaving ends only that. (API 1.6)"""
 
     reply: bytes
     send: Callable[[dict[str, Any]], Awaitable[None]]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmrouter import config as config_mod
-from lmrouter import plugins, storage
+from lmrouter import plugins, sharing, storage
 from lmrouter.drain import Drains
 from lmrouter.guard import Guard
 
@@ -96,6 +96,7 @@ def load(path: Path) -> tuple[Config, plugins.PluginManager]:
     except storage.StorageError as exc:
         raise config_mod.ConfigError(str(exc), path=path, key="storage.url") from None
     pm.hook.lmrouter_config_loaded(config=cfg)
+    sharing.check(cfg, pm)  # workers > 1 only when nothing stays in one process
     return cfg, pm
 
 
@@ -105,6 +106,7 @@ class Gateway:
         self.pm = pm
         self.models: dict[str, Model] = config.models
         self.store: storage.Store  # opened in start()
+        self.counters: sharing.Counters | None = None  # shared ones, started in start()
         server = config.server
         self.guard = Guard(
             body_timeout=server.body_timeout,
@@ -131,6 +133,10 @@ class Gateway:
             for provider in self.providers.values():
                 await provider.start()
             await plugins.call(self.pm.hook.lmrouter_startup(gateway=self))
+            self.counters = sharing.counters_for(self.config, self.pm)
+            if self.counters is not None:
+                await self.counters.start()
+                self.guard.key_failures.shared = self.counters
         except BaseException:
             # Release what was opened, or its threads keep a worker alive serving nothing.
             for provider in self.providers.values():
@@ -151,6 +157,10 @@ class Gateway:
             await plugins.call(self.pm.hook.lmrouter_shutdown(gateway=self))
         finally:
             await self.guard.deadlines.close()
+            await self.guard.key_failures.close()
+            if self.counters is not None:
+                await self.counters.close()
+                self.counters = None
             for provider in self.providers.values():
                 await provider.close()
             await self.store.close()

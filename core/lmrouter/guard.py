@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope
 
+import structlog
+
 from lmrouter.errors import RouterError
+
+if TYPE_CHECKING:
+    from lmrouter.sharing import Counters
+
+log = structlog.get_logger("lmrouter.guard")
 
 SWEEP_EVERY = 0.25  # seconds between deadline checks: how late a slow body is cut off at most
 
@@ -119,9 +126,17 @@ class ReadDeadlines:
 class KeyFailures:
     """Failed API-key attempts per client address, in fixed windows: an address with ``limit``
     failures in the current ``window`` is refused (429) until the window ends. Bounded: past
-    ``max_addresses`` the oldest entries go."""
+    ``max_addresses`` the oldest entries go.
 
-    __slots__ = ("_state", "clock", "limit", "max_addresses", "window")
+    With ``shared`` counters (several processes, :class:`lmrouter.sharing.Counters`), each
+    failure is also counted there, off the request path, and the shared count (with its
+    window) replaces this process's when it is higher: an address that failed on other hosts
+    is refused here from its next failure on. The check itself stays in memory, so a request
+    with a good key never waits for the counters; an address gets at most one failure more per
+    other process than ``limit``. When the counters are unreachable each process counts alone.
+    """
+
+    __slots__ = ("_pending", "_state", "clock", "limit", "max_addresses", "shared", "window")
 
     def __init__(
         self,
@@ -136,6 +151,8 @@ class KeyFailures:
         self.max_addresses = max_addresses
         self.clock = clock
         self._state: dict[str, list[float]] = {}  # address → [failures, window start]
+        self.shared: Counters | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     def retry_after(self, address: str) -> int:
         """Whole seconds until ``address`` may try a key again; 0 when it may now."""
@@ -161,6 +178,27 @@ class KeyFailures:
                 del self._state[next(iter(self._state))]
             entry = self._state[address] = [0, now]
         entry[0] += 1
+        if self.shared is not None:
+            task = asyncio.get_running_loop().create_task(self._count(address))
+            self._pending.add(task)  # kept until done (the loop holds tasks weakly)
+            task.add_done_callback(self._pending.discard)
+
+    async def _count(self, address: str) -> None:
+        assert self.shared is not None
+        try:
+            count, left = await self.shared.add(f"keyfail:{address}", self.window)
+        except Exception as exc:  # unreachable: this process keeps counting alone
+            log.warning("shared invalid-key counts unreachable", error=str(exc))
+            return
+        entry = self._state.get(address)
+        if entry is not None and count > entry[0]:
+            entry[0] = count
+            entry[1] = self.clock() + left - self.window  # the shared window's end
+
+    async def close(self) -> None:
+        """Wait for the counts under way."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 def too_many_failures(seconds: int) -> RouterError:

@@ -22,7 +22,8 @@ the order of an installation.
 incompatibly, its minor number when hooks are added. A plugin declares the versions it
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
-1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``. 1.5: ``RequestContext.detached``
+1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``. 1.5: ``lmrouter_process_state``,
+``lmrouter_health``, ``lmrouter_counters``. 1.6: ``RequestContext.detached``
 (:class:`lmrouter.Detached`): an admission hook may answer at once and let the request run on.
 """
 
@@ -34,7 +35,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     from starlette.routing import BaseRoute
 
@@ -44,9 +45,10 @@ if TYPE_CHECKING:
     from lmrouter.gateway import Gateway
     from lmrouter.plugins import PluginManager
     from lmrouter.providers import Provider, UpstreamRequest
+    from lmrouter.sharing import Counters, ProcessState
     from lmrouter.storage import Store
 
-API_VERSION = "1.5"
+API_VERSION = "1.6"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"
@@ -77,6 +79,21 @@ def lmrouter_config_loaded(config: Config) -> None:
 
 
 @hookspec
+def lmrouter_process_state(config: Config) -> Sequence[ProcessState] | None:
+    """What this plugin keeps in each process's memory that other processes must see, under
+    ``config``: a :class:`lmrouter.ProcessState` per piece, ``shared`` when this config gives
+    it a shared backend. ``workers > 1`` is refused while any piece is not shared, naming it
+    (see :mod:`lmrouter.sharing`); ``lmrouter check`` lists them."""
+
+
+@hookspec(firstresult=True)
+def lmrouter_counters(config: Config) -> Counters | None:
+    """Counters shared by every process (:class:`lmrouter.sharing.Counters`), when ``config``
+    gives this plugin a backend for them (the Redis plugin: ``[redis] url``); None otherwise.
+    Not started yet: the core starts and closes them with the server."""
+
+
+@hookspec
 def lmrouter_migrations() -> tuple[str, Sequence[str]] | None:
     """Return ``(namespace, [sql, ...])``: this plugin's schema steps, applied once, in order."""
 
@@ -98,6 +115,13 @@ def lmrouter_startup(gateway: Gateway) -> Awaitable[None] | None:
 def lmrouter_shutdown(gateway: Gateway) -> Awaitable[None] | None:
     """Server stop, after in-flight requests ended: flush batch writers, close pools. ``gateway``
     is the one ``lmrouter_startup`` saw."""
+
+
+@hookspec
+def lmrouter_health(gateway: Gateway) -> Mapping[str, str] | Awaitable[Mapping[str, str]] | None:
+    """For ``GET /health``: each backend this plugin needs beyond the store (``"redis"``) and
+    ``"ok"``, or what is wrong (no passwords); ``gateway`` is the started router. Any answer
+    other than ``"ok"`` makes the router not ready (503)."""
 
 
 @hookspec

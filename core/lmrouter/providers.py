@@ -39,6 +39,13 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     idle_timeout: float = 300.0  # longest silence between two chunks of a stream
     max_connections: int = 1024  # pooled keep-alive connections to this provider
 
+    def own_credentials(self) -> bool:
+        """Whether the router authenticates to this provider by itself (else only users' own
+        keys work). An adapter with other credentials than ``api_key`` (a cloud's credential
+        chain, a service account, client secrets) overrides it, so that ``lmrouter check`` does
+        not warn of a missing key it never needed."""
+        return bool(self.api_key)
+
 
 class UpstreamRequest(NamedTuple):
     url: str
@@ -135,6 +142,13 @@ class Provider:
     def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
         """The upstream request for ``ctx`` (in one of ``native_dialects``) on ``route``."""
         raise NotImplementedError
+
+    def passes_through(self, ctx: RequestContext, route: Route) -> bool:
+        """Whether ``ctx``'s request goes upstream as it came (:meth:`prepare`) rather than
+        through the IR (:meth:`build`): when its dialect is one of ``native_dialects``. An
+        adapter overrides it to convert a request that this route's model would refuse as it
+        is (Anthropic: ``output_config.format`` for a Claude without structured outputs)."""
+        return ctx.dialect in self.native_dialects
 
     def build(self, ctx: RequestContext, request: Any, route: Route, key: str) -> UpstreamRequest:
         """The upstream request for an IR request (``ir.ChatRequest``/``ir.EmbeddingRequest``)."""

@@ -365,7 +365,7 @@ class ProxyEndpoint:
         key = await self.upstream_key.first(ctx, route) if self.upstream_key else None
         key = key or provider.config.api_key
         dialect = self.dialect
-        native = dialect.name in provider.native_dialects
+        native = provider.passes_through(ctx, route)
         if native:
             request = provider.prepare(ctx, route, key)
         elif dialect.kind in provider.converts and dialect.to_ir is not None:

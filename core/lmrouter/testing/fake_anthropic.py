@@ -19,7 +19,8 @@ What it reproduces from the real API, so that converters are built for the real 
   no ``tool_result`` without its ``tool_use``), ``temperature``/``top_p`` in 0 to 1, tool schemas,
   ``tool_choice``, thinking budgets (at least 1024 and below ``max_tokens``), no thinking with
   a forced tool choice, structured output (``output_config.format``, and ``output_format``
-  under its beta header) answered with JSON that fits the schema, ``system`` messages inside
+  under its beta header) answered with JSON that fits the schema and refused for models
+  before it (Claude 3.x, Sonnet and Opus 4.0, by name), ``system`` messages inside
   ``messages`` only under the ``mid-conversation-system-…`` beta header, and no ``thinking``
   setting at all for Claude 3.5 and older models (by name).
 * ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}`` counted as for a message.
@@ -60,6 +61,7 @@ from lmrouter.testing.fakeserver import (
     Event,
     FakeServer,
     Recorded,
+    ToolCall,
     close_connection,
     content_index,
     content_text,
@@ -69,7 +71,7 @@ from lmrouter.testing.fakeserver import (
     split_text,
 )
 
-__all__ = ["Behavior", "Disconnect", "FakeAnthropic", "Recorded"]
+__all__ = ["Behavior", "Disconnect", "FakeAnthropic", "Recorded", "ToolCall"]
 
 _JSON_TYPE = "application/json"
 _SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -130,6 +132,11 @@ class Behavior:
     ``tool_use`` of the named tool or else the first one, its input built from the schema —
     unless the last message carries ``tool_result`` blocks (then answer with text, so a round
     trip ends). With ``tool_choice`` ``auto`` a short text block comes first, as Claude does."""
+    call: ToolCall | None = None
+    """The ``tool_use`` to make instead, when the request offers that tool."""
+    tool_input: dict[str, Any] | None = None
+    """The ``tool_use`` input instead of one built from the schema (a model that followed a
+    prompt, say a JSON schema written in it, where the tool's own schema is only ``object``)."""
     thinking: str | None = None
     """The thinking text when the request enables ``thinking`` (default: ``"Let me think about
     "`` + the first 30 characters of the last user text)."""
@@ -298,11 +305,17 @@ class FakeAnthropic(FakeServer[Behavior]):
         tool = self._chosen_tool(req) if behavior.tool_call else None
         stop_reason, stop_sequence = "end_turn", None
         if tool is not None:
+            tool_input = behavior.tool_input
+            if tool_input is None:
+                tool_input = sample_arguments(tool.get("input_schema"))
+            arguments = orjson.dumps(tool_input).decode()
+            call = behavior.call
+            if call is not None and any(t.get("name") == call.name for t in req.tools):
+                tool, arguments = {"name": call.name}, orjson.dumps(call.arguments).decode()
             if req.tool_choice.get("type", "auto") == "auto":
                 blocks.append(
                     _Block("text", split_text(f"I'll use the {tool['name']} tool.", size))
                 )
-            arguments = orjson.dumps(sample_arguments(tool.get("input_schema"))).decode()
             tool_id = self._next_id("toolu_01")
             blocks.append(_Block("tool_use", split_text(arguments, size), tool_id, tool["name"]))
             stop_reason = "tool_use"
@@ -402,6 +415,8 @@ def _is_number(value: Any) -> bool:
 _SYSTEM_BETA = "mid-conversation-system-"
 _NO_THINKING = re.compile(r"claude-(?:3-5-|3-)(?:haiku|sonnet|opus)")  # before Claude 3.7
 _OUTPUT_FORMAT_BETA = "structured-outputs-2025-11-13"
+# Models before structured outputs (Anthropic's list: Opus 4.1 and every model from 4.5 on).
+_NO_STRUCTURED = re.compile(r"claude-(?:3|2|instant)|claude-(?:sonnet|opus)-4(?:-0)?(?:-\d{8})?$")
 
 
 def _count_tokens(body: dict[str, Any], betas: Collection[str]) -> web.Response:
@@ -532,6 +547,9 @@ def _validate(body: dict[str, Any], betas: Collection[str] = ()) -> _Request:
             raise _invalid("Thinking may not be enabled when tool_choice forces tool use.")
         _check_thinking_turn(messages)
     output_schema = _check_output_format(body, betas)
+    if output_schema is not None and _NO_STRUCTURED.search(model):
+        where = "output_format" if "output_format" in body else "output_config.format"
+        raise _invalid(f"{where}: '{model}' does not support structured outputs.")
     return _Request(
         model=model,
         max_tokens=max_tokens,

@@ -73,6 +73,7 @@ from lmrouter.testing.fakeserver import (
     Disconnect,
     FakeServer,
     Recorded,
+    ToolCall,
     close_connection,
     content_end,
     embedding,
@@ -81,7 +82,7 @@ from lmrouter.testing.fakeserver import (
     split_text,
 )
 
-__all__ = ["Behavior", "Disconnect", "FakeGemini", "Recorded"]
+__all__ = ["Behavior", "Disconnect", "FakeGemini", "Recorded", "ToolCall"]
 
 _PATH = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):([A-Za-z]+)$")
 _JSON_TYPE = "application/json; charset=UTF-8"
@@ -225,6 +226,8 @@ class Behavior:
     request sets ``thinkingBudget: 0``; sent as thought parts only with ``includeThoughts``."""
     tool_call: bool = True
     """Answer a request with function declarations (mode not ``NONE``) with a call."""
+    call: ToolCall | None = None
+    """The ``functionCall`` to make instead, when the request declares that function."""
     function_call_ids: bool = True
     """Give each ``functionCall`` an ``id``."""
     status: int | None = None
@@ -447,6 +450,9 @@ class FakeGemini(FakeServer[Behavior]):
                 or {"type": "OBJECT"}
             ),
         }
+        scripted = behavior.call
+        if scripted is not None and any(d["name"] == scripted.name for d in declarations):
+            call = {"name": scripted.name, "args": dict(scripted.arguments)}
         if behavior.function_call_ids:
             call["id"] = f"fc-{next(self._ids):08x}{os.urandom(4).hex()}"
         return call

@@ -78,6 +78,7 @@ from lmrouter.testing.fakeserver import (
     Event,
     FakeServer,
     Recorded,
+    ToolCall,
     bind,
     close_connection,
     content_index,
@@ -89,7 +90,7 @@ from lmrouter.testing.fakeserver import (
     split_text,
 )
 
-__all__ = ["Behavior", "Disconnect", "FakeOpenAI", "Recorded", "main"]
+__all__ = ["Behavior", "Disconnect", "FakeOpenAI", "Recorded", "ToolCall", "main"]
 
 SYSTEM_FINGERPRINT = "fp_5c3e7a1f90"
 """The constant ``system_fingerprint`` of every answer (real ones look like ``fp_`` + 10 hex)."""
@@ -179,6 +180,9 @@ class Behavior:
     """Answer a request that has ``tools`` (and ``tool_choice`` other than ``"none"``) with one
     call to the named tool or else the first one, arguments built from its JSON schema, unless
     the last message is a ``tool`` result (then answer with text, so a round trip ends)."""
+    call: ToolCall | None = None
+    """The tool call to make instead, when the request offers that tool (Chat Completions and
+    Responses alike)."""
     status: int | None = None
     """Answer with this HTTP status and an OpenAI error body instead of a completion."""
     error_message: str | None = None
@@ -260,6 +264,7 @@ class _ChatRequest:
     tool: dict[str, Any] | None
     service_tier: str
     response_format: dict[str, Any] | None = None
+    tool_names: frozenset[str] = frozenset()
 
 
 class FakeOpenAI(FakeServer[Behavior]):
@@ -409,6 +414,9 @@ class FakeOpenAI(FakeServer[Behavior]):
             function = tool["function"]
             tool_name = function["name"]
             arguments = orjson.dumps(sample_arguments(function.get("parameters"))).decode()
+            if behavior.call is not None and behavior.call.name in req.tool_names:
+                tool_name = behavior.call.name
+                arguments = orjson.dumps(behavior.call.arguments).decode()
             tool_pieces = split_text(arguments, size)
         else:
             text = behavior.text or ""
@@ -496,6 +504,9 @@ class FakeOpenAI(FakeServer[Behavior]):
                 self._next_id("msg_" if not body.get("tools") else "fc_", 50),
                 self._next_id("call_", 24),
                 behavior.chunk_chars,
+                text=behavior.text,
+                tool_call=behavior.tool_call,
+                call=behavior.call,
             )
         except fake_responses.RequestError as err:
             raise _ApiError(400, err.message, param=err.param) from None
@@ -770,6 +781,9 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
         tool=tool,
         service_tier=tier if tier in _ECHOED_TIERS else "default",
         response_format=response_format,
+        tool_names=frozenset(
+            t["function"]["name"] for t in body.get("tools") or () if t.get("type") == "function"
+        ),
     )
 
 

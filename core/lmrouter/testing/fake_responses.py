@@ -22,6 +22,7 @@ import orjson
 
 from lmrouter.testing.fakeserver import (
     Event,
+    ToolCall,
     content_text,
     sample_arguments,
     sample_json,
@@ -91,9 +92,18 @@ def _last_user_text(items: Any) -> str:
 
 
 def answer(
-    body: dict[str, Any], rid: str, item_id: str, call_id: str, size: int
+    body: dict[str, Any],
+    rid: str,
+    item_id: str,
+    call_id: str,
+    size: int,
+    *,
+    text: str | None = None,
+    tool_call: bool = True,
+    call: ToolCall | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The finished output item and its pieces (text, or argument fragments)."""
+    """The finished output item and its pieces (text, or argument fragments); ``text``,
+    ``tool_call`` and ``call`` as in :class:`~lmrouter.testing.fake_openai.Behavior`."""
     model_input = body.get("input")
     if not isinstance(model_input, str | list) or not model_input:
         raise RequestError("Missing required parameter: 'input'.", "input")
@@ -101,9 +111,12 @@ def answer(
     ended_by_output = isinstance(model_input, list) and (
         isinstance(model_input[-1], dict) and model_input[-1].get("type") == "function_call_output"
     )
-    if callable_ and body.get("tool_choice") != "none" and not ended_by_output:
+    if tool_call and callable_ and body.get("tool_choice") != "none" and not ended_by_output:
         namespace, tool = callable_[0]
         arguments = orjson.dumps(sample_arguments(tool.get("parameters"))).decode()
+        scripted = [(ns, t) for ns, t in callable_ if call is not None and t["name"] == call.name]
+        if call is not None and scripted:
+            (namespace, tool), arguments = scripted[0], orjson.dumps(call.arguments).decode()
         item = {
             "id": item_id,
             "type": "function_call",
@@ -115,7 +128,8 @@ def answer(
         if namespace:
             item["namespace"] = namespace
         return item, split_text(arguments, size)
-    text = "Hello! You said: " + _last_user_text(model_input)[:40]
+    if text is None:
+        text = "Hello! You said: " + _last_user_text(model_input)[:40]
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_schema":
         text = sample_json(fmt.get("schema") or {})

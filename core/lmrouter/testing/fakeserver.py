@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from aiohttp import web
 
-__all__ = ["Disconnect", "FakeServer", "Recorded"]
+__all__ = ["Disconnect", "FakeServer", "Recorded", "ToolCall"]
 
 B = TypeVar("B")
 """A fake's ``Behavior`` dataclass."""
@@ -58,6 +58,18 @@ class Recorded:
     """``time.monotonic()`` when the request arrived."""
     body: bytes = b""
     """The raw request body."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A scripted tool call, every fake's ``Behavior.call``: when a request offers a tool of
+    this name (and does not end with a tool's result), the answer calls it with these
+    arguments, instead of calling the first tool with arguments sampled from its schema. What
+    makes an agent's round trip real: the fake asks Codex to run ``cat hello.py``, Claude Code
+    to read it, and the next request carries the file's text back."""
+
+    name: str
+    arguments: dict[str, Any]
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@
   ``store_kind`` runs once per store when its conftest calls :func:`parametrize_stores` from
   ``pytest_generate_tests`` (``@pytest.mark.sqlite_only`` keeps a test about SQLite itself to
   SQLite); ``make_store(path)`` is that kind's store for ``path`` (a file, or a PostgreSQL
-  database of its own per path).
+  database of its own per path). ``module_postgres_url``: a database per module and store, for
+  a module-scoped router run once per store.
 - ``redis_server`` (one per session) and ``redis_url`` (emptied for each test): a real
   ``redis-server`` (:class:`lmrouter.testing.servers.RedisServer`).
 """
@@ -76,11 +77,25 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def parametrize_stores(metafunc: pytest.Metafunc) -> None:
-    """For ``pytest_generate_tests``: every store for a test that uses ``store_kind``."""
+def parametrize_stores(metafunc: pytest.Metafunc, scope: Any = None) -> None:
+    """For ``pytest_generate_tests``: every store for a test that uses ``store_kind``.
+    ``scope="module"`` for module-scoped fixtures that depend on it (one router per store)."""
     if "store_kind" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("sqlite_only")
-        metafunc.parametrize("store_kind", ["sqlite"] if only else list(STORES))
+        metafunc.parametrize("store_kind", ["sqlite"] if only else list(STORES), scope=scope)
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(store_kind: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """For a module's router on each store (with ``parametrize_stores(metafunc, "module")``):
+    an empty PostgreSQL database's URL when ``store_kind`` is "postgres", else None."""
+    if store_kind != "postgres":
+        yield None
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.database()
+    yield url
+    cluster.drop(url)
 
 
 @pytest.fixture

@@ -4,8 +4,11 @@ on a free loopback port, in a temporary directory, stopped (and their files remo
 ``PostgresCluster``: ``initdb`` + ``pg_ctl`` from Debian's PostgreSQL (``/usr/lib/postgresql/
 <version>/bin``, or ``$LMROUTER_PG_BIN``); as root they run as the ``postgres`` user, since
 ``initdb`` refuses root. :meth:`PostgresCluster.database` makes an empty database per test.
-``RedisServer``: ``redis-server`` with no persistence. Both raise :class:`MissingServer` with what
-to install when the binary is absent (``make test`` installs both on Debian).
+``RedisServer``: ``redis-server`` with no persistence. For outages: :meth:`PostgresCluster.pause`
+and :meth:`PostgresCluster.resume` keep the data; :meth:`RedisServer.stop` and ``start`` again
+reuse the port (a restarted Redis is empty, as one without persistence is). Both raise
+:class:`MissingServer` with what to install when the binary is absent (``make test`` installs
+both on Debian).
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ class PostgresCluster:
         if self._as_root:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self.resume()
+        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (a database outage, for failure tests)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server (again), on the same port, with the same data."""
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -78,7 +90,6 @@ class PostgresCluster:
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w",
             "start",
         )  # fmt: skip
-        return self
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -4,7 +4,16 @@ A key's answer (its Principal, or "suspended", or "no such key") is cached by th
 Everything cached is dropped when accounts change: at once for changes made in this process
 (:func:`lmrouter_accounts.service.subscribe`), within :data:`POLL_INTERVAL` for changes made by
 another process (the CLI bumps ``accounts_state.revision``; :meth:`Authenticator.start` polls it).
-So revoking a key or suspending a user takes effect within half a second.
+So revoking a key or suspending a user takes effect within half a second, on every worker and
+every host that shares the store. The store is the one channel: nothing to lose in transit, no
+second service to keep up (a pub/sub message sent while a subscriber reconnects is gone, so a
+poll would be needed beside it anyway). It costs each process two single-row reads a second.
+
+Fail closed: a cached answer is trusted only while the revision was read within
+:data:`STALE_AFTER`. Past that (the store is away), a request with a cached key reads the
+revision itself, and gets a 503 when the store does not answer: a key revoked during the outage
+is never served from a stale cache. The poller keeps trying, and the first read that succeeds
+puts everything back.
 
 Cached Principals are shared by every request of their key: hooks must not change them (per-
 request data belongs on ``ctx.state``).
@@ -34,6 +43,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lmrouter.accounts")
 
 POLL_INTERVAL = 0.5  # seconds: how stale another process's change may be here
+STALE_AFTER = 1.0  # seconds without a revision read before cached answers need a fresh one
+READ_TIMEOUT = 2.0  # seconds a revision read may take before the store counts as away
 MAX_KNOWN = 100_000  # cached keys that exist (a Principal each: a few hundred bytes)
 MAX_UNKNOWN = 10_000  # cached "no such key" answers, so one bad key repeated costs one query
 UNKNOWN_TTL = 60.0  # seconds a "no such key" answer is trusted
@@ -55,6 +66,16 @@ def suspended() -> RouterError:
         403,
         "This account is suspended. Contact the operator of this router.",
         code="account_suspended",
+    )
+
+
+def unavailable() -> RouterError:
+    return RouterError(
+        503,
+        "The router cannot check API keys right now (its database is unreachable); try again "
+        "shortly.",
+        code="unavailable",
+        headers={"retry-after": "1"},
     )
 
 
@@ -104,6 +125,9 @@ class Authenticator:
         self.byok: dict[tuple[str, str], str] = {}  # (user id, provider) → decrypted key
         self.generation = 0  # bumped by invalidate(): lookups from before it are not cached
         self.revision: int | None = None  # accounts_state.revision last seen
+        self.fresh_at = 0.0  # when (monotonic) the revision was last read
+        self._reading: asyncio.Future[None] | None = None  # the revision read under way
+        self._away = False  # the last revision read failed (logged once per outage)
         self.lookups = 0  # database lookups made (for tests and metrics)
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._last_used: dict[str, float] = {}  # key id → last use (epoch seconds)
@@ -130,19 +154,44 @@ class Authenticator:
 
     async def _read_revision(self) -> int | None:
         row = await self.store.fetchone("SELECT revision FROM accounts_state WHERE id = 1")
+        self.fresh_at = time.monotonic()
         return row[0] if row else None
+
+    async def refresh(self) -> None:
+        """Read the revision now; forget every cached answer when it moved. Raises when the
+        store does not answer."""
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):  # a partition hangs rather than fails
+                revision = await self._read_revision()
+        except Exception as exc:
+            if not self._away:
+                self._away = True
+                log.warning("cannot read accounts_state.revision; will retry", error=str(exc))
+            raise
+        if self._away:
+            self._away = False
+            log.info("accounts_state.revision readable again")
+        if revision != self.revision:
+            self.revision = revision
+            self.invalidate()
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
-            try:
-                revision = await self._read_revision()
-            except Exception:
-                log.exception("reading accounts_state.revision failed; will retry")
-                continue
-            if revision != self.revision:
-                self.revision = revision
-                self.invalidate()
+            with contextlib.suppress(Exception):
+                await self._refreshed()
+
+    def _refreshed(self) -> asyncio.Future[None]:
+        """One revision read at a time, whoever asks (the poller, requests with stale answers)."""
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self.refresh())
+            self._reading.add_done_callback(self._read_done)
+        return self._reading
+
+    def _read_done(self, future: asyncio.Future[None]) -> None:
+        self._reading = None
+        if not future.cancelled():
+            future.exception()  # retrieved: the callers that care re-raise it themselves
 
     def invalidate(self) -> None:
         """Forget every cached answer and decrypted key: the next request reads afresh."""
@@ -163,6 +212,8 @@ class Authenticator:
             digest = hashlib.sha256(api_key.encode()).hexdigest()
             answer = self.known.get(digest)
             if answer is not None:
+                if time.monotonic() - self.fresh_at > STALE_AFTER:
+                    return self._after_refresh(api_key)
                 return self._principal(answer)
             expires = self.unknown.get(digest)
             if expires is not None:
@@ -176,6 +227,17 @@ class Authenticator:
                 return None
             return Principal(id="byok:anonymous", kind="byok", extra={"byok_key": provider_key})
         return None
+
+    async def _after_refresh(self, api_key: str) -> Principal | None:
+        """The cache is older than STALE_AFTER: read the revision before trusting it."""
+        try:
+            await asyncio.shield(self._refreshed())
+        except Exception:
+            raise unavailable() from None
+        answer = self.authenticate(api_key)
+        if answer is None or isinstance(answer, Principal):
+            return answer
+        return await answer
 
     def _principal(self, answer: Principal | object) -> Principal:
         if answer is _SUSPENDED:
@@ -203,11 +265,9 @@ class Authenticator:
         self.lookups += 1
         try:
             rows = await self.store.fetchall(_LOOKUP, (digest,))
-        except Exception:
-            log.exception("API key lookup failed")
-            raise RouterError(
-                503, "The router cannot check API keys right now; try again.", code="unavailable"
-            ) from None
+        except Exception as exc:
+            log.warning("API key lookup failed", error=str(exc))
+            raise unavailable() from None
         answer = _answer(rows, self.byok_allowed)
         if generation == self.generation:  # nothing changed while we read
             if answer is None:

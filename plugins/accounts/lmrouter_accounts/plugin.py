@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lmrouter import ConfigError, hookimpl
+from lmrouter import ProcessState, hookimpl
 from lmrouter_accounts import schema
 from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.config import AccountsConfig
@@ -36,23 +36,21 @@ def box_for(config: Config) -> SecretBox | None:
     return SecretBox(secret) if secret else None
 
 
-def check_single_process(config: Config) -> None:
-    """The caches live in each process: with several workers on SQLite (which has no way to tell
-    the others), a revoked key could keep working in a worker that did not hear of it."""
-    workers = config.server.workers
-    if workers > 1 and not config.store_multiprocess:
-        raise ConfigError(
-            f"the accounts plugin cannot run {workers} workers on a sqlite:// store: the "
-            "embedded store serves one process, and each worker caches keys in its own memory, "
-            "where a revoked key could live on. Run one worker, or use the PostgreSQL and "
-            "Redis plugins for several.",
-            path=config.path,
-            key="server.workers",
+def process_state(config: Config) -> list[ProcessState]:
+    """Each process caches keys in its own memory and learns of changes by polling
+    ``accounts_state.revision`` in the store (:mod:`lmrouter_accounts.auth`): shared exactly
+    when the store is (on SQLite a worker could keep serving a revoked key it never heard of)."""
+    return [
+        ProcessState(
+            "the API-key cache (revocation, suspension)",
+            config.store_multiprocess,
+            '[storage] url = "postgresql://…": every process polls its revision',
         )
+    ]
 
 
 class AccountsPlugin:
-    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    api_version = ">=1.5, <2"  # the hook API versions this plugin is written for
 
     def __init__(self) -> None:
         self.auth: Authenticator | None = None
@@ -67,8 +65,11 @@ class AccountsPlugin:
 
     @hookimpl
     def lmrouter_config_loaded(self, config: Config) -> None:
-        check_single_process(config)
         check_stored_keys(config)
+
+    @hookimpl
+    def lmrouter_process_state(self, config: Config) -> list[ProcessState]:
+        return process_state(config)
 
     @hookimpl
     async def lmrouter_startup(self, gateway: Gateway) -> None:

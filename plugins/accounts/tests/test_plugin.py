@@ -59,7 +59,7 @@ def test_several_workers_on_sqlite_are_refused_by_the_config(tmp_path: Path) -> 
         load(write(tmp_path, "[server]\nworkers = 2\n"))  # what `check` and `serve` run
     text = str(refused.value)
     assert "lmrouter.toml" in text and "server.workers" in text
-    assert "revoked key could live on" in text and "PostgreSQL and Redis" in text
+    assert "API-key cache" in text and "(accounts)" in text and "postgresql://" in text
 
 
 def test_one_worker_starts_and_authenticates_through_the_hooks(tmp_path: Path) -> None:

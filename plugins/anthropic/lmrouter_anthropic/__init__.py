@@ -1,8 +1,11 @@
 """LMRouter provider plugin for Anthropic's Messages API (``type = "anthropic"``).
 
 Anthropic-dialect requests (``POST /v1/messages``) pass through untouched apart from the model
-name; the key goes in ``x-api-key`` with ``anthropic-version`` (config ``version``) and the
-caller's ``anthropic-beta`` header, if any. Chat requests in other dialects are converted through
+name and ``system`` messages inside ``messages``, which Anthropic refuses: Claude Code sends its
+environment so to a model id it does not know as Claude's (an alias such as ``team/smart``);
+they are joined to the top-level ``system`` prompt, as conversions do. The key goes in
+``x-api-key`` with ``anthropic-version`` (config ``version``) and the caller's
+``anthropic-beta`` header, if any. Chat requests in other dialects are converted through
 the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Messages API accepts:
 
 * ``max_tokens`` is required: the request's, else the route's limit for the request
@@ -490,16 +493,31 @@ class AnthropicProvider(Provider):
 
     def prepare(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest:
         body = ctx.body
-        if ctx.doc.get("model") != route.model:
-            body = orjson.dumps({**ctx.doc, "model": route.model})
+        doc = system_joined(ctx.doc)
+        if doc is not ctx.doc or doc.get("model") != route.model:
+            body = orjson.dumps({**doc, "model": route.model})
         return UpstreamRequest(self.url, self.headers(ctx, key), body)
+
+    def passes_through(self, ctx: RequestContext, route: Route) -> bool:
+        """Messages pass through, except a structured output (``output_config.format`` or the
+        beta's ``output_format``) for a model without native structured outputs: Anthropic
+        refuses it there, so it is converted and answered through the forced tool."""
+        if not super().passes_through(ctx, route):
+            return False
+        config = ctx.doc.get("output_config")
+        fmt = config.get("format") if isinstance(config, dict) else None
+        if not fmt and not ctx.doc.get("output_format"):
+            return True
+        if self.structured_outputs == "auto":
+            return native_structured_outputs(route.model)
+        return self.structured_outputs == "native"
 
     def count_tokens(self, ctx: RequestContext, route: Route, key: str) -> UpstreamRequest | None:
         """Anthropic counts for itself: its own dialect's request is forwarded as it came (model
-        renamed); another dialect's is estimated."""
+        renamed, system messages joined); another dialect's is estimated."""
         if ctx.dialect not in self.native_dialects:
             return None
-        body = orjson.dumps({**ctx.doc, "model": route.model})
+        body = orjson.dumps({**system_joined(ctx.doc), "model": route.model})
         return UpstreamRequest(self.count_url, self.headers(ctx, key), body)
 
     def token_count(self, body: bytes) -> int:
@@ -566,6 +584,31 @@ class AnthropicProvider(Provider):
         if fmt is not None and self.answers_by_tool(request, _model(ctx)):
             return structured.ToolAnswerStream(parser, fmt)
         return parser
+
+
+def system_joined(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the ``system`` messages inside ``messages`` moved, in order, to the end of
+    the top-level ``system`` prompt (as text blocks); ``doc`` itself when it has none."""
+    messages = doc.get("messages")
+    if not isinstance(messages, list) or not any(
+        isinstance(m, dict) and m.get("role") == "system" for m in messages
+    ):
+        return doc
+    system = doc.get("system")
+    blocks: list[Any] = [{"type": "text", "text": system}] if isinstance(system, str) else []
+    if isinstance(system, list):
+        blocks += system
+    kept = []
+    for message in messages:
+        if not (isinstance(message, dict) and message.get("role") == "system"):
+            kept.append(message)
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            blocks.append({"type": "text", "text": content})
+        elif isinstance(content, list):
+            blocks += content
+    return {**doc, "system": blocks, "messages": kept}
 
 
 def _model(ctx: RequestContext) -> str:

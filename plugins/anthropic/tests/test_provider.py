@@ -82,6 +82,37 @@ def test_prepare_same_model_sends_the_original_bytes() -> None:
     assert provider().prepare(context, ROUTE, "k").body is context.body
 
 
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "setting", "passes"),
+    [
+        ("claude-sonnet-4-5", {"output_config": {"format": {"type": "json_schema"}}}, "auto", True),
+        ("claude-3-5-haiku-latest", {"output_config": {"effort": "high"}}, "auto", True),
+        ("claude-3-5-haiku-latest", {}, "auto", True),
+        # structured output on a model without it: converted, answered by the forced tool
+        (
+            "claude-3-5-haiku-latest",
+            {"output_config": {"format": {"schema": SCHEMA}}},
+            "auto",
+            False,
+        ),
+        ("claude-3-5-haiku-latest", {"output_format": {"schema": SCHEMA}}, "auto", False),
+        ("claude-3-5-haiku-latest", {"output_format": {"schema": SCHEMA}}, "native", True),
+        ("claude-sonnet-4-5", {"output_format": {"schema": SCHEMA}}, "tool", False),
+    ],
+)
+def test_structured_output_passes_through_where_the_model_takes_it(
+    model: str, extra: dict[str, Any], setting: str, passes: bool
+) -> None:
+    context = ctx({"model": "mine", "max_tokens": 10, "messages": [], **extra})
+    route = Route(provider="claude", model=model)
+    assert provider(structured_outputs=setting).passes_through(context, route) is passes
+    other = SimpleNamespace(**{**vars(context), "dialect": "openai.chat"})
+    assert provider().passes_through(other, route) is False  # not its dialect: converted
+
+
 def test_version_from_config_and_beta_from_caller() -> None:
     p = provider(version="2024-01-01", base_url="https://proxy.example.com/anthropic/v1")
     sent = p.prepare(ctx(headers={"anthropic-beta": "files-api-2025-04-14"}), ROUTE, "")

@@ -51,6 +51,9 @@ class AzureConfig(OpenAIConfig, kw_only=True, forbid_unknown_fields=True):
     authority: str = "https://login.microsoftonline.com"
     scope: str = "https://cognitiveservices.azure.com/.default"
 
+    def own_credentials(self) -> bool:
+        return bool(self.api_key) or (self.auth == "entra" and bool(self.client_secret))
+
 
 class _Token(msgspec.Struct):
     access_token: str

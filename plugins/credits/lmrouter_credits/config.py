@@ -15,6 +15,9 @@ class CreditsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_max_output_tokens: int = 4096  # for holds when neither request nor model sets one
     flush_interval: float = 0.05  # seconds between batched writes of charges and usage rows
     signup_grant_usd: Decimal = Decimal(0)  # a lot for each account signed up in the dashboard
+    # On a server database: how long a hold outlives its process's last renewal (renewed three
+    # times a lease); a host that dies leaves its holds reserved this long at most.
+    hold_lease_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.expire_after_days <= 36_500:
@@ -29,5 +32,7 @@ class CreditsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             parse_usd(f"{self.signup_grant_usd:f}")
         except ValueError as exc:
             raise ValueError(f"`signup_grant_usd`: {exc}") from None
+        if not 1 <= self.hold_lease_seconds <= 3600:
+            raise ValueError("`hold_lease_seconds` must be between 1 and 3600")
         if not 0 < self.flush_interval <= 10:
             raise ValueError("`flush_interval` must be between 0 and 10 seconds")

@@ -1,9 +1,11 @@
 """One process per embedded database: holds live in each worker's memory, so two processes
-metering the same SQLite file would each let a user spend the whole balance.
+metering the same SQLite file would each let a user spend the whole balance. (On a server
+database the holds live in the database, shared by every process: see holds.py.)
 
-Two checks: the config (``[server] workers`` or ``serve --workers`` above 1 on a ``sqlite://``
-store) before any worker starts, and, while serving, an exclusive lock on a file beside the
-database, which also stops a second ``lmrouter serve`` started on the same file."""
+Two checks: the config (``[server] workers`` above 1 while the holds are per process: declared
+through ``lmrouter_process_state``, refused by the core before any worker starts), and, while
+serving, an exclusive lock on a file beside the database, which also stops a second ``lmrouter
+serve`` started on the same file."""
 
 from __future__ import annotations
 
@@ -12,10 +14,8 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from lmrouter import ConfigError
-
 if TYPE_CHECKING:
-    from lmrouter import Config, Store
+    from lmrouter import Store
 
 try:
     import fcntl
@@ -23,32 +23,11 @@ except ImportError:  # Windows: the config check still applies
     fcntl = None  # type: ignore[assignment]
 
 MESSAGE = (
-    "the credits plugin keeps each request's credit hold in the worker's memory, so with the "
-    "embedded SQLite store only one router process may serve: {why}. Run one worker, or use "
-    "the PostgreSQL and Redis plugins for several."
+    "the credits plugin keeps each request's credit hold in the worker's memory on the embedded "
+    "SQLite store, so only one router process may serve it: {why}. What is missing for several "
+    "is a store every process shares, where the holds then live: set [storage] url = "
+    '"postgresql://…" (the postgres plugin), or run one worker.'
 )
-
-
-SHARED_HOLDS = (
-    "the credits plugin keeps each request's credit hold in the worker's memory, and no "
-    "shared hold store is installed yet: with {workers} workers each would let a user spend "
-    "the whole balance. Run one worker per credits database, or disable the credits plugin "
-    '([plugins] disabled = ["credits"]) to run several'
-)
-
-
-def check_config(config: Config) -> None:
-    workers = config.server.workers
-    if workers > 1 and not config.store_multiprocess:
-        raise ConfigError(
-            MESSAGE.format(why=f"{workers} workers would each spend the whole balance"),
-            path=config.path,
-            key="server.workers",
-        )
-    if workers > 1:  # a server database shares rows, not the holds in each worker's memory
-        raise ConfigError(
-            SHARED_HOLDS.format(workers=workers), path=config.path, key="server.workers"
-        )
 
 
 class ProcessLock:

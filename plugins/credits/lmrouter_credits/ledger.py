@@ -14,6 +14,7 @@ import msgspec
 import structlog
 
 from lmrouter import format_usd
+from lmrouter_credits import holds
 from lmrouter_credits.clock import DAY_US, from_iso, to_iso
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ async def add_lot(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (user_id, source, amount_pico, lot_id, note, created),
     )
+    await holds.refresh_balances(tx, [user_id], now_us)
     await bump_revision(tx)
     lot = Lot(
         lot_id,
@@ -224,6 +226,7 @@ async def expire(tx: Tx, as_of_us: int, now_us: int) -> list[Expired]:
             for e in expired
         ],
     )
+    await holds.refresh_balances(tx, [e.user_id for e in expired], now_us)
     await bump_revision(tx)
     return expired
 
@@ -269,7 +272,17 @@ class Settlement:
     """How one request ended, for the batched write: the usage record, and the charge to draw
     from the user's lots. Built on the request path, so it is a bare slotted object."""
 
-    __slots__ = ("at_us", "charge", "fields", "seq", "usage_id", "user_id", "waived", "wallet")
+    __slots__ = (
+        "at_us",
+        "charge",
+        "fields",
+        "hold_id",
+        "seq",
+        "usage_id",
+        "user_id",
+        "waived",
+        "wallet",
+    )
 
     def __init__(
         self,
@@ -281,6 +294,7 @@ class Settlement:
         fields: tuple[Any, ...],
         wallet: Any = None,
         seq: int = 0,
+        hold_id: str | None = None,
     ) -> None:
         self.usage_id = usage_id
         self.user_id = user_id
@@ -293,15 +307,22 @@ class Settlement:
         self.fields = fields
         self.wallet = wallet
         self.seq = seq
+        self.hold_id = hold_id  # a shared hold (server database) that the write releases
 
 
-async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool = True) -> None:
+async def write_settlements(
+    tx: Tx, items: Sequence[Settlement], *, rerun: bool = True, shared: bool = False
+) -> None:
     """Draw each charge from its user's lots (unexpired at the request's end, earliest expiry
     first; one ``spend`` ledger row per lot touched) and insert the usage records. A handful of
     statements per batch, however many requests it holds. When ``rerun`` (the batch may have
     been written before: run again after a commit that reported failure), records already
     written are skipped, charge and all; a batch's first run (usage ids are new) skips the
-    look."""
+    look.
+
+    ``shared`` (holds in the database, :mod:`lmrouter_credits.holds`): the settlements' holds
+    are released here, and each charge is capped to what the lots hold beyond the other
+    requests' holds, as the in-memory wallet caps it on the embedded store."""
     if not items:
         return
     present: set[str] = set()
@@ -311,6 +332,12 @@ async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool 
         present.update(row[0] for row in rows)
     todo = [s for s in items if s.usage_id not in present] if present else list(items)
     payers = sorted({s.user_id for s in todo if s.charge > 0 and s.user_id is not None})
+    others: dict[str, int] = {}  # per user: what other requests hold (shared holds only)
+    if shared:
+        users = {s.user_id for s in todo if s.hold_id is not None and s.user_id is not None}
+        locked = await holds.lock_held(tx, sorted(users | set(payers)))
+        released = await holds.release(tx, [s.hold_id for s in items if s.hold_id is not None])
+        others = {user: held - released.get(user, 0) for user, held in locked.items()}
     lots: dict[str, list[list[Any]]] = defaultdict(list)
     for chunk in _chunks(payers):
         rows = await tx.fetchall(
@@ -329,7 +356,12 @@ async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool 
         left = s.charge
         if left and s.user_id is not None:
             request_id = s.fields[0]
-            for lot in lots.get(s.user_id, ()):
+            user_lots = lots.get(s.user_id, ())
+            if shared:  # never into what other requests hold
+                free = sum(lot[2] for lot in user_lots if lot[0] > at)
+                left = min(left, max(free - others.get(s.user_id, 0), 0))
+            short = s.charge - left
+            for lot in user_lots:
                 if left == 0:
                     break
                 if lot[0] <= at or lot[2] == 0:
@@ -339,15 +371,23 @@ async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool 
                 left -= take
                 taken[lot[1]] += take
                 spends.append((s.user_id, -take, lot[1], request_id, at))
-        if left:  # the lots held less than the worker thought (spent elsewhere meanwhile)
+            left += short
+        f = s.fields
+        if left:
+            # Shared holds: where a cost above its hold is decided. In memory: the lots held
+            # less than the worker thought (spent elsewhere meanwhile).
             log.warning(
                 "credits written off",
-                request_id=s.fields[0],
+                request_id=f[0],
                 user_id=s.user_id,
+                model=f[4],
+                provider=f[5],
+                usage_source=f[-1],
+                owed_usd=format_usd(s.charge + s.waived),
+                charged_usd=format_usd(s.charge - left),
                 written_off_usd=format_usd(left),
                 when="written",
             )
-        f = s.fields
         usage_rows.append(
             (
                 s.usage_id,
@@ -369,6 +409,8 @@ async def write_settlements(tx: Tx, items: Sequence[Settlement], *, rerun: bool 
             "VALUES (?, 'spend', ?, ?, ?, ?)",
             spends,
         )
+    if shared and payers:
+        await holds.refresh_balances(tx, payers, max(s.at_us for s in todo))
     await tx.executemany(_INSERT_USAGE, usage_rows)
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from lmrouter import TRANSIENT, BatchWriter, RouterError, Usage, format_usd, held_usage
-from lmrouter_credits import ledger, service
+from lmrouter_credits import holds, ledger, service
 from lmrouter_credits.clock import now_us
 from lmrouter_credits.ledger import Settlement
 from lmrouter_credits.wallet import Fee, Wallet
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lmrouter.credits")
 
 HOLD = "credits.hold"  # ctx.state key: the pico-USD this request holds
+HOLD_ID = "credits.hold_id"  # ctx.state key: its shared hold's id (server database)
+ADMIT_TIMEOUT = 5.0  # seconds an admission waits for the database before answering 503
 POLL_INTERVAL = 0.5  # seconds between looks at credits_state.revision
 READ_TIMEOUT = 5.0  # seconds a consistent read waits for the writer before reading directly
 # A wallet unused this long is dropped from memory (the next request reads it again), so memory
@@ -64,12 +66,25 @@ class Meter:
         self._id_prefix = os.urandom(6).hex()  # usage ids are unique across processes
         self._poller: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        # On a store several processes share, the holds live in the database (holds.py), not
+        # in wallets: each admission is one conditional update there.
+        self.shared = store.multiprocess
+        self.owner = holds.owner_id()
+        self.lease_us = int(settings.hold_lease_seconds * 1_000_000)
+        self._hold_ids = itertools.count(1)
         _track(self)
 
     async def start(self) -> None:
         self.seen_revision = await ledger.revision(self.store)
+        if self.shared:  # holds left by this host's processes that are gone (a restart)
+            gone = holds.gone_on_this_host(await holds.owners(self.store), self.owner)
+            if gone:
+                async with self.store.transaction() as tx:
+                    released = await holds.reclaim(tx, now_us(), gone)
+                log.info("credit holds of stopped processes released", holds=released)
         self.writer.start()
-        self._poller = asyncio.create_task(self._poll(), name="lmrouter-credits-poll")
+        poll = self._keep_holds() if self.shared else self._poll()
+        self._poller = asyncio.create_task(poll, name="lmrouter-credits-poll")
         self._unsubscribe = service.subscribe(self.reload)  # a purchase made in this process
 
     async def stop(self) -> None:
@@ -82,6 +97,12 @@ class Meter:
                 await self._poller
             self._poller = None
         await self.writer.stop()
+        if self.shared:  # requests cut off by the stop: nothing of theirs stays reserved
+            try:
+                async with self.store.transaction() as tx:
+                    await holds.reclaim(tx, 0, [self.owner])
+            except TRANSIENT:  # the database is away: the lease releases them
+                log.warning("cannot release this process's credit holds", exc_info=True)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -92,6 +113,8 @@ class Meter:
         principal = ctx.principal
         if principal.kind != "user" or principal.user_id is None:
             return None  # operators and anonymous BYOK callers spend no credits
+        if self.shared:
+            return self._admit_shared(ctx, principal.user_id)
         wallet = self.wallets.get(principal.user_id)
         if wallet is None:
             return self._admit_after_load(ctx, principal.user_id)
@@ -103,30 +126,73 @@ class Meter:
             wallet = await self.wallet(user_id)
         except Exception:
             log.exception("reading a balance failed", user_id=user_id)
-            raise RouterError(
-                503, "The router cannot read balances right now; try again.", code="unavailable"
-            ) from None
+            raise _unavailable() from None
         self._hold(ctx, wallet)
 
     def _hold(self, ctx: RequestContext, wallet: Wallet) -> None:
-        if ctx.output_limit is None:
-            # Neither request nor model limits the output: the default held is the limit the
-            # router then sends upstream, so the provider cannot produce more than was held.
-            ctx.output_limit = self.default_output
-        hold = self.worst_case(ctx)
+        hold = self._worst_case_held(ctx)
         available = wallet.available(now_us())
         if available < hold:
-            raise RouterError(
-                402,
-                f"Insufficient credits: this request may cost up to {format_usd(hold)} USD and "
-                f"{format_usd(max(available, 0))} USD is available. Add credits, or lower "
-                "max_tokens to hold less.",
-                code="insufficient_credits",
-            )
+            raise _insufficient(hold, available)
         wallet.held += hold
         wallet.holds += 1
         self.holds += 1
         ctx.state[HOLD] = hold
+
+    def _worst_case_held(self, ctx: RequestContext) -> int:
+        if ctx.output_limit is None:
+            # Neither request nor model limits the output: the default held is the limit the
+            # router then sends upstream, so the provider cannot produce more than was held.
+            ctx.output_limit = self.default_output
+        return self.worst_case(ctx)
+
+    async def _admit_shared(self, ctx: RequestContext, user_id: str) -> None:
+        """The hold in the database, shared by every process. Fails closed: a database that
+        does not answer within ``ADMIT_TIMEOUT`` refuses the request with 503."""
+        hold = self._worst_case_held(ctx)
+        hold_id = f"{self._id_prefix}h{next(self._hold_ids):010d}"
+        # Not cancelled with the request (a client that leaves mid-admission): a hold written
+        # after all is then released, never left to its lease.
+        task = asyncio.ensure_future(self._reserve(hold_id, user_id, hold))
+        try:
+            async with asyncio.timeout(ADMIT_TIMEOUT):
+                available = await asyncio.shield(task)
+        except BaseException as exc:
+            task.add_done_callback(lambda done: self._abandon(done, hold_id))
+            if isinstance(exc, Exception):
+                log.warning("cannot hold credits: the database does not answer", exc_info=True)
+                raise _unavailable() from None
+            raise
+        if available is not None:
+            raise _insufficient(hold, available)
+        ctx.state[HOLD] = hold
+        ctx.state[HOLD_ID] = hold_id
+        self.holds += 1
+
+    async def _reserve(self, hold_id: str, user_id: str, hold: int) -> int | None:
+        """None once held; else what is available. The first try is one statement; when the
+        user's row refuses (or is missing, or a lot expired since it was computed) the row is
+        computed again from the lots and holds, and the admission tried once more."""
+        now = now_us()
+        if await holds.admit(self.store, hold_id, user_id, hold, self.owner, now, self.lease_us):
+            return None
+        async with self.store.transaction() as tx:
+            available = await holds.refresh(tx, user_id, now)
+            if available >= hold and await holds.admit(
+                tx, hold_id, user_id, hold, self.owner, now, self.lease_us
+            ):
+                return None
+        return available
+
+    def _abandon(self, task: asyncio.Future[int | None], hold_id: str) -> None:
+        """An admission given up on (timeout, cancellation) that held after all: release."""
+        if task.cancelled() or task.exception() is not None or task.result() is not None:
+            return
+
+        async def release(tx: Tx) -> None:
+            await holds.release(tx, [hold_id])
+
+        self.writer.add(release)
 
     def worst_case(self, ctx: RequestContext) -> int:
         """The most this request can cost on any of its routes: the prompt estimate plus every
@@ -153,7 +219,15 @@ class Meter:
         user_id = principal.user_id if principal.kind == "user" else None
         charge = waived = seq = 0
         wallet = None
-        if user_id is not None:
+        hold_id = ctx.state.pop(HOLD_ID, None)
+        if self.shared:
+            if hold_id is not None:
+                self.holds -= 1
+            if user_id is not None and outcome.status != "refused":
+                cost = outcome.cost_pico
+                # capped by the write, against the lots and the other holds then
+                charge = cost if ctx.billable else self.fee.of(cost)
+        elif user_id is not None:
             wallet = self.wallets.get(user_id)
             if wallet is not None:
                 wallet.last_used = at
@@ -202,7 +276,9 @@ class Meter:
             outcome.usage_source,
         )
         usage_id = f"{self._id_prefix}{next(self._usage_ids):010d}"
-        self._pending.append(Settlement(usage_id, user_id, charge, waived, at, fields, wallet, seq))
+        self._pending.append(
+            Settlement(usage_id, user_id, charge, waived, at, fields, wallet, seq, hold_id)
+        )
         if not self._queued:
             self._queued = True
             self.writer.add(_Flush(self))
@@ -282,6 +358,22 @@ class Meter:
                 self.seen_revision = current
                 self.reload()
 
+    async def _keep_holds(self) -> None:
+        """Shared holds: renew this process's leases and release expired ones (of processes
+        that died, on any host), three times a lease."""
+        while True:
+            await asyncio.sleep(self.lease_us / 3_000_000)
+            now = now_us()
+            try:
+                async with self.store.transaction() as tx:
+                    await holds.renew(tx, self.owner, now + self.lease_us)
+                    released = await holds.reclaim(tx, now)
+            except Exception:
+                log.warning("cannot renew credit holds; will try again", exc_info=True)
+                continue
+            if released:
+                log.warning("expired credit holds released", holds=released)
+
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run a read after every write this worker has queued, in the writer's transaction, so
         that a client sees its own requests' charges and usage at once."""
@@ -307,6 +399,22 @@ class Meter:
 
 
 _NO_USAGE = Usage()
+
+
+def _insufficient(hold: int, available: int) -> RouterError:
+    return RouterError(
+        402,
+        f"Insufficient credits: this request may cost up to {format_usd(hold)} USD and "
+        f"{format_usd(max(available, 0))} USD is available. Add credits, or lower "
+        "max_tokens to hold less.",
+        code="insufficient_credits",
+    )
+
+
+def _unavailable() -> RouterError:
+    return RouterError(
+        503, "The router cannot read balances right now; try again.", code="unavailable"
+    )
 
 
 def _written_off(
@@ -350,15 +458,15 @@ class _Flush:
             for item in self.items:
                 if item.seq:
                     item.wallet.unflushed.pop(item.seq, None)
-        await _write(tx, self.items, rerun=not first_run)
+        await _write(tx, self.items, rerun=not first_run, shared=self.meter.shared)
 
 
-async def _write(tx: Tx, items: list[Settlement], rerun: bool) -> None:
+async def _write(tx: Tx, items: list[Settlement], rerun: bool, shared: bool) -> None:
     """All settlements at once; if that fails for a reason that will not pass (a constraint),
     each on its own, so one bad record costs only itself."""
     await tx.execute("SAVEPOINT credits_batch")
     try:
-        await ledger.write_settlements(tx, items, rerun=rerun)
+        await ledger.write_settlements(tx, items, rerun=rerun, shared=shared)
     except TRANSIENT:
         raise
     except Exception:
@@ -366,7 +474,7 @@ async def _write(tx: Tx, items: list[Settlement], rerun: bool) -> None:
         for item in items:
             await tx.execute("SAVEPOINT credits_one")
             try:
-                await ledger.write_settlements(tx, [item], rerun=rerun)
+                await ledger.write_settlements(tx, [item], rerun=rerun, shared=shared)
             except TRANSIENT:
                 raise
             except Exception:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lmrouter import hookimpl
+from lmrouter import ProcessState, hookimpl
 from lmrouter_credits import cli, guard, schema
 from lmrouter_credits.config import CreditsConfig
 from lmrouter_credits.endpoints import Endpoints
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class Credits:
-    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    api_version = ">=1.5, <2"  # the hook API versions it is written for (process_state: 1.5)
     after = ["accounts"]  # its tables refer to the accounts tables, made first
 
     def __init__(self) -> None:
@@ -35,8 +35,16 @@ class Credits:
         return "credits", CreditsConfig
 
     @hookimpl
-    def lmrouter_config_loaded(self, config: Config) -> None:
-        guard.check_config(config)
+    def lmrouter_process_state(self, config: Config) -> list[ProcessState]:
+        # On SQLite the holds are in each worker's memory; on a shared store, in the database.
+        return [
+            ProcessState(
+                "each request's credit hold (credits)",
+                config.store_multiprocess,
+                '[storage] url = "postgresql://…" (plugin lmrouter-postgres): the holds then '
+                "live in the database",
+            )
+        ]
 
     @hookimpl
     def lmrouter_migrations(self) -> tuple[str, list[str]]:

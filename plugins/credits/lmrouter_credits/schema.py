@@ -102,4 +102,23 @@ CREATE INDEX ledger_lot ON ledger (lot_id)""",
     # the hold (a client that left before the provider reported usage pays the most it could
     # have cost)
     "ALTER TABLE usage ADD COLUMN usage_source TEXT NOT NULL DEFAULT 'provider'",
+    # 5: credit holds shared by every process on a server database (PostgreSQL): per user, the
+    # unexpired balance (kept with the lots, so one row decides an admission) and what requests
+    # in flight hold; each hold with its owner (host:pid:start) and a lease its owner renews.
+    # Unused on the embedded store, where holds live in the one process's memory.
+    """CREATE TABLE credit_accounts (
+    user_id TEXT PRIMARY KEY REFERENCES users (id),
+    balance_pico BIGINT NOT NULL,
+    held_pico BIGINT NOT NULL CHECK (held_pico >= 0),
+    next_expiry TEXT NOT NULL
+);
+CREATE TABLE credit_holds (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    amount_pico BIGINT NOT NULL CHECK (amount_pico >= 0),
+    owner TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX credit_holds_owner ON credit_holds (owner);
+CREATE INDEX credit_holds_expiry ON credit_holds (expires_at)""",
 ]

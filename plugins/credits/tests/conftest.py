@@ -169,3 +169,14 @@ def kit(store_kind: str, make_store: Callable[[Path], Store]) -> type[Kit]:
     return type(
         "StoreKit", (Kit,), {"make_store": staticmethod(make_store), "integrity_error": errors}
     )
+
+
+@pytest.fixture
+def pg(postgres_cluster: Any, request: pytest.FixtureRequest) -> type[Kit]:
+    """The kit on PostgreSQL only, one database per test that every path names: for tests of
+    holds shared by several processes (several stores on the same database)."""
+    from lmrouter_postgres import PostgresStore
+
+    url = postgres_cluster.database()
+    request.addfinalizer(lambda: postgres_cluster.drop(url))
+    return type("PgKit", (Kit,), {"make_store": staticmethod(lambda path: PostgresStore(url))})

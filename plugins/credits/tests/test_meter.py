@@ -1,5 +1,7 @@
-"""The money path against a real SQLite file: holds at admission, settlement at the end, the
-batched write, reloads after changes from elsewhere."""
+"""The money path against a real database (SQLite, and PostgreSQL where holds are shared by
+every process: see also test_shared_holds.py): holds at admission, settlement at the end, the
+batched write, reloads after changes from elsewhere. Tests of the in-memory wallet itself (the
+embedded store's path) run on SQLite only."""
 
 from __future__ import annotations
 
@@ -50,16 +52,23 @@ def test_hold_is_the_worst_case_and_settles_to_the_real_cost(tmp_path: Path, kit
             await admitted(meter, ctx)
             # 100 prompt tokens at 1e6 pico + 1000 output tokens at 2e6 pico
             assert ctx.state[HOLD] == 100 * 10**6 + 1000 * 2 * 10**6
-            wallet = meter.wallets[alice]
-            assert wallet.available(now_us()) == USD - ctx.state[HOLD]
+            if meter.shared:  # the hold is a row, with its owner and lease
+                assert await store.fetchall(
+                    "SELECT user_id, amount_pico, owner FROM credit_holds"
+                ) == [(alice, ctx.state[HOLD], meter.owner)]
+            else:
+                wallet = meter.wallets[alice]
+                assert wallet.available(now_us()) == USD - ctx.state[HOLD]
             assert meter.holds == 1
             usage = Usage(prompt_tokens=90, completion_tokens=10)
             meter.end(ctx, kit.outcome(ctx, usage))
             cost = 90 * 10**6 + 10 * 2 * 10**6
             assert meter.holds == 0
-            assert wallet.held == 0
-            assert wallet.balance == USD - cost
+            if not meter.shared:
+                assert wallet.held == 0
+                assert wallet.balance == USD - cost
             await meter.writer.flush()
+            assert await store.fetchall("SELECT * FROM credit_holds") == []
             assert await service.balance(store, alice) == USD - cost
             [row] = await usage_rows(store)
             assert row["request_id"] == ctx.request_id
@@ -86,7 +95,9 @@ def test_not_enough_credits_is_402_and_the_refusal_is_recorded(tmp_path: Path, k
             await admitted(meter, ctx)
             second = kit.ctx(kit.model(), kit.principal(bob), max_output_tokens=600, prompt_chars=0)
             with pytest.raises(RouterError) as refused:
-                admit(meter, second)  # synchronous now: the wallet is in memory
+                pending = admit(meter, second)  # synchronous in-process: the wallet is in memory
+                assert meter.shared and pending is not None  # else the database decides
+                await pending
             assert refused.value.status == 402
             assert refused.value.code == "insufficient_credits"
             assert HOLD not in second.state
@@ -169,7 +180,7 @@ def test_a_cost_above_the_hold_takes_what_there_is_and_writes_off_the_rest(
             await admitted(meter, ctx)
             # the upstream ignored max_tokens: 100 tokens cost 200e6, the user has 50e6
             meter.end(ctx, kit.outcome(ctx, Usage(completion_tokens=100)))
-            assert meter.wallets[erin].available(now_us()) == 0
+            assert meter.shared or meter.wallets[erin].available(now_us()) == 0
             await meter.writer.flush()
             [row] = await usage_rows(store)
             assert (row["charged_pico"], row["written_off_pico"]) == (50 * 10**6, 150 * 10**6)
@@ -195,6 +206,7 @@ def test_operator_requests_hold_nothing_and_are_recorded(tmp_path: Path, kit: An
     run(go())
 
 
+@pytest.mark.sqlite_only  # the in-memory wallet (shared holds: test_shared_holds.py)
 def test_concurrent_first_requests_load_the_wallet_once(
     tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,6 +284,7 @@ def test_one_bad_record_does_not_take_the_batch_down(tmp_path: Path, kit: Any) -
     run(go())
 
 
+@pytest.mark.sqlite_only  # the in-memory wallet (shared holds: test_shared_holds.py)
 def test_changes_from_another_process_reach_a_running_meter(tmp_path: Path, kit: Any) -> None:
     async def go() -> None:
         path = tmp_path / "c.db"
@@ -388,6 +401,7 @@ def test_holds_in_flight_are_a_prometheus_gauge(tmp_path: Path, kit: Any) -> Non
     run(go())
 
 
+@pytest.mark.sqlite_only  # the in-memory wallet (shared holds: test_shared_holds.py)
 def test_a_balance_that_cannot_be_read_is_a_503_and_is_read_again_later(
     tmp_path: Path, kit: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,6 +431,7 @@ def test_a_balance_that_cannot_be_read_is_a_503_and_is_read_again_later(
     run(go())
 
 
+@pytest.mark.sqlite_only  # the in-memory wallet (shared holds: test_shared_holds.py)
 def test_idle_wallets_are_evicted_and_read_again_exactly(tmp_path: Path, kit: Any) -> None:
     async def go() -> None:
         async with kit.store(tmp_path / "c.db") as store:

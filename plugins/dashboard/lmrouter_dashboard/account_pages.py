@@ -148,7 +148,7 @@ async def delete_account(site: Site, visit: Visit) -> Response:
     # the password check counts towards the sign-in throttle: a stolen session cannot guess
     throttled = f"email:{visit.session.email}"
     async with site.checking.hold(throttled):  # counted before the check, as a sign-in is
-        if site.email_throttle.attempt(throttled):
+        if await site.email_throttle.attempt(throttled):
             return visit.render(
                 "account.html",
                 status=429,
@@ -159,7 +159,7 @@ async def delete_account(site: Site, visit: Visit) -> Response:
             site.store, visit.session.email, visit.form.get("password", "")
         )
         if user is not None:
-            site.email_throttle.succeeded(throttled)
+            await site.email_throttle.succeeded(throttled)
     error = (
         "The password is wrong: the account is not deleted."
         if user is None or user.id != visit.user_id

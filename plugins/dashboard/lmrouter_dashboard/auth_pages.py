@@ -89,7 +89,7 @@ async def signup(site: Site, visit: Visit) -> Response:
     if site.settings.terms_version and visit.form.get("terms") != site.settings.terms_version:
         return again("Accepting the terms is needed to sign up.")
     # Every account costs a password hash and a row: a client address gets a few an hour.
-    wait = site.signup_throttle.attempt(f"signup:{visit.client_ip}")
+    wait = await site.signup_throttle.attempt(f"signup:{visit.client_ip}")
     if wait:
         what = "sign-ups from your address"
         return _too_many(visit, "signup.html", wait, what, email=email, min_chars=_min(site))
@@ -132,18 +132,25 @@ async def login(site: Site, visit: Visit) -> Response:
     by_email, by_ip = f"email:{email}", f"ip:{visit.client_ip}"
     context = {"email": email, "next": _next(visit)}
     async with site.checking.hold(by_email):  # one password check per account at a time
-        wait = max(site.email_throttle.retry_after(by_email), site.ip_throttle.retry_after(by_ip))
+        wait = max(
+            await site.email_throttle.retry_after(by_email),
+            await site.ip_throttle.retry_after(by_ip),
+        )
+        if not wait:
+            # Counted before the check, forgiven if it passes: guesses sent at once (to any
+            # host) cannot all slip past the throttle while the first hashes are computed. An
+            # attempt refused here lost a race with another process that locked the key.
+            wait = max(
+                await site.email_throttle.attempt(by_email),
+                await site.ip_throttle.attempt(by_ip),
+            )
         if wait:
             return _too_many(visit, "login.html", wait, **context)
-        # Counted before the check, forgiven if it passes: guesses sent at once cannot all
-        # slip past the throttle while the first hashes are still being computed.
-        site.email_throttle.attempt(by_email)
-        site.ip_throttle.attempt(by_ip)
         user = await accounts.verify_password(site.store, email, password)
         if user is None:
             return visit.render("login.html", status=400, error=_WRONG, **context)
-        site.email_throttle.succeeded(by_email)
-        site.ip_throttle.forgive(by_ip)
+        await site.email_throttle.succeeded(by_email)
+        await site.ip_throttle.forgive(by_ip)
     if user.status != "active":
         return visit.render(
             "login.html",
@@ -160,13 +167,13 @@ async def operator_form(site: Site, visit: Visit) -> Response:
 
 async def operator_login(site: Site, visit: Visit) -> Response:
     by_ip = f"operator:{visit.client_ip}"
-    wait = site.ip_throttle.retry_after(by_ip)
+    wait = await site.ip_throttle.retry_after(by_ip)
     if wait:
         return _too_many(visit, "operator.html", wait)
     key = visit.form.get("key", "").strip()
     operator = site.sessions.operator_id(key)
     if not key or operator not in site.sessions.operator_digests:
-        site.ip_throttle.failed(by_ip)
+        await site.ip_throttle.failed(by_ip)
         return visit.render("operator.html", status=400, error="That is not an operator key.")
     return await _signed_in(visit, f"{BASE}/admin", operator=operator)
 

@@ -1,5 +1,9 @@
 """The dashboard plugin's hooks: its config section, tables, routes under ``/dashboard``, and the
-request-end hook that keeps the admin page's recent errors."""
+request-end hook that keeps the admin page's recent errors.
+
+Sessions and sign-in throttles live in the store, not in a process: every worker and host that
+shares the store shares them, so the plugin declares no per-process state
+(``lmrouter_process_state``)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from lmrouter_dashboard import account_pages, admin_pages, auth_pages, money_pag
 from lmrouter_dashboard.config import DashboardConfig
 from lmrouter_dashboard.recent import RecentErrors
 from lmrouter_dashboard.sessions import Sessions, signing_key
-from lmrouter_dashboard.throttle import Throttle
+from lmrouter_dashboard.throttle import StoredThrottle
 from lmrouter_dashboard.web import BASE, Site, route
 
 if TYPE_CHECKING:
@@ -86,11 +90,16 @@ class Dashboard:
                 operator_keys=config.core.auth.keys,
                 terms_version=settings.terms_version,
             ),
-            email_throttle=Throttle(EMAIL_FAILURES),
-            ip_throttle=Throttle(IP_FAILURES),
+            email_throttle=StoredThrottle(gateway.store, "signin", EMAIL_FAILURES),
+            ip_throttle=StoredThrottle(gateway.store, "signin", IP_FAILURES),
             # a fixed allowance per client address and hour; a burst past it waits the hour out
-            signup_throttle=Throttle(
-                settings.signups_per_hour or 2**31, window=3600.0, base=3600.0, cap=3600.0
+            signup_throttle=StoredThrottle(
+                gateway.store,
+                "signup",
+                settings.signups_per_hour or 2**31,
+                window=3600.0,
+                base=3600.0,
+                cap=3600.0,
             ),
             errors=self.errors,
             terms_text=path.read_text("utf-8") if path is not None else None,

@@ -1,5 +1,6 @@
-"""The dashboard's own tables: sign-in sessions (only a hash of each token), accepted terms, and
-the generated signing secret. Reads ``users`` (owned by the accounts plugin), never writes it."""
+"""The dashboard's own tables: sign-in sessions (only a hash of each token), accepted terms, the
+generated signing secret and sign-in throttles. Reads ``users`` (owned by the accounts plugin),
+never writes it."""
 
 from __future__ import annotations
 
@@ -27,4 +28,13 @@ CREATE TABLE dashboard_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     secret TEXT NOT NULL
 )""",
+    # 2: sign-in throttles, shared by every worker and host (lmrouter_dashboard.throttle)
+    """CREATE TABLE dashboard_throttles (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    first_at REAL NOT NULL,
+    locked_until REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX dashboard_throttles_expiry ON dashboard_throttles (expires_at)""",
 ]

@@ -23,7 +23,7 @@ import structlog
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from lmrouter import format_usd
+from lmrouter import StorageError, format_usd
 from lmrouter_dashboard.throttle import OneAtATime
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lmrouter_dashboard.config import DashboardConfig
     from lmrouter_dashboard.recent import RecentErrors
     from lmrouter_dashboard.sessions import Session, Sessions
-    from lmrouter_dashboard.throttle import Throttle
+    from lmrouter_dashboard.throttle import StoredThrottle
 
 log = structlog.get_logger("lmrouter.dashboard")
 
@@ -86,9 +86,9 @@ class Site:
     gateway: Gateway
     settings: DashboardConfig
     sessions: Sessions
-    email_throttle: Throttle
-    ip_throttle: Throttle
-    signup_throttle: Throttle
+    email_throttle: StoredThrottle
+    ip_throttle: StoredThrottle
+    signup_throttle: StoredThrottle
     errors: RecentErrors
     terms_text: str | None
     checking: OneAtATime = field(default_factory=OneAtATime)  # password checks per account
@@ -259,6 +259,17 @@ def route(
         site = site_of()
         if site is None:
             return HTMLResponse("The dashboard is starting.", status_code=503)
+        try:
+            return await serve(site, request)
+        except StorageError as exc:  # the database is away: say so, not a 500
+            log.warning("dashboard page without its database", error=str(exc))
+            return HTMLResponse(
+                "The dashboard cannot reach its database right now. Try again shortly.",
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    async def serve(site: Site, request: Request) -> Response:
         sessions = site.sessions
         session = await sessions.find(sessions.token_of(request.cookies.get(SESSION_COOKIE)))
         pre = request.cookies.get(PRE_COOKIE)

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 # The advisory lock every write takes (any 64-bit number no other program uses: "lmrouter").
 WRITE_LOCK = 0x6C6D726F75746572
-_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+# Taken first in every transaction, with the database's own commit durability restored for it
+# (statements outside a transaction commit without waiting for the disk: see open()).
+_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK}), set_config('synchronous_commit', $1, true)"
 # What a dropped connection or an unreachable server raises. The store raises StorageError
 # instead, which lmrouter.storage.BatchWriter keeps and retries (any other error, it drops the
 # operation as bad: a charge written during a restart of the server would be lost).
@@ -46,6 +48,15 @@ def _numeric(text: str) -> int | float:
         return int(text)
     except ValueError:
         return float(text)
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with. The store leaves no session state (its
+    lock is transaction-scoped, its settings ``SET LOCAL``), so asyncpg's default reset (a round
+    trip of ``RESET ALL``, ``UNLISTEN *`` … after every query) is only a transaction left
+    open by an error to end."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def _setup(conn: asyncpg.Connection) -> None:
@@ -84,11 +95,28 @@ class PostgresStore:
         # One writer per process waits for the advisory lock; the others wait here, holding
         # no connection, so readers always find one in the pool.
         self._write = asyncio.Lock()
+        self._durable = "on"  # the database's synchronous_commit, for transactions
 
     async def open(self) -> None:
+        """The pool. Its connections commit a statement run outside a transaction without
+        waiting for the disk (``synchronous_commit = off``): the one such write is the credits
+        admission (a hold), once per request, and a hold lost in a crash of the database server
+        costs at most a write-off, never a balance below zero (each charge is capped to what
+        the lots hold beyond the other holds). Every transaction (charges, usage, grants,
+        purchases, migrations) commits as durably as the database is set to."""
         try:
+            conn = await asyncpg.connect(self.url)
+            try:
+                self._durable = await conn.fetchval("SHOW synchronous_commit")
+            finally:
+                await conn.close()
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.max_size, init=_setup
+                self.url,
+                min_size=1,
+                max_size=self.max_size,
+                init=_setup,
+                reset=_reset,
+                server_settings={"synchronous_commit": "off"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise StorageError(f"cannot open {redact(self.url)}: {exc}") from exc
@@ -130,7 +158,7 @@ class PostgresStore:
     async def transaction(self) -> AsyncIterator[_PostgresTx]:
         try:
             async with self._write, self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(_LOCK)
+                await conn.execute(_LOCK, self._durable)
                 yield _PostgresTx(conn)
         except UNREACHABLE as exc:
             raise self._lost(exc) from exc

@@ -183,3 +183,26 @@ def test_a_batch_cut_by_a_lost_connection_is_kept_and_written_later(
             await store.close()
 
     asyncio.run(go())
+
+
+def test_transactions_commit_durably_and_single_statements_do_not_wait_for_the_disk(
+    postgres_cluster: Any, postgres_url: str
+) -> None:
+    """A statement outside a transaction (the credits admission: a hold) commits without
+    waiting for the disk; every transaction (charges, grants, migrations) as durably as the
+    database is set to (the tests' server turns it off for speed: this database turns it on)."""
+    database = postgres_url.rpartition("/")[2]
+    postgres_cluster.sql(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
+
+    async def go() -> None:
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            assert await store.fetchone("SHOW synchronous_commit") == ("off",)
+            async with store.transaction() as tx:
+                assert await tx.fetchone("SHOW synchronous_commit") == ("on",)
+            assert await store.fetchone("SHOW synchronous_commit") == ("off",)  # LOCAL: ended
+        finally:
+            await store.close()
+
+    asyncio.run(go())

@@ -64,11 +64,15 @@ class LimiterBackend(Protocol):
     it grants or nothing, and two concurrent calls never both take the last unit.
 
     A backend that decides without I/O may also offer ``admit_now`` and ``settle_now``, the same
-    calls made synchronously: the plugin then uses those and saves a coroutine per request."""
+    calls made synchronously: the plugin then uses those and saves a coroutine per request. A
+    backend with a service behind it may offer ``async health() -> {name: "ok" or what is
+    wrong}`` for ``/health``; when the service is away, ``admit`` raises a 503 ``RouterError``
+    (fail closed) and ``settle`` keeps the correction to send later."""
 
     shared: bool
-    """True when every worker and host sees the same state (Redis). The plugin refuses to run
-    several workers on a backend where this is False: each would enforce the limits alone."""
+    """True when every worker and host sees the same state (Redis). The plugin declares the
+    state per process where this is False (``lmrouter_process_state``), so several workers are
+    refused: each would enforce the limits alone."""
 
     async def start(self) -> None: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from lmrouter import ConfigError, RouterError, estimate_tokens, hookimpl
+from lmrouter import ConfigError, ProcessState, RouterError, estimate_tokens, hookimpl
 from lmrouter_ratelimit.backend import (
     BackendFactory,
     Decision,
@@ -17,6 +17,8 @@ from lmrouter_ratelimit.config import RateLimitSection
 from lmrouter_ratelimit.headers import duration, quota_headers, retry_headers
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Mapping
+
     from lmrouter import Config, Gateway, Outcome, Principal, RequestContext
 
 SECTION = "ratelimit"
@@ -28,7 +30,7 @@ _LIMIT_CACHE_MAX = 4096
 
 
 class RateLimitPlugin:
-    api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+    api_version = ">=1.5, <2"  # the hook API versions this plugin is written for
 
     def __init__(self) -> None:
         memory = MemoryBackend()
@@ -45,7 +47,11 @@ class RateLimitPlugin:
 
     @hookimpl
     def lmrouter_config_loaded(self, config: Config) -> None:
-        check_backend(config)
+        backend_factory(config)  # an unknown backend is a config mistake
+
+    @hookimpl
+    def lmrouter_process_state(self, config: Config) -> list[ProcessState]:
+        return process_state(config)
 
     @hookimpl
     async def lmrouter_startup(self, gateway: Gateway) -> None:
@@ -60,6 +66,12 @@ class RateLimitPlugin:
     @hookimpl
     async def lmrouter_shutdown(self, gateway: Gateway) -> None:
         await self.backend.close()
+
+    @hookimpl
+    def lmrouter_health(self, gateway: Gateway) -> Awaitable[Mapping[str, str]] | None:
+        # a backend with a service behind it (Redis) says how it is; memory has nothing to say
+        health = getattr(self.backend, "health", None)
+        return health() if health is not None else None
 
     @hookimpl(tryfirst=True)  # before the credit hold: a refused request holds nothing
     def lmrouter_admit(self, ctx: RequestContext) -> Any:
@@ -181,18 +193,16 @@ def backend_factory(config: Config) -> BackendFactory:
     return factory
 
 
-def check_backend(config: Config) -> None:
-    """Per-process state under several workers would multiply every limit by their number
-    (LiteLLM #27736): refuse before any worker starts."""
+def process_state(config: Config) -> list[ProcessState]:
+    """Per-process limit state under several workers would multiply every limit by their
+    number (LiteLLM #27736): the backend says whether it is shared (``shared = True``)."""
     factory = backend_factory(config)
-    workers = config.server.workers  # `lmrouter serve --workers N` included
-    if workers > 1 and not getattr(factory, "shared", False):
-        name = config.section(SECTION).backend
-        raise ConfigError(
-            f"the {name!r} rate-limit backend keeps its state in one process, so with "
-            f"{workers} workers every limit would be multiplied by {workers}. Run one worker, "
-            'or install the Redis plugin (lmrouter-redis) and set [ratelimit] backend = "redis", '
-            'or disable rate limits with [plugins] disabled = ["ratelimit"].',
-            path=config.path,
-            key="server.workers",
+    name = config.section(SECTION).backend
+    return [
+        ProcessState(
+            f"the {name!r} rate-limit backend's counters",
+            bool(getattr(factory, "shared", False)),
+            'install lmrouter-redis and set [ratelimit] backend = "redis" (or disable '
+            'rate limits: [plugins] disabled = ["ratelimit"])',
         )
+    ]

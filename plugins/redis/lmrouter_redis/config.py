@@ -8,9 +8,10 @@ SECTION = "redis"
 
 
 class RedisSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # redis://HOST:PORT/N, rediss:// for TLS, redis://:PASSWORD@HOST:PORT/N
-    url: str = "redis://127.0.0.1:6379/0"
+    # redis://HOST:PORT/N, rediss:// for TLS, redis://:PASSWORD@HOST:PORT/N. Empty (the
+    # default): no Redis; the plugin then offers nothing, whatever is installed.
+    url: str = ""
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("`url` must start with redis://, rediss:// or unix://")

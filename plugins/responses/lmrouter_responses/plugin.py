@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class ResponsesPlugin:
-    api_version = ">=1.5, <2"  # RequestContext.detached (background)
+    api_version = ">=1.6, <2"  # RequestContext.detached (background)
 
     def __init__(self) -> None:
         self.keeper: Keeper | None = None

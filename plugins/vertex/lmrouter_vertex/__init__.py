@@ -43,12 +43,18 @@ class VertexConfig(ProviderConfig, kw_only=True, forbid_unknown_fields=True):
     location: str = "us-central1"
     credentials_file: str = ""  # a service-account key (JSON); empty: api_key or ADC
 
+    def own_credentials(self) -> bool:
+        return True  # api_key, the credentials file, or Application Default Credentials
+
 
 class VertexAnthropicConfig(AnthropicConfig, kw_only=True, forbid_unknown_fields=True):
     project: str
     location: str = "us-east5"
     credentials_file: str = ""
     anthropic_version: str = ANTHROPIC_VERSION  # sent in the body, as Vertex wants it
+
+    def own_credentials(self) -> bool:
+        return True  # as VertexConfig
 
 
 def _publisher(base_url: str, config: Any, publisher: str) -> str:
