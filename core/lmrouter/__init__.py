@@ -23,7 +23,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 from lmrouter import capabilities, ir, sse, structured, wire
 from lmrouter.auth import require_principal
 from lmrouter.config import Config, ConfigError, Model, Route, find_config
-from lmrouter.context import Attempt, Outcome, Principal, RequestContext, Status
+from lmrouter.context import Attempt, Detached, Outcome, Principal, RequestContext, Status
 from lmrouter.errors import (
     CommandError,
     RouterError,
@@ -76,6 +76,7 @@ __all__ = [
     "CommandError",
     "Config",
     "ConfigError",
+    "Detached",
     "Gateway",
     "Model",
     "OpenAIWireUsage",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +47,24 @@ class Attempt:
 
 
 @dataclass(slots=True)
+class Detached:
+    """A request an admission hook answers at once and lets run on without its caller
+    (background Responses): set ``ctx.detached`` in ``lmrouter_admit``. The caller gets
+    ``reply`` (JSON, 200) now; the request then goes upstream in a task of its own, through the
+    same routes, fallback, metering and ``lmrouter_request_end`` as any other, and what the
+    pipeline would have sent the caller goes to ``send`` (ASGI messages). It ends only when the
+    upstream does, or when ``cancel`` is set: that is a client disconnect to the pipeline (the
+    upstream is closed, what it generated is paid). Run it as a stream to have that.
+    ``events``, when set, is sent to the caller instead of ``reply``, as ``text/event-stream``
+    chunks, for as long as the caller stays; its leaving ends only that. (API 1.6)"""
+
+    reply: bytes
+    send: Callable[[dict[str, Any]], Awaitable[None]]
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    events: AsyncIterator[bytes] | None = None
+
+
+@dataclass(slots=True)
 class RequestContext:
     gateway: Gateway
     request_id: str
@@ -74,6 +94,7 @@ class RequestContext:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # per-plugin scratch space
     answer: bytes | None = None  # the whole non-stream answer sent to the caller
+    detached: Detached | None = None  # set by an admission hook: see Detached
 
     def final_answer(self) -> dict[str, Any] | None:
         """The answer the caller got, decoded: a non-stream body, or the final object a stream

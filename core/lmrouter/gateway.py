@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,6 +118,8 @@ class Gateway:
         }
         routing = config.core.routing
         self.drains = Drains(routing.drain_seconds, int(routing.drain_mb * 1024 * 1024))
+        # Detached requests under way (background Responses): see lmrouter.context.Detached.
+        self.detached: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_path(cls, path: Path) -> Gateway:
@@ -142,6 +146,13 @@ class Gateway:
 
     async def stop(self) -> None:
         try:
+            # Detached requests are cut like a client that left (what was generated is paid),
+            # then settle, before the plugins that meter them stop.
+            for task in list(self.detached):
+                task.cancel()
+            for task in list(self.detached):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.drains.stop()  # their requests settle before the plugins stop
             await plugins.call(self.pm.hook.lmrouter_shutdown(gateway=self))
         finally:

@@ -23,7 +23,8 @@ incompatibly, its minor number when hooks are added. A plugin declares the versi
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
 1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``. 1.5: ``lmrouter_process_state``,
-``lmrouter_health``, ``lmrouter_counters``.
+``lmrouter_health``, ``lmrouter_counters``. 1.6: ``RequestContext.detached``
+(:class:`lmrouter.Detached`): an admission hook may answer at once and let the request run on.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from lmrouter.sharing import Counters, ProcessState
     from lmrouter.storage import Store
 
-API_VERSION = "1.5"
+API_VERSION = "1.6"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"

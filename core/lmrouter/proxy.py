@@ -60,7 +60,6 @@ class ProxyEndpoint:
         headers = Headers.from_scope(scope)
         dialect = self.dialect
         ctx: RequestContext | None = None
-        outcome: Outcome | None = None
         try:
             # The key first, from the headers alone: a caller without a valid one gets its 401
             # before the router reads (and holds) a byte of its body.
@@ -99,16 +98,31 @@ class ProxyEndpoint:
                     log.exception("lmrouter_request_refused failed", request_id=request_id)
             return
 
+        await self._run(ctx, receive, send)
+
+    async def _run(
+        self, ctx: RequestContext, receive: Any, send: Any, *, admitted: bool = False
+    ) -> None:
+        """Admission, forwarding, and ``request_end`` exactly once. A request an admission hook
+        detached (:class:`~lmrouter.context.Detached`) is answered here and runs on in a task:
+        this same method, already admitted, with the hook's ``send``."""
+        request_id = ctx.request_id
+        dialect = self.dialect
+        outcome: Outcome | None = None
         cancelled = False
         try:
-            try:
-                pending = self.admit.start(ctx)
-                if pending is not None:
-                    await pending
-            except RouterError as err:
-                outcome = Outcome("refused", err.status, error=err)
-                await _send_error(send, dialect, err, request_id, ctx.response_headers)
-                return
+            if not admitted:
+                try:
+                    pending = self.admit.start(ctx)
+                    if pending is not None:
+                        await pending
+                except RouterError as err:
+                    outcome = Outcome("refused", err.status, error=err)
+                    await _send_error(send, dialect, err, request_id, ctx.response_headers)
+                    return
+                if ctx.detached is not None:
+                    await self._detach(ctx, send)
+                    return  # the task ends the request
             outcome = await self._forward(ctx, receive, send)
         except RouterError as err:  # the request cannot be converted for its provider
             outcome = Outcome("error", err.status, error=err)
@@ -134,6 +148,38 @@ class ProxyEndpoint:
                     await asyncio.shield(self._end(ctx, outcome))
                 else:
                     await self._end(ctx, outcome)
+
+    async def _detach(self, ctx: RequestContext, send: Any) -> None:
+        """Answer the caller with the hook's reply, then go on without them: their leaving
+        changes nothing; only ``detached.cancel`` ends the request early."""
+        detached = ctx.detached
+        assert detached is not None
+
+        async def receive() -> dict[str, Any]:
+            await detached.cancel.wait()
+            return {"type": "http.disconnect"}
+
+        task = asyncio.create_task(
+            self._run(ctx, receive, detached.send, admitted=True), name="lmrouter-detached"
+        )
+        self.gateway.detached.add(task)  # the server's stop waits for (or cancels) it
+        task.add_done_callback(self.gateway.detached.discard)
+        reply = detached.reply
+        headers = [(b"x-request-id", ctx.request_id.encode()), *ctx.response_headers]
+        try:
+            if detached.events is None:
+                headers += [(b"content-type", _JSON), (b"content-length", b"%d" % len(reply))]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": reply})
+                return
+            headers += [(b"content-type", self.dialect.stream_content_type)]
+            headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for chunk in detached.events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (OSError, RuntimeError):  # the caller left: the work goes on
+            pass
 
     async def _end(self, ctx: RequestContext, outcome: Outcome) -> None:
         try:

@@ -232,7 +232,7 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     ("kwargs", "param", "words"),
     [
         ({"previous_response_id": "resp_abc"}, "previous_response_id", "not found"),
-        ({"background": True}, "background", "stateless"),
+        ({"background": True, "store": False}, "background", "store"),
         ({"tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "namespace"),
         ({"text": {"format": {"type": "yaml"}}}, "text.format.type", "json_schema"),
         (

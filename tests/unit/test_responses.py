@@ -90,8 +90,7 @@ def test_previous_response_id_must_be_an_id() -> None:
 @pytest.mark.parametrize(
     ("doc", "param"),
     [
-        ({"background": True}, "background"),
-        ({"conversation": "conv_1"}, "conversation"),
+        ({"background": "yes"}, "background"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"store": "yes"}, "store"),
         ({"stream": "true"}, "stream"),
@@ -105,6 +104,20 @@ def test_previous_response_id_must_be_an_id() -> None:
 )
 def test_parse_refusals_name_the_field(doc: dict[str, Any], param: str) -> None:
     assert refused(R.parse, body(**doc)).param == param
+
+
+@pytest.mark.parametrize(
+    ("doc", "param"),
+    [({"background": True}, "background"), ({"conversation": "c"}, "conversation")],
+)
+def test_state_a_response_store_did_not_take_is_refused_at_conversion(
+    doc: dict[str, Any], param: str
+) -> None:
+    """A response store (plugin) expands ``conversation`` and runs ``background`` itself:
+    without one, a converted route cannot honour them."""
+    parsed = R.parse(body(**doc))
+    err = refused(R.to_ir, parsed.doc)
+    assert err.param == param and "store" in err.message
 
 
 @pytest.mark.parametrize("store", [True, False, None])

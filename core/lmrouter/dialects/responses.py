@@ -9,8 +9,9 @@ the answer comes back as a ``response`` object or its typed event stream.
 stores. For converted routes, a store plugin (``lmrouter-responses``) keeps the conversation: it
 replaces ``previous_response_id`` with the stored history in ``input`` before conversion, and
 sets ``store`` to whether it keeps the answer (echoed back). A ``previous_response_id`` still
-there at conversion is a 400. ``conversation``, ``item_reference`` items, ``prompt`` templates
-and ``background`` are 400s that say so.
+there at conversion is a 400, and so are ``conversation`` and ``background`` (the store plugin
+expands the one and runs the other). ``item_reference`` items and ``prompt`` templates are
+400s that say so.
 
 Mapping choices (the README's support table repeats them):
 
@@ -67,7 +68,6 @@ _STATELESS = "this router is stateless; send the full input"
 
 # Fields that need stored state: refused with a message that says what to do instead.
 _STATEFUL_FIELDS: dict[str, str] = {
-    "conversation": f"conversation is not supported: {_STATELESS}",
     "prompt": "prompt templates are not supported: this router is stateless; send instructions "
     "and input instead",
 }
@@ -104,13 +104,8 @@ def parse(body: bytes) -> Parsed:
     for name, message in _STATEFUL_FIELDS.items():
         if doc.get(name) is not None:
             raise invalid_request(message, name)
-    if _bool(doc, "background"):
-        raise invalid_request(
-            "background responses are not supported: this router is stateless and cannot be "
-            "polled; send the request without `background`",
-            "background",
-        )
-    _bool(doc, "store")  # a response store (plugin) acts on it
+    _bool(doc, "background")  # a response store (plugin) acts on these
+    _bool(doc, "store")
     previous = doc.get("previous_response_id")
     if previous is not None and (not isinstance(previous, str) or not previous):
         raise invalid_request(
@@ -201,6 +196,19 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
             "for this route (no response store, or the response is kept by another "
             "provider); send the full input instead",
             "previous_response_id",
+        )
+    # A response store (plugin) expands a conversation and runs background requests itself.
+    if doc.get("conversation") is not None:
+        raise invalid_request(
+            f"conversation needs stored conversations, which this router does not keep "
+            f"(no response store); {_STATELESS}",
+            "conversation",
+        )
+    if doc.get("background"):
+        raise invalid_request(
+            "background responses need a response store, which this router does not have; "
+            "send the request without `background`",
+            "background",
         )
     response_format = _response_format(doc)
     _metadata(doc)

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from lmrouter import RequestContext, RouterError, require_principal
+from lmrouter import RequestContext, RouterError, invalid_request, require_principal
+from lmrouter_responses.background import TERMINAL
+from lmrouter_responses.conversations import page
 from lmrouter_responses.keeper import DIALECT, Keeper, not_found, owner_of
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ class Endpoints:
         return [
             Route("/v1/responses/{response_id}", self.one, methods=["GET", "DELETE"]),
             Route("/v1/responses/{response_id}/input_items", self.input_items, methods=["GET"]),
+            Route("/v1/responses/{response_id}/cancel", self.cancel, methods=["POST"]),
         ]
 
     async def close(self) -> None:
@@ -55,39 +58,69 @@ class Endpoints:
         if request.method == "DELETE":
             await keeper.delete(response_id)
             return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+        if request.query_params.get("stream") == "true":
+            return self._resume(keeper, response_id, request.query_params.get("starting_after"))
         return Response(row[8], media_type="application/json")
+
+    def _resume(self, keeper: Keeper, response_id: str, after: str | None) -> Response:
+        """A streamed background response's events after ``starting_after``, then the rest as
+        they come."""
+        job = keeper.streams.get(response_id)
+        if job is None:
+            raise invalid_request(
+                "This response's events are not kept: only a background response created with "
+                "`stream` can be streamed again, from the router process that ran it, and "
+                "only the latest ones; GET it without `stream`.",
+                "stream",
+            )
+        try:
+            start = -1 if after is None else int(after)
+        except ValueError:
+            raise invalid_request(
+                "`starting_after` must be an integer.", "starting_after"
+            ) from None
+        return StreamingResponse(
+            job.follow(start),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
 
     async def input_items(self, request: Request) -> Response:
         _keeper, principal, row = await self._row(request)
         if row[4]:
             return await self._forward(request, principal, row, "/input_items")
         items: list[dict[str, Any]] = orjson.loads(row[7] or b"[]")
-        query = request.query_params
-        order = query.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise RouterError(400, "`order` must be `asc` or `desc`.", param="order")
-        try:
-            limit = int(query.get("limit", "20"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 100:
-            raise RouterError(400, "`limit` must be between 1 and 100.", param="limit")
-        if order == "desc":
-            items.reverse()
-        after = query.get("after")
-        if after:
-            ids = [item.get("id") for item in items]
-            items = items[ids.index(after) + 1 :] if after in ids else []
-        page = items[:limit]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "has_more": len(items) > limit,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-            }
+        return JSONResponse(page(items, request.query_params))
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /v1/responses/{id}/cancel``: a background response under way is cut (what
+        was generated is paid) and kept as ``cancelled``; a finished one stays as it is."""
+        keeper, principal, row = await self._row(request)
+        if row[4]:
+            return await self._forward(request, principal, row, "/cancel")
+        response: dict[str, Any] = orjson.loads(row[8] or b"{}")
+        if not response.get("background"):
+            raise RouterError(
+                400,
+                "Only responses created with background mode can be cancelled.",
+                code="invalid_request",
+            )
+        status = response.get("status")
+        if status in TERMINAL:
+            if status == "cancelled":
+                return JSONResponse(response)
+            raise RouterError(
+                400, f"Cannot cancel a response with status '{status}'.", code="invalid_request"
+            )
+        job = keeper.jobs.get(row[0])
+        if job is not None:
+            job.cancel()
+        response["status"] = "cancelled"
+        await keeper.store.execute(  # at once: the job's own record (with usage) follows
+            "UPDATE stored_responses SET response = ? WHERE id = ?",
+            (orjson.dumps(response).decode(), row[0]),
         )
+        return JSONResponse(response)
 
     async def _forward(
         self, request: Request, principal: Principal, row: Row, suffix: str = ""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from lmrouter import hookimpl
 from lmrouter_responses import schema
 from lmrouter_responses.config import ResponsesConfig
+from lmrouter_responses.conversations import ConversationEndpoints, Conversations
 from lmrouter_responses.endpoints import Endpoints
 from lmrouter_responses.keeper import Keeper
 
@@ -19,11 +20,12 @@ if TYPE_CHECKING:
 
 
 class ResponsesPlugin:
-    api_version = ">=1.4, <2"  # lmrouter_user_deleted
+    api_version = ">=1.6, <2"  # RequestContext.detached (background)
 
     def __init__(self) -> None:
         self.keeper: Keeper | None = None
         self.endpoints = Endpoints(self)
+        self.conversation_endpoints = ConversationEndpoints(self)
 
     @hookimpl
     def lmrouter_config_section(self) -> tuple[str, type]:
@@ -35,7 +37,9 @@ class ResponsesPlugin:
 
     @hookimpl
     async def lmrouter_startup(self, gateway: Gateway) -> None:
-        self.keeper = Keeper(gateway, gateway.config.section("responses"))
+        config: ResponsesConfig = gateway.config.section("responses")
+        conversations = Conversations(gateway.store, config.store_days)
+        self.keeper = Keeper(gateway, config, conversations)
         await self.keeper.start()
 
     @hookimpl
@@ -46,7 +50,7 @@ class ResponsesPlugin:
 
     @hookimpl
     def lmrouter_routes(self, gateway: Gateway) -> list[BaseRoute]:
-        return list(self.endpoints.routes())
+        return [*self.endpoints.routes(), *self.conversation_endpoints.routes()]
 
     # tryfirst: the history it adds counts in the credit hold other plugins take
     @hookimpl(tryfirst=True)
@@ -62,3 +66,4 @@ class ResponsesPlugin:
     @hookimpl
     async def lmrouter_user_deleted(self, store: Store, user_id: str) -> None:
         await store.execute("DELETE FROM stored_responses WHERE user_id = ?", (user_id,))
+        await Conversations(store, 0).erase_user(user_id)
