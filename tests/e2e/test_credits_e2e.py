@@ -21,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.operator import query
@@ -40,44 +41,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parametrize_stores(metafunc, scope="module")  # one router per store
 
 
-def config(upstream: str, store: str = "sqlite:///credits.db") -> str:
-    return f"""
-[plugins]
-disabled = ["ratelimit"]
-[auth]
-keys = ["{ADMIN}"]
-[storage]
-url = "{store}"
-[credits]
-flush_interval = 0.02
-
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-upstream"
-
-[[models]]
-id = "priced"
-max_output_tokens = 100
-  [[models.routes]]
-  provider = "up"
-  model = "priced-x"
-  price = {{ input = 1, output = 2 }}
-
-[[models]]
-id = "streamy"
-  [[models.routes]]
-  provider = "up"
-  model = "streamy-x"
-  price = {{ input = 0, output = 2 }}
-
-[[models]]
-id = "chatty"
-  [[models.routes]]
-  provider = "up"
-  model = "chatty-x"
-  price = {{ input = 1, output = 2 }}
-"""
+def config(
+    upstream: str, store: str = "sqlite:///credits.db", disabled: tuple[str, ...] = ("ratelimit",)
+) -> str:
+    return kit.config(
+        admin=ADMIN,
+        disabled=disabled,
+        storage={"url": store},
+        credits={"flush_interval": 0.02},
+        providers={"up": kit.provider("openai", upstream, "sk-upstream")},
+        models={
+            "priced": kit.model(
+                kit.route("up", "priced-x", price={"input": 1, "output": 2}), max_output_tokens=100
+            ),
+            "streamy": kit.route("up", "streamy-x", price={"input": 0, "output": 2}),
+            "chatty": kit.route("up", "chatty-x", price={"input": 1, "output": 2}),
+        },
+    )
 
 
 class Cli:
@@ -456,7 +436,7 @@ def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI, cli
     """Holds live in a process's memory: a second process on the same file would let every
     user spend their balance twice. Refused before any worker starts, and at start-up."""
     key = cli.user_with_key("solo@example.com")
-    alone = config(fake.base_url).replace('"ratelimit"]', '"ratelimit", "accounts"]')
+    alone = config(fake.base_url, disabled=("ratelimit", "accounts"))
     with pytest.raises(RuntimeError) as workers:
         RouterServer(alone, workers=2).start()
     refused = str(workers.value)
@@ -466,7 +446,7 @@ def test_one_process_per_sqlite_file(router: RouterServer, fake: FakeOpenAI, cli
     elsewhere = router.workdir / "again"
     elsewhere.mkdir()
     same_file = f"sqlite:///{router.workdir / 'credits.db'}"
-    text = config(fake.base_url).replace("sqlite:///credits.db", same_file)
+    text = config(fake.base_url, same_file)
     with pytest.raises(RuntimeError) as second:
         RouterServer(text, workdir=elsewhere).start()
     # it exited (one hanging around would be "did not start within …" instead)
