@@ -20,65 +20,38 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer, free_port
 
 HELLO = [{"role": "user", "content": "hi"}]
 KEYS = [f"sk-rl-{i}" for i in range(8)]
 # Limits are the subject here, not credits: the credits plugin (when installed) stays out.
-PLUGINS_OFF = '[plugins]\ndisabled = ["credits"]\n'
+PLUGINS_OFF = ["credits"]
 
 
 def config(
-    upstream: str, limits: str, *, record: Path | None = None, keys: list[str] = KEYS
+    upstream: str,
+    limits: dict[str, Any],
+    *,
+    record: Path | None = None,
+    keys: list[str] = KEYS,
+    disabled: list[str] | None = PLUGINS_OFF,
 ) -> str:
-    probe = f'[probe]\nrecord = "{record}"\n' if record else ""
-    return f"""
-{PLUGINS_OFF}
-[auth]
-keys = {json.dumps(keys)}
-[routing]
-drain_seconds = 0  # a client that leaves: the upstream is closed at once
-[ratelimit]
-{limits}
-{probe}
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-up"
-
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-  price = {{ input = 1, output = 2 }}
-
-[[models]]
-id = "burst"
-  [[models.routes]]
-  provider = "up"
-  model = "burst-up"
-
-[[models]]
-id = "exact"
-  [[models.routes]]
-  provider = "up"
-  model = "exact-up"
-
-[[models]]
-id = "long"
-  [[models.routes]]
-  provider = "up"
-  model = "long-up"
-
-[[models]]
-id = "slow"
-max_output_tokens = 500
-  [[models.routes]]
-  provider = "up"
-  model = "slow-up"
-"""
+    sections: dict[str, Any] = {"probe": {"record": str(record)}} if record else {}
+    return kit.config(
+        admin=keys,
+        disabled=disabled,
+        routing={"drain_seconds": 0},  # a client that leaves: the upstream is closed at once
+        ratelimit=limits,
+        providers={"up": kit.provider("openai", upstream)},
+        models={
+            "gpt": kit.route("up", "gpt-x", price={"input": 1, "output": 2}),
+            **{name: kit.route("up", f"{name}-up") for name in ("burst", "exact", "long")},
+            "slow": kit.model(kit.route("up", "slow-up"), max_output_tokens=500),
+        },
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +67,20 @@ def fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="module")
 def rpm_router(fake: FakeOpenAI, probe_path: str, record: Path) -> Iterator[RouterServer]:
-    text = config(fake.base_url, "rpm = 60", record=record)
+    text = config(fake.base_url, {"rpm": 60}, record=record)
     with RouterServer(text, python_path=[probe_path]) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def tpm_router(fake: FakeOpenAI) -> Iterator[RouterServer]:
-    with RouterServer(config(fake.base_url, "tpm = 1000")) as server:
+    with RouterServer(config(fake.base_url, {"tpm": 1000})) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def slot_router(fake: FakeOpenAI) -> Iterator[RouterServer]:
-    with RouterServer(config(fake.base_url, "max_concurrent = 2")) as server:
+    with RouterServer(config(fake.base_url, {"max_concurrent": 2})) as server:
         yield server
 
 
@@ -197,7 +170,7 @@ def test_sdk_retry_honours_retry_after(fake: FakeOpenAI) -> None:
     the machine (a 61-request burst at 60 rpm could take over a second, and a refill let the
     SDK's first try through)."""
     key = KEYS[1]
-    with RouterServer(config(fake.base_url, "rpm = 6")) as router:
+    with RouterServer(config(fake.base_url, {"rpm": 6})) as router:
         sdk = client(router, key)
         started = time.monotonic()  # before the refusal: the next token is wait_ms after it
         wait_ms = refused_for_ms(sdk)
@@ -398,7 +371,7 @@ def cli(*args: str, config_path: Path, whole: bool = False) -> str:
 
 
 def test_per_key_limits_override_the_defaults(fake: FakeOpenAI) -> None:
-    server = RouterServer(config(fake.base_url, "rpm = 5", keys=[]))
+    server = RouterServer(config(fake.base_url, {"rpm": 5}, keys=[]))
     try:
         path = server.config_path
         cli("users", "add", "ada@example.com", config_path=path)
@@ -423,7 +396,7 @@ def test_a_refused_request_holds_and_charges_nothing(fake: FakeOpenAI) -> None:
     is refused before the credit hold, so the balance only ever shows the first one's cost. A
     key with no credits at all is told 429, not 402, once over its limit: the limit is checked
     first."""
-    server = RouterServer(config(fake.base_url, "", keys=[]).replace(PLUGINS_OFF, ""))
+    server = RouterServer(config(fake.base_url, {}, keys=[], disabled=None))
     try:
         path = server.config_path
         cli("users", "add", "eve@example.com", config_path=path)
