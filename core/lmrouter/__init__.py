@@ -28,6 +28,7 @@ from lmrouter.dialects.anthropic import WireUsage as AnthropicWireUsage
 from lmrouter.dialects.anthropic import tool_input as anthropic_tool_input
 from lmrouter.dialects.openai import WireUsage as OpenAIWireUsage
 from lmrouter.errors import (
+    CannotServe,
     CommandError,
     RouterError,
     body_too_large,
@@ -68,6 +69,7 @@ __all__ = [
     "AnthropicWireUsage",
     "Attempt",
     "BatchWriter",
+    "CannotServe",
     "CommandError",
     "Config",
     "ConfigError",

@@ -22,7 +22,8 @@ the order of an installation.
 incompatibly, its minor number when hooks are added. A plugin declares the versions it
 supports with an ``api_version`` attribute (``">=1.3, <2"``); one that excludes this version
 is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires`` and ``after``.
-1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``.
+1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``. 1.5: ``CannotServe`` (a route skipped for
+a request its provider has no form for).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from lmrouter.providers import Provider, UpstreamRequest
     from lmrouter.storage import Store
 
-API_VERSION = "1.4"
+API_VERSION = "1.5"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"

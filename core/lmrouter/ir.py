@@ -18,6 +18,8 @@ Conventions every converter keeps:
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 from typing import Any, Literal
 
 import msgspec
@@ -40,6 +42,55 @@ class Image(msgspec.Struct, tag="image", kw_only=True):
     media_type: str = ""
 
 
+class File(msgspec.Struct, tag="file", kw_only=True):
+    """A document or media file that is not an image: a PDF, a text document, audio, video.
+
+    One of: base64 ``data`` with its ``media_type``; ``text`` (a text document, e.g. Anthropic's
+    plain-text source, kept as text); a public ``url``; or ``file_id``, a file held by one
+    provider (``file_owner``: "openai" for ``file-…`` ids, "google" for Gemini's Files API and
+    ``gs://`` URIs) that only that provider can read. ``name`` is its filename or title;
+    ``context`` and ``citations`` are Anthropic's document options, kept for its routes."""
+
+    media_type: str = ""
+    data: str = ""
+    text: str | None = None
+    url: str = ""
+    file_id: str = ""
+    file_owner: str = ""
+    name: str = ""
+    context: str = ""
+    citations: bool = False
+    param: str = ""  # where the caller put it (``messages[2].content[1]``), for errors
+
+    def decoded_text(self) -> str | None:
+        """The document as text, when it is one (``text``, or base64 ``data`` of a ``text/*``
+        type that decodes as UTF-8)."""
+        if self.text is not None:
+            return self.text
+        if self.data and self.media_type.startswith("text/"):
+            try:
+                return base64.b64decode(self.data).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return None
+        return None
+
+
+def media_part(
+    media_type: str, *, data: str = "", url: str = "", name: str = "", param: str = ""
+) -> Image | File:
+    """Base64 data or a URL as an :class:`Image` when its type is an image's, else a
+    :class:`File`: every converter already knows how to send images."""
+    media_type = media_type.strip().lower() or guess_type(name or url.split("?", 1)[0])
+    if media_type.startswith("image/"):
+        return Image(data=data, url=url, media_type=media_type)
+    return File(media_type=media_type, data=data, url=url, name=name, param=param)
+
+
+def guess_type(name: str) -> str:
+    """A media type from a file name or URL path ("" when it says none)."""
+    return mimetypes.guess_type(name)[0] or "" if name else ""
+
+
 class ToolCall(msgspec.Struct, tag="tool_call", kw_only=True):
     id: str
     name: str
@@ -59,7 +110,7 @@ class Thinking(msgspec.Struct, tag="thinking", kw_only=True):
     redacted: str = ""  # Anthropic redacted_thinking data
 
 
-Part = Text | Image | ToolCall | ToolResult | Thinking
+Part = Text | Image | File | ToolCall | ToolResult | Thinking
 Role = Literal["user", "assistant"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 Effort = Literal["minimal", "low", "medium", "high"]
@@ -104,7 +155,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     top_p: float | None = None
     stop: list[str] = []
     stream: bool = False
-    n: int = 1  # an answer has one choice: dialects refuse n > 1 for converted requests
+    n: int = 1  # choices asked for: the answer's ``choices`` holds n - 1 beyond the first
     reasoning_effort: Effort | None = None
     thinking_budget: int | None = None  # tokens; 0 turns reasoning off where a model allows
     user: str | None = None
@@ -117,13 +168,32 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     hosted_tools: list[tuple[str, str]] = []
 
 
+class Choice(msgspec.Struct, kw_only=True):
+    """One more answer to a request with ``n > 1`` (OpenAI's ``choices``, Gemini's
+    ``candidates``)."""
+
+    parts: list[Part]
+    finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None
+
+
 class ChatResponse(msgspec.Struct, kw_only=True):
+    """The answer: the first choice's content, and with ``n > 1`` the others in ``choices``.
+    Streams always carry one choice (converted streams with ``n > 1`` are refused)."""
+
     id: str
     model: str
     parts: list[Part]
     finish_reason: FinishReason = "stop"
     stop_sequence: str | None = None
     usage: Usage | None = None
+    choices: list[Choice] = []  # choices 1 … n-1
+
+    def all_choices(self) -> list[Choice]:
+        first = Choice(
+            parts=self.parts, finish_reason=self.finish_reason, stop_sequence=self.stop_sequence
+        )
+        return [first, *self.choices]
 
 
 # -- stream events ---------------------------------------------------------------------------

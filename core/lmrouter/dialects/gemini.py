@@ -326,25 +326,22 @@ _LEVELS: dict[str, ir.Effort] = {
 }
 
 
-def _image(part: _Part) -> ir.Image:
+# Files uploaded to Google (the Files API's https URIs, Vertex's gs:// ones): only Google can
+# read them.
+_GOOGLE_FILES = ("gs://", "https://generativelanguage.googleapis.com/")
+
+
+def _media(part: _Part) -> ir.Image | ir.File:
+    """``inlineData`` of any type (images, PDF, text, audio, video) and ``fileData`` as IR
+    parts: a provider without a form for a type skips the route (see its converter)."""
     if part.inline_data is not None:
         blob = part.inline_data
-        if not blob.mime_type.startswith("image/"):
-            raise invalid_request(
-                f"inlineData of type {blob.mime_type!r} cannot be sent to this model: only "
-                "images convert to its provider.",
-                "contents",
-            )
-        return ir.Image(data=blob.data, media_type=blob.mime_type)
+        return ir.media_part(blob.mime_type, data=blob.data)
     assert part.file_data is not None
-    uri = part.file_data.file_uri
-    if not uri.startswith(("http://", "https://")):
-        raise invalid_request(
-            f"fileData {uri!r} cannot be sent to this model: its provider reads only http(s) "
-            "URLs, not Gemini's uploaded files.",
-            "contents",
-        )
-    return ir.Image(url=uri)
+    uri, mime = part.file_data.file_uri, part.file_data.mime_type
+    if uri.startswith(_GOOGLE_FILES) or not uri.startswith(("http://", "https://")):
+        return ir.File(file_id=uri, file_owner="google", media_type=mime)
+    return ir.media_part(mime, url=uri)
 
 
 class _CallIds:
@@ -390,7 +387,7 @@ def _parts(content: _Content, ids: _CallIds) -> list[ir.Part]:
                 )
             )
         elif part.inline_data is not None or part.file_data is not None:
-            parts.append(_image(part))
+            parts.append(_media(part))
         elif part.text is not None:
             if part.thought:
                 parts.append(ir.Thinking(text=part.text, signature=part.thought_signature or ""))
@@ -502,13 +499,20 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         ir.Message(role="assistant" if c.role == "model" else "user", parts=_parts(c, ids))
         for c in req.contents
     ]
+    for i, message in enumerate(messages):
+        for part in message.parts:
+            if isinstance(part, ir.File):  # for an error that names where it came from
+                part.param = f"contents[{i}].parts"
     system = []
     if req.system_instruction is not None:
         system = [ir.Text(text=p.text) for p in req.system_instruction.parts if p.text]
     config = req.generation_config or _GenerationConfig()
-    if (config.candidate_count or 1) > 1:
+    n = config.candidate_count or 1
+    if n > 1 and req.stream:
+        # Converted streams carry one candidate (the IR's stream events have no index).
         raise invalid_request(
-            "generationConfig.candidateCount above 1 is only served by Gemini models.",
+            "generationConfig.candidateCount above 1 is not supported with "
+            "streamGenerateContent for this model's provider.",
             "generationConfig.candidateCount",
         )
     thinking = config.thinking_config
@@ -526,6 +530,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         reasoning_effort=_LEVELS.get((thinking.thinking_level or "").lower()) if thinking else None,
         thinking_budget=thinking.thinking_budget if thinking else None,
         response_format=_response_format(config),
+        n=n,
         dropped_tools=dropped,
         hosted_tools=hosted,
     )
@@ -551,13 +556,22 @@ def _wire_part(part: ir.Part) -> dict[str, Any] | None:
     return None
 
 
-def _response(
-    parts: list[dict[str, Any]], finish: str | None, usage: Usage | None, model: str, rid: str
-) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+def _candidate(parts: list[dict[str, Any]], finish: str | None, index: int) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": index}
     if finish is not None:
         candidate["finishReason"] = FINISH_REASONS.get(finish, "STOP")
-    doc: dict[str, Any] = {"candidates": [candidate]}
+    return candidate
+
+
+def _response(
+    parts: list[dict[str, Any]],
+    finish: str | None,
+    usage: Usage | None,
+    model: str,
+    rid: str,
+    more: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {"candidates": [_candidate(parts, finish, 0), *more]}
     if usage is not None:
         doc["usageMetadata"] = wire_usage(usage)
     doc["modelVersion"] = model
@@ -567,9 +581,17 @@ def _response(
 
 def render(answer: ir.ChatResponse, doc: dict[str, Any], cost: int) -> bytes:
     parts = [p for part in answer.parts if (p := _wire_part(part)) is not None]
+    more = [
+        _candidate(
+            [p for part in choice.parts if (p := _wire_part(part)) is not None],
+            choice.finish_reason,
+            i,
+        )
+        for i, choice in enumerate(answer.choices, 1)
+    ]
     model = answer.model or str(doc.get("model", ""))
     usage = answer.usage or Usage()
-    return orjson.dumps(_response(parts, answer.finish_reason, usage, model, answer.id))
+    return orjson.dumps(_response(parts, answer.finish_reason, usage, model, answer.id, more))
 
 
 class GenerateRenderer:

@@ -3,18 +3,16 @@ off responses and streams on their way to the client without re-encoding what th
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
-import urllib.parse
 from typing import Any, Literal
 
 import msgspec
 import orjson
 
 from lmrouter import ir, sse
-from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects import Dialect, Parsed, files
 from lmrouter.dialects.cost import cost_json, finish_with, with_cost
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
@@ -355,12 +353,23 @@ class _InImage(msgspec.Struct, tag="image_url", tag_field="type"):
     image_url: _InImageURL
 
 
+class _InAudioData(msgspec.Struct):
+    data: str
+    format: str
+
+
 class _InAudio(msgspec.Struct, tag="input_audio", tag_field="type"):
-    pass
+    input_audio: _InAudioData
+
+
+class _InFileData(msgspec.Struct):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
 
 
 class _InFile(msgspec.Struct, tag="file", tag_field="type"):
-    pass
+    file: _InFileData
 
 
 class _InRefusal(msgspec.Struct, tag="refusal", tag_field="type"):
@@ -502,6 +511,9 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
     except msgspec.ValidationError as exc:
         raise _field_error(exc) from None
     _refuse_unsupported(req)
+    if req.n is not None and req.n > 1 and req.stream:
+        # Converted streams carry one choice (the IR's stream events have no choice index).
+        raise invalid_request(f"`n` greater than 1 with `stream` {_NOT_SUPPORTED}.", "n")
     system: list[ir.Text] = []
     messages: list[ir.Message] = []
     names: dict[str, str] = {}  # tool call id → function name, for the results that answer it
@@ -542,6 +554,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         thinking_budget=budget,
         user=req.user if req.user is not None else req.safety_identifier,
         response_format=_response_format(req.response_format),
+        n=req.n or 1,
     )
 
 
@@ -568,8 +581,6 @@ def _response_format(fmt: _InResponseFormat | None) -> ir.ResponseFormat | None:
 def _refuse_unsupported(req: _InRequest) -> None:
     """Options the IR has no place for and that change what the caller gets back: refusing them
     is better than an answer that silently ignores them."""
-    if req.n is not None and req.n > 1:
-        raise invalid_request(f"`n` greater than 1 {_NOT_SUPPORTED}.", "n")
     if req.modalities and "audio" in req.modalities:
         raise invalid_request(f"Audio output {_NOT_SUPPORTED}.", "modalities")
     for name in ("functions", "function_call"):
@@ -605,11 +616,19 @@ def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
             parts.append(ir.Text(text=part.text, cache=part.cache_control is not None))
         elif isinstance(part, _InImage):
             parts.append(_image(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
-        else:  # input_audio, file
-            kind = "input_audio" if isinstance(part, _InAudio) else "file"
-            raise invalid_request(
-                f"'{kind}' content parts are not supported for this model's provider.",
-                f"messages[{i}].content[{j}].type",
+        elif isinstance(part, _InAudio):
+            audio = part.input_audio
+            param = f"messages[{i}].content[{j}].input_audio"
+            parts.append(files.openai_audio(audio.data, audio.format, param))
+        else:
+            spec = part.file
+            parts.append(
+                files.openai_file(
+                    file_data=spec.file_data,
+                    file_id=spec.file_id,
+                    filename=spec.filename,
+                    param=f"messages[{i}].content[{j}].file",
+                )
             )
     return parts
 
@@ -617,15 +636,9 @@ def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
 def _image(url: str, param: str) -> ir.Image:
     if url.startswith(("https://", "http://")):
         return ir.Image(url=url)
-    if url.startswith("data:"):
-        header, comma, payload = url[5:].partition(",")
-        if comma:
-            media_type, *options = header.split(";")
-            if options and options[-1].strip().lower() == "base64":
-                data = "".join(payload.split())  # base64 may be wrapped across lines
-            else:  # a percent-encoded data URL (an SVG, say): the IR keeps base64
-                data = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
-            return ir.Image(data=data, media_type=media_type.strip().lower() or "image/png")
+    parsed = files.data_url(url)
+    if parsed is not None:
+        return ir.Image(data=parsed[1], media_type=parsed[0] or "image/png")
     raise invalid_request("Image URLs must be http(s) URLs or data URLs.", param)
 
 
@@ -724,13 +737,11 @@ def _tool_call_object(call: ir.ToolCall) -> dict[str, Any]:
     }
 
 
-def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> bytes:
-    """A ``chat.completion`` object. Reasoning goes in ``message.reasoning_content``, the field
-    DeepSeek, vLLM and most OpenAI-compatible clients read it from (OpenAI has none)."""
+def _message(parts: list[ir.Part]) -> dict[str, Any]:
     text: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
-    for part in answer.parts:
+    for part in parts:
         if isinstance(part, ir.Text):
             text.append(part.text)
         elif isinstance(part, ir.Thinking):
@@ -747,6 +758,13 @@ def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> byte
         message["reasoning_content"] = "".join(thinking)
     if calls:
         message["tool_calls"] = calls
+    return message
+
+
+def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> bytes:
+    """A ``chat.completion`` object, a choice per answer (``n``). Reasoning goes in
+    ``message.reasoning_content``, the field DeepSeek, vLLM and most OpenAI-compatible clients
+    read it from (OpenAI has none)."""
     body: dict[str, Any] = {
         "id": answer.id or _new_id(),
         "object": "chat.completion",
@@ -754,11 +772,12 @@ def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> byte
         "model": answer.model or doc.get("model", ""),
         "choices": [
             {
-                "index": 0,
-                "message": message,
+                "index": index,
+                "message": _message(choice.parts),
                 "logprobs": None,
-                "finish_reason": answer.finish_reason,
+                "finish_reason": choice.finish_reason,
             }
+            for index, choice in enumerate(answer.all_choices())
         ],
     }
     if answer.usage is not None:

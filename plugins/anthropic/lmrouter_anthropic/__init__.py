@@ -31,7 +31,12 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
 * Another dialect's web search (Responses ``web_search`` with live access) becomes Anthropic's
   ``web_search_20250305`` server tool; its result blocks stay on Anthropic's side (the answer's
   text carries what was found).
-* ``n > 1`` is refused (400): Anthropic answers with one message.
+* Files: PDFs (base64 or URL) and text documents become ``document`` blocks with their
+  ``title``, ``context`` and ``citations``; Anthropic's document sources take nothing else, so a
+  request with audio, video, another type or another provider's file id skips this route
+  (:class:`lmrouter.CannotServe`): the next route serves it, or the caller gets a 400 naming it.
+* ``n > 1`` (Chat ``n``, Gemini ``candidateCount``) skips this route the same way: Anthropic
+  answers with one message (the router does not fan out n requests).
 """
 
 from __future__ import annotations
@@ -45,13 +50,13 @@ import orjson
 from lmrouter import ANTHROPIC_FINISH_REASONS as TO_FINISH
 from lmrouter import AnthropicWireUsage as WireUsage
 from lmrouter import (
+    CannotServe,
     Provider,
     ProviderConfig,
     UpstreamFailure,
     UpstreamRequest,
     capabilities,
     hookimpl,
-    invalid_request,
     ir,
     sse,
     structured,
@@ -59,7 +64,7 @@ from lmrouter import (
 from lmrouter import anthropic_tool_input as tool_input
 from lmrouter_anthropic.schema import for_anthropic
 
-api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+api_version = ">=1.5, <2"  # hook API versions this plugin is written for (1.5: CannotServe)
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
@@ -125,6 +130,43 @@ def _image(part: ir.Image) -> dict[str, Any]:
     return {"type": "image", "source": source}
 
 
+# Anthropic's document sources: base64 and URL PDFs, and plain text (its documented types).
+def _document(part: ir.File) -> dict[str, Any]:
+    where = part.param or "messages"
+    text = part.decoded_text()
+    if part.file_id:
+        source = None
+    elif text is not None:
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    elif part.media_type == "application/pdf":
+        source = (
+            {"type": "url", "url": part.url}
+            if part.url
+            else {"type": "base64", "media_type": "application/pdf", "data": part.data}
+        )
+    else:
+        source = None
+    if source is None:
+        what = (
+            f"a file held by {part.file_owner or 'another provider'} ({part.file_id!r})"
+            if part.file_id
+            else f"files of type {part.media_type or 'unknown'!r}"
+        )
+        raise CannotServe(
+            f"{where}: {what} cannot be sent to Anthropic models, whose documents are PDF "
+            "or plain text.",
+            where,
+        )
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.name:
+        block["title"] = part.name
+    if part.context:
+        block["context"] = part.context
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return block
+
+
 def _text(part: ir.Text) -> dict[str, Any] | None:
     if not part.text:
         return None  # Anthropic refuses empty text blocks
@@ -153,6 +195,8 @@ def _block(part: ir.Part) -> dict[str, Any] | None:
         return _text(part)
     if isinstance(part, ir.Image):
         return _image(part)
+    if isinstance(part, ir.File):
+        return _document(part)
     if isinstance(part, ir.ToolCall):
         return {
             "type": "tool_use",
@@ -237,7 +281,11 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
     ``response_format`` here goes as ``output_config.format``: a request for a model without
     it goes through :func:`lmrouter.structured.as_tool_request` first."""
     if request.n > 1:
-        raise invalid_request("n: this model answers with one choice; send n = 1.", "n")
+        raise CannotServe(
+            f"n: Anthropic models answer with one choice, and {request.n} were asked for "
+            "(`n` / `candidateCount`); send 1.",
+            "n",
+        )
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
     forced = False
     system = [block for part in request.system if (block := _text(part)) is not None]

@@ -42,7 +42,7 @@ from lmrouter import (
 )
 from lmrouter_google import chat, embed, wire
 
-api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+api_version = ">=1.5, <2"  # hook API versions this plugin is written for (1.5: CannotServe)
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route

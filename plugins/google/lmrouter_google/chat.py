@@ -29,8 +29,12 @@ Request mapping (IR → Gemini):
   play the provider asks through a forced function instead (see ``answers_by_tool``);
 - a web search (Responses ``web_search``, Anthropic's ``web_search_…``) → ``{googleSearch: {}}``
   when the request has no function tools (Gemini 2.x refuses the two together);
-- ``n > 1`` is refused (400, ``n``): Gemini's ``candidateCount`` exists, but the IR answer has one
-  choice.
+- files → ``inlineData {mimeType, data}`` (PDF, text, audio, video: Gemini's documented input
+  types; a text document without data is encoded as ``text/plain``), by URL → ``fileData``, and
+  Gemini's own file URIs as they came. OpenAI's or Anthropic's file ids and other types (e.g.
+  Word files) skip the route (:class:`lmrouter.CannotServe`). Gemini reads inline files up to its
+  request size limit (100 MB, PDFs 50 MB): larger ones are refused by Gemini itself;
+- ``n > 1`` → ``candidateCount``; every candidate of the answer becomes a choice.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import UpstreamFailure, invalid_request, ir, sse, structured
+from lmrouter import CannotServe, UpstreamFailure, invalid_request, ir, sse, structured
 from lmrouter_google import schema, wire
 
 EFFORT_BUDGETS: dict[str, int] = {
@@ -106,8 +110,6 @@ PLACEHOLDER_SIGNATURE = "skip_thought_signature_validator"
 
 
 def build(request: ir.ChatRequest, model: str = "") -> dict[str, Any]:
-    if request.n > 1:
-        raise invalid_request("Gemini routes answer with one choice: `n` must be 1.", "n")
     contents = _contents(request.messages)
     if not contents:
         raise invalid_request("Gemini needs at least one user or assistant message.", "messages")
@@ -152,6 +154,8 @@ def _part(part: ir.Part, names: dict[str, str]) -> dict[str, Any] | None:
         return {"text": part.text} if part.text else None
     if isinstance(part, ir.Image):
         return _image(part)
+    if isinstance(part, ir.File):
+        return _file(part)
     if isinstance(part, ir.ToolCall):
         call = {"name": part.name, "args": _arguments(part), "id": part.id}
         return {"functionCall": call, "thoughtSignature": PLACEHOLDER_SIGNATURE}
@@ -172,6 +176,36 @@ def _image(image: ir.Image) -> dict[str, Any]:
         return {"inlineData": {"mimeType": mime, "data": data}}
     mime = image.media_type or mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+# Gemini's documented non-image input types: documents (PDF, text and code files), audio, video.
+_FILE_TYPES = ("application/pdf", "text/", "audio/", "video/", "application/x-javascript",
+               "application/x-python", "application/json")  # fmt: skip
+
+
+def _file(part: ir.File) -> dict[str, Any]:
+    where = part.param or "messages"
+    if part.file_id:
+        if part.file_owner != "google":
+            raise CannotServe(
+                f"{where}: a file held by {part.file_owner or 'another provider'} "
+                f"({part.file_id!r}) cannot be read by Gemini models.",
+                where,
+            )
+        return {"fileData": {"mimeType": part.media_type, "fileUri": part.file_id}}
+    text = part.decoded_text()
+    if text is not None and not part.data:
+        data = base64.b64encode(text.encode()).decode()
+        return {"inlineData": {"mimeType": "text/plain", "data": data}}
+    if not part.media_type.startswith(_FILE_TYPES):
+        raise CannotServe(
+            f"{where}: files of type {part.media_type or 'unknown'!r} cannot be sent to Gemini "
+            "models (they take PDF, text, audio, video and images).",
+            where,
+        )
+    if part.url:
+        return {"fileData": {"mimeType": part.media_type, "fileUri": part.url}}
+    return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
 
 
 def _arguments(call: ir.ToolCall) -> dict[str, Any]:
@@ -220,6 +254,8 @@ def _generation_config(request: ir.ChatRequest, model: str = "") -> dict[str, An
         config["topP"] = request.top_p
     if request.stop:
         config["stopSequences"] = list(request.stop)
+    if request.n > 1:
+        config["candidateCount"] = request.n
     thinking = _thinking(request, model)
     if thinking:
         config["thinkingConfig"] = thinking
@@ -305,7 +341,21 @@ def parse(body: bytes, model: str) -> ir.ChatResponse:
         return ir.ChatResponse(
             id=response_id, model=model, parts=[], finish_reason=reason, usage=usage
         )
-    candidate = doc.candidates[0]
+    first, *others = [
+        _candidate(candidate, response_id)
+        for candidate in sorted(doc.candidates, key=lambda c: c.index)
+    ]
+    return ir.ChatResponse(
+        id=response_id,
+        model=model,
+        parts=first.parts,
+        finish_reason=first.finish_reason,
+        usage=usage,
+        choices=others,  # candidateCount > 1
+    )
+
+
+def _candidate(candidate: wire.Candidate, response_id: str) -> ir.Choice:
     parts: list[ir.Part] = []
     calls = 0
     for part in candidate.content.parts if candidate.content else ():
@@ -324,13 +374,7 @@ def parse(body: bytes, model: str) -> ir.ChatResponse:
             parts.append(ir.Thinking(text=part.text))
         elif part.text:
             _append_text(parts, part.text)
-    return ir.ChatResponse(
-        id=response_id,
-        model=model,
-        parts=parts,
-        finish_reason=finish_reason(candidate, calls > 0),
-        usage=usage,
-    )
+    return ir.Choice(parts=parts, finish_reason=finish_reason(candidate, calls > 0))
 
 
 def _append_text(parts: list[ir.Part], text: str) -> None:

@@ -36,7 +36,7 @@ from lmrouter_openai.chat import (
     request_body,
 )
 
-api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+api_version = ">=1.5, <2"  # hook API versions this plugin is written for (1.5: CannotServe)
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route

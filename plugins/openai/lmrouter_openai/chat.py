@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from lmrouter import CannotServe, UpstreamFailure, ir, sse
 from lmrouter import OpenAIWireUsage as WireUsage
-from lmrouter import UpstreamFailure, ir, sse
 
 # -- requests ---------------------------------------------------------------------------------
 
@@ -154,6 +154,50 @@ def _image_part(image: ir.Image) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+# OpenAI's ``input_audio.format`` for the IR's audio types (it takes these two only).
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
+                  "audio/mpeg": "mp3", "audio/mp3": "mp3"}  # fmt: skip
+
+
+def _file_part(part: ir.File) -> dict[str, Any]:
+    """A file in Chat Completions' own forms: text documents as text (with their title and
+    context), PDFs as ``file`` parts (``file_data`` a data URL, as OpenAI's examples send it),
+    OpenAI's own file ids as they are, wav/mp3 audio as ``input_audio``. Anything else (video,
+    other audio, files by URL, other providers' file ids) has no form here: the route is
+    skipped."""
+    where = part.param or "messages"
+    if part.file_id:
+        if part.file_owner != "openai":
+            raise CannotServe(
+                f"{where}: a file held by {part.file_owner or 'another provider'} "
+                f"({part.file_id!r}) cannot be read by this OpenAI-compatible model.",
+                where,
+            )
+        spec = {"file_id": part.file_id} | ({"filename": part.name} if part.name else {})
+        return {"type": "file", "file": spec}
+    text = part.decoded_text()
+    if text is not None:
+        heading = "\n".join(s for s in (part.name, part.context) if s)
+        return {"type": "text", "text": f"{heading}\n\n{text}" if heading else text}
+    if part.url:
+        raise CannotServe(
+            f"{where}: Chat Completions takes files as data, not by URL ({part.url!r}): send "
+            "the file's content.",
+            where,
+        )
+    if part.media_type == "application/pdf":
+        url = f"data:application/pdf;base64,{part.data}"
+        return {"type": "file", "file": {"filename": part.name or "document.pdf", "file_data": url}}
+    audio = _AUDIO_FORMATS.get(part.media_type)
+    if audio is not None:
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": audio}}
+    raise CannotServe(
+        f"{where}: files of type {part.media_type or 'unknown'!r} cannot be sent to this "
+        "OpenAI-compatible model (it takes PDF, text, and wav or mp3 audio).",
+        where,
+    )
+
+
 def _user_messages(parts: list[ir.Part]) -> list[dict[str, Any]]:
     """Tool messages first (OpenAI wants them right after the assistant's ``tool_calls``), then
     one user message with the images the tools returned and the turn's own content."""
@@ -172,6 +216,8 @@ def _user_messages(parts: list[ir.Part]) -> list[dict[str, Any]]:
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ir.Image):
             content.append(_image_part(part))
+        elif isinstance(part, ir.File):
+            content.append(_file_part(part))
         # Tool calls and thinking never stand in a user turn.
     content = tool_images + content
     if content:
@@ -341,24 +387,26 @@ def parse_completion(body: bytes) -> ir.ChatResponse:
         raise UpstreamFailure(
             error_text(doc.error), status=502, retryable=True, upstream_status=200
         )
-    choice = next((c for c in doc.choices or () if c.index == 0), None)
-    parts: list[ir.Part] = []
-    reason: str | None = None
-    stop_sequence: str | None = None
-    if choice is not None:
-        reason = choice.finish_reason
-        if isinstance(choice.stop_reason, str):
-            stop_sequence = choice.stop_reason
-        if choice.message is not None:
-            parts = _answer_parts(choice.message)
-    called = any(isinstance(part, ir.ToolCall) for part in parts)
+    choices = sorted(doc.choices or (), key=lambda c: c.index)
+    first, *others = [_choice(c) for c in choices] or [ir.Choice(parts=[])]
     return ir.ChatResponse(
         id=doc.id,
         model=doc.model,
-        parts=parts,
-        finish_reason=finish_reason(reason, called),
-        stop_sequence=stop_sequence,
+        parts=first.parts,
+        finish_reason=first.finish_reason,
+        stop_sequence=first.stop_sequence,
         usage=doc.usage.normalize() if doc.usage is not None else None,
+        choices=others,  # n > 1
+    )
+
+
+def _choice(choice: _Choice) -> ir.Choice:
+    parts = _answer_parts(choice.message) if choice.message is not None else []
+    called = any(isinstance(part, ir.ToolCall) for part in parts)
+    return ir.Choice(
+        parts=parts,
+        finish_reason=finish_reason(choice.finish_reason, called),
+        stop_sequence=choice.stop_reason if isinstance(choice.stop_reason, str) else None,
     )
 
 
