@@ -49,11 +49,14 @@ def openai_file(
     file_id: str | None,
     filename: str | None,
     param: str,
+    fields: str = "",
     file_url: str | None = None,
 ) -> ir.Image | ir.File:
-    """A Chat ``file`` part's ``file`` object or a Responses ``input_file``. The type comes from
-    the data URL, else the file name, else PDF (the type OpenAI documents for file inputs)."""
+    """A Chat ``file`` part's ``file`` object or a Responses ``input_file`` (``param`` is the
+    part's path, ``fields`` where its fields are under it: ``.file`` for Chat). The type comes
+    from the data URL, else the file name, else PDF (the type OpenAI documents for files)."""
     name = filename or ""
+    where = param + fields
     if file_id:
         media_type = ir.guess_type(name)
         return ir.File(
@@ -67,23 +70,25 @@ def openai_file(
         else:
             media_type, data = parsed
             media_type = media_type or ir.guess_type(name) or "application/pdf"
-        _check_base64(data, f"{param}.file_data")
+        _check_base64(data, f"{where}.file_data")
         return ir.media_part(media_type, data=data, name=name, param=param)
     if file_url:
         if not file_url.startswith(("https://", "http://")):
-            where = f"{param}.file_url"
-            raise invalid_request(f"`{where}` must be an http(s) URL.", where)
+            field = f"{where}.file_url"
+            raise invalid_request(f"`{field}` must be an http(s) URL.", field)
         media_type = ir.guess_type(name or file_url.split("?", 1)[0]) or "application/pdf"
         return ir.media_part(media_type, url=file_url, name=name, param=param)
     what = "file_data, file_url or file_id" if file_url is not None else "file_data or file_id"
-    raise invalid_request(f"`{param}` needs {what}.", param)
+    raise invalid_request(f"`{where}` needs {what}.", where)
 
 
 def openai_audio(data: str, fmt: str, param: str) -> ir.File:
+    """An ``input_audio`` part (``param`` is the part's path)."""
     media_type = AUDIO_TYPES.get(fmt)
+    where = f"{param}.input_audio"
     if media_type is None:
         raise invalid_request(
-            f"`{param}.format` must be 'wav' or 'mp3', not {fmt!r}.", f"{param}.format"
+            f"`{where}.format` must be 'wav' or 'mp3', not {fmt!r}.", f"{where}.format"
         )
-    _check_base64(data, f"{param}.data")
+    _check_base64(data, f"{where}.data")
     return ir.File(media_type=media_type, data=data, param=param)

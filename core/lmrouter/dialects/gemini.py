@@ -336,12 +336,19 @@ def _media(part: _Part) -> ir.Image | ir.File:
     parts: a provider without a form for a type skips the route (see its converter)."""
     if part.inline_data is not None:
         blob = part.inline_data
-        return ir.media_part(blob.mime_type, data=blob.data)
+        return ir.media_part(blob.mime_type, data=standard_base64(blob.data))
     assert part.file_data is not None
     uri, mime = part.file_data.file_uri, part.file_data.mime_type
     if uri.startswith(_GOOGLE_FILES) or not uri.startswith(("http://", "https://")):
         return ir.File(file_id=uri, file_owner="google", media_type=mime)
     return ir.media_part(mime, url=uri)
+
+
+def standard_base64(data: str) -> str:
+    """Proto JSON's ``bytes`` may be URL-safe base64 without padding (google-genai sends it
+    so); other providers take only the standard alphabet, padded."""
+    data = data.replace("-", "+").replace("_", "/")
+    return data + "=" * (-len(data) % 4)
 
 
 class _CallIds:

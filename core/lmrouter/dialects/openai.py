@@ -618,7 +618,7 @@ def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
             parts.append(_image(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
         elif isinstance(part, _InAudio):
             audio = part.input_audio
-            param = f"messages[{i}].content[{j}].input_audio"
+            param = f"messages[{i}].content[{j}]"
             parts.append(files.openai_audio(audio.data, audio.format, param))
         else:
             spec = part.file
@@ -627,7 +627,8 @@ def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
                     file_data=spec.file_data,
                     file_id=spec.file_id,
                     filename=spec.filename,
-                    param=f"messages[{i}].content[{j}].file",
+                    param=f"messages[{i}].content[{j}]",
+                    fields=".file",
                 )
             )
     return parts
