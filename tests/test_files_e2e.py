@@ -22,7 +22,7 @@ from lmrouter.testing.server import RouterServer
 ADMIN = "sk-files"
 PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n").decode()
 WAV = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28)).decode()
-PDF_URL = PDF_URL
+PDF_URL = f"data:application/pdf;base64,{PDF}"
 NOTES = "Meeting notes: ship on Friday."
 ROUTES: dict[str, list[tuple[str, str]]] = {  # model id: [(provider, upstream model)]
     "gpt": [("oai", "gpt-4o-mini")],
