@@ -26,7 +26,7 @@ from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.usage import PART_FLOOR_CHARS, Usage, estimate_tokens
 
 # Gemini's canonical status names for the router's HTTP statuses.
 _STATUS = {
@@ -109,7 +109,22 @@ def _parse(body: bytes, stream: bool) -> Parsed:
     limit = _generation_int(doc, "maxOutputTokens")
     n = _generation_int(doc, "candidateCount") or 1
     doc["stream"] = stream  # said by the path; the converter reads it here, like the model
-    return Parsed(doc, "", stream, True, limit, n, len(body))
+    return Parsed(doc, "", stream, True, limit, n, len(body) + _file_refs(body, contents))
+
+
+def _file_refs(body: bytes, contents: list[Any]) -> int:
+    """The prompt-size floor for files given by URI (``fileData``): a few bytes of the body,
+    billed by the provider as thousands of tokens. Inline data is in the body already."""
+    if b"ile_data" not in body and b"ileData" not in body:
+        return 0  # the usual request: no walk
+    count = sum(
+        1
+        for content in contents
+        if isinstance(content, dict)
+        for part in content.get("parts") or ()
+        if isinstance(part, dict) and ("fileData" in part or "file_data" in part)
+    )
+    return count * PART_FLOOR_CHARS
 
 
 def parse_generate(body: bytes) -> Parsed:
