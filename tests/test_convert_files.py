@@ -20,7 +20,6 @@ from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import gemini as gemini_dialect
 from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
-from lmrouter.errors import RouterError
 from lmrouter_anthropic import messages_request
 from lmrouter_google import chat as google_chat
 from lmrouter_openai.chat import parse_completion, request_body
@@ -295,17 +294,6 @@ def test_chat_file_data_may_be_bare_base64() -> None:
     assert part == ir.File(
         media_type="application/pdf", data="AAAA", name="x.pdf", param="messages[0].content[0]"
     )
-
-
-def test_gemini_stream_with_several_candidates_is_refused() -> None:
-    doc = {
-        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
-        "stream": True,
-        "generationConfig": {"candidateCount": 2},
-    }
-    with pytest.raises(RouterError) as caught:
-        gemini_dialect.to_ir(doc)
-    assert caught.value.param == "generationConfig.candidateCount"
 
 
 # -- several choices ---------------------------------------------------------------------------

@@ -381,7 +381,6 @@ def user_part(part: dict[str, Any]) -> dict[str, Any]:
             "tool_choice.type",
             "allowed_tools",
         ),
-        ({"model": "m", "messages": [USER], "n": 2, "stream": True}, "n", "not supported"),
         (
             {"model": "m", "messages": [USER], "response_format": {"type": "json_schema"}},
             "response_format.json_schema",

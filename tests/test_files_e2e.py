@@ -183,11 +183,29 @@ def test_n_skips_anthropic_and_is_a_400_where_nothing_else(
             model="claude", n=2, messages=[{"role": "user", "content": "Hi"}]
         )
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "n"
-    with pytest.raises(openai.BadRequestError) as caught:  # converted streams: one choice
-        chat.chat.completions.create(
-            model="gemini", n=2, stream=True, messages=[{"role": "user", "content": "Hi"}]
-        )
-    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "n"
+
+
+def test_chat_streams_several_choices_from_gemini(chat: openai.OpenAI, fakes: Fakes) -> None:
+    stream = chat.chat.completions.create(
+        model="gemini",
+        n=3,
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Name a colour"}],
+    )
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    usage = None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert sorted(texts) == [0, 1, 2] and finishes == {0: "stop", 1: "stop", 2: "stop"}
+    assert "(candidate 1)" in texts[1] and "(candidate" not in texts[0]
+    assert fakes.body("gem")["generationConfig"]["candidateCount"] == 3
+    assert usage is not None and usage.completion_tokens > 0
 
 
 # -- Anthropic Messages in --------------------------------------------------------------------
@@ -316,6 +334,24 @@ def test_gemini_video_with_no_route_for_it_is_a_400(gemini: genai.Client, fakes:
     assert caught.value.code == 400 and "video/mp4" in (caught.value.message or "")
     assert "contents[0].parts" in (caught.value.message or "")
     assert fakes.oai.requests == []
+
+
+def test_gemini_streams_several_candidates_from_openai(gemini: genai.Client, fakes: Fakes) -> None:
+    config = types.GenerateContentConfig(candidate_count=2)
+    texts: dict[int, str] = {}
+    finishes: dict[int, Any] = {}
+    for chunk in gemini.models.generate_content_stream(
+        model="gpt", contents="Name a colour", config=config
+    ):
+        for candidate in chunk.candidates or ():
+            index = candidate.index or 0
+            parts = candidate.content.parts if candidate.content else None
+            texts[index] = texts.get(index, "") + "".join(p.text or "" for p in parts or ())
+            if candidate.finish_reason:
+                finishes[index] = candidate.finish_reason
+    assert "(choice 1)" in texts[1] and "(choice" not in texts[0]
+    assert finishes == {0: "STOP", 1: "STOP"}
+    assert fakes.body("oai")["n"] == 2 and fakes.body("oai")["stream"] is True
 
 
 def test_gemini_candidate_count_maps_to_n(gemini: genai.Client, fakes: Fakes) -> None:

@@ -178,8 +178,7 @@ class Choice(msgspec.Struct, kw_only=True):
 
 
 class ChatResponse(msgspec.Struct, kw_only=True):
-    """The answer: the first choice's content, and with ``n > 1`` the others in ``choices``.
-    Streams always carry one choice (converted streams with ``n > 1`` are refused)."""
+    """The answer: the first choice's content, and with ``n > 1`` the others in ``choices``."""
 
     id: str
     model: str
@@ -205,24 +204,32 @@ class StreamStart(msgspec.Struct, tag="start", kw_only=True):
     model: str
 
 
+# ``choice``: which of the ``n`` answers an event belongs to (0 unless the request asked for
+# several; the events of different choices may interleave).
+
+
 class TextDelta(msgspec.Struct, tag="text_delta", kw_only=True):
     text: str
+    choice: int = 0
 
 
 class ThinkingDelta(msgspec.Struct, tag="thinking_delta", kw_only=True):
     text: str = ""
     signature: str = ""
+    choice: int = 0
 
 
 class ToolCallStart(msgspec.Struct, tag="tool_call_start", kw_only=True):
     index: int  # position among this answer's tool calls, from 0
     id: str
     name: str
+    choice: int = 0
 
 
 class ToolCallDelta(msgspec.Struct, tag="tool_call_delta", kw_only=True):
     index: int
     arguments: str
+    choice: int = 0
 
 
 class UsageUpdate(msgspec.Struct, tag="usage", kw_only=True):
@@ -230,8 +237,11 @@ class UsageUpdate(msgspec.Struct, tag="usage", kw_only=True):
 
 
 class Finish(msgspec.Struct, tag="finish", kw_only=True):
+    """One choice has ended (with ``n > 1``, one per choice)."""
+
     finish_reason: FinishReason
     stop_sequence: str | None = None
+    choice: int = 0
 
 
 class StreamError(msgspec.Struct, tag="error", kw_only=True):

@@ -530,13 +530,6 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         system = [ir.Text(text=p.text) for p in req.system_instruction.parts if p.text]
     config = req.generation_config or _GenerationConfig()
     n = config.candidate_count or 1
-    if n > 1 and req.stream:
-        # Converted streams carry one candidate (the IR's stream events have no index).
-        raise invalid_request(
-            "generationConfig.candidateCount above 1 is not supported with "
-            "streamGenerateContent for this model's provider.",
-            "generationConfig.candidateCount",
-        )
     thinking = config.thinking_config
     return ir.ChatRequest(
         model=str(doc.get("model", "")),
@@ -619,15 +612,17 @@ def render(answer: ir.ChatResponse, doc: dict[str, Any], cost: int) -> bytes:
 class GenerateRenderer:
     """IR stream events as Gemini's ``alt=sse`` stream: a chunk per text or thinking delta, a
     function call in one chunk once its arguments are whole (Gemini never splits one), and at
-    the end a chunk with ``finishReason`` and the usage."""
+    the end a chunk with ``finishReason`` and the usage. With ``candidateCount`` above 1 each
+    chunk names its candidate's ``index``, and the last one has every candidate's reason."""
 
-    __slots__ = ("calls", "finish_reason", "model", "response_id")
+    __slots__ = ("calls", "finish_reasons", "model", "response_id")
 
     def __init__(self, doc: dict[str, Any], wants_usage: bool) -> None:
         self.model = str(doc.get("model", ""))
         self.response_id = ""
-        self.calls: dict[int, list[str]] = {}  # IR index → [id, name, arguments so far]
-        self.finish_reason = "stop"
+        # (candidate, IR index) → [id, name, arguments so far]
+        self.calls: dict[tuple[int, int], list[str]] = {}
+        self.finish_reasons: dict[int, str] = {0: "stop"}
 
     def render(self, events: list[ir.Event]) -> bytes:
         out: list[bytes] = []
@@ -636,39 +631,58 @@ class GenerateRenderer:
                 self.model = event.model or self.model
                 self.response_id = event.id
             elif isinstance(event, ir.TextDelta) and event.text:
-                out.append(self._chunk([{"text": event.text}]))
+                out.append(self._chunk([{"text": event.text}], index=event.choice))
             elif isinstance(event, ir.ThinkingDelta) and event.text:
-                out.append(self._chunk([{"text": event.text, "thought": True}]))
+                part = {"text": event.text, "thought": True}
+                out.append(self._chunk([part], index=event.choice))
             elif isinstance(event, ir.ToolCallStart):
-                out.append(self._flush_calls())
-                self.calls[event.index] = [event.id, event.name, ""]
-            elif isinstance(event, ir.ToolCallDelta) and event.index in self.calls:
-                self.calls[event.index][2] += event.arguments
+                out.append(self._flush_calls(event.choice))
+                self.calls[event.choice, event.index] = [event.id, event.name, ""]
+            elif isinstance(event, ir.ToolCallDelta) and (event.choice, event.index) in self.calls:
+                self.calls[event.choice, event.index][2] += event.arguments
             elif isinstance(event, ir.Finish):
-                self.finish_reason = event.finish_reason
+                self.finish_reasons[event.choice] = event.finish_reason
         return b"".join(out)
 
     def finish(self, usage: Usage | None, cost_pico: int) -> bytes:
-        return self._flush_calls() + self._chunk([], self.finish_reason, usage or Usage())
+        out = self._flush_all()
+        more = [
+            _candidate([], reason, index)
+            for index, reason in sorted(self.finish_reasons.items())
+            if index
+        ]
+        return out + self._chunk([], self.finish_reasons[0], usage or Usage(), more=more)
 
     def error(self, err: RouterError) -> bytes:
-        return self._flush_calls() + stream_error(err)
+        return self._flush_all() + stream_error(err)
 
-    def _flush_calls(self) -> bytes:
-        if not self.calls:
+    def _flush_all(self) -> bytes:
+        return b"".join(self._flush_calls(choice) for choice in sorted({c for c, _ in self.calls}))
+
+    def _flush_calls(self, choice: int) -> bytes:
+        mine = [key for key in self.calls if key[0] == choice]
+        if not mine:
             return b""
-        parts = [
-            p
-            for ident, name, args in self.calls.values()
-            if (p := _wire_part(ir.ToolCall(id=ident, name=name, arguments=args))) is not None
-        ]
-        self.calls = {}
-        return self._chunk(parts)
+        parts = []
+        for key in mine:
+            ident, name, args = self.calls.pop(key)
+            part = _wire_part(ir.ToolCall(id=ident, name=name, arguments=args))
+            if part is not None:
+                parts.append(part)
+        return self._chunk(parts, index=choice)
 
     def _chunk(
-        self, parts: list[dict[str, Any]], finish: str | None = None, usage: Usage | None = None
+        self,
+        parts: list[dict[str, Any]],
+        finish: str | None = None,
+        usage: Usage | None = None,
+        *,
+        index: int = 0,
+        more: list[dict[str, Any]] = (),  # type: ignore[assignment]
     ) -> bytes:
-        doc = _response(parts, finish, usage, self.model, self.response_id)
+        doc = _response(parts, finish, usage, self.model, self.response_id, more)
+        if index:
+            doc["candidates"][0]["index"] = index
         return b"data: " + orjson.dumps(doc) + b"\r\n\r\n"
 
 

@@ -511,9 +511,6 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
     except msgspec.ValidationError as exc:
         raise _field_error(exc) from None
     _refuse_unsupported(req)
-    if req.n is not None and req.n > 1 and req.stream:
-        # Converted streams carry one choice (the IR's stream events have no choice index).
-        raise invalid_request(f"`n` greater than 1 with `stream` {_NOT_SUPPORTED}.", "n")
     system: list[ir.Text] = []
     messages: list[ir.Message] = []
     names: dict[str, str] = {}  # tool call id → function name, for the results that answer it
@@ -797,13 +794,14 @@ class ChatRenderer:
 
     Chunks are assembled from byte templates: this runs once per token."""
 
-    __slots__ = ("head", "model", "prefix", "tail", "wants_usage")
+    __slots__ = ("head", "model", "others", "prefix", "tail", "wants_usage")
 
     def __init__(self, doc: dict[str, Any], wants_usage: bool) -> None:
         self.model = doc.get("model", "")
         self.prefix = b""  # ``data: {"id":…,"model":…,`` once the stream has started
         self.head = b""
         self.wants_usage = wants_usage
+        self.others: set[int] = set()  # choices above 0 (n > 1) that have had their role delta
         # With include_usage, OpenAI puts ``"usage": null`` on every chunk but the usage one.
         self.tail = b'}],"usage":null}\n\n' if wants_usage else b"}]}\n\n"
 
@@ -820,7 +818,8 @@ class ChatRenderer:
                 out.append(self._chunk(_ROLE_DELTA))
             delta = _delta(event)
             if delta is not None:
-                out.append(self._chunk(*delta))
+                choice = getattr(event, "choice", 0)
+                out.append(self._other(choice, *delta) if choice else self._chunk(*delta))
         return b"".join(out)
 
     def finish(self, usage: Usage | None, cost_pico: int) -> bytes:
@@ -846,9 +845,18 @@ class ChatRenderer:
         )
         self.head = self.prefix + b'"choices":[{"index":0,"delta":'
 
-    def _chunk(self, delta: bytes, finish: bytes = _NO_FINISH) -> bytes:
+    def _other(self, choice: int, delta: bytes, finish: bytes = _NO_FINISH) -> bytes:
+        """A chunk of choice ``choice`` > 0 (``n > 1``), after its own role delta."""
+        head = self.prefix + b'"choices":[{"index":%d,"delta":' % choice
+        out = b""
+        if choice not in self.others:
+            self.others.add(choice)
+            out = self._chunk(_ROLE_DELTA, _NO_FINISH, head)
+        return out + self._chunk(delta, finish, head)
+
+    def _chunk(self, delta: bytes, finish: bytes = _NO_FINISH, head: bytes = b"") -> bytes:
         return b'%b%b,"logprobs":null,"finish_reason":%b%b' % (
-            self.head,
+            head or self.head,
             delta,
             finish,
             self.tail,

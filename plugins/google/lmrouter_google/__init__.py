@@ -104,7 +104,7 @@ class GoogleProvider(Provider):
         return answer
 
     def stream_parser(self, ctx: RequestContext, request: Any) -> Any:
-        parser = chat.StreamParser(_upstream_model(ctx, request))
+        parser = chat.StreamParser(_upstream_model(ctx, request), request.n)
         if request.response_format is not None and answers_by_tool(request):
             return structured.ToolAnswerStream(parser, request.response_format)
         return parser

@@ -396,17 +396,24 @@ class StreamParser:
     """``streamGenerateContent?alt=sse``: each ``data:`` event is a whole
     ``GenerateContentResponse`` holding the next parts. No ``[DONE]``: the chunk with a
     ``finishReason`` ends it. Function calls arrive whole in one chunk. ``usageMetadata`` rides on
-    many chunks, cumulative, so each one becomes a :class:`~lmrouter.ir.UsageUpdate`."""
+    many chunks, cumulative, so each one becomes a :class:`~lmrouter.ir.UsageUpdate`. With
+    ``candidateCount`` above 1 each candidate's events carry its ``index`` as their ``choice``,
+    and the stream is finished when every candidate has its ``finishReason``."""
 
-    __slots__ = ("calls", "decoder", "finished", "model", "response_id", "started")
+    __slots__ = ("calls", "decoder", "done", "model", "n", "response_id", "started")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, n: int = 1) -> None:
         self.decoder = sse.SSEDecoder()
         self.model = model
+        self.n = n
         self.started = False
-        self.finished = False
+        self.done: set[int] = set()  # candidates that have finished
         self.response_id = ""
-        self.calls = 0
+        self.calls: dict[int, int] = {}  # candidate → function calls so far
+
+    @property
+    def finished(self) -> bool:
+        return len(self.done) >= self.n
 
     def feed(self, chunk: bytes) -> list[ir.Event]:
         out: list[ir.Event] = []
@@ -436,31 +443,40 @@ class StreamParser:
             self.started = True
             self.response_id = doc.response_id or _new_id()
             out.append(ir.StreamStart(id=self.response_id, model=doc.model_version or self.model))
-        candidate = doc.candidates[0] if doc.candidates else None
-        if candidate is not None and candidate.content is not None:
-            self._parts(candidate.content.parts, out)
+        finishes: list[ir.Event] = []  # after the chunk's usage: the end comes last
+        for candidate in doc.candidates:
+            index = candidate.index
+            if index in self.done or not 0 <= index < self.n:
+                continue
+            if candidate.content is not None:
+                self._parts(index, candidate.content.parts, out)
+            if candidate.finish_reason:
+                self.done.add(index)
+                calls = self.calls.get(index, 0)
+                reason = finish_reason(candidate, calls > 0)
+                finishes.append(ir.Finish(finish_reason=reason, choice=index))
         if doc.usage_metadata is not None:
             out.append(ir.UsageUpdate(usage=doc.usage_metadata.normalize()))
-        if self.finished:
-            return
-        if candidate is not None and candidate.finish_reason:
-            self.finished = True
-            out.append(ir.Finish(finish_reason=finish_reason(candidate, self.calls > 0)))
-        elif candidate is None and doc.prompt_feedback and doc.prompt_feedback.block_reason:
-            self.finished = True
-            out.append(ir.Finish(finish_reason="content_filter"))
+        out.extend(finishes)
+        if not doc.candidates and doc.prompt_feedback and doc.prompt_feedback.block_reason:
+            for index in range(self.n):
+                if index not in self.done:
+                    self.done.add(index)
+                    out.append(ir.Finish(finish_reason="content_filter", choice=index))
 
-    def _parts(self, parts: list[wire.Part], out: list[ir.Event]) -> None:
+    def _parts(self, choice: int, parts: list[wire.Part], out: list[ir.Event]) -> None:
         for part in parts:
             call = part.function_call
             if call is not None:
                 arguments = orjson.dumps(call.args or {}).decode()
-                index = self.calls
-                self.calls += 1
+                index = self.calls.get(choice, 0)
+                self.calls[choice] = index + 1
                 identifier = call_id(self.response_id, index, call, arguments)
-                out.append(ir.ToolCallStart(index=index, id=identifier, name=call.name))
-                out.append(ir.ToolCallDelta(index=index, arguments=arguments))
+                out.append(
+                    ir.ToolCallStart(index=index, id=identifier, name=call.name, choice=choice)
+                )
+                out.append(ir.ToolCallDelta(index=index, arguments=arguments, choice=choice))
             elif part.text and part.thought:
-                out.append(ir.ThinkingDelta(text=part.text))
+                out.append(ir.ThinkingDelta(text=part.text, choice=choice))
             elif part.text:
-                out.append(ir.TextDelta(text=part.text))
+                out.append(ir.TextDelta(text=part.text, choice=choice))

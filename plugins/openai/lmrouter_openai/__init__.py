@@ -131,7 +131,7 @@ class OpenAIProvider(Provider):
         return parse_completion(body)
 
     def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> ChatStreamParser:
-        return ChatStreamParser()
+        return ChatStreamParser(request.n)
 
     def _headers(self, key: str) -> dict[str, str]:
         # The operator's organization and project go only with the operator's key: with a
