@@ -32,6 +32,7 @@ from urllib.parse import quote
 import orjson
 
 from lmrouter import (
+    CannotServe,
     Provider,
     ProviderConfig,
     UpstreamRequest,
@@ -88,6 +89,12 @@ class GoogleProvider(Provider):
                 hosted=frozenset({"web_search"}) if alone else frozenset(),
             )
             if answers_by_tool(request):
+                if ctx.stream and request.n > 1:  # the tool-answer stream reads one candidate
+                    raise CannotServe(
+                        "candidateCount: a streamed JSON answer alongside function tools has one "
+                        "candidate on Gemini; ask for 1, or without streaming.",
+                        "n",
+                    )
                 request = structured.as_tool_request(request)
             body = chat.build(request, route.model)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
