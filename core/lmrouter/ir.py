@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from lmrouter.errors import CannotServe
 from lmrouter.usage import Usage
 
 # -- content ---------------------------------------------------------------------------------
@@ -61,6 +62,17 @@ class File(msgspec.Struct, tag="file", kw_only=True):
     context: str = ""
     citations: bool = False
     param: str = ""  # where the caller put it (``messages[2].content[1]``), for errors
+
+    def what(self) -> str:
+        """How an error names it: the file id and who holds it, else its type."""
+        if self.file_id:
+            return f"a file held by {self.file_owner or 'another provider'} ({self.file_id!r})"
+        return f"a file of type {self.media_type or 'unknown'!r}"
+
+    def cannot_serve(self, why: str) -> CannotServe:
+        """The error that skips a route whose provider has no form for this file."""
+        where = self.param or "messages"
+        return CannotServe(f"{where}: {self.what()} {why}", where)
 
     def decoded_text(self) -> str | None:
         """The document as text, when it is one (``text``, or base64 ``data`` of a ``text/*``

@@ -132,7 +132,6 @@ def _image(part: ir.Image) -> dict[str, Any]:
 
 # Anthropic's document sources: base64 and URL PDFs, and plain text (its documented types).
 def _document(part: ir.File) -> dict[str, Any]:
-    where = part.param or "messages"
     text = part.decoded_text()
     if part.file_id:
         source = None
@@ -147,15 +146,8 @@ def _document(part: ir.File) -> dict[str, Any]:
     else:
         source = None
     if source is None:
-        what = (
-            f"a file held by {part.file_owner or 'another provider'} ({part.file_id!r})"
-            if part.file_id
-            else f"files of type {part.media_type or 'unknown'!r}"
-        )
-        raise CannotServe(
-            f"{where}: {what} cannot be sent to Anthropic models, whose documents are PDF "
-            "or plain text.",
-            where,
+        raise part.cannot_serve(
+            "cannot be sent to Anthropic models, whose documents are PDF or plain text."
         )
     block: dict[str, Any] = {"type": "document", "source": source}
     if part.name:

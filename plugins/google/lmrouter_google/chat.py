@@ -48,7 +48,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import CannotServe, UpstreamFailure, invalid_request, ir, sse, structured
+from lmrouter import UpstreamFailure, invalid_request, ir, sse, structured
 from lmrouter_google import schema, wire
 
 EFFORT_BUDGETS: dict[str, int] = {
@@ -184,24 +184,17 @@ _FILE_TYPES = ("application/pdf", "text/", "audio/", "video/", "application/x-ja
 
 
 def _file(part: ir.File) -> dict[str, Any]:
-    where = part.param or "messages"
     if part.file_id:
         if part.file_owner != "google":
-            raise CannotServe(
-                f"{where}: a file held by {part.file_owner or 'another provider'} "
-                f"({part.file_id!r}) cannot be read by Gemini models.",
-                where,
-            )
+            raise part.cannot_serve("cannot be read by Gemini models.")
         return {"fileData": {"mimeType": part.media_type, "fileUri": part.file_id}}
     text = part.decoded_text()
     if text is not None and not part.data:
         data = base64.b64encode(text.encode()).decode()
         return {"inlineData": {"mimeType": "text/plain", "data": data}}
     if not part.media_type.startswith(_FILE_TYPES):
-        raise CannotServe(
-            f"{where}: files of type {part.media_type or 'unknown'!r} cannot be sent to Gemini "
-            "models (they take PDF, text, audio, video and images).",
-            where,
+        raise part.cannot_serve(
+            "cannot be sent to Gemini models (they take PDF, text, audio, video and images)."
         )
     if part.url:
         return {"fileData": {"mimeType": part.media_type, "fileUri": part.url}}

@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from lmrouter import CannotServe, UpstreamFailure, ir, sse
 from lmrouter import OpenAIWireUsage as WireUsage
+from lmrouter import UpstreamFailure, ir, sse
 
 # -- requests ---------------------------------------------------------------------------------
 
@@ -166,14 +166,9 @@ def _file_part(part: ir.File) -> dict[str, Any]:
     OpenAI's own file ids as they are, wav/mp3 audio as ``input_audio``. Anything else (video,
     other audio, files by URL, other providers' file ids) has no form here: the route is
     skipped."""
-    where = part.param or "messages"
     if part.file_id:
         if part.file_owner != "openai":
-            raise CannotServe(
-                f"{where}: a file held by {part.file_owner or 'another provider'} "
-                f"({part.file_id!r}) cannot be read by this OpenAI-compatible model.",
-                where,
-            )
+            raise part.cannot_serve("cannot be read by this OpenAI-compatible model.")
         spec = {"file_id": part.file_id} | ({"filename": part.name} if part.name else {})
         return {"type": "file", "file": spec}
     text = part.decoded_text()
@@ -181,10 +176,8 @@ def _file_part(part: ir.File) -> dict[str, Any]:
         heading = "\n".join(s for s in (part.name, part.context) if s)
         return {"type": "text", "text": f"{heading}\n\n{text}" if heading else text}
     if part.url:
-        raise CannotServe(
-            f"{where}: Chat Completions takes files as data, not by URL ({part.url!r}): send "
-            "the file's content.",
-            where,
+        raise part.cannot_serve(
+            f"at {part.url!r} cannot be sent: Chat Completions takes files as data, not by URL."
         )
     if part.media_type == "application/pdf":
         url = f"data:application/pdf;base64,{part.data}"
@@ -192,10 +185,8 @@ def _file_part(part: ir.File) -> dict[str, Any]:
     audio = _AUDIO_FORMATS.get(part.media_type)
     if audio is not None:
         return {"type": "input_audio", "input_audio": {"data": part.data, "format": audio}}
-    raise CannotServe(
-        f"{where}: files of type {part.media_type or 'unknown'!r} cannot be sent to this "
-        "OpenAI-compatible model (it takes PDF, text, and wav or mp3 audio).",
-        where,
+    raise part.cannot_serve(
+        "cannot be sent to this OpenAI-compatible model (it takes PDF, text, and wav or mp3 audio)."
     )
 
 
