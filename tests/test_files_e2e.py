@@ -16,8 +16,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from lmrouter.testing import fake_anthropic, fake_gemini, fake_openai
 from lmrouter.testing.server import RouterServer
+from lmrouter.testing.upstreams import Upstreams
 
 ADMIN = "sk-files"
 PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n").decode()
@@ -33,38 +33,15 @@ ROUTES: dict[str, list[tuple[str, str]]] = {  # model id: [(provider, upstream m
 }
 
 
-class Fakes:
-    def __init__(self) -> None:
-        self.oai = fake_openai.FakeOpenAI()
-        self.ant = fake_anthropic.FakeAnthropic()
-        self.gem = fake_gemini.FakeGemini()
-
-    def reset(self) -> None:
-        for fake in (self.oai, self.ant, self.gem):
-            fake.reset()
-
-    def body(self, provider: str) -> dict[str, Any]:
-        fake = getattr(self, provider)
-        assert fake.requests, f"nothing reached {provider}"
-        return fake.requests[-1].json  # type: ignore[no-any-return]
+@pytest.fixture(scope="module")
+def fakes() -> Upstreams:
+    return Upstreams()
 
 
 @pytest.fixture(scope="module")
-def fakes() -> Fakes:
-    return Fakes()
-
-
-@pytest.fixture(scope="module")
-def router(fakes: Fakes) -> Iterator[RouterServer]:
-    with (
-        fakes.oai.run_in_thread() as oai,
-        fakes.ant.run_in_thread() as ant,
-        fakes.gem.run_in_thread() as gem,
-    ):
-        urls = {"oai": ("openai", oai), "ant": ("anthropic", ant), "gem": ("google", gem)}
-        text = f'[auth]\nkeys = ["{ADMIN}"]\n'
-        for name, (kind, url) in urls.items():
-            text += f'[providers.{name}]\ntype = "{kind}"\nbase_url = "{url}"\n'
+def router(fakes: Upstreams) -> Iterator[RouterServer]:
+    with fakes.running() as providers:
+        text = f'[auth]\nkeys = ["{ADMIN}"]\n{providers}'
         for model, routes in ROUTES.items():
             text += f'[[models]]\nid = "{model}"\n'
             for provider, upstream in routes:
@@ -74,19 +51,19 @@ def router(fakes: Fakes) -> Iterator[RouterServer]:
 
 
 @pytest.fixture
-def chat(router: RouterServer, fakes: Fakes) -> openai.OpenAI:
+def chat(router: RouterServer, fakes: Upstreams) -> openai.OpenAI:
     fakes.reset()
     return openai.OpenAI(base_url=router.openai_url, api_key=ADMIN, max_retries=0)
 
 
 @pytest.fixture
-def claude(router: RouterServer, fakes: Fakes) -> anthropic.Anthropic:
+def claude(router: RouterServer, fakes: Upstreams) -> anthropic.Anthropic:
     fakes.reset()
     return anthropic.Anthropic(base_url=router.url, api_key=ADMIN, max_retries=0)
 
 
 @pytest.fixture
-def gemini(router: RouterServer, fakes: Fakes) -> genai.Client:
+def gemini(router: RouterServer, fakes: Upstreams) -> genai.Client:
     fakes.reset()
     options = types.HttpOptions(base_url=router.url, api_version="v1beta")
     return genai.Client(api_key=ADMIN, http_options=options)
@@ -112,7 +89,7 @@ def chat_files() -> list[Any]:
     ]
 
 
-def test_chat_files_reach_gemini_inline(chat: openai.OpenAI, fakes: Fakes) -> None:
+def test_chat_files_reach_gemini_inline(chat: openai.OpenAI, fakes: Upstreams) -> None:
     answer = chat.chat.completions.create(
         model="gemini", messages=[{"role": "user", "content": chat_files()}]
     )
@@ -122,7 +99,7 @@ def test_chat_files_reach_gemini_inline(chat: openai.OpenAI, fakes: Fakes) -> No
     assert parts[2] == {"inlineData": {"mimeType": "audio/wav", "data": WAV}}
 
 
-def test_chat_pdf_reaches_anthropic_as_a_document(chat: openai.OpenAI, fakes: Fakes) -> None:
+def test_chat_pdf_reaches_anthropic_as_a_document(chat: openai.OpenAI, fakes: Upstreams) -> None:
     files = chat_files()[:2]
     answer = chat.chat.completions.create(
         model="claude", messages=[{"role": "user", "content": files}]
@@ -136,7 +113,7 @@ def test_chat_pdf_reaches_anthropic_as_a_document(chat: openai.OpenAI, fakes: Fa
     }
 
 
-def test_audio_skips_anthropic_for_the_next_route(chat: openai.OpenAI, fakes: Fakes) -> None:
+def test_audio_skips_anthropic_for_the_next_route(chat: openai.OpenAI, fakes: Upstreams) -> None:
     answer = chat.chat.completions.create(
         model="claude-then-gemini", messages=[{"role": "user", "content": chat_files()}]
     )
@@ -146,7 +123,7 @@ def test_audio_skips_anthropic_for_the_next_route(chat: openai.OpenAI, fakes: Fa
 
 
 def test_audio_with_no_route_that_takes_it_is_a_400_naming_it(
-    chat: openai.OpenAI, fakes: Fakes
+    chat: openai.OpenAI, fakes: Upstreams
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         chat.chat.completions.create(
@@ -159,7 +136,7 @@ def test_audio_with_no_route_that_takes_it_is_a_400_naming_it(
     assert fakes.ant.requests == []
 
 
-def test_chat_n_maps_to_candidate_count(chat: openai.OpenAI, fakes: Fakes) -> None:
+def test_chat_n_maps_to_candidate_count(chat: openai.OpenAI, fakes: Upstreams) -> None:
     answer = chat.chat.completions.create(
         model="gemini", n=3, messages=[{"role": "user", "content": "Name a colour"}]
     )
@@ -171,7 +148,7 @@ def test_chat_n_maps_to_candidate_count(chat: openai.OpenAI, fakes: Fakes) -> No
 
 
 def test_n_skips_anthropic_and_is_a_400_where_nothing_else(
-    chat: openai.OpenAI, fakes: Fakes
+    chat: openai.OpenAI, fakes: Upstreams
 ) -> None:
     answer = chat.chat.completions.create(
         model="claude-then-gpt", n=2, messages=[{"role": "user", "content": "Hi"}]
@@ -185,7 +162,7 @@ def test_n_skips_anthropic_and_is_a_400_where_nothing_else(
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "n"
 
 
-def test_chat_streams_several_choices_from_gemini(chat: openai.OpenAI, fakes: Fakes) -> None:
+def test_chat_streams_several_choices_from_gemini(chat: openai.OpenAI, fakes: Upstreams) -> None:
     stream = chat.chat.completions.create(
         model="gemini",
         n=3,
@@ -229,7 +206,7 @@ DOCUMENTS: list[Any] = [
 ]
 
 
-def test_anthropic_documents_reach_openai(claude: anthropic.Anthropic, fakes: Fakes) -> None:
+def test_anthropic_documents_reach_openai(claude: anthropic.Anthropic, fakes: Upstreams) -> None:
     answer = claude.messages.create(
         model="gpt", max_tokens=100, messages=[{"role": "user", "content": DOCUMENTS}]
     )
@@ -245,7 +222,7 @@ def test_anthropic_documents_reach_openai(claude: anthropic.Anthropic, fakes: Fa
     assert "Ships Friday." in parts[2]["text"]
 
 
-def test_anthropic_documents_reach_gemini(claude: anthropic.Anthropic, fakes: Fakes) -> None:
+def test_anthropic_documents_reach_gemini(claude: anthropic.Anthropic, fakes: Upstreams) -> None:
     claude.messages.create(
         model="gemini", max_tokens=100, messages=[{"role": "user", "content": DOCUMENTS}]
     )
@@ -259,7 +236,7 @@ def test_anthropic_documents_reach_gemini(claude: anthropic.Anthropic, fakes: Fa
 # -- Responses in -----------------------------------------------------------------------------
 
 
-def test_responses_input_file_reaches_anthropic(chat: openai.OpenAI, fakes: Fakes) -> None:
+def test_responses_input_file_reaches_anthropic(chat: openai.OpenAI, fakes: Upstreams) -> None:
     answer = chat.responses.create(
         model="claude",
         input=[
@@ -296,7 +273,7 @@ def genai_parts() -> list[types.Part]:
     ]
 
 
-def test_gemini_files_reach_openai(gemini: genai.Client, fakes: Fakes) -> None:
+def test_gemini_files_reach_openai(gemini: genai.Client, fakes: Upstreams) -> None:
     contents = types.Content(role="user", parts=genai_parts())
     answer = gemini.models.generate_content(model="gpt", contents=contents)
     assert answer.text
@@ -308,7 +285,7 @@ def test_gemini_files_reach_openai(gemini: genai.Client, fakes: Fakes) -> None:
     assert parts[2] == {"type": "text", "text": NOTES}
 
 
-def test_gemini_files_reach_anthropic(gemini: genai.Client, fakes: Fakes) -> None:
+def test_gemini_files_reach_anthropic(gemini: genai.Client, fakes: Upstreams) -> None:
     parts = [
         *genai_parts(),
         types.Part.from_uri(file_uri="https://example.com/c.pdf", mime_type="application/pdf"),
@@ -325,7 +302,7 @@ def test_gemini_files_reach_anthropic(gemini: genai.Client, fakes: Fakes) -> Non
     ]
 
 
-def test_gemini_video_with_no_route_for_it_is_a_400(gemini: genai.Client, fakes: Fakes) -> None:
+def test_gemini_video_with_no_route_for_it_is_a_400(gemini: genai.Client, fakes: Upstreams) -> None:
     video = types.Part.from_bytes(data=b"\x00\x00\x00\x18ftypmp42", mime_type="video/mp4")
     with pytest.raises(errors.ClientError) as caught:
         gemini.models.generate_content(
@@ -336,7 +313,9 @@ def test_gemini_video_with_no_route_for_it_is_a_400(gemini: genai.Client, fakes:
     assert fakes.oai.requests == []
 
 
-def test_gemini_streams_several_candidates_from_openai(gemini: genai.Client, fakes: Fakes) -> None:
+def test_gemini_streams_several_candidates_from_openai(
+    gemini: genai.Client, fakes: Upstreams
+) -> None:
     config = types.GenerateContentConfig(candidate_count=2)
     texts: dict[int, str] = {}
     finishes: dict[int, Any] = {}
@@ -354,7 +333,7 @@ def test_gemini_streams_several_candidates_from_openai(gemini: genai.Client, fak
     assert fakes.body("oai")["n"] == 2 and fakes.body("oai")["stream"] is True
 
 
-def test_gemini_candidate_count_maps_to_n(gemini: genai.Client, fakes: Fakes) -> None:
+def test_gemini_candidate_count_maps_to_n(gemini: genai.Client, fakes: Upstreams) -> None:
     config = types.GenerateContentConfig(candidate_count=2)
     answer = gemini.models.generate_content(model="gpt", contents="Name a colour", config=config)
     assert answer.candidates is not None and [c.index for c in answer.candidates] == [0, 1]

@@ -17,8 +17,8 @@ import pydantic
 import pytest
 
 from lmrouter.structured import ANSWER_TOOL
-from lmrouter.testing import fake_anthropic, fake_gemini, fake_openai
 from lmrouter.testing.server import RouterServer
+from lmrouter.testing.upstreams import Upstreams
 
 ADMIN = "sk-structured"
 ROUTES = {  # model id: (provider, upstream model)
@@ -40,21 +40,10 @@ class Event(pydantic.BaseModel):
 EXPECTED = Event(name="test", day=1, tags=["test"])
 
 
-class Fakes:
-    def __init__(self) -> None:
-        self.oai = fake_openai.FakeOpenAI()
-        self.ant = fake_anthropic.FakeAnthropic()
-        self.gem = fake_gemini.FakeGemini()
-
-    def reset(self) -> None:
-        for fake in (self.oai, self.ant, self.gem):
-            fake.reset()
-
+class Fakes(Upstreams):
     def last(self, model: str) -> dict[str, Any]:
         """The body of the last upstream request for a model id."""
-        fake = getattr(self, ROUTES[model][0])
-        assert fake.requests, f"nothing reached {ROUTES[model][0]}"
-        return fake.requests[-1].json
+        return self.body(ROUTES[model][0])
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +53,8 @@ def fakes() -> Fakes:
 
 @pytest.fixture(scope="module")
 def router(fakes: Fakes) -> Iterator[RouterServer]:
-    with (
-        fakes.oai.run_in_thread() as oai,
-        fakes.ant.run_in_thread() as ant,
-        fakes.gem.run_in_thread() as gem,
-    ):
-        urls = {"oai": ("openai", oai), "ant": ("anthropic", ant), "gem": ("google", gem)}
-        text = f'[auth]\nkeys = ["{ADMIN}"]\n'
-        for name, (kind, url) in urls.items():
-            text += f'[providers.{name}]\ntype = "{kind}"\nbase_url = "{url}"\n'
+    with fakes.running() as providers:
+        text = f'[auth]\nkeys = ["{ADMIN}"]\n{providers}'
         for model, (provider, upstream) in ROUTES.items():
             text += (
                 f'[[models]]\nid = "{model}"\n[[models.routes]]\nprovider = "{provider}"\n'
