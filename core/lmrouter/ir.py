@@ -13,7 +13,11 @@ Conventions every converter keeps:
   ``stop_sequence`` keeps which stop sequence ended it, when the provider says;
 - usage is :class:`lmrouter.usage.Usage` (cached and cache-write tokens are parts of the prompt);
 - a ``response_format`` is never dropped: a provider without a native form for it asks for it
-  through a forced tool (:mod:`lmrouter.structured`) and answers with the tool's input as text.
+  through a forced tool (:mod:`lmrouter.structured`) and answers with the tool's input as text;
+- nor is a file: images are :class:`Image`, every other file a :class:`File`, and a provider
+  with no form for one raises :class:`~lmrouter.CannotServe` (the next route is tried);
+- ``n > 1`` answers carry the other choices in :attr:`ChatResponse.choices`, and stream events
+  their choice's index; a provider without several choices raises ``CannotServe`` too.
 """
 
 from __future__ import annotations
