@@ -20,6 +20,7 @@ from lmrouter.dialects import anthropic as anthropic_dialect
 from lmrouter.dialects import gemini as gemini_dialect
 from lmrouter.dialects import openai as openai_dialect
 from lmrouter.dialects import responses as responses_dialect
+from lmrouter.usage import PART_FLOOR_CHARS
 from lmrouter_anthropic import messages_request
 from lmrouter_google import chat as google_chat
 from lmrouter_openai.chat import parse_completion, request_body
@@ -331,3 +332,13 @@ def test_gemini_candidates_become_ir_choices() -> None:
         ["a"],
         ["b"],
     ]
+
+
+def test_gemini_files_by_uri_count_toward_the_prompt_estimate() -> None:
+    """A file by URI is a few bytes of the body but thousands of tokens upstream: its floor is
+    held like an image's (``lmrouter.usage.PART_FLOOR_CHARS``)."""
+    part = {"fileData": {"mimeType": "video/mp4", "fileUri": "https://x/v.mp4"}}
+    body = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "?"}, part, part]}]})
+    assert gemini_dialect.parse_generate(body).prompt_chars == len(body) + 2 * PART_FLOOR_CHARS
+    plain = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "?"}]}]})
+    assert gemini_dialect.parse_generate(plain).prompt_chars == len(plain)
