@@ -1,8 +1,9 @@
 """Files and several answers across dialects, through the real router with the official SDKs
 (openai, anthropic, google-genai) and the fake upstreams. Each test checks what reached the
-upstream: a PDF, a text document, audio in the provider's own form; a route whose provider has
-no form for a file (audio to Anthropic) or for ``n > 1`` (Anthropic) skipped for the next, and a
-400 naming the field when no route can take it."""
+upstream: a PDF, a text document, audio in the provider's own form; ``n`` as the provider's own
+(or fanned out to Anthropic); a route whose provider has no form for a file (audio to
+Anthropic) or a stream with ``n > 1`` (Anthropic) skipped for the next, and a 400 naming the
+field when no route can take it."""
 
 from __future__ import annotations
 
@@ -147,19 +148,32 @@ def test_chat_n_maps_to_candidate_count(chat: openai.OpenAI, fakes: Upstreams) -
     assert answer.usage is not None and answer.usage.completion_tokens > 0
 
 
-def test_n_skips_anthropic_and_is_a_400_where_nothing_else(
-    chat: openai.OpenAI, fakes: Upstreams
-) -> None:
-    answer = chat.chat.completions.create(
-        model="claude-then-gpt", n=2, messages=[{"role": "user", "content": "Hi"}]
+def test_n_fans_out_to_anthropic(chat: openai.OpenAI, fakes: Upstreams) -> None:
+    """Anthropic has no ``n``: the request goes n times, the answers become n choices, and the
+    usage is the sum of the calls' (each reads the prompt)."""
+    messages: Any = [{"role": "user", "content": "Name a colour"}]
+    one = chat.chat.completions.create(model="claude", messages=messages)
+    fakes.reset()
+    answer = chat.chat.completions.create(model="claude", n=3, messages=messages)
+    assert [c.index for c in answer.choices] == [0, 1, 2]
+    assert all(c.message.content for c in answer.choices)
+    assert len(fakes.ant.requests) == 3 and all("n" not in r.json for r in fakes.ant.requests)
+    assert one.usage is not None and answer.usage is not None
+    assert answer.usage.prompt_tokens == 3 * one.usage.prompt_tokens
+    assert answer.usage.completion_tokens == 3 * one.usage.completion_tokens
+
+
+def test_streams_with_n_skip_anthropic(chat: openai.OpenAI, fakes: Upstreams) -> None:
+    messages: Any = [{"role": "user", "content": "Hi"}]
+    stream = chat.chat.completions.create(
+        model="claude-then-gpt", n=2, stream=True, messages=messages
     )
-    assert len(answer.choices) == 2  # OpenAI's route, passed through with its own n
-    assert fakes.ant.requests == [] and fakes.body("oai")["n"] == 2
+    indexes = {choice.index for chunk in stream for choice in chunk.choices}
+    assert indexes == {0, 1} and fakes.ant.requests == [] and fakes.body("oai")["n"] == 2
     with pytest.raises(openai.BadRequestError) as caught:
-        chat.chat.completions.create(
-            model="claude", n=2, messages=[{"role": "user", "content": "Hi"}]
-        )
+        chat.chat.completions.create(model="claude", n=2, stream=True, messages=messages)
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "n"
+    assert "stream" in caught.value.body["message"] and fakes.ant.requests == []
 
 
 def test_chat_streams_several_choices_from_gemini(chat: openai.OpenAI, fakes: Upstreams) -> None:
@@ -339,7 +353,9 @@ def test_gemini_candidate_count_maps_to_n(gemini: genai.Client, fakes: Upstreams
     assert answer.candidates is not None and [c.index for c in answer.candidates] == [0, 1]
     assert all(c.content and c.content.parts for c in answer.candidates)
     assert fakes.body("oai")["n"] == 2
+    answer = gemini.models.generate_content(model="claude", contents="Hi", config=config)
+    assert answer.candidates is not None and [c.index for c in answer.candidates] == [0, 1]
+    assert len(fakes.ant.requests) == 2  # Anthropic has no n: sent twice, merged
     with pytest.raises(errors.ClientError) as caught:
-        gemini.models.generate_content(model="claude", contents="Hi", config=config)
+        list(gemini.models.generate_content_stream(model="claude", contents="Hi", config=config))
     assert caught.value.code == 400 and "candidateCount" in (caught.value.message or "")
-    assert fakes.ant.requests == []

@@ -35,8 +35,9 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
   ``title``, ``context`` and ``citations``; Anthropic's document sources take nothing else, so a
   request with audio, video, another type or another provider's file id skips this route
   (:class:`lmrouter.CannotServe`): the next route serves it, or the caller gets a 400 naming it.
-* ``n > 1`` (Chat ``n``, Gemini ``candidateCount``) skips this route the same way: Anthropic
-  answers with one message (the router does not fan out n requests).
+* ``n > 1`` (Chat ``n``, Gemini ``candidateCount``): Anthropic answers with one message, so
+  the request is sent n times at once and the answers merged (:mod:`lmrouter_anthropic.fanout`);
+  a stream with ``n > 1`` skips this route.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from lmrouter import (
     structured,
 )
 from lmrouter import anthropic_tool_input as tool_input
+from lmrouter_anthropic import fanout
 from lmrouter_anthropic.schema import for_anthropic
 
 api_version = ">=1.5, <2"  # hook API versions this plugin is written for (1.5: CannotServe)
@@ -570,8 +572,23 @@ class AnthropicProvider(Provider):
         )
         if self.answers_by_tool(request, route.model):
             request = structured.as_tool_request(request)
+        n = request.n
+        if n > 1:
+            if ctx.stream:
+                raise CannotServe(
+                    f"n: Anthropic models stream one choice, and {n} were asked for "
+                    "(`n` / `candidateCount`); ask for 1, or without streaming.",
+                    "n",
+                )
+            request = msgspec.structs.replace(request, n=1)  # sent n times: see fanout
         body = messages_request(request, route.model, max_tokens)
-        return UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+        upstream = UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+        return fanout.fan_out(upstream, n) if n > 1 else upstream
+
+    async def open(self, request: UpstreamRequest, *, stream: bool, budget: float) -> Any:
+        if isinstance(request, fanout.FanOut):
+            return await fanout.open_all(super().open, request, stream=stream, budget=budget)
+        return await super().open(request, stream=stream, budget=budget)
 
     def answers_by_tool(self, request: ir.ChatRequest, model: str) -> bool:
         """Whether this request's structured answer comes through the forced answer tool."""
@@ -585,6 +602,9 @@ class AnthropicProvider(Provider):
         return self.structured_outputs == "tool"
 
     def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
+        if body[:1] == b"[":  # the answers of a fan-out (n > 1)
+            items = orjson.loads(body)
+            return fanout.merge([self.parse(ctx, request, orjson.dumps(i)) for i in items])
         try:
             message = _decode_message(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
