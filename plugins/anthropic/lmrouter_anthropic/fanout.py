@@ -58,10 +58,20 @@ async def open_all(
     """The ``n`` copies sent at once; the first failure, or the first error response (for
     the provider's usual error reading), stands for them all."""
     plain = UpstreamRequest(*request)
-    results = await asyncio.gather(
-        *(open_one(plain, stream=stream, budget=budget) for _ in range(request.n)),
-        return_exceptions=True,
-    )
+    tasks = [
+        asyncio.ensure_future(open_one(plain, stream=stream, budget=budget))
+        for _ in range(request.n)
+    ]
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:  # the caller left: none of the copies may stay open
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled() and task.exception() is None:
+                task.result().close()
+        raise
+    results = [task.exception() or task.result() for task in tasks]
     responses = [r for r in results if not isinstance(r, BaseException)]
     failure = next((r for r in results if isinstance(r, BaseException)), None)
     bad = next((r for r in responses if r.status >= 400), None)

@@ -84,3 +84,25 @@ def test_answers_merge_into_choices_with_usage_summed() -> None:
     assert merged.id == "msg_a" and merged.parts == [ir.Text(text="a")]
     assert merged.choices == [ir.Choice(parts=[ir.Text(text="b")], finish_reason="length")]
     assert merged.usage == Usage(prompt_tokens=20, completion_tokens=8, cached_tokens=8)
+
+
+def test_a_caller_gone_closes_every_copy_that_opened() -> None:
+    opened = [Response(200), Response(200)]
+    blocked = asyncio.Event()
+
+    async def main() -> None:
+        async def open_one(request: UpstreamRequest, *, stream: bool, budget: float) -> Any:
+            if opened:
+                return opened.pop(0)
+            blocked.set()
+            await asyncio.Event().wait()  # the third copy never answers
+
+        task = asyncio.ensure_future(fanout.open_all(open_one, REQUEST, stream=False, budget=5))
+        await blocked.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    first, second = opened
+    asyncio.run(main())
+    assert first.closed and second.closed
