@@ -653,9 +653,10 @@ def test_openai_sdk_tool_round_trip_with_claude_model(
     }
 
 
-def test_openai_sdk_n_above_one_is_400(oai: openai.OpenAI) -> None:
+def test_openai_sdk_n_above_one_streamed_is_400(oai: openai.OpenAI) -> None:
+    """Whole answers with n > 1 fan out to Anthropic (tests/test_files_e2e.py); streams cannot."""
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="claude", messages=HELLO, n=2)
+        oai.chat.completions.create(model="claude", messages=HELLO, n=2, stream=True)
     assert info.value.param == "n"
 
 
