@@ -204,6 +204,22 @@ class ChatResponse(msgspec.Struct, kw_only=True):
     usage: Usage | None = None
     choices: list[Choice] = []  # choices 1 … n-1
 
+    @classmethod
+    def of_choices(
+        cls, id: str, model: str, choices: list[Choice], usage: Usage | None
+    ) -> ChatResponse:
+        """An answer from its choices in order (none: an empty answer)."""
+        first, *others = choices or [Choice(parts=[])]
+        return cls(
+            id=id,
+            model=model,
+            parts=first.parts,
+            finish_reason=first.finish_reason,
+            stop_sequence=first.stop_sequence,
+            usage=usage,
+            choices=others,
+        )
+
     def all_choices(self) -> list[Choice]:
         first = Choice(
             parts=self.parts, finish_reason=self.finish_reason, stop_sequence=self.stop_sequence

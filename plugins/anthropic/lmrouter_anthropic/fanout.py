@@ -85,23 +85,11 @@ async def open_all(
 
 def merge(answers: list[ir.ChatResponse]) -> ir.ChatResponse:
     """One answer with a choice per call, usage summed over the calls."""
-    first, *others = answers
     usages = [a.usage for a in answers if a.usage is not None]
     usage = None
     if usages:
         fields = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
                   "reasoning_tokens")  # fmt: skip
         usage = Usage(**{name: sum(getattr(u, name) for u in usages) for name in fields})
-    choices = [
-        ir.Choice(parts=a.parts, finish_reason=a.finish_reason, stop_sequence=a.stop_sequence)
-        for a in others
-    ]
-    return ir.ChatResponse(
-        id=first.id,
-        model=first.model,
-        parts=first.parts,
-        finish_reason=first.finish_reason,
-        stop_sequence=first.stop_sequence,
-        usage=usage,
-        choices=choices,
-    )
+    choices = [choice for answer in answers for choice in answer.all_choices()]
+    return ir.ChatResponse.of_choices(answers[0].id, answers[0].model, choices, usage)

@@ -334,18 +334,9 @@ def parse(body: bytes, model: str) -> ir.ChatResponse:
         return ir.ChatResponse(
             id=response_id, model=model, parts=[], finish_reason=reason, usage=usage
         )
-    first, *others = [
-        _candidate(candidate, response_id)
-        for candidate in sorted(doc.candidates, key=lambda c: c.index)
-    ]
-    return ir.ChatResponse(
-        id=response_id,
-        model=model,
-        parts=first.parts,
-        finish_reason=first.finish_reason,
-        usage=usage,
-        choices=others,  # candidateCount > 1
-    )
+    candidates = sorted(doc.candidates, key=lambda c: c.index)  # candidateCount > 1: all
+    choices = [_candidate(candidate, response_id) for candidate in candidates]
+    return ir.ChatResponse.of_choices(response_id, model, choices, usage)
 
 
 def _candidate(candidate: wire.Candidate, response_id: str) -> ir.Choice:

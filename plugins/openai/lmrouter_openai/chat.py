@@ -379,17 +379,9 @@ def parse_completion(body: bytes) -> ir.ChatResponse:
         raise UpstreamFailure(
             error_text(doc.error), status=502, retryable=True, upstream_status=200
         )
-    choices = sorted(doc.choices or (), key=lambda c: c.index)
-    first, *others = [_choice(c) for c in choices] or [ir.Choice(parts=[])]
-    return ir.ChatResponse(
-        id=doc.id,
-        model=doc.model,
-        parts=first.parts,
-        finish_reason=first.finish_reason,
-        stop_sequence=first.stop_sequence,
-        usage=doc.usage.normalize() if doc.usage is not None else None,
-        choices=others,  # n > 1
-    )
+    choices = [_choice(c) for c in sorted(doc.choices or (), key=lambda c: c.index)]
+    usage = doc.usage.normalize() if doc.usage is not None else None
+    return ir.ChatResponse.of_choices(doc.id, doc.model, choices, usage)  # n > 1: all of them
 
 
 def _choice(choice: _Choice) -> ir.Choice:
