@@ -25,6 +25,7 @@ from lmrouter.auth import require_principal
 from lmrouter.config import Config, ConfigError, Model, Route, find_config
 from lmrouter.context import Attempt, Detached, Outcome, Principal, RequestContext, Status
 from lmrouter.errors import (
+    CannotServe,
     CommandError,
     RouterError,
     body_too_large,
@@ -73,6 +74,7 @@ __all__ = [
     "AnthropicWireUsage",
     "Attempt",
     "BatchWriter",
+    "CannotServe",
     "CommandError",
     "Config",
     "ConfigError",

@@ -55,6 +55,16 @@ class RouterError(Exception):
         return f"RouterError({self.status}, {self.code!r}, {self.message!r})"
 
 
+class CannotServe(RouterError):
+    """A converted request this route's provider has no form for (audio to Anthropic, ``n > 1``
+    to a provider without choices): raised by :meth:`Provider.build`, it sends the request on
+    to the next route, and when no route can take it the caller gets this 400, naming the
+    field and why, rather than an answer that silently left something out."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(400, message, code="invalid_request", param=param)
+
+
 def invalid_request(message: str, param: str | None = None) -> RouterError:
     return RouterError(400, message, code="invalid_request", param=param)
 

@@ -25,6 +25,7 @@ is refused at load (:mod:`lmrouter.plugins`). 1.3: ``api_version``, ``requires``
 1.4: ``lmrouter_user_deleted``, ``lmrouter_attempt``. 1.5: ``lmrouter_process_state``,
 ``lmrouter_health``, ``lmrouter_counters``. 1.6: ``RequestContext.detached``
 (:class:`lmrouter.Detached`): an admission hook may answer at once and let the request run on.
+1.7: ``CannotServe`` (a route skipped for a request its provider has no form for).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from lmrouter.sharing import Counters, ProcessState
     from lmrouter.storage import Store
 
-API_VERSION = "1.6"
+API_VERSION = "1.7"
 
 __all__ = ["API_VERSION", "hookimpl", "hookspec"]
 PROJECT = "lmrouter"

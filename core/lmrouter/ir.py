@@ -13,15 +13,22 @@ Conventions every converter keeps:
   ``stop_sequence`` keeps which stop sequence ended it, when the provider says;
 - usage is :class:`lmrouter.usage.Usage` (cached and cache-write tokens are parts of the prompt);
 - a ``response_format`` is never dropped: a provider without a native form for it asks for it
-  through a forced tool (:mod:`lmrouter.structured`) and answers with the tool's input as text.
+  through a forced tool (:mod:`lmrouter.structured`) and answers with the tool's input as text;
+- nor is a file: images are :class:`Image`, every other file a :class:`File`, and a provider
+  with no form for one raises :class:`~lmrouter.CannotServe` (the next route is tried);
+- ``n > 1`` answers carry the other choices in :attr:`ChatResponse.choices`, and stream events
+  their choice's index; a provider without several choices raises ``CannotServe`` too.
 """
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 from typing import Any, Literal
 
 import msgspec
 
+from lmrouter.errors import CannotServe
 from lmrouter.usage import Usage
 
 # -- content ---------------------------------------------------------------------------------
@@ -38,6 +45,66 @@ class Image(msgspec.Struct, tag="image", kw_only=True):
     url: str = ""
     data: str = ""
     media_type: str = ""
+
+
+class File(msgspec.Struct, tag="file", kw_only=True):
+    """A document or media file that is not an image: a PDF, a text document, audio, video.
+
+    One of: base64 ``data`` with its ``media_type``; ``text`` (a text document, e.g. Anthropic's
+    plain-text source, kept as text); a public ``url``; or ``file_id``, a file held by one
+    provider (``file_owner``: "openai" for ``file-…`` ids, "google" for Gemini's Files API and
+    ``gs://`` URIs) that only that provider can read. ``name`` is its filename or title;
+    ``context`` and ``citations`` are Anthropic's document options, kept for its routes."""
+
+    media_type: str = ""
+    data: str = ""
+    text: str | None = None
+    url: str = ""
+    file_id: str = ""
+    file_owner: str = ""
+    name: str = ""
+    context: str = ""
+    citations: bool = False
+    param: str = ""  # where the caller put it (``messages[2].content[1]``), for errors
+
+    def what(self) -> str:
+        """How an error names it: the file id and who holds it, else its type."""
+        if self.file_id:
+            return f"a file held by {self.file_owner or 'another provider'} ({self.file_id!r})"
+        return f"a file of type {self.media_type or 'unknown'!r}"
+
+    def cannot_serve(self, why: str) -> CannotServe:
+        """The error that skips a route whose provider has no form for this file."""
+        where = self.param or "messages"
+        return CannotServe(f"{where}: {self.what()} {why}", where)
+
+    def decoded_text(self) -> str | None:
+        """The document as text, when it is one (``text``, or base64 ``data`` of a ``text/*``
+        type that decodes as UTF-8)."""
+        if self.text is not None:
+            return self.text
+        if self.data and self.media_type.startswith("text/"):
+            try:
+                return base64.b64decode(self.data).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return None
+        return None
+
+
+def media_part(
+    media_type: str, *, data: str = "", url: str = "", name: str = "", param: str = ""
+) -> Image | File:
+    """Base64 data or a URL as an :class:`Image` when its type is an image's, else a
+    :class:`File`: every converter already knows how to send images."""
+    media_type = media_type.strip().lower() or guess_type(name or url.split("?", 1)[0])
+    if media_type.startswith("image/"):
+        return Image(data=data, url=url, media_type=media_type)
+    return File(media_type=media_type, data=data, url=url, name=name, param=param)
+
+
+def guess_type(name: str) -> str:
+    """A media type from a file name or URL path ("" when it says none)."""
+    return mimetypes.guess_type(name)[0] or "" if name else ""
 
 
 class ToolCall(msgspec.Struct, tag="tool_call", kw_only=True):
@@ -59,7 +126,7 @@ class Thinking(msgspec.Struct, tag="thinking", kw_only=True):
     redacted: str = ""  # Anthropic redacted_thinking data
 
 
-Part = Text | Image | ToolCall | ToolResult | Thinking
+Part = Text | Image | File | ToolCall | ToolResult | Thinking
 Role = Literal["user", "assistant"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 Effort = Literal["minimal", "low", "medium", "high"]
@@ -104,7 +171,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     top_p: float | None = None
     stop: list[str] = []
     stream: bool = False
-    n: int = 1  # an answer has one choice: dialects refuse n > 1 for converted requests
+    n: int = 1  # choices asked for: the answer's ``choices`` holds n - 1 beyond the first
     reasoning_effort: Effort | None = None
     thinking_budget: int | None = None  # tokens; 0 turns reasoning off where a model allows
     user: str | None = None
@@ -117,13 +184,47 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     hosted_tools: list[tuple[str, str]] = []
 
 
+class Choice(msgspec.Struct, kw_only=True):
+    """One more answer to a request with ``n > 1`` (OpenAI's ``choices``, Gemini's
+    ``candidates``)."""
+
+    parts: list[Part]
+    finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None
+
+
 class ChatResponse(msgspec.Struct, kw_only=True):
+    """The answer: the first choice's content, and with ``n > 1`` the others in ``choices``."""
+
     id: str
     model: str
     parts: list[Part]
     finish_reason: FinishReason = "stop"
     stop_sequence: str | None = None
     usage: Usage | None = None
+    choices: list[Choice] = []  # choices 1 … n-1
+
+    @classmethod
+    def of_choices(
+        cls, id: str, model: str, choices: list[Choice], usage: Usage | None
+    ) -> ChatResponse:
+        """An answer from its choices in order (none: an empty answer)."""
+        first, *others = choices or [Choice(parts=[])]
+        return cls(
+            id=id,
+            model=model,
+            parts=first.parts,
+            finish_reason=first.finish_reason,
+            stop_sequence=first.stop_sequence,
+            usage=usage,
+            choices=others,
+        )
+
+    def all_choices(self) -> list[Choice]:
+        first = Choice(
+            parts=self.parts, finish_reason=self.finish_reason, stop_sequence=self.stop_sequence
+        )
+        return [first, *self.choices]
 
 
 # -- stream events ---------------------------------------------------------------------------
@@ -135,24 +236,32 @@ class StreamStart(msgspec.Struct, tag="start", kw_only=True):
     model: str
 
 
+# ``choice``: which of the ``n`` answers an event belongs to (0 unless the request asked for
+# several; the events of different choices may interleave).
+
+
 class TextDelta(msgspec.Struct, tag="text_delta", kw_only=True):
     text: str
+    choice: int = 0
 
 
 class ThinkingDelta(msgspec.Struct, tag="thinking_delta", kw_only=True):
     text: str = ""
     signature: str = ""
+    choice: int = 0
 
 
 class ToolCallStart(msgspec.Struct, tag="tool_call_start", kw_only=True):
     index: int  # position among this answer's tool calls, from 0
     id: str
     name: str
+    choice: int = 0
 
 
 class ToolCallDelta(msgspec.Struct, tag="tool_call_delta", kw_only=True):
     index: int
     arguments: str
+    choice: int = 0
 
 
 class UsageUpdate(msgspec.Struct, tag="usage", kw_only=True):
@@ -160,8 +269,11 @@ class UsageUpdate(msgspec.Struct, tag="usage", kw_only=True):
 
 
 class Finish(msgspec.Struct, tag="finish", kw_only=True):
+    """One choice has ended (with ``n > 1``, one per choice)."""
+
     finish_reason: FinishReason
     stop_sequence: str | None = None
+    choice: int = 0
 
 
 class StreamError(msgspec.Struct, tag="error", kw_only=True):

@@ -16,7 +16,13 @@ from lmrouter import ir, plugins
 from lmrouter.context import Attempt, Outcome, RequestContext, Status
 from lmrouter.convert import ConvertingRelay, finish_converted
 from lmrouter.drain import usage_after_cut
-from lmrouter.errors import RouterError, body_too_large, invalid_api_key, model_not_found
+from lmrouter.errors import (
+    CannotServe,
+    RouterError,
+    body_too_large,
+    invalid_api_key,
+    model_not_found,
+)
 from lmrouter.guard import body_timeout, client_address, too_many_failures
 from lmrouter.headers import MISSING_KEY, Headers, api_key_from
 from lmrouter.money import format_usd
@@ -268,6 +274,7 @@ class ProxyEndpoint:
         deadline = loop.time() + self.routing.deadline
         tried: dict[str, int] = {}
         failure: UpstreamFailure | None = None
+        refused: CannotServe | None = None  # the first route whose provider had no form for it
         route: Route | None = None
         for route in ctx.model.routes:
             provider = self.gateway.providers[route.provider]
@@ -291,6 +298,10 @@ class ProxyEndpoint:
                 outcome = await self._attempt(
                     ctx, provider, route, remaining, attempt, receive, send
                 )
+            except CannotServe as exc:  # nothing was sent: the next route may take it
+                attempt.error = exc.message
+                refused = refused or exc
+                continue
             except UpstreamFailure as exc:
                 attempt.status, attempt.error = exc.upstream_status, exc.message
                 # The caller's own mistakes say nothing about the provider, nor do the answers
@@ -305,7 +316,9 @@ class ProxyEndpoint:
             if outcome.status == "ok" and ctx.billable:
                 provider.health.ok()
             return outcome
-        assert failure is not None
+        if failure is None:
+            assert refused is not None
+            raise refused  # no route could take it: the caller gets the first one's reason
         if len(ctx.attempts) > 1 and failure.retryable:
             message = f"All {len(ctx.attempts)} routes failed; last: {failure.message}"
         else:

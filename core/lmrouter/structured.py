@@ -79,19 +79,26 @@ def answer_text(arguments: str, fmt: ir.ResponseFormat) -> str:
 
 
 def from_tool_answer(answer: ir.ChatResponse, fmt: ir.ResponseFormat) -> ir.ChatResponse:
-    """A whole answer with the answer tool's call turned into its text."""
+    """A whole answer with the answer tool's call turned into its text (in every choice)."""
+    first, *others = [_choice_from_tool(choice, fmt) for choice in answer.all_choices()]
+    return msgspec.structs.replace(
+        answer, parts=first.parts, finish_reason=first.finish_reason, choices=others
+    )
+
+
+def _choice_from_tool(choice: ir.Choice, fmt: ir.ResponseFormat) -> ir.Choice:
     parts: list[ir.Part] = []
     answered = False
-    for part in answer.parts:
+    for part in choice.parts:
         if isinstance(part, ir.ToolCall) and part.name == ANSWER_TOOL and not answered:
             answered = True
             parts.append(ir.Text(text=answer_text(part.arguments, fmt)))
         else:
             parts.append(part)
-    finish = answer.finish_reason
+    finish = choice.finish_reason
     if answered and finish == "tool_calls" and not any(isinstance(p, ir.ToolCall) for p in parts):
         finish = "stop"
-    return msgspec.structs.replace(answer, parts=parts, finish_reason=finish)
+    return msgspec.structs.replace(choice, parts=parts, finish_reason=finish)
 
 
 class ToolAnswerStream:

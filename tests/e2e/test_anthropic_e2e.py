@@ -513,17 +513,15 @@ def test_unconvertible_block_is_400_naming_the_field(client: anthropic.Anthropic
             "role": "user",
             "content": [
                 {"type": "text", "text": "Summarise"},
-                {
-                    "type": "document",
-                    "source": {"type": "text", "media_type": "text/plain", "data": "x"},
-                },
+                # documents convert (tests/test_files_e2e.py); a container upload does not
+                {"type": "container_upload", "file_id": "file_x"},
             ],
         }
     ]
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model="gpt", max_tokens=10, messages=messages)
     body: Any = info.value.body
-    assert body["error"]["message"].startswith("messages[0].content[1].type: 'document'")
+    assert body["error"]["message"].startswith("messages[0].content[1].type: 'container_upload'")
 
 
 # -- across dialects: the openai SDK to a Claude model --------------------------------------------
@@ -632,9 +630,10 @@ def test_openai_sdk_tool_round_trip_with_claude_model(
     }
 
 
-def test_openai_sdk_n_above_one_is_400(oai: openai.OpenAI) -> None:
+def test_openai_sdk_n_above_one_streamed_is_400(oai: openai.OpenAI) -> None:
+    """Whole answers with n > 1 fan out to Anthropic (tests/test_files_e2e.py); streams cannot."""
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="claude", messages=HELLO, n=2)
+        oai.chat.completions.create(model="claude", messages=HELLO, n=2, stream=True)
     assert info.value.param == "n"
 
 

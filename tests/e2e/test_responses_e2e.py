@@ -236,9 +236,10 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
         ({"tools": [{"type": "custom", "name": "x"}]}, "tools[0].type", "namespace"),
         ({"text": {"format": {"type": "yaml"}}}, "text.format.type", "json_schema"),
         (
-            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            # files convert (tests/test_files_e2e.py), but only in user messages
+            {"input": [{"role": "assistant", "content": [{"type": "input_file", "file_id": "f"}]}]},
             "input[0].content[0].type",
-            "File inputs",
+            "only supported in user messages",
         ),
     ],
 )

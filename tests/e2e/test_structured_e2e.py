@@ -20,7 +20,7 @@ import pytest
 from lmrouter.structured import ANSWER_TOOL
 from lmrouter.testing.server import RouterServer
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/structured_routes.py
 from structured_routes import (  # noqa: F401  (fixtures)
     ADMIN,
     EXPECTED,

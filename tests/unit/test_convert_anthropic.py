@@ -371,7 +371,7 @@ def test_output_config_effort(effort: str, expected: str) -> None:
                     },
                 ]
             },
-            "messages[2].content[1].type",
+            "messages[2].content[1].source.type",  # documents convert; this one has no source
         ),
         (
             {
@@ -388,7 +388,7 @@ def test_output_config_effort(effort: str, expected: str) -> None:
                     }
                 ]
             },
-            "messages[0].content[0].content[0].type",
+            "messages[0].content[0].content[0].source",  # a search result needs its source
         ),
         (
             {

@@ -292,13 +292,18 @@ def user_part(part: dict[str, Any]) -> dict[str, Any]:
         (user_part({"type": "video", "video": {}}), "messages[1].content[0].type", "video"),
         (
             user_part({"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}),
-            "messages[1].content[0].type",
-            "not supported for this model's provider",
+            "messages[1].content[0].input_audio.data",
+            "base64",
         ),
         (
-            user_part({"type": "file", "file": {"file_id": "file-1"}}),
-            "messages[1].content[0].type",
-            "not supported for this model's provider",
+            user_part({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}),
+            "messages[1].content[0].input_audio.format",
+            "'wav' or 'mp3'",
+        ),
+        (
+            user_part({"type": "file", "file": {"filename": "a.pdf"}}),
+            "messages[1].content[0].file",
+            "file_data or file_id",
         ),
         (user_part({"type": "text"}), "messages[1].content[0].text", "missing"),
         (
@@ -376,7 +381,6 @@ def user_part(part: dict[str, Any]) -> dict[str, Any]:
             "tool_choice.type",
             "allowed_tools",
         ),
-        ({"model": "m", "messages": [USER], "n": 2}, "n", "not supported"),
         (
             {"model": "m", "messages": [USER], "response_format": {"type": "json_schema"}},
             "response_format.json_schema",

@@ -17,7 +17,7 @@ LEAVES: dict[str, set[str]] = {
     "sse": set(),
     "money": set(),
     "headers": set(),
-    "ir": {"lmrouter.usage"},
+    "ir": {"lmrouter.errors", "lmrouter.usage"},  # errors: a file no route can take
     "wire/anthropic": {"lmrouter.ir", "lmrouter.usage"},
     "wire/gemini": {"lmrouter.usage"},
     "wire/openai": {"lmrouter.usage"},

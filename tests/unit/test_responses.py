@@ -320,8 +320,8 @@ def _msg(*content: dict[str, Any], role: str = "user") -> dict[str, Any]:
             "input[2].content[0].type",
         ),
         (
-            {"input": [_msg({"type": "input_file", "file_id": "file_1"})]},
-            "input[0].content[0].type",
+            {"input": [_msg({"type": "input_file", "filename": "a.pdf"})]},
+            "input[0].content[0]",
         ),
         ({"input": [_msg({"type": "input_text"})]}, "input[0].content[0].text"),
         (
@@ -374,7 +374,7 @@ def _msg(*content: dict[str, Any], role: str = "user") -> dict[str, Any]:
                     }
                 ]
             },
-            "input[0].output[0].type",
+            "input[0].output[0]",
         ),
         (
             {"input": [{"type": "reasoning", "summary": [{"type": "other"}]}]},

@@ -259,6 +259,39 @@ class _ImageBlock(_Block, tag="image"):
     source: _Base64Source | _UrlSource
 
 
+class _TextSource(msgspec.Struct, tag_field="type", tag="text"):
+    data: str
+    media_type: str = "text/plain"
+
+
+class _ContentSource(msgspec.Struct, tag_field="type", tag="content"):
+    content: str | list[_TextBlock | _ImageBlock]
+
+
+class _FileSource(msgspec.Struct, tag_field="type", tag="file"):
+    file_id: str
+
+
+class _Citations(msgspec.Struct):
+    enabled: bool = False
+
+
+class _DocumentBlock(_Block, tag="document"):
+    source: _Base64Source | _UrlSource | _TextSource | _ContentSource | _FileSource
+    title: str | None = None
+    context: str | None = None
+    citations: _Citations | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+class _SearchResultBlock(_Block, tag="search_result"):
+    source: str
+    title: str
+    content: list[_TextBlock]
+    citations: _Citations | None = None
+    cache_control: dict[str, Any] | None = None
+
+
 class _ToolUseBlock(_Block, tag="tool_use"):
     id: str
     name: str
@@ -267,7 +300,7 @@ class _ToolUseBlock(_Block, tag="tool_use"):
 
 class _ToolResultBlock(_Block, tag="tool_result"):
     tool_use_id: str
-    content: str | list[_TextBlock | _ImageBlock] = ""
+    content: str | list[_TextBlock | _ImageBlock | _SearchResultBlock] = ""
     is_error: bool | None = None
 
 
@@ -283,6 +316,8 @@ class _RedactedThinkingBlock(_Block, tag="redacted_thinking"):
 _AnyBlock = (
     _TextBlock
     | _ImageBlock
+    | _DocumentBlock
+    | _SearchResultBlock
     | _ToolUseBlock
     | _ToolResultBlock
     | _ThinkingBlock
@@ -372,8 +407,8 @@ def _validation_error(exc: msgspec.ValidationError) -> RouterError:
     if tag and param.endswith(".type"):
         return invalid_request(
             f"{param}: '{tag.group(1)}' is not supported for this model: it is served by a "
-            "provider that does not speak Anthropic's API, and only text, image, tool_use, "
-            "tool_result and thinking content can be converted.",
+            "provider that does not speak Anthropic's API, and only text, image, document, "
+            "search_result, tool_use, tool_result and thinking content can be converted.",
             param,
         )
     return invalid_request(f"{param}: {text}" if param else text, param or None)
@@ -390,18 +425,64 @@ def _image(block: _ImageBlock) -> ir.Image:
     return ir.Image(data=source.data, media_type=source.media_type)
 
 
+def _document(block: _DocumentBlock) -> list[ir.Part]:
+    """A document as a file part (PDF by data or URL, text as text); a ``content`` source's
+    text blocks as one text document, its images after it."""
+    source = block.source
+    base = ir.File(
+        name=block.title or "",
+        context=block.context or "",
+        citations=bool(block.citations and block.citations.enabled),
+    )
+    replace = msgspec.structs.replace
+    if isinstance(source, _Base64Source):
+        return [replace(base, media_type=source.media_type, data=source.data)]
+    if isinstance(source, _UrlSource):
+        media_type = ir.guess_type(source.url.split("?", 1)[0]) or "application/pdf"
+        return [replace(base, media_type=media_type, url=source.url)]
+    if isinstance(source, _TextSource):
+        return [replace(base, media_type=source.media_type, text=source.data)]
+    if isinstance(source, _FileSource):  # Anthropic's Files API: only Anthropic can read it
+        return [replace(base, file_id=source.file_id, file_owner="anthropic")]
+    items = source.content
+    if isinstance(items, str):
+        return [replace(base, media_type="text/plain", text=items)]
+    text = "\n\n".join(item.text for item in items if isinstance(item, _TextBlock))
+    parts: list[ir.Part] = [replace(base, media_type="text/plain", text=text)]
+    return parts + [_image(item) for item in items if isinstance(item, _ImageBlock)]
+
+
+def _search_result(block: _SearchResultBlock) -> ir.Text:
+    """Search results reach other providers as text that names their source and title (only
+    Anthropic's models cite them; Anthropic routes get the request as it is)."""
+    body = "\n\n".join(item.text for item in block.content)
+    return ir.Text(text=f"Search result: {block.title}\nSource: {block.source}\n\n{body}")
+
+
 def _tool_result(block: _ToolResultBlock) -> ir.ToolResult:
     content: list[ir.Text | ir.Image]
     if isinstance(block.content, str):
         content = [ir.Text(text=block.content)] if block.content else []
     else:
         content = [
-            _text(item) if isinstance(item, _TextBlock) else _image(item) for item in block.content
+            _text(item)
+            if isinstance(item, _TextBlock)
+            else _search_result(item)
+            if isinstance(item, _SearchResultBlock)
+            else _image(item)
+            for item in block.content
         ]
     return ir.ToolResult(id=block.tool_use_id, content=content, is_error=bool(block.is_error))
 
 
-def _part(block: _AnyBlock) -> ir.Part:
+def _part(
+    block: _TextBlock
+    | _ImageBlock
+    | _ToolUseBlock
+    | _ToolResultBlock
+    | _ThinkingBlock
+    | _RedactedThinkingBlock,
+) -> ir.Part:
     if isinstance(block, _TextBlock):
         return _text(block)
     if isinstance(block, _ImageBlock):
@@ -420,7 +501,15 @@ def _part(block: _AnyBlock) -> ir.Part:
 def _parts(content: str | list[_AnyBlock]) -> list[ir.Part]:
     if isinstance(content, str):
         return [ir.Text(text=content)]
-    return [_part(block) for block in content]
+    parts: list[ir.Part] = []
+    for block in content:
+        if isinstance(block, _DocumentBlock):
+            parts.extend(_document(block))
+        elif isinstance(block, _SearchResultBlock):
+            parts.append(_search_result(block))
+        else:
+            parts.append(_part(block))
+    return parts
 
 
 def _tools(
@@ -500,6 +589,9 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
     messages: list[ir.Message] = []
     for i, message in enumerate(req.messages):
         parts = _parts(message.content)
+        for part in parts:
+            if isinstance(part, ir.File):  # for an error that names where it came from
+                part.param = f"messages[{i}].content"
         if message.role == "system":  # joins the system prompt, as the IR has one
             if not all(isinstance(part, ir.Text) for part in parts):
                 raise invalid_request(

@@ -26,7 +26,7 @@ from lmrouter import ir, sse
 from lmrouter.dialects import Dialect, Parsed
 from lmrouter.errors import RouterError, invalid_request
 from lmrouter.money import Rates
-from lmrouter.usage import Usage, estimate_tokens
+from lmrouter.usage import PART_FLOOR_CHARS, Usage, estimate_tokens
 from lmrouter.wire.gemini import UsageMetadata as WireUsage
 
 # Gemini's canonical status names for the router's HTTP statuses.
@@ -110,7 +110,22 @@ def _parse(body: bytes, stream: bool) -> Parsed:
     limit = _generation_int(doc, "maxOutputTokens")
     n = _generation_int(doc, "candidateCount") or 1
     doc["stream"] = stream  # said by the path; the converter reads it here, like the model
-    return Parsed(doc, "", stream, True, limit, n, len(body))
+    return Parsed(doc, "", stream, True, limit, n, len(body) + _file_refs(body, contents))
+
+
+def _file_refs(body: bytes, contents: list[Any]) -> int:
+    """The prompt-size floor for files given by URI (``fileData``): a few bytes of the body,
+    billed by the provider as thousands of tokens. Inline data is in the body already."""
+    if b"ile_data" not in body and b"ileData" not in body:
+        return 0  # the usual request: no walk
+    count = sum(
+        1
+        for content in contents
+        if isinstance(content, dict)
+        for part in content.get("parts") or ()
+        if isinstance(part, dict) and ("fileData" in part or "file_data" in part)
+    )
+    return count * PART_FLOOR_CHARS
 
 
 def parse_generate(body: bytes) -> Parsed:
@@ -310,25 +325,29 @@ _LEVELS: dict[str, ir.Effort] = {
 }
 
 
-def _image(part: _Part) -> ir.Image:
+# Files uploaded to Google (the Files API's https URIs, Vertex's gs:// ones): only Google can
+# read them.
+_GOOGLE_FILES = ("gs://", "https://generativelanguage.googleapis.com/")
+
+
+def _media(part: _Part) -> ir.Image | ir.File:
+    """``inlineData`` of any type (images, PDF, text, audio, video) and ``fileData`` as IR
+    parts: a provider without a form for a type skips the route (see its converter)."""
     if part.inline_data is not None:
         blob = part.inline_data
-        if not blob.mime_type.startswith("image/"):
-            raise invalid_request(
-                f"inlineData of type {blob.mime_type!r} cannot be sent to this model: only "
-                "images convert to its provider.",
-                "contents",
-            )
-        return ir.Image(data=blob.data, media_type=blob.mime_type)
+        return ir.media_part(blob.mime_type, data=standard_base64(blob.data))
     assert part.file_data is not None
-    uri = part.file_data.file_uri
-    if not uri.startswith(("http://", "https://")):
-        raise invalid_request(
-            f"fileData {uri!r} cannot be sent to this model: its provider reads only http(s) "
-            "URLs, not Gemini's uploaded files.",
-            "contents",
-        )
-    return ir.Image(url=uri)
+    uri, mime = part.file_data.file_uri, part.file_data.mime_type
+    if uri.startswith(_GOOGLE_FILES) or not uri.startswith(("http://", "https://")):
+        return ir.File(file_id=uri, file_owner="google", media_type=mime)
+    return ir.media_part(mime, url=uri)
+
+
+def standard_base64(data: str) -> str:
+    """Proto JSON's ``bytes`` may be URL-safe base64 without padding (google-genai sends it
+    so); other providers take only the standard alphabet, padded."""
+    data = data.replace("-", "+").replace("_", "/")
+    return data + "=" * (-len(data) % 4)
 
 
 class _CallIds:
@@ -374,7 +393,7 @@ def _parts(content: _Content, ids: _CallIds) -> list[ir.Part]:
                 )
             )
         elif part.inline_data is not None or part.file_data is not None:
-            parts.append(_image(part))
+            parts.append(_media(part))
         elif part.text is not None:
             if part.thought:
                 parts.append(ir.Thinking(text=part.text, signature=part.thought_signature or ""))
@@ -486,15 +505,15 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         ir.Message(role="assistant" if c.role == "model" else "user", parts=_parts(c, ids))
         for c in req.contents
     ]
+    for i, message in enumerate(messages):
+        for part in message.parts:
+            if isinstance(part, ir.File):  # for an error that names where it came from
+                part.param = f"contents[{i}].parts"
     system = []
     if req.system_instruction is not None:
         system = [ir.Text(text=p.text) for p in req.system_instruction.parts if p.text]
     config = req.generation_config or _GenerationConfig()
-    if (config.candidate_count or 1) > 1:
-        raise invalid_request(
-            "generationConfig.candidateCount above 1 is only served by Gemini models.",
-            "generationConfig.candidateCount",
-        )
+    n = config.candidate_count or 1
     thinking = config.thinking_config
     return ir.ChatRequest(
         model=str(doc.get("model", "")),
@@ -510,6 +529,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         reasoning_effort=_LEVELS.get((thinking.thinking_level or "").lower()) if thinking else None,
         thinking_budget=thinking.thinking_budget if thinking else None,
         response_format=_response_format(config),
+        n=n,
         dropped_tools=dropped,
         hosted_tools=hosted,
     )
@@ -535,13 +555,22 @@ def _wire_part(part: ir.Part) -> dict[str, Any] | None:
     return None
 
 
-def _response(
-    parts: list[dict[str, Any]], finish: str | None, usage: Usage | None, model: str, rid: str
-) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+def _candidate(parts: list[dict[str, Any]], finish: str | None, index: int) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": index}
     if finish is not None:
         candidate["finishReason"] = FINISH_REASONS.get(finish, "STOP")
-    doc: dict[str, Any] = {"candidates": [candidate]}
+    return candidate
+
+
+def _response(
+    parts: list[dict[str, Any]],
+    finish: str | None,
+    usage: Usage | None,
+    model: str,
+    rid: str,
+    more: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {"candidates": [_candidate(parts, finish, 0), *more]}
     if usage is not None:
         doc["usageMetadata"] = wire_usage(usage)
     doc["modelVersion"] = model
@@ -551,23 +580,33 @@ def _response(
 
 def render(answer: ir.ChatResponse, doc: dict[str, Any], cost: int) -> bytes:
     parts = [p for part in answer.parts if (p := _wire_part(part)) is not None]
+    more = [
+        _candidate(
+            [p for part in choice.parts if (p := _wire_part(part)) is not None],
+            choice.finish_reason,
+            i,
+        )
+        for i, choice in enumerate(answer.choices, 1)
+    ]
     model = answer.model or str(doc.get("model", ""))
     usage = answer.usage or Usage()
-    return orjson.dumps(_response(parts, answer.finish_reason, usage, model, answer.id))
+    return orjson.dumps(_response(parts, answer.finish_reason, usage, model, answer.id, more))
 
 
 class GenerateRenderer:
     """IR stream events as Gemini's ``alt=sse`` stream: a chunk per text or thinking delta, a
     function call in one chunk once its arguments are whole (Gemini never splits one), and at
-    the end a chunk with ``finishReason`` and the usage."""
+    the end a chunk with ``finishReason`` and the usage. With ``candidateCount`` above 1 each
+    chunk names its candidate's ``index``, and the last one has every candidate's reason."""
 
-    __slots__ = ("calls", "finish_reason", "model", "response_id")
+    __slots__ = ("calls", "finish_reasons", "model", "response_id")
 
     def __init__(self, doc: dict[str, Any], wants_usage: bool) -> None:
         self.model = str(doc.get("model", ""))
         self.response_id = ""
-        self.calls: dict[int, list[str]] = {}  # IR index → [id, name, arguments so far]
-        self.finish_reason = "stop"
+        # (candidate, IR index) → [id, name, arguments so far]
+        self.calls: dict[tuple[int, int], list[str]] = {}
+        self.finish_reasons: dict[int, str] = {0: "stop"}
 
     def render(self, events: list[ir.Event]) -> bytes:
         out: list[bytes] = []
@@ -576,39 +615,58 @@ class GenerateRenderer:
                 self.model = event.model or self.model
                 self.response_id = event.id
             elif isinstance(event, ir.TextDelta) and event.text:
-                out.append(self._chunk([{"text": event.text}]))
+                out.append(self._chunk([{"text": event.text}], index=event.choice))
             elif isinstance(event, ir.ThinkingDelta) and event.text:
-                out.append(self._chunk([{"text": event.text, "thought": True}]))
+                part = {"text": event.text, "thought": True}
+                out.append(self._chunk([part], index=event.choice))
             elif isinstance(event, ir.ToolCallStart):
-                out.append(self._flush_calls())
-                self.calls[event.index] = [event.id, event.name, ""]
-            elif isinstance(event, ir.ToolCallDelta) and event.index in self.calls:
-                self.calls[event.index][2] += event.arguments
+                out.append(self._flush_calls(event.choice))
+                self.calls[event.choice, event.index] = [event.id, event.name, ""]
+            elif isinstance(event, ir.ToolCallDelta) and (event.choice, event.index) in self.calls:
+                self.calls[event.choice, event.index][2] += event.arguments
             elif isinstance(event, ir.Finish):
-                self.finish_reason = event.finish_reason
+                self.finish_reasons[event.choice] = event.finish_reason
         return b"".join(out)
 
     def finish(self, usage: Usage | None, cost_pico: int) -> bytes:
-        return self._flush_calls() + self._chunk([], self.finish_reason, usage or Usage())
+        out = self._flush_all()
+        more = [
+            _candidate([], reason, index)
+            for index, reason in sorted(self.finish_reasons.items())
+            if index
+        ]
+        return out + self._chunk([], self.finish_reasons[0], usage or Usage(), more=more)
 
     def error(self, err: RouterError) -> bytes:
-        return self._flush_calls() + stream_error(err)
+        return self._flush_all() + stream_error(err)
 
-    def _flush_calls(self) -> bytes:
-        if not self.calls:
+    def _flush_all(self) -> bytes:
+        return b"".join(self._flush_calls(choice) for choice in sorted({c for c, _ in self.calls}))
+
+    def _flush_calls(self, choice: int) -> bytes:
+        mine = [key for key in self.calls if key[0] == choice]
+        if not mine:
             return b""
-        parts = [
-            p
-            for ident, name, args in self.calls.values()
-            if (p := _wire_part(ir.ToolCall(id=ident, name=name, arguments=args))) is not None
-        ]
-        self.calls = {}
-        return self._chunk(parts)
+        parts = []
+        for key in mine:
+            ident, name, args = self.calls.pop(key)
+            part = _wire_part(ir.ToolCall(id=ident, name=name, arguments=args))
+            if part is not None:
+                parts.append(part)
+        return self._chunk(parts, index=choice)
 
     def _chunk(
-        self, parts: list[dict[str, Any]], finish: str | None = None, usage: Usage | None = None
+        self,
+        parts: list[dict[str, Any]],
+        finish: str | None = None,
+        usage: Usage | None = None,
+        *,
+        index: int = 0,
+        more: list[dict[str, Any]] = (),  # type: ignore[assignment]
     ) -> bytes:
-        doc = _response(parts, finish, usage, self.model, self.response_id)
+        doc = _response(parts, finish, usage, self.model, self.response_id, more)
+        if index:
+            doc["candidates"][0]["index"] = index
         return b"data: " + orjson.dumps(doc) + b"\r\n\r\n"
 
 

@@ -3,17 +3,15 @@ off responses and streams on their way to the client without re-encoding what th
 
 from __future__ import annotations
 
-import base64
 import os
 import time
-import urllib.parse
 from typing import Any, Literal
 
 import msgspec
 import orjson
 
 from lmrouter import ir, sse
-from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects import Dialect, Parsed, files
 from lmrouter.dialects.cost import cost_json, finish_reading, with_cost
 from lmrouter.errors import RouterError, invalid_request, validation_detail
 from lmrouter.money import Rates
@@ -313,12 +311,23 @@ class _InImage(msgspec.Struct, tag="image_url", tag_field="type"):
     image_url: _InImageURL
 
 
+class _InAudioData(msgspec.Struct):
+    data: str
+    format: str
+
+
 class _InAudio(msgspec.Struct, tag="input_audio", tag_field="type"):
-    pass
+    input_audio: _InAudioData
+
+
+class _InFileData(msgspec.Struct):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
 
 
 class _InFile(msgspec.Struct, tag="file", tag_field="type"):
-    pass
+    file: _InFileData
 
 
 class _InRefusal(msgspec.Struct, tag="refusal", tag_field="type"):
@@ -494,6 +503,7 @@ def to_ir(doc: dict[str, Any]) -> ir.ChatRequest:
         thinking_budget=budget,
         user=req.user if req.user is not None else req.safety_identifier,
         response_format=_response_format(req.response_format),
+        n=req.n or 1,
     )
 
 
@@ -520,8 +530,6 @@ def _response_format(fmt: _InResponseFormat | None) -> ir.ResponseFormat | None:
 def _refuse_unsupported(req: _InRequest) -> None:
     """Options the IR has no place for and that change what the caller gets back: refusing them
     is better than an answer that silently ignores them."""
-    if req.n is not None and req.n > 1:
-        raise invalid_request(f"`n` greater than 1 {_NOT_SUPPORTED}.", "n")
     if req.modalities and "audio" in req.modalities:
         raise invalid_request(f"Audio output {_NOT_SUPPORTED}.", "modalities")
     for name in ("functions", "function_call"):
@@ -557,11 +565,20 @@ def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
             parts.append(ir.Text(text=part.text, cache=part.cache_control is not None))
         elif isinstance(part, _InImage):
             parts.append(_image(part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
-        else:  # input_audio, file
-            kind = "input_audio" if isinstance(part, _InAudio) else "file"
-            raise invalid_request(
-                f"'{kind}' content parts are not supported for this model's provider.",
-                f"messages[{i}].content[{j}].type",
+        elif isinstance(part, _InAudio):
+            audio = part.input_audio
+            param = f"messages[{i}].content[{j}]"
+            parts.append(files.openai_audio(audio.data, audio.format, param))
+        else:
+            spec = part.file
+            parts.append(
+                files.openai_file(
+                    file_data=spec.file_data,
+                    file_id=spec.file_id,
+                    filename=spec.filename,
+                    param=f"messages[{i}].content[{j}]",
+                    fields=".file",
+                )
             )
     return parts
 
@@ -569,15 +586,9 @@ def _user_parts(content: str | list[Any], i: int) -> list[ir.Part]:
 def _image(url: str, param: str) -> ir.Image:
     if url.startswith(("https://", "http://")):
         return ir.Image(url=url)
-    if url.startswith("data:"):
-        header, comma, payload = url[5:].partition(",")
-        if comma:
-            media_type, *options = header.split(";")
-            if options and options[-1].strip().lower() == "base64":
-                data = "".join(payload.split())  # base64 may be wrapped across lines
-            else:  # a percent-encoded data URL (an SVG, say): the IR keeps base64
-                data = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
-            return ir.Image(data=data, media_type=media_type.strip().lower() or "image/png")
+    parsed = files.data_url(url)
+    if parsed is not None:
+        return ir.Image(data=parsed[1], media_type=parsed[0] or "image/png")
     raise invalid_request("Image URLs must be http(s) URLs or data URLs.", param)
 
 
@@ -676,13 +687,11 @@ def _tool_call_object(call: ir.ToolCall) -> dict[str, Any]:
     }
 
 
-def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> bytes:
-    """A ``chat.completion`` object. Reasoning goes in ``message.reasoning_content``, the field
-    DeepSeek, vLLM and most OpenAI-compatible clients read it from (OpenAI has none)."""
+def _message(parts: list[ir.Part]) -> dict[str, Any]:
     text: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
-    for part in answer.parts:
+    for part in parts:
         if isinstance(part, ir.Text):
             text.append(part.text)
         elif isinstance(part, ir.Thinking):
@@ -699,6 +708,13 @@ def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> byte
         message["reasoning_content"] = "".join(thinking)
     if calls:
         message["tool_calls"] = calls
+    return message
+
+
+def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> bytes:
+    """A ``chat.completion`` object, a choice per answer (``n``). Reasoning goes in
+    ``message.reasoning_content``, the field DeepSeek, vLLM and most OpenAI-compatible clients
+    read it from (OpenAI has none)."""
     body: dict[str, Any] = {
         "id": answer.id or _new_id(),
         "object": "chat.completion",
@@ -706,11 +722,12 @@ def render(answer: ir.ChatResponse, doc: dict[str, Any], cost_pico: int) -> byte
         "model": answer.model or doc.get("model", ""),
         "choices": [
             {
-                "index": 0,
-                "message": message,
+                "index": index,
+                "message": _message(choice.parts),
                 "logprobs": None,
-                "finish_reason": answer.finish_reason,
+                "finish_reason": choice.finish_reason,
             }
+            for index, choice in enumerate(answer.all_choices())
         ],
     }
     if answer.usage is not None:
@@ -729,13 +746,14 @@ class ChatRenderer:
 
     Chunks are assembled from byte templates: this runs once per token."""
 
-    __slots__ = ("head", "model", "prefix", "tail", "wants_usage")
+    __slots__ = ("head", "model", "others", "prefix", "tail", "wants_usage")
 
     def __init__(self, doc: dict[str, Any], wants_usage: bool) -> None:
         self.model = doc.get("model", "")
         self.prefix = b""  # ``data: {"id":…,"model":…,`` once the stream has started
         self.head = b""
         self.wants_usage = wants_usage
+        self.others: set[int] = set()  # choices above 0 (n > 1) that have had their role delta
         # With include_usage, OpenAI puts ``"usage": null`` on every chunk but the usage one.
         self.tail = b'}],"usage":null}\n\n' if wants_usage else b"}]}\n\n"
 
@@ -752,7 +770,8 @@ class ChatRenderer:
                 out.append(self._chunk(_ROLE_DELTA))
             delta = _delta(event)
             if delta is not None:
-                out.append(self._chunk(*delta))
+                choice = getattr(event, "choice", 0)
+                out.append(self._other(choice, *delta) if choice else self._chunk(*delta))
         return b"".join(out)
 
     def finish(self, usage: Usage | None, cost_pico: int) -> bytes:
@@ -778,9 +797,18 @@ class ChatRenderer:
         )
         self.head = self.prefix + b'"choices":[{"index":0,"delta":'
 
-    def _chunk(self, delta: bytes, finish: bytes = _NO_FINISH) -> bytes:
+    def _other(self, choice: int, delta: bytes, finish: bytes = _NO_FINISH) -> bytes:
+        """A chunk of choice ``choice`` > 0 (``n > 1``), after its own role delta."""
+        head = self.prefix + b'"choices":[{"index":%d,"delta":' % choice
+        out = b""
+        if choice not in self.others:
+            self.others.add(choice)
+            out = self._chunk(_ROLE_DELTA, _NO_FINISH, head)
+        return out + self._chunk(delta, finish, head)
+
+    def _chunk(self, delta: bytes, finish: bytes = _NO_FINISH, head: bytes = b"") -> bytes:
         return b'%b%b,"logprobs":null,"finish_reason":%b%b' % (
-            self.head,
+            head or self.head,
             delta,
             finish,
             self.tail,

@@ -54,7 +54,7 @@ import msgspec
 import orjson
 
 from lmrouter import ir, sse
-from lmrouter.dialects import Dialect, Parsed
+from lmrouter.dialects import Dialect, Parsed, files
 from lmrouter.dialects.cost import cost_json, finish_reading
 from lmrouter.dialects.openai import error_body, load_object, model_field
 from lmrouter.errors import RouterError, invalid_request
@@ -314,8 +314,16 @@ def _content(part: Any, role: str, path: str) -> ir.Part:
         return ir.Text(text=_string(part, _TEXT_TYPES[kind], path))
     if kind == "input_image" and role == "user":
         return _image(part, path)
+    if kind == "input_file" and role == "user":
+        return files.openai_file(
+            file_data=_string(part, "file_data", path, required=False) or None,
+            file_id=_string(part, "file_id", path, required=False) or None,
+            filename=_string(part, "filename", path, required=False) or None,
+            file_url=_string(part, "file_url", path, required=False) or "",
+            param=path,
+        )
     if kind == "input_file":
-        message = "File inputs are not supported; send the file's text as input_text."
+        message = f"Files are only supported in user messages, not in {role} messages."
     elif kind == "input_image":
         message = f"Images are only supported in user messages, not in {role} messages."
     else:
@@ -368,12 +376,16 @@ def _function_call_output_item(turns: _Turns, item: dict[str, Any], path: str) -
     call_id = _string(item, "call_id", path)
     output = item.get("output")
     content: list[ir.Text | ir.Image]
+    attached: list[ir.Part] = []  # files a tool returned: tool results hold text and images
     if isinstance(output, str):
         content = [ir.Text(text=output)] if output else []
     elif isinstance(output, list):
         content = []
         for j, part in enumerate(output):
             converted = _content(part, "user", f"{path}.output[{j}]")
+            if isinstance(converted, ir.File):
+                attached.append(converted)
+                continue
             assert isinstance(converted, ir.Text | ir.Image)
             content.append(converted)
     else:
@@ -381,7 +393,7 @@ def _function_call_output_item(turns: _Turns, item: dict[str, Any], path: str) -
             f"`{path}.output` must be a string or an array of content parts.", f"{path}.output"
         )
     result = ir.ToolResult(id=call_id, content=content, name=turns.call_names.get(call_id, ""))
-    turns.add("user", [result])
+    turns.add("user", [result, *attached])
 
 
 def _reasoning_item(turns: _Turns, item: dict[str, Any], path: str) -> None:

@@ -602,6 +602,7 @@ def _check_block(where: str, block: Any) -> None:
         "image": ("source",),
         "tool_use": ("id", "name", "input"),
         "tool_result": ("tool_use_id",),
+        "document": ("source",),
         "thinking": ("thinking", "signature"),
         "redacted_thinking": ("data",),
     }.get(kind, ())
@@ -615,6 +616,8 @@ def _check_block(where: str, block: Any) -> None:
             raise _invalid("messages: text content blocks must be non-empty")
     elif kind == "image":
         _check_image(where, block["source"])
+    elif kind == "document":
+        _check_document(where, block["source"])
     elif kind == "tool_use":
         if not isinstance(block["input"], dict):
             raise _invalid(f"{where}.tool_use.input: Input should be a valid dictionary")
@@ -625,6 +628,30 @@ def _check_block(where: str, block: Any) -> None:
                 _check_block(f"{where}.tool_result.content.{k}", item)
         elif not isinstance(content, str):
             raise _invalid(f"{where}.tool_result.content: Input should be a valid list")
+
+
+# Document sources (Anthropic's PDF support and citations docs): base64 PDF, plain text, URL of
+# a PDF, content blocks, or a Files API id.
+_DOCUMENT_MEDIA = {"base64": "application/pdf", "text": "text/plain"}
+
+
+def _check_document(where: str, source: Any) -> None:
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind not in ("base64", "text", "url", "content", "file"):
+        raise _invalid(
+            f"{where}.document.source: Input tag does not match 'base64', 'text', 'content', "
+            "'url', 'file'"
+        )
+    expected = _DOCUMENT_MEDIA.get(kind)
+    if expected is not None:
+        if source.get("media_type") != expected:
+            raise _invalid(
+                f"{where}.document.source.{kind}.media_type: Input should be '{expected}'"
+            )
+        if not isinstance(source.get("data"), str):
+            raise _invalid(f"{where}.document.source.{kind}.data: Field required")
+    elif kind == "url" and not isinstance(source.get("url"), str):
+        raise _invalid(f"{where}.document.source.url.url: Field required")
 
 
 def _check_image(where: str, source: Any) -> None:

@@ -748,6 +748,9 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
             raise _missing(f"messages[{i}].content")
         if role == "tool" and "tool_call_id" not in message:
             raise _missing(f"messages[{i}].tool_call_id")
+        if role == "user" and isinstance(message.get("content"), list):
+            for j, part in enumerate(message["content"]):
+                _check_user_part(part, f"messages[{i}].content[{j}]")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _invalid_type("stream", "a boolean", stream)
@@ -791,6 +794,51 @@ def _validate_chat(body: dict[str, Any]) -> _ChatRequest:
 # output limit above the model's own.
 _NO_REASONING = re.compile(r"^(?:gpt-4o|gpt-4\.1|gpt-3\.5)")
 _OUTPUT_LIMITS = (("gpt-4o", 16384), ("gpt-4.1", 32768), ("gpt-3.5", 4096))
+
+
+_USER_PARTS = ("text", "image_url", "input_audio", "file")
+
+
+def _check_user_part(part: Any, where: str) -> None:
+    """User content parts as OpenAI's reference has them: ``input_audio`` ``{data, format:
+    wav|mp3}``; ``file`` ``{file_data (a data URL) | file_id, filename}``."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind not in _USER_PARTS:
+        raise _ApiError(
+            400,
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url', "
+            "'input_audio', 'refusal', 'audio', and 'file'.",
+            param=f"{where}.type",
+            code="invalid_value",
+        )
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
+            raise _missing(f"{where}.input_audio.data")
+        if audio.get("format") not in ("wav", "mp3"):
+            raise _ApiError(
+                400,
+                f"Invalid value: '{audio.get('format')}'. Supported values are: 'wav' and 'mp3'.",
+                param=f"{where}.input_audio.format",
+                code="invalid_value",
+            )
+    elif kind == "file":
+        spec = part.get("file")
+        if not isinstance(spec, dict) or not (spec.get("file_data") or spec.get("file_id")):
+            raise _ApiError(
+                400,
+                "Missing required parameter: one of 'file_data' or 'file_id'.",
+                param=f"{where}.file",
+                code="missing_required_parameter",
+            )
+        data = spec.get("file_data")
+        if data is not None and not str(data).startswith("data:"):
+            raise _ApiError(
+                400,
+                "Invalid 'file_data': expected a data URL (data:<mime type>;base64,<data>).",
+                param=f"{where}.file.file_data",
+                code="invalid_value",
+            )
 
 
 def _check_model_limits(model: str, body: dict[str, Any]) -> None:

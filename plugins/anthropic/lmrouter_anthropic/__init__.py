@@ -34,7 +34,13 @@ the IR (:mod:`lmrouter.ir`). Conversion choices, each forced by what the Message
 * Another dialect's web search (Responses ``web_search`` with live access) becomes Anthropic's
   ``web_search_20250305`` server tool; its result blocks stay on Anthropic's side (the answer's
   text carries what was found).
-* ``n > 1`` is refused (400): Anthropic answers with one message.
+* Files: PDFs (base64 or URL) and text documents become ``document`` blocks with their
+  ``title``, ``context`` and ``citations``; Anthropic's document sources take nothing else, so a
+  request with audio, video, another type or another provider's file id skips this route
+  (:class:`lmrouter.CannotServe`): the next route serves it, or the caller gets a 400 naming it.
+* ``n > 1`` (Chat ``n``, Gemini ``candidateCount``): Anthropic answers with one message, so
+  the request is sent n times at once and the answers merged (:mod:`lmrouter_anthropic.fanout`);
+  a stream with ``n > 1`` skips this route.
 """
 
 from __future__ import annotations
@@ -46,21 +52,22 @@ import msgspec
 import orjson
 
 from lmrouter import (
+    CannotServe,
     Provider,
     ProviderConfig,
     UpstreamFailure,
     UpstreamRequest,
     capabilities,
     hookimpl,
-    invalid_request,
     ir,
     sse,
     structured,
 )
 from lmrouter.wire.anthropic import TO_FINISH, WireUsage, thinking_block, tool_use_block
+from lmrouter_anthropic import fanout
 from lmrouter_anthropic.schema import for_anthropic
 
-api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+api_version = ">=1.7, <2"  # hook API versions this plugin is written for (1.7: CannotServe)
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
@@ -126,6 +133,35 @@ def _image(part: ir.Image) -> dict[str, Any]:
     return {"type": "image", "source": source}
 
 
+# Anthropic's document sources: base64 and URL PDFs, and plain text (its documented types).
+def _document(part: ir.File) -> dict[str, Any]:
+    text = part.decoded_text()
+    if part.file_id:
+        source = None
+    elif text is not None:
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    elif part.media_type == "application/pdf":
+        source = (
+            {"type": "url", "url": part.url}
+            if part.url
+            else {"type": "base64", "media_type": "application/pdf", "data": part.data}
+        )
+    else:
+        source = None
+    if source is None:
+        raise part.cannot_serve(
+            "cannot be sent to Anthropic models, whose documents are PDF or plain text."
+        )
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.name:
+        block["title"] = part.name
+    if part.context:
+        block["context"] = part.context
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return block
+
+
 def _text(part: ir.Text) -> dict[str, Any] | None:
     if not part.text:
         return None  # Anthropic refuses empty text blocks
@@ -154,6 +190,8 @@ def _block(part: ir.Part) -> dict[str, Any] | None:
         return _text(part)
     if isinstance(part, ir.Image):
         return _image(part)
+    if isinstance(part, ir.File):
+        return _document(part)
     if isinstance(part, ir.ToolCall):
         return tool_use_block(part)
     if isinstance(part, ir.ToolResult):
@@ -231,7 +269,11 @@ def messages_request(request: ir.ChatRequest, model: str, max_tokens: int) -> di
     ``response_format`` here goes as ``output_config.format``: a request for a model without
     it goes through :func:`lmrouter.structured.as_tool_request` first."""
     if request.n > 1:
-        raise invalid_request("n: this model answers with one choice; send n = 1.", "n")
+        raise CannotServe(
+            f"n: Anthropic models answer with one choice, and {request.n} were asked for "
+            "(`n` / `candidateCount`); send 1.",
+            "n",
+        )
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
     forced = False
     system = [block for part in request.system if (block := _text(part)) is not None]
@@ -539,8 +581,23 @@ class AnthropicProvider(Provider):
         )
         if self.answers_by_tool(request, route.model):
             request = structured.as_tool_request(request)
+        n = request.n
+        if n > 1:
+            if ctx.stream:
+                raise CannotServe(
+                    f"n: Anthropic models stream one choice, and {n} were asked for "
+                    "(`n` / `candidateCount`); ask for 1, or without streaming.",
+                    "n",
+                )
+            request = msgspec.structs.replace(request, n=1)  # sent n times: see fanout
         body = messages_request(request, route.model, max_tokens)
-        return UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+        upstream = UpstreamRequest(self.url, self.headers(ctx, key), orjson.dumps(body))
+        return fanout.fan_out(upstream, n) if n > 1 else upstream
+
+    async def open(self, request: UpstreamRequest, *, stream: bool, budget: float) -> Any:
+        if isinstance(request, fanout.FanOut):
+            return await fanout.open_all(super().open, request, stream=stream, budget=budget)
+        return await super().open(request, stream=stream, budget=budget)
 
     def answers_by_tool(self, request: ir.ChatRequest, model: str) -> bool:
         """Whether this request's structured answer comes through the forced answer tool."""
@@ -554,6 +611,9 @@ class AnthropicProvider(Provider):
         return self.structured_outputs == "tool"
 
     def parse(self, ctx: RequestContext, request: ir.ChatRequest, body: bytes) -> ir.ChatResponse:
+        if body[:1] == b"[":  # the answers of a fan-out (n > 1)
+            items = orjson.loads(body)
+            return fanout.merge([self.parse(ctx, request, orjson.dumps(i)) for i in items])
         try:
             message = _decode_message(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

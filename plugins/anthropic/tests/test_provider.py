@@ -347,9 +347,12 @@ def test_sampling_stops_user_stream() -> None:
     assert body["stream"] is True
 
 
-def test_n_above_one_is_refused() -> None:
+def test_n_above_one_fans_out_and_is_refused_streamed() -> None:
+    sent = provider().build(ctx(), ir.ChatRequest(model="m", messages=[HI], n=2), ROUTE, "k")
+    assert getattr(sent, "n", None) == 2 and "n" not in orjson.loads(sent.body)
+    streamed = ctx({"model": "m", "max_tokens": 10, "messages": [], "stream": True})
     with pytest.raises(RouterError) as info:
-        build(ir.ChatRequest(model="m", messages=[HI], n=2))
+        provider().build(streamed, ir.ChatRequest(model="m", messages=[HI], n=2), ROUTE, "k")
     assert info.value.status == 400 and info.value.param == "n"
 
 

@@ -102,6 +102,34 @@ def _tool_result(part: ir.ToolResult, where: str) -> dict[str, Any]:
     return {"toolResult": result}
 
 
+# Converse's document formats by media type (its ``document`` block takes bytes inline only).
+DOCUMENTS = {
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/html": "html",
+    "text/plain": "txt",
+    "text/markdown": "md",
+}
+
+
+def _document(part: ir.File) -> dict[str, Any]:
+    """A ``document`` block; a text document as text; anything else skips the route."""
+    if part.text is not None:
+        return {"text": part.text}
+    fmt = DOCUMENTS.get(part.media_type.split(";")[0].strip().lower())
+    if fmt is None or not part.data:
+        why = "by URL or file id" if not part.data else "of this type"
+        raise part.cannot_serve(f"cannot be sent to Bedrock (Converse takes no documents {why})")
+    # Converse wants a name of letters, digits, spaces, hyphens, parentheses and brackets.
+    name = "".join(c if c.isalnum() or c in " -()[]" else " " for c in part.name).strip()
+    source = {"bytes": part.data}  # base64 in the JSON body, as Converse's REST API takes it
+    return {"document": {"format": fmt, "name": name or "document", "source": source}}
+
+
 def _blocks(part: ir.Part, where: str) -> list[dict[str, Any]]:
     if isinstance(part, ir.Text):
         return _text(part)
@@ -112,6 +140,8 @@ def _blocks(part: ir.Part, where: str) -> list[dict[str, Any]]:
         return [{"toolUse": {"toolUseId": part.id, "name": part.name, "input": value}}]
     if isinstance(part, ir.ToolResult):
         return [_tool_result(part, where)]
+    if isinstance(part, ir.File):
+        return [_document(part)]
     if part.redacted:
         return [{"reasoningContent": {"redactedContent": part.redacted}}]
     if part.signature:  # unsigned reasoning (another provider's) cannot go back

@@ -136,6 +136,28 @@ def test_image_urls_are_refused() -> None:
         converse_request(request, "x")
 
 
+def test_documents_become_document_blocks_and_audio_skips_the_route() -> None:
+    from lmrouter import CannotServe
+
+    pdf = base64.b64encode(b"%PDF-1.4").decode()
+    request = chat(
+        user(
+            ir.File(media_type="application/pdf", data=pdf, name="Q3 report.pdf"),
+            ir.File(media_type="text/plain", text="plain words"),
+        )
+    )
+    content = converse_request(request, "x")["messages"][0]["content"]
+    assert content[0] == {
+        "document": {"format": "pdf", "name": "Q3 report pdf", "source": {"bytes": pdf}}
+    }
+    assert content[1] == {"text": "plain words"}
+    audio = ir.File(media_type="audio/wav", data="UklGRg==", param="messages[0].content[0]")
+    with pytest.raises(
+        CannotServe, match=r"messages\[0\]\.content\[0\]: a file of type 'audio/wav'"
+    ):
+        converse_request(chat(user(audio)), "x")
+
+
 # -- Converse answer → IR -----------------------------------------------------------------------
 
 

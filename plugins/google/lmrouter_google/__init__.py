@@ -32,6 +32,7 @@ from urllib.parse import quote
 import orjson
 
 from lmrouter import (
+    CannotServe,
     Provider,
     ProviderConfig,
     UpstreamRequest,
@@ -43,7 +44,7 @@ from lmrouter import (
 from lmrouter.wire import gemini as wire
 from lmrouter_google import chat, embed
 
-api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+api_version = ">=1.7, <2"  # hook API versions this plugin is written for (1.7: CannotServe)
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
@@ -89,6 +90,12 @@ class GoogleProvider(Provider):
                 hosted=frozenset({"web_search"}) if alone else frozenset(),
             )
             if answers_by_tool(request):
+                if ctx.stream and request.n > 1:  # the tool-answer stream reads one candidate
+                    raise CannotServe(
+                        "candidateCount: a streamed JSON answer alongside function tools has one "
+                        "candidate on Gemini; ask for 1, or without streaming.",
+                        "n",
+                    )
                 request = structured.as_tool_request(request)
             body = chat.build(request, route.model)
             method = "streamGenerateContent?alt=sse" if ctx.stream else "generateContent"
@@ -105,7 +112,7 @@ class GoogleProvider(Provider):
         return answer
 
     def stream_parser(self, ctx: RequestContext, request: Any) -> Any:
-        parser = chat.StreamParser(_upstream_model(ctx, request))
+        parser = chat.StreamParser(_upstream_model(ctx, request), request.n)
         if request.response_format is not None and answers_by_tool(request):
             return structured.ToolAnswerStream(parser, request.response_format)
         return parser

@@ -29,8 +29,12 @@ Request mapping (IR → Gemini):
   play the provider asks through a forced function instead (see ``answers_by_tool``);
 - a web search (Responses ``web_search``, Anthropic's ``web_search_…``) → ``{googleSearch: {}}``
   when the request has no function tools (Gemini 2.x refuses the two together);
-- ``n > 1`` is refused (400, ``n``): Gemini's ``candidateCount`` exists, but the IR answer has one
-  choice.
+- files → ``inlineData {mimeType, data}`` (PDF, text, audio, video: Gemini's documented input
+  types; a text document without data is encoded as ``text/plain``), by URL → ``fileData``, and
+  Gemini's own file URIs as they came. OpenAI's or Anthropic's file ids and other types (e.g.
+  Word files) skip the route (:class:`lmrouter.CannotServe`). Gemini reads inline files up to its
+  request size limit (100 MB, PDFs 50 MB): larger ones are refused by Gemini itself;
+- ``n > 1`` → ``candidateCount``; every candidate of the answer becomes a choice.
 """
 
 from __future__ import annotations
@@ -107,8 +111,6 @@ PLACEHOLDER_SIGNATURE = "skip_thought_signature_validator"
 
 
 def build(request: ir.ChatRequest, model: str = "") -> dict[str, Any]:
-    if request.n > 1:
-        raise invalid_request("Gemini routes answer with one choice: `n` must be 1.", "n")
     contents = _contents(request.messages)
     if not contents:
         raise invalid_request("Gemini needs at least one user or assistant message.", "messages")
@@ -153,6 +155,8 @@ def _part(part: ir.Part, names: dict[str, str]) -> dict[str, Any] | None:
         return {"text": part.text} if part.text else None
     if isinstance(part, ir.Image):
         return _image(part)
+    if isinstance(part, ir.File):
+        return _file(part)
     if isinstance(part, ir.ToolCall):
         call = {"name": part.name, "args": _arguments(part), "id": part.id}
         return {"functionCall": call, "thoughtSignature": PLACEHOLDER_SIGNATURE}
@@ -173,6 +177,29 @@ def _image(image: ir.Image) -> dict[str, Any]:
         return {"inlineData": {"mimeType": mime, "data": data}}
     mime = image.media_type or mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+# Gemini's documented non-image input types: documents (PDF, text and code files), audio, video.
+_FILE_TYPES = ("application/pdf", "text/", "audio/", "video/", "application/x-javascript",
+               "application/x-python", "application/json")  # fmt: skip
+
+
+def _file(part: ir.File) -> dict[str, Any]:
+    if part.file_id:
+        if part.file_owner != "google":
+            raise part.cannot_serve("cannot be read by Gemini models.")
+        return {"fileData": {"mimeType": part.media_type, "fileUri": part.file_id}}
+    text = part.decoded_text()
+    if text is not None and not part.data:
+        data = base64.b64encode(text.encode()).decode()
+        return {"inlineData": {"mimeType": "text/plain", "data": data}}
+    if not part.media_type.startswith(_FILE_TYPES):
+        raise part.cannot_serve(
+            "cannot be sent to Gemini models (they take PDF, text, audio, video and images)."
+        )
+    if part.url:
+        return {"fileData": {"mimeType": part.media_type, "fileUri": part.url}}
+    return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
 
 
 def _arguments(call: ir.ToolCall) -> dict[str, Any]:
@@ -221,6 +248,8 @@ def _generation_config(request: ir.ChatRequest, model: str = "") -> dict[str, An
         config["topP"] = request.top_p
     if request.stop:
         config["stopSequences"] = list(request.stop)
+    if request.n > 1:
+        config["candidateCount"] = request.n
     thinking = _thinking(request, model)
     if thinking:
         config["thinkingConfig"] = thinking
@@ -301,7 +330,12 @@ def parse(body: bytes, model: str) -> ir.ChatResponse:
         return ir.ChatResponse(
             id=response_id, model=model, parts=[], finish_reason=reason, usage=usage
         )
-    candidate = doc.candidates[0]
+    candidates = sorted(doc.candidates, key=lambda c: c.index)  # candidateCount > 1: all
+    choices = [_candidate(candidate, response_id) for candidate in candidates]
+    return ir.ChatResponse.of_choices(response_id, model, choices, usage)
+
+
+def _candidate(candidate: wire.Candidate, response_id: str) -> ir.Choice:
     parts: list[ir.Part] = []
     calls = 0
     for part in candidate.content.parts if candidate.content else ():
@@ -320,13 +354,7 @@ def parse(body: bytes, model: str) -> ir.ChatResponse:
             parts.append(ir.Thinking(text=part.text))
         elif part.text:
             _append_text(parts, part.text)
-    return ir.ChatResponse(
-        id=response_id,
-        model=model,
-        parts=parts,
-        finish_reason=finish_reason(candidate, calls > 0),
-        usage=usage,
-    )
+    return ir.Choice(parts=parts, finish_reason=finish_reason(candidate, calls > 0))
 
 
 def _append_text(parts: list[ir.Part], text: str) -> None:
@@ -348,17 +376,24 @@ class StreamParser:
     """``streamGenerateContent?alt=sse``: each ``data:`` event is a whole
     ``GenerateContentResponse`` holding the next parts. No ``[DONE]``: the chunk with a
     ``finishReason`` ends it. Function calls arrive whole in one chunk. ``usageMetadata`` rides on
-    many chunks, cumulative, so each one becomes a :class:`~lmrouter.ir.UsageUpdate`."""
+    many chunks, cumulative, so each one becomes a :class:`~lmrouter.ir.UsageUpdate`. With
+    ``candidateCount`` above 1 each candidate's events carry its ``index`` as their ``choice``,
+    and the stream is finished when every candidate has its ``finishReason``."""
 
-    __slots__ = ("calls", "decoder", "finished", "model", "response_id", "started")
+    __slots__ = ("calls", "decoder", "done", "model", "n", "response_id", "started")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, n: int = 1) -> None:
         self.decoder = sse.SSEDecoder()
         self.model = model
+        self.n = n
         self.started = False
-        self.finished = False
+        self.done: set[int] = set()  # candidates that have finished
         self.response_id = ""
-        self.calls = 0
+        self.calls: dict[int, int] = {}  # candidate → function calls so far
+
+    @property
+    def finished(self) -> bool:
+        return len(self.done) >= self.n
 
     def feed(self, chunk: bytes) -> list[ir.Event]:
         out: list[ir.Event] = []
@@ -388,31 +423,40 @@ class StreamParser:
             self.started = True
             self.response_id = doc.response_id or _new_id()
             out.append(ir.StreamStart(id=self.response_id, model=doc.model_version or self.model))
-        candidate = doc.candidates[0] if doc.candidates else None
-        if candidate is not None and candidate.content is not None:
-            self._parts(candidate.content.parts, out)
+        finishes: list[ir.Event] = []  # after the chunk's usage: the end comes last
+        for candidate in doc.candidates:
+            index = candidate.index
+            if index in self.done or not 0 <= index < self.n:
+                continue
+            if candidate.content is not None:
+                self._parts(index, candidate.content.parts, out)
+            if candidate.finish_reason:
+                self.done.add(index)
+                calls = self.calls.get(index, 0)
+                reason = finish_reason(candidate, calls > 0)
+                finishes.append(ir.Finish(finish_reason=reason, choice=index))
         if doc.usage_metadata is not None:
             out.append(ir.UsageUpdate(usage=doc.usage_metadata.normalize()))
-        if self.finished:
-            return
-        if candidate is not None and candidate.finish_reason:
-            self.finished = True
-            out.append(ir.Finish(finish_reason=finish_reason(candidate, self.calls > 0)))
-        elif candidate is None and doc.prompt_feedback and doc.prompt_feedback.block_reason:
-            self.finished = True
-            out.append(ir.Finish(finish_reason="content_filter"))
+        out.extend(finishes)
+        if not doc.candidates and doc.prompt_feedback and doc.prompt_feedback.block_reason:
+            for index in range(self.n):
+                if index not in self.done:
+                    self.done.add(index)
+                    out.append(ir.Finish(finish_reason="content_filter", choice=index))
 
-    def _parts(self, parts: list[wire.Part], out: list[ir.Event]) -> None:
+    def _parts(self, choice: int, parts: list[wire.Part], out: list[ir.Event]) -> None:
         for part in parts:
             call = part.function_call
             if call is not None:
                 arguments = orjson.dumps(call.args or {}).decode()
-                index = self.calls
-                self.calls += 1
+                index = self.calls.get(choice, 0)
+                self.calls[choice] = index + 1
                 identifier = call_id(self.response_id, index, call, arguments)
-                out.append(ir.ToolCallStart(index=index, id=identifier, name=call.name))
-                out.append(ir.ToolCallDelta(index=index, arguments=arguments))
+                out.append(
+                    ir.ToolCallStart(index=index, id=identifier, name=call.name, choice=choice)
+                )
+                out.append(ir.ToolCallDelta(index=index, arguments=arguments, choice=choice))
             elif part.text and part.thought:
-                out.append(ir.ThinkingDelta(text=part.text))
+                out.append(ir.ThinkingDelta(text=part.text, choice=choice))
             elif part.text:
-                out.append(ir.TextDelta(text=part.text))
+                out.append(ir.TextDelta(text=part.text, choice=choice))

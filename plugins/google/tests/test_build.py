@@ -214,13 +214,12 @@ def test_tool_call_arguments_must_be_an_object(arguments: str) -> None:
     assert info.value.status == 400
 
 
-def test_only_system_is_refused_and_n_above_one_too() -> None:
+def test_only_system_is_refused_and_n_is_candidate_count() -> None:
     with pytest.raises(RouterError) as info:
         sent(chat(system=[ir.Text(text="alone")]))
     assert info.value.param == "messages"
-    with pytest.raises(RouterError) as info:
-        sent(chat(HI, n=2))
-    assert info.value.param == "n"
+    assert sent(chat(HI, n=2))["generationConfig"]["candidateCount"] == 2
+    assert "candidateCount" not in sent(chat(HI)).get("generationConfig", {})
 
 
 def test_generation_config() -> None:

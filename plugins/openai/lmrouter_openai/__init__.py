@@ -36,7 +36,7 @@ from lmrouter_openai.chat import (
     request_body,
 )
 
-api_version = ">=1.3, <2"  # the hook API versions this plugin is written for
+api_version = ">=1.7, <2"  # hook API versions this plugin is written for (1.7: CannotServe)
 
 if TYPE_CHECKING:
     from lmrouter import RequestContext, Route
@@ -131,7 +131,7 @@ class OpenAIProvider(Provider):
         return parse_completion(body)
 
     def stream_parser(self, ctx: RequestContext, request: ir.ChatRequest) -> ChatStreamParser:
-        return ChatStreamParser()
+        return ChatStreamParser(request.n)
 
     def _headers(self, key: str) -> dict[str, str]:
         # The operator's organization and project go only with the operator's key: with a

@@ -5,8 +5,9 @@ Requests: the IR's system text becomes one system message; tool results become `
 messages right after the assistant turn that called them (images a tool returned cannot go in a
 tool message, so they follow in a user message); thinking is dropped, because OpenAI-compatible
 APIs do not take reasoning back. Answers and streams: ``reasoning_content`` (DeepSeek, vLLM) or
-``reasoning`` (OpenRouter, Groq, Ollama) becomes thinking; a refusal becomes text; only choice 0
-is read, because the IR carries one answer. A ``response_format`` goes as OpenAI's own.
+``reasoning`` (OpenRouter, Groq, Ollama) becomes thinking; a refusal becomes text; with ``n > 1``
+every choice is read (streams: each event carries its choice's index). A ``response_format``
+goes as OpenAI's own. Files: see :func:`_file_part`.
 """
 
 from __future__ import annotations
@@ -155,6 +156,41 @@ def _image_part(image: ir.Image) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+# OpenAI's ``input_audio.format`` for the IR's audio types (it takes these two only).
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
+                  "audio/mpeg": "mp3", "audio/mp3": "mp3"}  # fmt: skip
+
+
+def _file_part(part: ir.File) -> dict[str, Any]:
+    """A file in Chat Completions' own forms: text documents as text (with their title and
+    context), PDFs as ``file`` parts (``file_data`` a data URL, as OpenAI's examples send it),
+    OpenAI's own file ids as they are, wav/mp3 audio as ``input_audio``. Anything else (video,
+    other audio, files by URL, other providers' file ids) has no form here: the route is
+    skipped."""
+    if part.file_id:
+        if part.file_owner != "openai":
+            raise part.cannot_serve("cannot be read by this OpenAI-compatible model.")
+        spec = {"file_id": part.file_id} | ({"filename": part.name} if part.name else {})
+        return {"type": "file", "file": spec}
+    text = part.decoded_text()
+    if text is not None:
+        heading = "\n".join(s for s in (part.name, part.context) if s)
+        return {"type": "text", "text": f"{heading}\n\n{text}" if heading else text}
+    if part.url:
+        raise part.cannot_serve(
+            f"at {part.url!r} cannot be sent: Chat Completions takes files as data, not by URL."
+        )
+    if part.media_type == "application/pdf":
+        url = f"data:application/pdf;base64,{part.data}"
+        return {"type": "file", "file": {"filename": part.name or "document.pdf", "file_data": url}}
+    audio = _AUDIO_FORMATS.get(part.media_type)
+    if audio is not None:
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": audio}}
+    raise part.cannot_serve(
+        "cannot be sent to this OpenAI-compatible model (it takes PDF, text, and wav or mp3 audio)."
+    )
+
+
 def _user_messages(parts: list[ir.Part]) -> list[dict[str, Any]]:
     """Tool messages first (OpenAI wants them right after the assistant's ``tool_calls``), then
     one user message with the images the tools returned and the turn's own content."""
@@ -173,6 +209,8 @@ def _user_messages(parts: list[ir.Part]) -> list[dict[str, Any]]:
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, ir.Image):
             content.append(_image_part(part))
+        elif isinstance(part, ir.File):
+            content.append(_file_part(part))
         # Tool calls and thinking never stand in a user turn.
     content = tool_images + content
     if content:
@@ -331,24 +369,18 @@ def parse_completion(body: bytes) -> ir.ChatResponse:
         raise UpstreamFailure(
             error_text(doc.error), status=502, retryable=True, upstream_status=200
         )
-    choice = next((c for c in doc.choices or () if c.index == 0), None)
-    parts: list[ir.Part] = []
-    reason: str | None = None
-    stop_sequence: str | None = None
-    if choice is not None:
-        reason = choice.finish_reason
-        if isinstance(choice.stop_reason, str):
-            stop_sequence = choice.stop_reason
-        if choice.message is not None:
-            parts = _answer_parts(choice.message)
+    choices = [_choice(c) for c in sorted(doc.choices or (), key=lambda c: c.index)]
+    usage = doc.usage.normalize() if doc.usage is not None else None
+    return ir.ChatResponse.of_choices(doc.id, doc.model, choices, usage)  # n > 1: all of them
+
+
+def _choice(choice: _Choice) -> ir.Choice:
+    parts = _answer_parts(choice.message) if choice.message is not None else []
     called = any(isinstance(part, ir.ToolCall) for part in parts)
-    return ir.ChatResponse(
-        id=doc.id,
-        model=doc.model,
+    return ir.Choice(
         parts=parts,
-        finish_reason=finish_reason(reason, called),
-        stop_sequence=stop_sequence,
-        usage=doc.usage.normalize() if doc.usage is not None else None,
+        finish_reason=finish_reason(choice.finish_reason, called),
+        stop_sequence=choice.stop_reason if isinstance(choice.stop_reason, str) else None,
     )
 
 
@@ -406,21 +438,39 @@ class _Chunk(msgspec.Struct):
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 
-class ChatStreamParser:
-    """A Chat Completions stream as IR events. Tolerates what compatible servers do: no
-    ``[DONE]``, CRLF line ends, padding fields (``obfuscation``), usage on the last choice chunk
-    or in Groq's ``x_groq``, tool calls without ``index`` or repeating their ``id`` in every
-    fragment, and a finish reason that comes only as ``[DONE]``."""
+class _ChoiceState:
+    """What the parser keeps per choice: its tool calls and whether it has finished."""
 
-    __slots__ = ("calls", "count", "decoder", "finished", "last_call", "started")
+    __slots__ = ("calls", "count", "finished", "last_call")
 
     def __init__(self) -> None:
-        self.decoder = sse.SSEDecoder()
-        self.started = False
         self.finished = False
         self.count = 0  # tool calls started
         self.calls: dict[int | None, tuple[int, str]] = {}  # upstream index → (ours, id)
         self.last_call: int | None = None  # ours: fragments without an index go here
+
+
+class ChatStreamParser:
+    """A Chat Completions stream as IR events. Tolerates what compatible servers do: no
+    ``[DONE]``, CRLF line ends, padding fields (``obfuscation``), usage on the last choice chunk
+    or in Groq's ``x_groq``, tool calls without ``index`` or repeating their ``id`` in every
+    fragment, and a finish reason that comes only as ``[DONE]``. With ``n > 1`` every choice's
+    events carry its index (``choice``)."""
+
+    __slots__ = ("choices", "decoder", "failed", "n", "started")
+
+    def __init__(self, n: int = 1) -> None:
+        self.decoder = sse.SSEDecoder()
+        self.started = False
+        self.failed = False  # an error event: nothing after it is part of the answer
+        self.n = n
+        self.choices: dict[int, _ChoiceState] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.failed or (
+            len(self.choices) >= self.n and all(c.finished for c in self.choices.values())
+        )
 
     def feed(self, chunk: bytes) -> list[ir.Event]:
         events: list[ir.Event] = []
@@ -437,25 +487,28 @@ class ChatStreamParser:
     def _event(self, event: sse.SSEEvent, out: list[ir.Event]) -> None:
         data = event.data
         if data == b"[DONE]":
-            if self.started and not self.finished:  # a server that never said why it stopped
-                self._finish(None, None, out)
+            if self.started and not self.failed:  # a server that never said why it stopped
+                for index in range(self.n):
+                    state = self._state(index)
+                    if not state.finished:
+                        self._finish(state, index, None, None, out)
             return
         try:
             chunk = _decode_chunk(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             if event.event == "error":
-                self.finished = True
+                self.failed = True
                 out.append(ir.StreamError(message=data.decode("utf-8", "replace")))
             return  # keep-alive text and the like: nothing to convert
         if chunk.error is not None:
-            self.finished = True  # nothing after an error is part of the answer, nor [DONE]
+            self.failed = True  # nothing after an error is part of the answer, nor [DONE]
             out.append(ir.StreamError(message=error_text(chunk.error)))
             return
         if not self.started:
             self.started = True
             out.append(ir.StreamStart(id=chunk.id, model=chunk.model))
         for choice in chunk.choices or ():
-            if choice.index == 0:
+            if 0 <= choice.index < self.n:
                 self._choice(choice, out)
         usage = chunk.usage
         if usage is None and chunk.x_groq is not None:
@@ -463,45 +516,65 @@ class ChatStreamParser:
         if usage is not None:
             out.append(ir.UsageUpdate(usage=usage.normalize()))
 
+    def _state(self, index: int) -> _ChoiceState:
+        state = self.choices.get(index)
+        if state is None:
+            state = self.choices[index] = _ChoiceState()
+        return state
+
     def _choice(self, choice: _StreamChoice, out: list[ir.Event]) -> None:
+        index = choice.index
+        state = self._state(index)
+        if state.finished or self.failed:
+            return
         delta = choice.delta
-        if delta is not None and not self.finished:
+        if delta is not None:
             reasoning = delta.reasoning_content
             if not reasoning and isinstance(delta.reasoning, str):
                 reasoning = delta.reasoning
             if reasoning:
-                out.append(ir.ThinkingDelta(text=reasoning))
-            out.extend(ir.TextDelta(text=text) for text in _content_texts(delta.content))
+                out.append(ir.ThinkingDelta(text=reasoning, choice=index))
+            out.extend(
+                ir.TextDelta(text=text, choice=index) for text in _content_texts(delta.content)
+            )
             if delta.refusal:
-                out.append(ir.TextDelta(text=delta.refusal))
+                out.append(ir.TextDelta(text=delta.refusal, choice=index))
             for call in delta.tool_calls or ():
-                self._tool_call(call, out)
-        if choice.finish_reason and not self.finished:
+                self._tool_call(state, index, call, out)
+        if choice.finish_reason:
             stop = choice.stop_reason if isinstance(choice.stop_reason, str) else None
-            self._finish(choice.finish_reason, stop, out)
+            self._finish(state, index, choice.finish_reason, stop, out)
 
-    def _tool_call(self, call: _Call, out: list[ir.Event]) -> None:
-        known = self.calls.get(call.index)
+    def _tool_call(
+        self, state: _ChoiceState, choice: int, call: _Call, out: list[ir.Event]
+    ) -> None:
+        known = state.calls.get(call.index)
         if known is not None and (call.id is None or call.id == known[1]):
             ours = known[0]
-        elif call.id is None and call.index is None and self.last_call is not None:
-            ours = self.last_call  # an index-less fragment continues the latest call
+        elif call.id is None and call.index is None and state.last_call is not None:
+            ours = state.last_call  # an index-less fragment continues the latest call
         else:  # a new call: a new index, or a new id at an index already used
-            ours = self.count
-            self.count += 1
+            ours = state.count
+            state.count += 1
             call_id = call.id or new_call_id()
             name = call.function.name if call.function and call.function.name else ""
-            self.calls[call.index] = (ours, call_id)
-            out.append(ir.ToolCallStart(index=ours, id=call_id, name=name))
-        self.last_call = ours
+            state.calls[call.index] = (ours, call_id)
+            out.append(ir.ToolCallStart(index=ours, id=call_id, name=name, choice=choice))
+        state.last_call = ours
         arguments = call.function.arguments if call.function else None
         if arguments is not None and not isinstance(arguments, str):
             arguments = orjson.dumps(arguments).decode()
         if arguments:
-            out.append(ir.ToolCallDelta(index=ours, arguments=arguments))
+            out.append(ir.ToolCallDelta(index=ours, arguments=arguments, choice=choice))
 
-    def _finish(self, reason: str | None, stop: str | None, out: list[ir.Event]) -> None:
-        self.finished = True
-        out.append(
-            ir.Finish(finish_reason=finish_reason(reason, self.count > 0), stop_sequence=stop)
-        )
+    def _finish(
+        self,
+        state: _ChoiceState,
+        choice: int,
+        reason: str | None,
+        stop: str | None,
+        out: list[ir.Event],
+    ) -> None:
+        state.finished = True
+        reason_ = finish_reason(reason, state.count > 0)
+        out.append(ir.Finish(finish_reason=reason_, stop_sequence=stop, choice=choice))
