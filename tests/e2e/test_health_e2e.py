@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
 
@@ -23,28 +24,14 @@ def router() -> Iterator[RouterServer]:
     fake = FakeOpenAI(api_key=UPSTREAM_KEY)
     fake.script("gpt-x", Behavior(text="Hi"))
     with fake.run_in_thread() as base_url:
-        text = f"""
-[plugins]
-disabled = ["credits", "ratelimit", "dashboard", "stripe", "metrics"]
-[auth]
-keys = ["{ADMIN}"]
-[storage]
-url = "sqlite:///health.db"
-[accounts]
-allow_anonymous_byok = true
-
-[providers.up]
-type = "openai"
-byok = true
-base_url = "{base_url}"
-api_key = "{UPSTREAM_KEY}"
-
-[[models]]
-id = "gpt"
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x"
-"""
+        text = kit.config(
+            admin=ADMIN,
+            disabled=kit.STATEFUL_EXCEPT_ACCOUNTS,
+            storage={"url": "sqlite:///health.db"},
+            accounts={"allow_anonymous_byok": True},
+            providers={"up": kit.provider("openai", base_url, UPSTREAM_KEY, byok=True)},
+            models={"gpt": kit.route("up", "gpt-x")},
+        )
         with RouterServer(text) as server:
             yield server
 

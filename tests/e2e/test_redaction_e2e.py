@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from lmrouter.testing import config as kit
 from lmrouter.testing.server import RouterServer
 
 ADMIN = "sk-admin-redaction-e2e"
@@ -126,59 +127,24 @@ def upstream() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def router(upstream: str) -> Iterator[RouterServer]:
-    text = f"""
-[plugins]
-disabled = ["credits", "ratelimit", "dashboard", "stripe", "metrics"]
-[auth]
-keys = ["{ADMIN}"]
-[storage]
-url = "sqlite:///redaction.db"
-[accounts]
-allow_anonymous_byok = true
-
-[providers.oai]
-type = "openai"
-byok = true
-base_url = "{upstream}/v1"
-api_key = "{UPSTREAM_KEY}"
-
-[providers.oaiconv]
-type = "openai"
-byok = true
-base_url = "{upstream}/v1"
-api_key = "{UPSTREAM_KEY}"
-responses = false
-
-[providers.ant]
-type = "anthropic"
-byok = true
-base_url = "{upstream}"
-api_key = "{UPSTREAM_KEY}"
-
-[[models]]
-id = "via-openai"
-  [[models.routes]]
-  provider = "oai"
-  model = "gpt-x"
-
-[[models]]
-id = "via-openai-converted"
-  [[models.routes]]
-  provider = "oaiconv"
-  model = "gpt-x"
-
-[[models]]
-id = "via-anthropic"
-  [[models.routes]]
-  provider = "ant"
-  model = "claude-x"
-
-[[models]]
-id = "plain-error"
-  [[models.routes]]
-  provider = "oai"
-  model = "plain-error"
-"""
+    byok = {"api_key": UPSTREAM_KEY, "byok": True}
+    text = kit.config(
+        admin=ADMIN,
+        disabled=kit.STATEFUL_EXCEPT_ACCOUNTS,
+        storage={"url": "sqlite:///redaction.db"},
+        accounts={"allow_anonymous_byok": True},
+        providers={
+            "oai": kit.provider("openai", f"{upstream}/v1", **byok),
+            "oaiconv": kit.provider("openai", f"{upstream}/v1", **byok, responses=False),
+            "ant": kit.provider("anthropic", upstream, **byok),
+        },
+        models={
+            "via-openai": kit.route("oai", "gpt-x"),
+            "via-openai-converted": kit.route("oaiconv", "gpt-x"),
+            "via-anthropic": kit.route("ant", "claude-x"),
+            "plain-error": kit.route("oai", "plain-error"),
+        },
+    )
     with RouterServer(text) as server:
         yield server
 

@@ -26,11 +26,23 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ADMIN_KEY", "config", "config_file", "model", "provider", "route", "toml"]
+__all__ = [
+    "ADMIN_KEY",
+    "STATEFUL",
+    "STATEFUL_EXCEPT_ACCOUNTS",
+    "config",
+    "config_file",
+    "model",
+    "provider",
+    "route",
+    "toml",
+]
 
 ADMIN_KEY = "sk-test-admin"
 # The plugins a test of the bare proxy turns off (everything that keeps state or answers pages).
 STATEFUL = ("accounts", "credits", "ratelimit", "dashboard", "stripe", "metrics")
+# The same but accounts: user keys and BYOK without money, limits or pages.
+STATEFUL_EXCEPT_ACCOUNTS = STATEFUL[1:]
 
 
 def provider(
