@@ -196,9 +196,11 @@ class Meter:
 
     def worst_case(self, ctx: RequestContext) -> int:
         """The most this request can cost on any of its routes: the prompt estimate plus every
-        output token it may generate (the output limit sent upstream, times ``n``). Routes the
-        caller pays directly (BYOK) cost the fee."""
-        usage = held_usage(ctx.prompt_chars, ctx.max_output_tokens or self.default_output * ctx.n)
+        output token it may generate (the output limit sent upstream, times ``n``). With ``n >
+        1`` the prompt counts ``n`` times: a provider without choices is sent it once per answer
+        (the Anthropic plugin's fan-out). Routes the caller pays directly (BYOK) cost the fee."""
+        output = ctx.max_output_tokens or self.default_output * ctx.n
+        usage = held_usage(ctx.prompt_chars * ctx.n, output)
         byok = ctx.principal.byok_providers or ()
         worst = 0
         for route in ctx.model.routes:

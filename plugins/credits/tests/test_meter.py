@@ -41,6 +41,25 @@ async def usage_rows(store: Any) -> list[dict[str, Any]]:
     return await ledger.usage_rows(store, ledger.UsageQuery(limit=1000))
 
 
+def test_several_answers_hold_the_prompt_once_per_answer(tmp_path: Path, kit: Any) -> None:
+    """A provider without choices is sent the prompt once per answer (fan-out): held so."""
+
+    async def go() -> None:
+        async with kit.store(tmp_path / "c.db") as store:
+            alice = await kit.user(store, "alice@example.com")
+            await service.grant(store, alice, 1 * USD)
+            meter = kit.meter(store)
+            ctx = kit.ctx(kit.model(), kit.principal(alice), max_output_tokens=10, prompt_chars=400)
+            ctx.n = 3
+            await admitted(meter, ctx)
+            # 3 x 100 prompt tokens at 1e6 pico + 3 x 10 output tokens at 2e6 pico
+            assert ctx.state[HOLD] == 3 * 100 * 10**6 + 3 * 10 * 2 * 10**6
+            meter.end(ctx, kit.outcome(ctx, Usage(prompt_tokens=300, completion_tokens=30)))
+            await meter.writer.flush()
+
+    run(go())
+
+
 def test_hold_is_the_worst_case_and_settles_to_the_real_cost(tmp_path: Path, kit: Any) -> None:
     async def go() -> None:
         async with kit.store(tmp_path / "c.db") as store:
