@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import pytest
 
+from lmrouter.testing import config as builder
 from lmrouter.testing import operator
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 from lmrouter.testing.server import RouterServer
@@ -23,53 +24,39 @@ USAGE = {"prompt_tokens": 1000, "completion_tokens": 50}
 TERMS = "These are the terms.\n\nUse the router kindly."
 
 
-def config(upstream: str, *, terms_version: str = "v1", extra: str = "", credits: str = "") -> str:
-    return f"""
-[auth]
-keys = ["{OPERATOR}"]
-[storage]
-url = "sqlite:///dashboard.db"
-[accounts]
-secret = "a-test-secret-of-enough-length"
-[credits]
-flush_interval = 0.02
-{credits}
-[dashboard]
-signups_per_hour = 0
-support_contact = "help@example.com"
-terms_file = "terms.txt"
-terms_version = "{terms_version}"
-{extra}
-
-[providers.up]
-type = "openai"
-base_url = "{upstream}"
-api_key = "sk-upstream"
-byok = true
-
-[[models]]
-id = "gpt-x"
-max_output_tokens = 100
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-x-up"
-  price = {{ input = 1, output = 2 }}
-
-[[models]]
-id = "gpt-y"
-max_output_tokens = 100
-  [[models.routes]]
-  provider = "up"
-  model = "gpt-y-up"
-  price = {{ input = 1, output = 2 }}
-
-[[models]]
-id = "broken"
-  [[models.routes]]
-  provider = "up"
-  model = "broken-up"
-  price = {{ input = 1, output = 2 }}
-"""
+def config(
+    upstream: str,
+    *,
+    terms_version: str = "v1",
+    dashboard: dict[str, Any] | None = None,
+    credits: dict[str, Any] | None = None,
+    **sections: Any,
+) -> str:
+    """The dashboard tests' router; ``dashboard``/``credits`` add to those tables, and any
+    other keyword is a section of its own (``stripe={...}``, ``server={...}``)."""
+    price, capped = {"input": 1, "output": 2}, {"max_output_tokens": 100}
+    return builder.config(
+        admin=OPERATOR,
+        storage={"url": "sqlite:///dashboard.db"},
+        accounts={"secret": "a-test-secret-of-enough-length"},
+        credits={"flush_interval": 0.02, **(credits or {})},
+        dashboard={
+            "signups_per_hour": 0,
+            "support_contact": "help@example.com",
+            "terms_file": "terms.txt",
+            "terms_version": terms_version,
+            **(dashboard or {}),
+        },
+        providers={"up": builder.provider("openai", upstream, "sk-upstream", byok=True)},
+        models={
+            **{
+                name: builder.model(builder.route("up", f"{name}-up", price=price), **capped)
+                for name in ("gpt-x", "gpt-y")
+            },
+            "broken": builder.route("up", "broken-up", price=price),
+        },
+        **sections,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,10 @@ def router(
     tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, kit
 ) -> Iterator[RouterServer]:
     from_conftest = kit.start.__globals__["config"]  # the shared config, with our own limits
-    text = (
-        from_conftest(fake.base_url, extra="trust_forwarded = true")
-        .replace("signups_per_hour = 0", f"signups_per_hour = {SIGNUPS}")
-        .replace("[storage]", "[server]\nbody_timeout = 1\n[storage]")
+    text = from_conftest(
+        fake.base_url,
+        dashboard={"trust_forwarded": True, "signups_per_hour": SIGNUPS},
+        server={"body_timeout": 1},
     )
     workdir = tmp_path_factory.mktemp("dashboard-abuse")
     (workdir / "terms.txt").write_text(kit.TERMS)

@@ -69,13 +69,12 @@ def shop(
     kit, tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, stripe_fake: FakeStripe
 ) -> Iterator[RouterServer]:
     """The router with the stripe plugin configured against the fake Stripe."""
-    stripe = f"""
-[stripe]
-secret_key = "{STRIPE_KEY}"
-webhook_secret = "{WEBHOOK_SECRET}"
-api_base = "{stripe_fake.base_url}"
-"""
-    server = kit.start(tmp_path_factory.mktemp("journey"), fake.base_url, extra=stripe)
+    stripe = {
+        "secret_key": STRIPE_KEY,
+        "webhook_secret": WEBHOOK_SECRET,
+        "api_base": stripe_fake.base_url,
+    }
+    server = kit.start(tmp_path_factory.mktemp("journey"), fake.base_url, stripe=stripe)
     stripe_fake.webhook_url = f"{server.url}/v1/billing/stripe/webhook"
     try:
         yield server
@@ -354,7 +353,7 @@ def no_stripe(
 ) -> Iterator[RouterServer]:
     """A router where buying is off and each new account gets a sign-up grant."""
     server = kit.start(
-        tmp_path_factory.mktemp("no-stripe"), fake.base_url, credits="signup_grant_usd = 2.5"
+        tmp_path_factory.mktemp("no-stripe"), fake.base_url, credits={"signup_grant_usd": 2.5}
     )
     try:
         yield server

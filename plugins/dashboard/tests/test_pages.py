@@ -405,8 +405,8 @@ def test_a_new_terms_version_asks_signed_in_users_to_accept_it(
     finally:
         first.stop()
     # the operator publishes version 2, now runs behind a TLS proxy, and closes sign-up
-    extra = "trust_forwarded = true\nallow_signup = false"
-    second = kit.start(workdir, fake.base_url, terms_version="v2", extra=extra)
+    extra = {"trust_forwarded": True, "allow_signup": False}
+    second = kit.start(workdir, fake.base_url, terms_version="v2", dashboard=extra)
     try:
         user = kit.client(second)
         user.http.cookies.set("lmr_session", cookie, path="/dashboard")  # still signed in
