@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lmrouter import stores
 from lmrouter.gateway import load
+from lmrouter.testing import config as kit
 from lmrouter.testing.server import RouterServer
 from lmrouter_accounts import service as accounts
 from lmrouter_credits import clock
@@ -33,27 +34,12 @@ EMAIL = "heavy@example.com"
 PASSWORD = "a long benchmark password"
 OPERATOR = "sk-bench-operator"
 MODELS = ["openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude", "google/gemini", "groq/llama"]
-CONFIG = f"""
-[server]
-log_requests = false
-[auth]
-keys = ["{OPERATOR}"]
-[storage]
-url = "sqlite:///bench.db"
-[providers.up]
-type = "openai"
-base_url = "http://127.0.0.1:9/v1"
-api_key = "unused"
-""" + "".join(
-    f"""
-[[models]]
-id = "{model}"
-  [[models.routes]]
-  provider = "up"
-  model = "{model}"
-  price = {{ input = 1, output = 2 }}
-"""
-    for model in MODELS
+CONFIG = kit.config(
+    admin=OPERATOR,
+    server={"log_requests": False},
+    storage={"url": "sqlite:///bench.db"},
+    providers={"up": kit.provider("openai", "http://127.0.0.1:9/v1", "unused")},
+    models={m: kit.route("up", m, price={"input": 1, "output": 2}) for m in MODELS},
 )
 
 
