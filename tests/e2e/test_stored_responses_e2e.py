@@ -224,3 +224,37 @@ def test_a_response_made_with_the_users_own_key_is_read_back_with_it(
     assert mine.responses.retrieve(answer.id).id == answer.id
     assert oai.requests[-1].headers["authorization"] == "Bearer sk-daves-own-key"
     assert [i.type for i in mine.responses.input_items.list(answer.id).data] == ["message"]
+
+
+def test_item_references_name_kept_items_of_their_owner_only(
+    site: tuple[Site, RouterServer, str, str],
+    fakes: tuple[FakeOpenAI, FakeAnthropic, str, str],
+) -> None:
+    """On a converted route, an ``item_reference`` to an item of the caller's stored responses
+    or conversations becomes that item; another user's reference names nothing."""
+    _site, router, alice, bob = site
+    ant = fakes[1]
+    mine = client(router, alice)
+    first = mine.responses.create(model="claude", input="My name is Ada.", store=True)
+    asked = mine.responses.input_items.list(first.id).data[0].id
+    said = next(item for item in first.output if item.type == "message").id
+    kept = mine.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "I like tea."}]
+    )
+    liked = mine.conversations.items.list(kept.id).data[0].id
+    references = [{"type": "item_reference", "id": i} for i in (asked, said, liked)]
+    mine.responses.create(
+        model="claude",
+        input=[*references, {"role": "user", "content": "What is my name?"}],  # type: ignore[list-item]
+    )
+    texts = [str(m["content"]) for m in ant.requests[-1].json["messages"]]
+    assert "My name is Ada." in texts[0] and first.output_text in texts[1]
+    assert "I like tea." in texts[2] and "What is my name?" in texts[2]
+
+    other = client(router, bob)
+    with pytest.raises(openai.BadRequestError) as refused:
+        other.responses.create(
+            model="claude",
+            input=[references[0], {"role": "user", "content": "Hi"}],  # type: ignore[list-item]
+        )
+    assert "item_reference" in refused.value.message

@@ -392,9 +392,11 @@ def test_unconvertible_input_names_the_field(doc: dict[str, Any], param: str) ->
     assert refused(R.to_ir, parsed.doc).param == param
 
 
-def test_item_reference_says_stateless() -> None:
+def test_an_item_reference_left_unresolved_says_what_can_be_referenced() -> None:
     parsed = R.parse(body(input=[{"type": "item_reference", "id": "msg_1"}]))
-    assert "stateless" in refused(R.to_ir, parsed.doc).message
+    assert "items of responses and conversations this router keeps" in (
+        refused(R.to_ir, parsed.doc).message
+    )
 
 
 # -- render -----------------------------------------------------------------------------------

@@ -278,7 +278,10 @@ def _item(turns: _Turns, item: Any, path: str) -> None:
 
 def _unsupported_item(kind: Any) -> str:
     if kind == "item_reference":
-        return f"item_reference is not supported: {_STATELESS}"
+        return (
+            "item_reference names an item this route cannot see: only items of responses and "
+            "conversations this router keeps (plugin responses) can be referenced here"
+        )
     return (
         f"Input item type {kind!r} is not supported; use message, function_call, "
         "function_call_output or reasoning items."

@@ -79,6 +79,16 @@ def _as_input(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _is_reference(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "item_reference"
+
+
+def _references(doc: dict[str, Any]) -> bool:
+    """Whether ``input`` names earlier items by id (``item_reference``)."""
+    items = doc.get("input")
+    return isinstance(items, list) and any(_is_reference(item) for item in items)
+
+
 def _hex() -> str:
     return os.urandom(16).hex()
 
@@ -143,7 +153,8 @@ class Keeper:
         ctx.state["responses.keep"] = keep
         doc["store"] = keep  # echoed by converted answers; forwarded to OpenAI routes
         previous = doc.get("previous_response_id")
-        if previous is None and conversation is None and not background:
+        references = self.days > 0 and _references(doc)
+        if previous is None and conversation is None and not background and not references:
             if keep:
                 self.inflight.setdefault(owner_of(ctx.principal), {})[id(ctx)] = ctx
             elif wanted:  # store_days = 0: the provider must not keep it either
@@ -162,11 +173,18 @@ class Keeper:
                 "'previous_response_id' or 'conversation'.",
                 "conversation",
             )
-        return self._prepare(ctx, previous, conversation, background)
+        return self._prepare(ctx, previous, conversation, background, references)
 
     async def _prepare(
-        self, ctx: RequestContext, previous: str | None, conversation: Any, background: bool
+        self,
+        ctx: RequestContext,
+        previous: str | None,
+        conversation: Any,
+        background: bool,
+        references: bool = False,
     ) -> None:
+        if references:
+            await self._resolve(ctx)
         if previous is not None:
             await self._expand(ctx, previous)
         if conversation is not None:
@@ -192,6 +210,43 @@ class Keeper:
         ctx.state["responses.input"] = own
         ctx.doc["input"] = history + own
         del ctx.doc["previous_response_id"]
+
+    async def _resolve(self, ctx: RequestContext) -> None:
+        """``item_reference`` items naming an item this router keeps (of the caller's stored
+        responses or conversations) become that item; the others stay as they are, for an
+        OpenAI route whose upstream keeps them (elsewhere the dialect refuses them)."""
+        owner = owner_of(ctx.principal)
+        await self.caught_up(owner)  # an item answered a moment ago can be referenced at once
+        items = ctx.doc["input"]
+        for i, item in enumerate(items):
+            if _is_reference(item) and isinstance(item.get("id"), str):
+                found = await self._item(owner, item["id"])
+                if found is not None:
+                    items[i] = _as_input(found)
+
+    async def _item(self, owner: str, item_id: str) -> dict[str, Any] | None:
+        """The kept item ``item_id`` of ``owner``'s conversations or stored responses."""
+        now = int(time.time())
+        row = await self.store.fetchone(
+            "SELECT i.item FROM conversation_items i JOIN conversations c "
+            "ON c.id = i.conversation_id WHERE i.id = ? AND c.owner = ? AND c.expires_at > ?",
+            (item_id, owner, now),
+        )
+        if row is not None:
+            return dict(orjson.loads(row[0]))
+        # Ids are random and unique: a text match finds the few rows worth reading.
+        rows = await self.store.fetchall(
+            "SELECT input, response FROM stored_responses WHERE owner = ? AND expires_at > ? "
+            "AND upstream = 0 AND (input LIKE ? OR response LIKE ?)",
+            (owner, now, f'%"{item_id}"%', f'%"{item_id}"%'),
+        )
+        for kept_input, kept_response in rows:
+            candidates = orjson.loads(kept_input or b"[]")
+            candidates += orjson.loads(kept_response or b"{}").get("output") or []
+            for candidate in candidates:
+                if isinstance(candidate, dict) and candidate.get("id") == item_id:
+                    return candidate
+        return None
 
     async def _join(self, ctx: RequestContext, conversation: Any) -> None:
         """A conversation's items become the start of ``input``; the request's own input and
