@@ -20,8 +20,10 @@ from typing import Any
 import openai
 import pytest
 
+from lmrouter.testing import servers
 from lmrouter.testing.fake_openai import FakeOpenAI
 from lmrouter.testing.operator import query
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.testing.server import RouterServer
 
 ADMIN = "sk-admin-accounts-e2e"
@@ -33,7 +35,14 @@ HELLO = [{"role": "user", "content": "Hello!"}]
 KEY_LINE = re.compile(r"sk-lmr-[A-Za-z0-9_-]{32}")
 
 
-def config(upstream: str, *, anonymous: bool = False) -> str:
+SQLITE = "sqlite:///accounts.db"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc, scope="module")  # one router per store
+
+
+def config(upstream: str, *, anonymous: bool = False, store: str = SQLITE) -> str:
     # Credits and rate limits are other plugins' business: off, so that outcomes here are ours.
     return f"""
 [plugins]
@@ -43,7 +52,7 @@ log_level = "debug"
 [auth]
 keys = ["{ADMIN}"]
 [storage]
-url = "sqlite:///accounts.db"
+url = "{store}"
 [accounts]
 secret = "${{LMROUTER_SECRET:-}}"
 allow_anonymous_byok = {"true" if anonymous else "false"}
@@ -99,9 +108,13 @@ class Cli:
         return key_id.group(1), key
 
 
-def on_disk(db: Path) -> bytes:
-    """Every byte SQLite keeps for the database: the file and its WAL."""
-    return b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")))
+def on_disk(db: Path | str) -> bytes:
+    """Every byte the store keeps: SQLite's file and its WAL, or a PostgreSQL database's
+    whole dump (pg_dump, data and schema)."""
+    if isinstance(db, Path):
+        return b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")))
+    dump = [str(servers._pg_bin() / "pg_dump"), "--no-owner", db]
+    return subprocess.run(dump, capture_output=True, check=True, timeout=60).stdout
 
 
 def request_log(router: RouterServer, request_id: str, wait: float = 5.0) -> dict[str, Any]:
@@ -172,9 +185,14 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Path:
+def store(module_postgres_url: str | None) -> str:
+    return module_postgres_url or SQLITE
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, store: str) -> Path:
     path = tmp_path_factory.mktemp("accounts-e2e")
-    (path / "lmrouter.toml").write_text(config(fake.base_url))
+    (path / "lmrouter.toml").write_text(config(fake.base_url, store=store))
     return path
 
 
@@ -184,15 +202,16 @@ def cli(workdir: Path) -> Cli:
 
 
 @pytest.fixture(scope="module")
-def db(workdir: Path) -> Path:
-    return workdir / "accounts.db"
+def db(workdir: Path, store: str) -> Path | str:
+    """What query and on_disk read: the SQLite file, or the PostgreSQL database's URL."""
+    return workdir / "accounts.db" if store == SQLITE else store
 
 
 @pytest.fixture(scope="module")
-def router(workdir: Path, fake: FakeOpenAI, cli: Cli) -> Iterator[RouterServer]:
+def router(workdir: Path, fake: FakeOpenAI, cli: Cli, store: str) -> Iterator[RouterServer]:
     cli.ok("users", "list")  # creates and migrates the database before the server starts
     with RouterServer(
-        config(fake.base_url), workdir=workdir, env={"LMROUTER_SECRET": SECRET}
+        config(fake.base_url, store=store), workdir=workdir, env={"LMROUTER_SECRET": SECRET}
     ) as server:
         yield server
 
@@ -200,7 +219,7 @@ def router(workdir: Path, fake: FakeOpenAI, cli: Cli) -> Iterator[RouterServer]:
 # -- the commands -------------------------------------------------------------------------------
 
 
-def test_users_and_keys_commands(cli: Cli, db: Path) -> None:
+def test_users_and_keys_commands(cli: Cli, db: Path | str) -> None:
     out = cli.ok("users", "add", " Carol@Example.com ", "--password-stdin", stdin="carols pass\n")
     assert "carol@example.com" in out
     duplicate = cli("users", "add", "CAROL@example.com")
@@ -283,16 +302,22 @@ def test_suspend_is_403_and_resume_restores(router: RouterServer, cli: Cli) -> N
 
 
 def test_byok_key_goes_upstream_unbilled_and_is_never_written_in_clear(
-    router: RouterServer, cli: Cli, db: Path, fake: FakeOpenAI
+    router: RouterServer, cli: Cli, db: Path | str, fake: FakeOpenAI
 ) -> None:
     _, key = cli.user_with_key("grace@example.com")
     unknown = cli("byok", "set", "grace@example.com", "openai", "--key-stdin", stdin=OWN_KEY)
     assert unknown.returncode == 1
     assert "unknown provider 'openai'; configured providers: up" in unknown.stderr
     cli.ok("byok", "set", "grace@example.com", "up", "--key-stdin", stdin=OWN_KEY + "\n")
-    # Without the secret the key was stored with, the operator hears it, not the user.
-    no_secret = cli("users", "list", secret=False)
-    assert no_secret.returncode == 1 and "stored BYOK keys need the secret" in no_secret.stderr
+    # Without the secret the key was stored with, the operator hears it, not the user: at the
+    # config check on SQLite (the file is read there), when the server starts on PostgreSQL.
+    if isinstance(db, Path):
+        no_secret = cli("users", "list", secret=False)
+        assert no_secret.returncode == 1 and "stored BYOK keys need the secret" in no_secret.stderr
+    else:
+        without = RouterServer(router.config_path.read_text(), env={"LMROUTER_SECRET": ""})
+        with pytest.raises(RuntimeError, match="stored BYOK keys need the secret"):
+            without.start()
 
     def upstream_saw_own_key() -> bool:
         fake.reset()

@@ -12,7 +12,7 @@ from lmrouter_accounts import schema
 from lmrouter_accounts.auth import Authenticator
 from lmrouter_accounts.config import AccountsConfig
 from lmrouter_accounts.crypto import SecretBox
-from lmrouter_accounts.secret import check_stored_keys, server_secret
+from lmrouter_accounts.secret import check_stored_keys, server_secret, verify_stored_keys
 from lmrouter_accounts.service import byok_allowed
 
 if TYPE_CHECKING:
@@ -75,6 +75,11 @@ class AccountsPlugin:
     async def lmrouter_startup(self, gateway: Gateway) -> None:
         config = gateway.config
         section: AccountsConfig = config.section(SECTION)
+        if gateway.store.multiprocess:  # a server database: the config-time check read none
+            rows = await gateway.store.fetchall(
+                "SELECT user_id, provider, ciphertext FROM byok_keys"
+            )
+            verify_stored_keys(config, rows, "DELETE FROM byok_keys, in the database")
         box = box_for(config)
         if box is None:
             row = await gateway.store.fetchone("SELECT COUNT(*) FROM byok_keys")

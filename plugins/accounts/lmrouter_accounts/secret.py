@@ -15,7 +15,7 @@ import os
 import secrets
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lmrouter import ConfigError
 from lmrouter_accounts.crypto import BoxError, SecretBox
@@ -81,6 +81,12 @@ def check_stored_keys(config: Config) -> None:
             rows = conn.execute("SELECT user_id, provider, ciphertext FROM byok_keys").fetchall()
     except sqlite3.Error:  # no such table yet (a new database): nothing stored
         return
+    verify_stored_keys(config, rows, f"sqlite3 {db} 'DELETE FROM byok_keys'")
+
+
+def verify_stored_keys(config: Config, rows: list[tuple[Any, ...]], delete: str) -> None:
+    """Refuse when ``rows`` (user_id, provider, ciphertext of each stored BYOK key) do not open
+    with the secret in effect; ``delete`` is the command that drops them, for the message."""
     if not rows:
         return
     configured = bool(config.section("accounts").secret)
@@ -89,7 +95,7 @@ def check_stored_keys(config: Config) -> None:
     fix = (
         "Start it with the secret they were stored with (e.g. export LMROUTER_SECRET=… again, "
         "or unset it when they were stored without one). If that secret is lost, the keys are "
-        f"too: delete them (sqlite3 {db} 'DELETE FROM byok_keys') and users store theirs again."
+        f"too: delete them ({delete}) and users store theirs again."
     )
     if not secret:
         raise ConfigError(

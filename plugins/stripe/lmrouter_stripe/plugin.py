@@ -16,7 +16,7 @@ from lmrouter_stripe.events import Processor
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from lmrouter import Gateway
+    from lmrouter import Config, Gateway
 
 log = structlog.get_logger("lmrouter.stripe")
 
@@ -27,14 +27,21 @@ class StripePlugin:
 
     def __init__(self) -> None:
         self.processor: Processor | None = None
+        # Off without accounts and credits: nothing to credit, and no tables either (its
+        # tables refer to theirs; PostgreSQL refuses a reference to a table that is not there).
+        self.needed = True
 
     @hookimpl
     def lmrouter_config_section(self) -> tuple[str, type]:
         return SECTION, StripeConfig
 
     @hookimpl
-    def lmrouter_migrations(self) -> tuple[str, list[str]]:
-        return schema.NAMESPACE, schema.MIGRATIONS
+    def lmrouter_config_loaded(self, config: Config) -> None:
+        self.needed = "credits" in config.sections and "accounts" in config.sections
+
+    @hookimpl
+    def lmrouter_migrations(self) -> tuple[str, list[str]] | None:
+        return (schema.NAMESPACE, schema.MIGRATIONS) if self.needed else None
 
     @hookimpl
     def lmrouter_startup(self, gateway: Gateway) -> None:
