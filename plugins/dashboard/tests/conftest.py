@@ -4,6 +4,7 @@ dashboard plugins on a real SQLite file, a fake OpenAI upstream, and the `lmrout
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ TERMS = "These are the terms.\n\nUse the router kindly."
 def config(
     upstream: str,
     *,
+    store: str = "sqlite:///dashboard.db",
     terms_version: str = "v1",
     dashboard: dict[str, Any] | None = None,
     credits: dict[str, Any] | None = None,
@@ -37,7 +39,7 @@ def config(
     price, capped = {"input": 1, "output": 2}, {"max_output_tokens": 100}
     return builder.config(
         admin=OPERATOR,
-        storage={"url": "sqlite:///dashboard.db"},
+        storage={"url": store},
         accounts={"secret": "a-test-secret-of-enough-length"},
         credits={"flush_interval": 0.02, **(credits or {})},
         dashboard={
@@ -109,7 +111,10 @@ class Kit:
 
     @staticmethod
     def query(router: RouterServer, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        return operator.query(router.workdir / "dashboard.db", sql, params)
+        """Rows of the router's database: its SQLite file, or the server database it names."""
+        url = tomllib.loads(router.config_path.read_text())["storage"]["url"]
+        db = router.workdir / "dashboard.db" if url.startswith("sqlite:") else url
+        return operator.query(db, sql, params)
 
     @staticmethod
     def sdk(router: RouterServer, key: str) -> openai.OpenAI:

@@ -5,6 +5,7 @@ BYOK and the admin pages. (The browser journey is in test_journey.py.)"""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import openai
@@ -12,8 +13,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lmrouter.testing.fake_openai import FakeOpenAI
+from lmrouter.testing.pytest_plugin import parametrize_stores
 from lmrouter.testing.server import RouterServer
 from lmrouter_dashboard.testing import DashboardClient
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc, scope="module")  # the pages on SQLite and on PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def router(
+    kit, tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, module_postgres_url: str | None
+) -> Iterator[RouterServer]:
+    """The shared dashboard router, on each store (the conftest's is on SQLite alone)."""
+    options = {"store": module_postgres_url} if module_postgres_url else {}
+    server = kit.start(tmp_path_factory.mktemp("dashboard"), fake.base_url, **options)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def signed_up(kit, router: RouterServer, email: str):
