@@ -159,7 +159,7 @@ def blocks(listing: str) -> dict[str, list[str]]:
 def test_plugins_show_hook_api_ranges_and_what_provider_types_serve(tmp_path: Path) -> None:
     listing = blocks(run("plugins", "--config", str(write(tmp_path, GOOD))).stdout)
     openai, anthropic = listing["openai"], listing["anthropic"]
-    assert "hook API: >=1.3, <2" in openai
+    assert "hook API: >=1.7, <2" in openai
     served = "anthropic.messages, gemini.batch_embed, gemini.embed, gemini.generate, openai.chat"
     assert f"provider type 'openai': {served}, openai.embeddings, openai.responses" in openai
     # Anthropic converts chat only: no embeddings dialect is claimed.
