@@ -322,8 +322,9 @@ class BatchWriter:
         self._pending: list[Operation] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._flushed = asyncio.Condition()
         self._writing = 0  # batches taken from _pending whose transaction has not ended
+        self._none_writing = asyncio.Event()  # set exactly when _writing is 0
+        self._none_writing.set()
         self.failures = 0
 
     def add(self, operation: Operation) -> None:
@@ -343,10 +344,18 @@ class BatchWriter:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write everything added so far (and wait for it)."""
+        """Write everything added so far, and wait for it: for the batches another flush took
+        a moment before too (the background one), so that a read right after sees them all."""
+        await self._write_pending()
+        while self._writing:  # another flush's batch, still in its transaction
+            await self._none_writing.wait()
+            await self._write_pending()  # added meanwhile, say by an operation of that batch
+
+    async def _write_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             self._writing += 1
+            self._none_writing.clear()
             try:
                 async with self.store.transaction() as tx:
                     for operation in batch:
@@ -369,6 +378,8 @@ class BatchWriter:
                 raise
             finally:
                 self._writing -= 1
+                if not self._writing:
+                    self._none_writing.set()
 
     async def _one_by_one(self, batch: list[Operation]) -> None:
         for index, operation in enumerate(batch):

@@ -140,6 +140,38 @@ def test_batch_writer_is_atomic_isolates_bad_ops_and_flushes_on_stop(tmp_path: P
     assert pending == 0
 
 
+def test_flush_waits_for_the_batch_the_background_flush_is_writing(tmp_path: Path) -> None:
+    """A reader flushes, then reads: what was added before must be there even when the
+    background flush had already taken it and was still in its transaction."""
+
+    async def go() -> None:
+        store = SQLiteStore("sqlite:///x", tmp_path / "x.db")
+        await store.open()
+        await migrate(store, manager(Schema(STEPS)))
+        writer = BatchWriter(store, interval=3600)
+        taken, release = asyncio.Event(), asyncio.Event()
+
+        async def slow(tx: Any) -> None:
+            taken.set()
+            await release.wait()
+            await tx.execute("INSERT INTO notes (text) VALUES ('kept')")
+
+        writer.add(slow)
+        background = asyncio.create_task(writer.flush())  # as the writer's own task would
+        await taken.wait()
+        reader = asyncio.create_task(writer.flush())  # nothing pending, one batch writing
+        for _ in range(20):
+            await asyncio.sleep(0)  # every ready callback runs: the reader must still wait
+        assert not reader.done()
+        release.set()
+        await reader
+        assert await store.fetchall("SELECT text FROM notes") == [("kept",)]
+        await background
+        await store.close()
+
+    run(go())
+
+
 def test_a_transaction_cancelled_while_it_begins_leaves_the_connection_usable(
     tmp_path: Path,
 ) -> None:
