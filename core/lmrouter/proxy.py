@@ -470,7 +470,7 @@ class ProxyEndpoint:
         )
         status: Status = "ok"
         error: RouterError | None = None
-        client_gone = read_all = False
+        client_gone = read_all = delivered = False
         try:
             await send(
                 {
@@ -521,12 +521,16 @@ class ProxyEndpoint:
                     error = RouterError(failure.status, failure.message, code="upstream_error")
             if error is not None:
                 out += relay.error(error)
+            # Every byte of a complete stream, its end marker included, was sent already: a
+            # client that closes as soon as it reads the marker (the SDKs do) has all of it.
+            delivered = status == "ok" and not out
             await send({"type": "http.response.body", "body": out, "more_body": False})
         except (_ClientGone, OSError, RuntimeError):
             # The client went away (granian raises on send; the watcher bounds the reading).
-            client_gone = True
-            if status == "ok":  # the end (at least) did not reach the client
-                status = "client_disconnected"
+            if not delivered:
+                client_gone = True
+                if status == "ok":  # the end (at least) did not reach the client
+                    status = "client_disconnected"
         finally:
             watcher.cancel()
             timer = _timer_of(watcher)
