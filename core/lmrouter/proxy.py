@@ -511,6 +511,9 @@ class ProxyEndpoint:
                     )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if disconnected.is_set():
+                    # Gone after reading the end, and the read cut was of the upstream's EOF:
+                    # served whole, when the relay has nothing left to say.
+                    delivered = relay.complete and not relay.close()
                     raise _ClientGone from None
                 status = "upstream_error"
                 out = relay.close()

@@ -16,7 +16,7 @@ from lmrouter import hookimpl
 from lmrouter.testing.config import ADMIN_KEY, STATEFUL, config, provider, route
 from lmrouter.testing.fake_openai import Behavior, FakeOpenAI
 
-BODY = {"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+HELLO = [{"role": "user", "content": "hi"}]
 
 
 class Outcomes:
@@ -28,7 +28,9 @@ class Outcomes:
         self.statuses.append(outcome.status)
 
 
-async def stream_once(app: Any, *, leave_after_done: bool, drop_last_frame: bool) -> list[bytes]:
+async def stream_once(
+    app: Any, *, leave_after_done: bool, drop_last_frame: bool, model: str = "gpt"
+) -> list[bytes]:
     """One streamed request straight through the ASGI app. The client "leaves" (the server
     reports ``http.disconnect``) once it has read ``[DONE]``; a send that finds it gone raises,
     as granian does."""
@@ -40,7 +42,8 @@ async def stream_once(app: Any, *, leave_after_done: bool, drop_last_frame: bool
         nonlocal requested
         if not requested:
             requested = True
-            return {"type": "http.request", "body": orjson.dumps(BODY), "more_body": False}
+            body = orjson.dumps({"model": model, "stream": True, "messages": HELLO})
+            return {"type": "http.request", "body": body, "more_body": False}
         await (done if leave_after_done else asyncio.Event()).wait()  # or stays to the end
         return {"type": "http.disconnect"}
 
@@ -76,25 +79,34 @@ async def stream_once(app: Any, *, leave_after_done: bool, drop_last_frame: bool
 
 
 def test_a_client_gone_after_reading_the_whole_stream_was_served(lmrouter_app: Any) -> None:
+    """Both ways the end can meet a client gone: the closing frame's send raises, or the
+    router is still reading the upstream's end when it hears of the disconnect and cuts that
+    read (at once here: ``drain_seconds = 0``)."""
     outcomes = Outcomes()
 
     async def scenario() -> list[list[bytes]]:
         fake = FakeOpenAI()
         fake.script("gpt-x", Behavior(text="Hello there", chunk_chars=3))
+        # the end marker, then a pause before the body ends: the client leaves meanwhile
+        fake.script("gpt-slow-end", Behavior(text="Hello there", chunk_chars=3, end_delay=5))
         await fake.start()
         text = config(
             providers={"up": provider("openai", fake.base_url)},
-            models={"gpt": route("up", "gpt-x")},
+            models={"gpt": route("up", "gpt-x"), "slow-end": route("up", "gpt-slow-end")},
             disabled=list(STATEFUL),
+            routing={"drain_seconds": 0},
         )
         try:
             async with lmrouter_app(text, plugins={"outcomes": outcomes}) as router:
                 whole = await stream_once(router.app, leave_after_done=True, drop_last_frame=True)
                 stays = await stream_once(router.app, leave_after_done=False, drop_last_frame=False)
-                return [whole, stays]
+                cut = await stream_once(
+                    router.app, leave_after_done=True, drop_last_frame=True, model="slow-end"
+                )
+                return [whole, stays, cut]
         finally:
             await fake.stop()
 
-    whole, stays = asyncio.run(scenario())
-    assert b"[DONE]" in b"".join(whole) and b"[DONE]" in b"".join(stays)
-    assert outcomes.statuses == ["ok", "ok"]
+    for sent in asyncio.run(scenario()):
+        assert b"[DONE]" in b"".join(sent)
+    assert outcomes.statuses == ["ok", "ok", "ok"]

@@ -214,6 +214,8 @@ class Behavior:
     ``include_usage`` was asked for, and there is no separate ``choices: []`` chunk."""
     omit_done: bool = False
     """End the stream after the last chunk without ``data: [DONE]``."""
+    end_delay: float = 0.0
+    """Seconds between the last event (``[DONE]``) and the end of the body."""
     crlf: bool = False
     """End SSE lines with ``\\r\\n`` instead of ``\\n``."""
     finish_reason: str | None = None
@@ -473,7 +475,13 @@ class FakeOpenAI(FakeServer[Behavior]):
             if position is not None:
                 events, cut = events[:position], True
         return await self._write_stream(
-            request, response, events, model=req.model, delay=delay, cut=cut
+            request,
+            response,
+            events,
+            model=req.model,
+            delay=delay,
+            cut=cut,
+            linger=behavior.end_delay,
         )
 
     async def _responses(

@@ -276,8 +276,10 @@ class FakeServer(abc.ABC, Generic[B]):
         delay: float,
         cut: bool = False,
         tail: bytes = b"",
+        linger: float = 0.0,
     ) -> web.StreamResponse:
-        """Send ``response`` with ``events`` as its body, then ``tail`` right after the last one.
+        """Send ``response`` with ``events`` as its body, then ``tail`` right after the last one;
+        ``linger`` seconds pass before the body ends (the end marker sent, the EOF late).
 
         ``delay <= 0`` writes everything at once: the fastest path, and what a router reading a
         fast upstream sees anyway (several events per read). Otherwise the events go out
@@ -307,6 +309,8 @@ class FakeServer(abc.ABC, Generic[B]):
                     sent += is_content
                 if tail:
                     await response.write(tail)
+            if linger > 0:
+                await asyncio.sleep(linger)
             if cut:
                 close_connection(request)
             return response
