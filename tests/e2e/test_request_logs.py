@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import socket
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +36,16 @@ def request_lines(server: RouterServer) -> list[dict[str, Any]]:
     return lines
 
 
+def logged_by_id(server: RouterServer, last: str, timeout: float = 10) -> dict[str, Any]:
+    """The request lines by request id, once the line of ``last`` is in the log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        by_id = {line["request_id"]: line for line in request_lines(server)}
+        if last in by_id or time.monotonic() > deadline:
+            return by_id
+        time.sleep(0.02)
+
+
 def websocket_upgrade(url: str, path: str) -> bytes:
     """A browser-style upgrade request on a raw socket; returns the status line."""
     parts = urlsplit(url)
@@ -60,7 +71,8 @@ def test_404_405_and_refused_websockets_are_logged() -> None:
         status_line = websocket_upgrade(server.url, "/v1/responses")
         # 426, not a bare refusal: Codex falls back to HTTP at once instead of retrying.
         assert status_line == b"HTTP/1.1 426 Upgrade Required"
-        by_id = {line["request_id"]: line for line in request_lines(server)}
+        # the refusal is logged after it is sent: wait for its line, with a bound
+        by_id = logged_by_id(server, "ws-probe-1")
     assert by_id["probe-404"]["status"] == 404
     assert by_id["probe-404"]["path"] == "/nowhere"
     assert by_id["probe-404"]["method"] == "GET"
