@@ -42,7 +42,7 @@ ADMIN_KEY = "sk-test-admin"
 # The plugins a test of the bare proxy turns off (everything that keeps state or answers pages).
 STATEFUL = ("accounts", "credits", "ratelimit", "dashboard", "stripe", "metrics")
 # The same but accounts: user keys and BYOK without money, limits or pages.
-STATEFUL_EXCEPT_ACCOUNTS = STATEFUL[1:]
+STATEFUL_EXCEPT_ACCOUNTS = tuple(name for name in STATEFUL if name != "accounts")
 
 
 def provider(
